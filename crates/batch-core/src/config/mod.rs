@@ -1,0 +1,360 @@
+//! The files a user writes — `batch.toml`, the accounts (TOML or CSV) and the
+//! workflow — parsed and validated into plain data, plus the small languages inside
+//! them: account lists (`1-3,7`), durations (`500ms`) and templates (`{account.username}`).
+//!
+//! Everything here is pure: it reads files and the environment, and never launches,
+//! prints or spawns anything. Every error names the file, the line where there is one,
+//! and what was expected (see [`ConfigError`]).
+//!
+//! THE TYPES BELOW ARE THE FIXED INTERFACE (used by the runner). Parsing and
+//! validation are implemented in the submodules.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod accounts;
+mod doc;
+mod error;
+mod lists;
+mod project;
+mod settings;
+mod template;
+mod units;
+mod workflow;
+
+pub use accounts::{is_secret_name, load_accounts, load_accounts_with_env};
+pub use error::ConfigError;
+pub use lists::{parse_account_list, parse_step_list, shard};
+pub use project::{Project, load_project, load_project_with_env};
+pub use settings::load_settings;
+pub use template::{EnvLookup, REDACTED, process_env, redact, redact_values};
+pub use units::{parse_duration, parse_launch_interval, parse_size};
+pub use workflow::{KEY_NAMES, check_templates, check_templates_with_env, load_workflow};
+
+/// An account id as written in the accounts file (`id = 3` / a CSV `id` column).
+pub type AccountId = u64;
+
+/// One account: its id and every field the file gave it (id excluded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The account's id.
+    pub id: AccountId,
+    /// Every other field, by name.
+    pub fields: BTreeMap<String, FieldValue>,
+}
+
+/// One account field's value, and whether it is a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FieldValue {
+    /// The value itself (for `{ env = ... }` the variable's value).
+    pub value: String,
+    /// True for fields named `password`, `secret`, `token` (or containing these
+    /// words, case-insensitively) and for every value read from `{ env = ... }`.
+    pub secret: bool,
+}
+
+/// The accounts file, loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accounts {
+    /// Where they came from.
+    pub path: PathBuf,
+    /// In file order; ids are unique.
+    pub accounts: Vec<Account>,
+}
+
+/// A duration as written in config (`500ms`, `2s`, `2.5s`, `1m`).
+pub type Dur = Duration;
+
+/// `--launch-interval DUR|auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchInterval {
+    /// A fixed delay before each browser creation, inside the creation lock.
+    Fixed(Duration),
+    /// Adaptive pacing (reserved: treated as the Phase 1 default until built).
+    Auto,
+}
+
+/// The whole workflow file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workflow {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// `base_url`, possibly overridden by `--base-url` later.
+    pub base_url: String,
+    /// Sorted by id; ids are unique.
+    pub steps: Vec<Step>,
+}
+
+/// One numbered step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Its id.
+    pub id: u32,
+    /// Its name (default `step-<id>`).
+    pub name: String,
+    /// Once per account, whenever the account gets a browser for this step.
+    pub before: Vec<Action>,
+    /// `quantity` times per account.
+    pub actions: Vec<Action>,
+    /// Once per account, after the iterations.
+    pub after: Vec<Action>,
+}
+
+/// An action and the line of the workflow file it was written on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    /// 1-based line in the workflow file.
+    pub line: usize,
+    /// What to do.
+    pub kind: ActionKind,
+}
+
+/// What an action does (see the spec's action table).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionKind {
+    /// Navigate and wait for the load.
+    Goto {
+        /// The URL.
+        url: Template,
+        /// How long the load may take at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    },
+    /// Click the element.
+    Click {
+        /// Which element.
+        selector: Template,
+        /// How long to wait for the element at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    },
+    /// Clear the field and type the text.
+    Fill {
+        /// Which element.
+        selector: Template,
+        /// What to type.
+        text: Template,
+        /// How long to wait for the element at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    },
+    /// Send a key (`Enter`, `Tab`, …), to the element if given, else to the page.
+    Press {
+        /// The key's name, validated against the known key names.
+        key: String,
+        /// Which element, if any.
+        selector: Option<Template>,
+        /// How long to wait for the element at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    },
+    /// Wait until the element is displayed.
+    WaitFor {
+        /// Which element.
+        selector: Template,
+        /// How long at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    },
+    /// Wait until the element's text contains the string.
+    WaitText {
+        /// Which element.
+        selector: Template,
+        /// The substring.
+        contains: Template,
+        /// How long at most.
+        timeout: Option<Duration>,
+    },
+    /// Fail unless the current URL contains the substring.
+    AssertUrl {
+        /// The substring.
+        substr: Template,
+    },
+    /// Record the element's text (or attribute) in the results.
+    Extract {
+        /// Which element.
+        selector: Template,
+        /// Result name (default: the selector text).
+        into: Option<String>,
+        /// Attribute to read instead of the text.
+        attr: Option<String>,
+    },
+    /// Run JavaScript; optionally record its return value.
+    Script {
+        /// The script.
+        js: Template,
+        /// Result name.
+        into: Option<String>,
+    },
+    /// Save a PNG into the run directory.
+    Screenshot {
+        /// File name without `.png`.
+        name: Template,
+    },
+    /// Wait.
+    Sleep {
+        /// How long.
+        duration: Duration,
+    },
+    /// Run a program that drives the same browser.
+    Exec {
+        /// The argv, templated.
+        argv: Vec<Template>,
+        /// How long at most.
+        timeout: Option<Duration>,
+    },
+}
+
+/// A parsed template string: literal text and variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// The source text as written.
+    pub source: String,
+    /// The parts, in order.
+    pub parts: Vec<Part>,
+}
+
+/// A piece of a [`Template`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Literal text (`{{`/`}}` already unescaped).
+    Lit(String),
+    /// `{base_url}`.
+    BaseUrl,
+    /// `{account.FIELD}` (`{account.id}` is the id).
+    Account(String),
+    /// `{iteration}` (1-based; 0 in `before`/`after`).
+    Iteration,
+    /// `{step.id}`.
+    StepId,
+    /// `{env.NAME}` — always treated as a secret.
+    Env(String),
+}
+
+/// What a template is rendered against.
+#[derive(Debug, Clone, Copy)]
+pub struct Vars<'a> {
+    /// The base URL in force.
+    pub base_url: &'a str,
+    /// The account.
+    pub account: &'a Account,
+    /// The iteration (0 outside `actions`).
+    pub iteration: u32,
+    /// The step id.
+    pub step: u32,
+}
+
+/// A rendered template: the real value, and the same with every secret as `***`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// What the browser gets.
+    pub value: String,
+    /// What any output, log, journal or report may show.
+    pub redacted: String,
+}
+
+/// `batch.toml`, loaded with defaults filled in. Paths are absolute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The `batch.toml` path (absolute).
+    pub config_path: PathBuf,
+    /// Its directory (exec programs run here; relative paths are relative to it).
+    pub root: PathBuf,
+    /// `workflow` (default `workflow.toml`).
+    pub workflow: PathBuf,
+    /// `accounts` (default `accounts.toml`; `.csv` means CSV).
+    pub accounts: PathBuf,
+    /// `[browser]`.
+    pub browser: BrowserSettings,
+    /// `[launch]`.
+    pub launch: LaunchSettings,
+    /// `[profiles]`.
+    pub profiles: ProfileSettings,
+    /// `[ports]`.
+    pub ports: PortSettings,
+    /// `[resources]`.
+    pub resources: ResourceSettings,
+    /// `[retry]`.
+    pub retry: RetrySettings,
+    /// `[timeouts]`.
+    pub timeouts: TimeoutSettings,
+}
+
+/// `[browser]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrowserSettings {
+    /// `chromium` (default: search `/usr/lib/chromium/chromium`, `/usr/bin/chromium`, PATH).
+    pub chromium: Option<PathBuf>,
+    /// `chromedriver` (default: search `/usr/bin/chromedriver`, PATH).
+    pub chromedriver: Option<PathBuf>,
+    /// `headed` (default false).
+    pub headed: bool,
+    /// `args`: extra Chromium switches.
+    pub args: Vec<String>,
+    /// `window_size` as `"WxH"` (default 1280x800).
+    pub window_size: (u32, u32),
+}
+
+/// `[launch]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchSettings {
+    /// `lock` (default true).
+    pub lock: bool,
+    /// `interval` (default `2.5s`; `"auto"` allowed).
+    pub interval: LaunchInterval,
+    /// `max_concurrent` (default none: no cap).
+    pub max_concurrent: Option<usize>,
+}
+
+/// `[profiles]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileSettings {
+    /// `root` (default `profiles/` beside batch.toml), absolute.
+    pub root: PathBuf,
+    /// `ephemeral` (default false).
+    pub ephemeral: bool,
+}
+
+/// `[ports]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSettings {
+    /// `range = "20000-40000"` (default none: the kernel chooses).
+    pub range: Option<(u16, u16)>,
+}
+
+/// `[resources]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceSettings {
+    /// `min_available_memory = "1GiB"` / `"512MiB"` in bytes (default 1 GiB):
+    /// below it new browser creations wait.
+    pub min_available_memory: u64,
+    /// `sample_interval` (default `2s`).
+    pub sample_interval: Duration,
+}
+
+/// `[retry]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    /// `retries` (default 2).
+    pub retries: u32,
+    /// `backoff` (default `500ms`): first delay, doubled per attempt.
+    pub backoff: Duration,
+}
+
+/// `[timeouts]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutSettings {
+    /// `action` (default `10s`): default for waiting actions.
+    pub action: Duration,
+    /// `webdriver` (default `30s`): any single WebDriver request.
+    pub webdriver: Duration,
+    /// `launch` (default `30s`): starting one browser.
+    pub launch: Duration,
+}
+
+impl std::fmt::Debug for FieldValue {
+    // Secrets never reach a log, even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.secret {
+            f.write_str("FieldValue(***)")
+        } else {
+            write!(f, "FieldValue({:?})", self.value)
+        }
+    }
+}

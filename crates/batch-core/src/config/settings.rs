@@ -1,0 +1,602 @@
+//! Loading `batch.toml`: the paths of the workflow and accounts files, and the
+//! `[browser]`, `[launch]`, `[profiles]`, `[ports]`, `[resources]`, `[retry]` and
+//! `[timeouts]` sections, each key optional with a default.
+//!
+//! Main items: [`load_settings`] and [`Settings::defaults_for`]. Relative paths are
+//! resolved against the file's directory, so every path in [`Settings`] is absolute.
+//! Command-line overrides (`--headed`, `--retries`, …) are applied by the caller, not
+//! here; nothing here checks that the browser or driver exist (that is `doctor`'s job).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue};
+
+use super::doc::{Doc, entries};
+use super::error::read_text;
+use super::units::{parse_duration, parse_launch_interval, parse_size};
+use super::{
+    BrowserSettings, ConfigError, LaunchInterval, LaunchSettings, PortSettings, ProfileSettings,
+    ResourceSettings, RetrySettings, Settings, TimeoutSettings,
+};
+
+const TOP_KEYS: &[&str] = &[
+    "workflow",
+    "accounts",
+    "browser",
+    "launch",
+    "profiles",
+    "ports",
+    "resources",
+    "retry",
+    "timeouts",
+];
+
+impl Settings {
+    /// The settings of a `batch.toml` at `config_path` that sets nothing: every default,
+    /// with relative paths resolved against its directory. Reads nothing but the
+    /// directory's canonical path.
+    pub fn defaults_for(config_path: &Path) -> Settings {
+        let root = absolute_dir(config_path);
+        let file_name = config_path
+            .file_name()
+            .map_or_else(|| "batch.toml".into(), ToOwned::to_owned);
+        Settings {
+            config_path: root.join(file_name),
+            workflow: root.join("workflow.toml"),
+            accounts: root.join("accounts.toml"),
+            browser: BrowserSettings {
+                chromium: None,
+                chromedriver: None,
+                headed: false,
+                args: Vec::new(),
+                window_size: (1280, 800),
+            },
+            launch: LaunchSettings {
+                lock: true,
+                interval: LaunchInterval::Fixed(Duration::from_millis(2500)),
+                max_concurrent: None,
+            },
+            profiles: ProfileSettings {
+                root: root.join("profiles"),
+                ephemeral: false,
+            },
+            ports: PortSettings { range: None },
+            resources: ResourceSettings {
+                min_available_memory: 1 << 30,
+                sample_interval: Duration::from_secs(2),
+            },
+            retry: RetrySettings {
+                retries: 2,
+                backoff: Duration::from_millis(500),
+            },
+            timeouts: TimeoutSettings {
+                action: Duration::from_secs(10),
+                webdriver: Duration::from_secs(30),
+                launch: Duration::from_secs(30),
+            },
+            root,
+        }
+    }
+}
+
+/// The absolute, canonical (where it exists) directory holding `file`.
+fn absolute_dir(file: &Path) -> PathBuf {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    dir.canonicalize()
+        .or_else(|_| std::path::absolute(dir))
+        .unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// `fn(path) -> Settings`: reads `batch.toml` (which must exist) over the defaults.
+pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
+    let text = read_text(path, "the project file (batch.toml)")?;
+    parse_settings(path, &text)
+}
+
+fn parse_settings(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+    let (doc, root) = Doc::parse(path, text)?;
+    let mut s = Settings::defaults_for(path);
+    let base = s.root.clone();
+    for (key, value) in entries(root.get_ref()) {
+        let name: &str = key.get_ref();
+        let section = || doc.table(value, name, &format!("a [{name}] section"));
+        match name {
+            "workflow" => s.workflow = relative_path(&doc, &base, value, name)?,
+            "accounts" => s.accounts = relative_path(&doc, &base, value, name)?,
+            "browser" => browser(&doc, &base, section()?, &mut s.browser)?,
+            "launch" => launch(&doc, section()?, &mut s.launch)?,
+            "profiles" => profiles(&doc, &base, section()?, &mut s.profiles)?,
+            "ports" => ports(&doc, section()?, &mut s.ports)?,
+            "resources" => resources(&doc, section()?, &mut s.resources)?,
+            "retry" => retry(&doc, section()?, &mut s.retry)?,
+            "timeouts" => timeouts(&doc, section()?, &mut s.timeouts)?,
+            _ => return Err(doc.unknown_key(key, "", TOP_KEYS)),
+        }
+    }
+    Ok(s)
+}
+
+type Key<'t, 'i> = &'t Spanned<DeString<'i>>;
+type Value<'t, 'i> = &'t Spanned<DeValue<'i>>;
+
+/// Calls `f(key name, field "section.key", value)` for each entry of a section,
+/// in file order.
+fn each<'t, 'i>(
+    table: &'t DeTable<'i>,
+    section: &str,
+    mut f: impl FnMut(Key<'t, 'i>, &str, Value<'t, 'i>) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    for (key, value) in entries(table) {
+        f(key, &format!("{section}.{}", key.get_ref()), value)?;
+    }
+    Ok(())
+}
+
+fn browser(
+    doc: &Doc<'_>,
+    base: &Path,
+    t: &DeTable<'_>,
+    b: &mut BrowserSettings,
+) -> Result<(), ConfigError> {
+    const KEYS: &[&str] = &["chromium", "chromedriver", "headed", "args", "window_size"];
+    each(t, "browser", |key, field, v| {
+        match key.get_ref().as_ref() {
+            "chromium" => b.chromium = Some(program_path(doc, base, v, field)?),
+            "chromedriver" => b.chromedriver = Some(program_path(doc, base, v, field)?),
+            "headed" => b.headed = doc.boolean(v, field)?,
+            "args" => {
+                let expected = "an array of strings, like [\"--lang=en\"]";
+                b.args = doc
+                    .array(v, field, expected)?
+                    .iter()
+                    .map(|a| doc.string(a, field, expected).map(str::to_owned))
+                    .collect::<Result<_, _>>()?;
+            }
+            "window_size" => {
+                let expected = "WIDTHxHEIGHT, like \"1280x800\"";
+                let s = doc.string(v, field, expected)?;
+                let size = s.split_once(['x', 'X']).and_then(|(w, h)| {
+                    let w: u32 = w.trim().parse().ok()?;
+                    let h: u32 = h.trim().parse().ok()?;
+                    (w > 0 && h > 0).then_some((w, h))
+                });
+                b.window_size = size.ok_or_else(|| {
+                    doc.err(
+                        v.span(),
+                        field,
+                        format!("{s:?} is not a window size (expected {expected})"),
+                    )
+                })?;
+            }
+            _ => return Err(doc.unknown_key(key, "browser", KEYS)),
+        }
+        Ok(())
+    })
+}
+
+fn launch(doc: &Doc<'_>, t: &DeTable<'_>, l: &mut LaunchSettings) -> Result<(), ConfigError> {
+    const KEYS: &[&str] = &["lock", "interval", "max_concurrent"];
+    each(t, "launch", |key, field, v| {
+        match key.get_ref().as_ref() {
+            "lock" => l.lock = doc.boolean(v, field)?,
+            "interval" => {
+                let s = doc.string(v, field, "a duration like \"2.5s\", or \"auto\"")?;
+                l.interval = parse_launch_interval(s)
+                    .map_err(|m| doc.err(v.span(), field, format!("{s:?}: {m}")))?;
+            }
+            "max_concurrent" => {
+                let n = doc.integer(v, field, 1, i128::from(u32::MAX), "a positive integer")?;
+                l.max_concurrent = Some(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+            _ => return Err(doc.unknown_key(key, "launch", KEYS)),
+        }
+        Ok(())
+    })
+}
+
+fn profiles(
+    doc: &Doc<'_>,
+    base: &Path,
+    t: &DeTable<'_>,
+    p: &mut ProfileSettings,
+) -> Result<(), ConfigError> {
+    const KEYS: &[&str] = &["root", "ephemeral"];
+    each(t, "profiles", |key, field, v| {
+        match key.get_ref().as_ref() {
+            "root" => p.root = relative_path(doc, base, v, field)?,
+            "ephemeral" => p.ephemeral = doc.boolean(v, field)?,
+            _ => return Err(doc.unknown_key(key, "profiles", KEYS)),
+        }
+        Ok(())
+    })
+}
+
+fn ports(doc: &Doc<'_>, t: &DeTable<'_>, p: &mut PortSettings) -> Result<(), ConfigError> {
+    each(t, "ports", |key, field, v| {
+        match key.get_ref().as_ref() {
+            "range" => {
+                let expected = "\"LOW-HIGH\" with 1 <= LOW <= HIGH <= 65535, like \"20000-40000\"";
+                let s = doc.string(v, field, expected)?;
+                let range = s.split_once('-').and_then(|(lo, hi)| {
+                    let lo: u16 = lo.trim().parse().ok()?;
+                    let hi: u16 = hi.trim().parse().ok()?;
+                    (lo >= 1 && lo <= hi).then_some((lo, hi))
+                });
+                p.range = Some(range.ok_or_else(|| {
+                    doc.err(
+                        v.span(),
+                        field,
+                        format!("{s:?} is not a port range (expected {expected})"),
+                    )
+                })?);
+            }
+            _ => return Err(doc.unknown_key(key, "ports", &["range"])),
+        }
+        Ok(())
+    })
+}
+
+fn resources(doc: &Doc<'_>, t: &DeTable<'_>, r: &mut ResourceSettings) -> Result<(), ConfigError> {
+    const KEYS: &[&str] = &["min_available_memory", "sample_interval"];
+    each(t, "resources", |key, field, v| {
+        match key.get_ref().as_ref() {
+            "min_available_memory" => {
+                let expected = "a size like \"1GiB\" or \"512MiB\", or a number of bytes";
+                r.min_available_memory = match v.get_ref() {
+                    DeValue::Integer(_) => {
+                        let n = doc.integer(v, field, 0, i128::from(u64::MAX), expected)?;
+                        u64::try_from(n).expect("range checked")
+                    }
+                    _ => {
+                        let s = doc.string(v, field, expected)?;
+                        parse_size(s)
+                            .map_err(|m| doc.err(v.span(), field, format!("{s:?}: {m}")))?
+                    }
+                };
+            }
+            "sample_interval" => r.sample_interval = positive_duration(doc, v, field)?,
+            _ => return Err(doc.unknown_key(key, "resources", KEYS)),
+        }
+        Ok(())
+    })
+}
+
+fn retry(doc: &Doc<'_>, t: &DeTable<'_>, r: &mut RetrySettings) -> Result<(), ConfigError> {
+    each(t, "retry", |key, field, v| {
+        match key.get_ref().as_ref() {
+            "retries" => {
+                let n = doc.integer(
+                    v,
+                    field,
+                    0,
+                    i128::from(u32::MAX),
+                    "a whole number, 0 or more",
+                )?;
+                r.retries = u32::try_from(n).expect("range checked");
+            }
+            "backoff" => r.backoff = duration(doc, v, field)?,
+            _ => return Err(doc.unknown_key(key, "retry", &["retries", "backoff"])),
+        }
+        Ok(())
+    })
+}
+
+fn timeouts(doc: &Doc<'_>, t: &DeTable<'_>, o: &mut TimeoutSettings) -> Result<(), ConfigError> {
+    each(t, "timeouts", |key, field, v| {
+        let slot = match key.get_ref().as_ref() {
+            "action" => &mut o.action,
+            "webdriver" => &mut o.webdriver,
+            "launch" => &mut o.launch,
+            _ => return Err(doc.unknown_key(key, "timeouts", &["action", "webdriver", "launch"])),
+        };
+        *slot = positive_duration(doc, v, field)?;
+        Ok(())
+    })
+}
+
+fn duration(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<Duration, ConfigError> {
+    let s = doc.string(v, field, "a duration string like \"500ms\" or \"2s\"")?;
+    parse_duration(s).map_err(|m| doc.err(v.span(), field, format!("{s:?}: {m}")))
+}
+
+fn positive_duration(
+    doc: &Doc<'_>,
+    v: Value<'_, '_>,
+    field: &str,
+) -> Result<Duration, ConfigError> {
+    let d = duration(doc, v, field)?;
+    if d.is_zero() {
+        return Err(doc.err(
+            v.span(),
+            field,
+            "a zero duration (expected a positive duration like \"2s\")",
+        ));
+    }
+    Ok(d)
+}
+
+/// A path relative to `base` (the directory of `batch.toml`), made absolute.
+fn relative_path(
+    doc: &Doc<'_>,
+    base: &Path,
+    v: Value<'_, '_>,
+    field: &str,
+) -> Result<PathBuf, ConfigError> {
+    let s = doc.string(v, field, "a path string")?;
+    if s.is_empty() {
+        return Err(doc.err(v.span(), field, "an empty path (expected a path string)"));
+    }
+    Ok(base.join(s))
+}
+
+/// A program: a bare name (`chromium`) is kept for a `PATH` search; anything with a
+/// `/` is a path relative to `base`.
+fn program_path(
+    doc: &Doc<'_>,
+    base: &Path,
+    v: Value<'_, '_>,
+    field: &str,
+) -> Result<PathBuf, ConfigError> {
+    let s = doc.string(v, field, "a program name or path")?;
+    if s.is_empty() {
+        return Err(doc.err(
+            v.span(),
+            field,
+            "an empty path (expected a program name or path)",
+        ));
+    }
+    Ok(if s.contains('/') {
+        base.join(s)
+    } else {
+        PathBuf::from(s)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `text` as `batch.toml` in a fresh temp dir and loads it.
+    fn load(text: &str) -> (tempfile::TempDir, PathBuf, Result<Settings, ConfigError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let path = dir.path().join("batch.toml");
+        std::fs::write(&path, text).unwrap();
+        let settings = load_settings(&path);
+        (dir, root, settings)
+    }
+
+    #[test]
+    fn defaults() {
+        let (_dir, root, got) = load("");
+        let s = got.unwrap();
+        assert_eq!(s, Settings::defaults_for(&root.join("batch.toml")));
+        assert_eq!(s.config_path, root.join("batch.toml"));
+        assert_eq!(s.root, root);
+        assert_eq!(s.workflow, root.join("workflow.toml"));
+        assert_eq!(s.accounts, root.join("accounts.toml"));
+        assert_eq!(s.profiles.root, root.join("profiles"));
+        assert_eq!(s.browser.window_size, (1280, 800));
+        assert!(!s.browser.headed && s.launch.lock && !s.profiles.ephemeral);
+        assert_eq!(
+            s.launch.interval,
+            LaunchInterval::Fixed(Duration::from_millis(2500))
+        );
+        assert_eq!(s.launch.max_concurrent, None);
+        assert_eq!(s.ports.range, None);
+        assert_eq!(s.resources.min_available_memory, 1 << 30);
+        assert_eq!(s.resources.sample_interval, Duration::from_secs(2));
+        assert_eq!(
+            (s.retry.retries, s.retry.backoff),
+            (2, Duration::from_millis(500))
+        );
+        let t = s.timeouts;
+        assert_eq!(
+            (t.action, t.webdriver, t.launch),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+                Duration::from_secs(30)
+            )
+        );
+    }
+
+    #[test]
+    fn relative_config_path_is_made_absolute() {
+        let s = Settings::defaults_for(Path::new("batch.toml"));
+        assert!(s.root.is_absolute() && s.config_path.is_absolute() && s.workflow.is_absolute());
+    }
+
+    #[test]
+    fn overrides() {
+        let (_dir, root, got) = load(
+            r#"
+workflow = "flows/shop.toml"
+accounts = "/etc/batch/accounts.csv"
+
+[browser]
+chromium = "/opt/chrome/chrome"
+chromedriver = "bin/chromedriver"
+headed = true
+args = ["--lang=en", "--mute-audio"]
+window_size = "1920x1080"
+
+[launch]
+lock = false
+interval = "auto"
+max_concurrent = 8
+
+[profiles]
+root = "../profiles"
+ephemeral = true
+
+[ports]
+range = "20000-40000"
+
+[resources]
+min_available_memory = "512MiB"
+sample_interval = "500ms"
+
+[retry]
+retries = 0
+backoff = "0"
+
+[timeouts]
+action = "5s"
+webdriver = "1m"
+launch = "45s"
+"#,
+        );
+        let s = got.unwrap();
+        assert_eq!(s.workflow, root.join("flows/shop.toml"));
+        assert_eq!(s.accounts, PathBuf::from("/etc/batch/accounts.csv"));
+        assert_eq!(
+            s.browser.chromium,
+            Some(PathBuf::from("/opt/chrome/chrome"))
+        );
+        assert_eq!(s.browser.chromedriver, Some(root.join("bin/chromedriver")));
+        assert!(s.browser.headed);
+        assert_eq!(s.browser.args, ["--lang=en", "--mute-audio"]);
+        assert_eq!(s.browser.window_size, (1920, 1080));
+        assert_eq!(
+            s.launch,
+            LaunchSettings {
+                lock: false,
+                interval: LaunchInterval::Auto,
+                max_concurrent: Some(8)
+            }
+        );
+        assert_eq!(
+            s.profiles,
+            ProfileSettings {
+                root: root.join("../profiles"),
+                ephemeral: true
+            }
+        );
+        assert_eq!(s.ports.range, Some((20000, 40000)));
+        assert_eq!(s.resources.min_available_memory, 512 << 20);
+        assert_eq!(s.resources.sample_interval, Duration::from_millis(500));
+        assert_eq!((s.retry.retries, s.retry.backoff), (0, Duration::ZERO));
+        assert_eq!(s.timeouts.webdriver, Duration::from_secs(60));
+
+        let (_dir, _root, got) =
+            load("[browser]\nchromium = \"chromium\"\n[resources]\nmin_available_memory = 1000\n");
+        let s = got.unwrap();
+        assert_eq!(s.browser.chromium, Some(PathBuf::from("chromium")));
+        assert_eq!(s.resources.min_available_memory, 1000);
+    }
+
+    #[test]
+    fn errors() {
+        let check = |text: &str, line: Option<usize>, message: &str| {
+            let (_dir, _root, got) = load(text);
+            let e = got.expect_err(text);
+            let shown = e.to_string();
+            assert!(shown.contains("batch.toml"), "{shown}");
+            assert!(shown.contains(message), "{shown:?}\nlacks {message:?}");
+            assert_eq!(e.line(), line, "{shown}");
+        };
+        check(
+            "workflow = \"w.toml\"\nworkflows = \"x\"\n",
+            Some(2),
+            "batch.toml:2: unknown key \"workflows\" (expected one of: workflow, accounts, browser,",
+        );
+        check(
+            "[browser]\nheadless = true\n",
+            Some(2),
+            "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, args, window_size)",
+        );
+        check("[brwoser]\n", Some(1), "unknown key \"brwoser\"");
+        check(
+            "browser = 1\n",
+            Some(1),
+            "browser: found an integer (expected a [browser] section)",
+        );
+        check(
+            "[browser]\nheaded = \"yes\"\n",
+            Some(2),
+            "browser.headed: found a string (expected true or false)",
+        );
+        check(
+            "[browser]\nwindow_size = \"big\"\n",
+            Some(2),
+            "browser.window_size: \"big\" is not a window size (expected WIDTHxHEIGHT",
+        );
+        check(
+            "[browser]\nargs = [\"a\", 2]\n",
+            Some(2),
+            "browser.args: found an integer (expected an array of strings",
+        );
+        check(
+            "\n[launch]\ninterval = \"2.5\"\n",
+            Some(3),
+            "batch.toml:3: launch.interval: \"2.5\": neither auto nor a duration (expected auto or a number and a unit",
+        );
+        check(
+            "[launch]\nmax_concurrent = 0\n",
+            Some(2),
+            "launch.max_concurrent: 0 is out of range (expected a positive integer)",
+        );
+        check(
+            "[ports]\nrange = \"40000-20000\"\n",
+            Some(2),
+            "ports.range: \"40000-20000\" is not a port range",
+        );
+        check(
+            "[ports]\nrange = \"1-70000\"\n",
+            Some(2),
+            "not a port range",
+        );
+        check(
+            "[resources]\nmin_available_memory = \"1 gig\"\n",
+            Some(2),
+            "resources.min_available_memory: \"1 gig\": unknown unit \" gig\"",
+        );
+        check(
+            "[resources]\nsample_interval = \"0s\"\n",
+            Some(2),
+            "resources.sample_interval: a zero duration",
+        );
+        check(
+            "[retry]\nretries = -1\n",
+            Some(2),
+            "retry.retries: -1 is out of range (expected a whole number, 0 or more)",
+        );
+        check(
+            "[timeouts]\naction = \"10\"\n",
+            Some(2),
+            "timeouts.action: \"10\": no unit (expected",
+        );
+        check(
+            "[timeouts]\nidle = \"10s\"\n",
+            Some(2),
+            "timeouts: unknown key \"idle\" (expected one of: action, webdriver, launch)",
+        );
+        check(
+            "[profiles]\nroot = \"\"\n",
+            Some(2),
+            "profiles.root: an empty path",
+        );
+        check(
+            "workflow = [\n",
+            Some(1),
+            "invalid TOML at column 13: unclosed array",
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("batch.toml");
+        let e = load_settings(&path).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: no such file (expected the project file (batch.toml))",
+                path.display()
+            )
+        );
+    }
+}

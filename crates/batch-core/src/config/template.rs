@@ -1,0 +1,407 @@
+//! Templates (`"{base_url}/item/{iteration}"`): parsing, rendering with secrets
+//! redacted, and [`redact`] for arbitrary text such as a browser's error message.
+//!
+//! Main items: [`Template::parse`], [`Template::render`], [`redact`], and
+//! [`EnvLookup`] / [`process_env`], the one place `{env.NAME}` values are read from.
+//! Whether every variable a workflow uses is available for the accounts that run is
+//! checked by `check_templates` in the workflow module, not here.
+
+use std::fmt;
+
+use super::accounts::is_secret_name;
+use super::{Account, Part, Rendered, Template, Vars};
+
+/// `fn(name) -> Option<value>`: where `{ env = "NAME" }` and `{env.NAME}` are read
+/// from. [`process_env`] in production; a map in tests.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Reads the process environment; a value that is not UTF-8 counts as unset.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// What a secret looks like in redacted text.
+pub const REDACTED: &str = "***";
+
+const VARIABLES_EXPECTED: &str = "{base_url}, {account.FIELD}, {iteration}, {step.id} or {env.NAME}; {{ and }} for literal braces";
+
+impl Template {
+    /// `fn(&str) -> Template`: splits the source into literal text and variables.
+    ///
+    /// Errors name the offending variable (or the position of a stray brace).
+    pub fn parse(s: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find(['{', '}']) {
+            lit.push_str(&rest[..i]);
+            let brace = &rest[i..];
+            let position = s.len() - brace.len();
+            let char_pos = s[..position].chars().count() + 1;
+            if let Some(after) = brace.strip_prefix("{{") {
+                lit.push('{');
+                rest = after;
+            } else if let Some(after) = brace.strip_prefix("}}") {
+                lit.push('}');
+                rest = after;
+            } else if brace.starts_with('}') {
+                return Err(format!(
+                    "lone \"}}\" at character {char_pos} (expected }}}} for a literal brace)"
+                ));
+            } else {
+                let Some(end) = brace.find('}') else {
+                    return Err(format!(
+                        "unclosed \"{{\" at character {char_pos} (expected a variable like \
+                         {{account.username}}, or {{{{ for a literal brace)"
+                    ));
+                };
+                let part = parse_variable(&brace[1..end])?;
+                if !lit.is_empty() {
+                    parts.push(Part::Lit(std::mem::take(&mut lit)));
+                }
+                parts.push(part);
+                rest = &brace[end + 1..];
+            }
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(Template {
+            source: s.to_owned(),
+            parts,
+        })
+    }
+
+    /// `fn(&Vars) -> Rendered`: the text with every variable filled in, and the same
+    /// with each secret part (a secret account field, any `{env.NAME}`) as `***`.
+    ///
+    /// `{env.NAME}` is read from the process environment; see [`Template::render_with_env`].
+    pub fn render(&self, vars: &Vars<'_>) -> Result<Rendered, String> {
+        self.render_with_env(vars, &process_env)
+    }
+
+    /// [`Template::render`], reading `{env.NAME}` through `env`.
+    pub fn render_with_env(&self, vars: &Vars<'_>, env: EnvLookup<'_>) -> Result<Rendered, String> {
+        let mut value = String::new();
+        let mut redacted = String::new();
+        for part in &self.parts {
+            let (text, secret) = match part {
+                Part::Lit(s) => (s.clone(), false),
+                Part::BaseUrl => (vars.base_url.to_owned(), false),
+                Part::Iteration => (vars.iteration.to_string(), false),
+                Part::StepId => (vars.step.to_string(), false),
+                Part::Account(field) if field == "id" => (vars.account.id.to_string(), false),
+                Part::Account(field) => match vars.account.fields.get(field) {
+                    Some(v) => (v.value.clone(), v.secret),
+                    None => {
+                        return Err(format!(
+                            "{{account.{field}}}: account {} has no field {field:?} (expected \
+                             the field in the accounts file)",
+                            vars.account.id
+                        ));
+                    }
+                },
+                Part::Env(name) => match env(name) {
+                    Some(v) => (v, true),
+                    None => {
+                        return Err(format!(
+                            "{{env.{name}}}: environment variable {name} is not set (expected \
+                             it set)"
+                        ));
+                    }
+                },
+            };
+            value.push_str(&text);
+            redacted.push_str(if secret { REDACTED } else { &text });
+        }
+        Ok(Rendered { value, redacted })
+    }
+
+    /// True if rendering for `account` puts no secret into the text: no `{env.NAME}`
+    /// and no secret field of that account (a field the account lacks counts as
+    /// secret when its name says so).
+    pub fn is_secret_free(&self, account: &Account) -> bool {
+        self.parts.iter().all(|part| match part {
+            Part::Env(_) => false,
+            Part::Account(field) if field == "id" => true,
+            Part::Account(field) => match account.fields.get(field) {
+                Some(v) => !v.secret,
+                None => !is_secret_name(field),
+            },
+            _ => true,
+        })
+    }
+
+    /// The variables (every part but literal text), in order.
+    pub fn variables(&self) -> impl Iterator<Item = &Part> {
+        self.parts.iter().filter(|p| !matches!(p, Part::Lit(_)))
+    }
+}
+
+impl fmt::Display for Template {
+    /// The source as written (variables unexpanded, so no secret can show).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl fmt::Display for Part {
+    /// The variable as written in a template (`{account.username}`), or the literal text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Part::Lit(s) => f.write_str(s),
+            Part::BaseUrl => f.write_str("{base_url}"),
+            Part::Account(field) => write!(f, "{{account.{field}}}"),
+            Part::Iteration => f.write_str("{iteration}"),
+            Part::StepId => f.write_str("{step.id}"),
+            Part::Env(name) => write!(f, "{{env.{name}}}"),
+        }
+    }
+}
+
+fn parse_variable(name: &str) -> Result<Part, String> {
+    let unknown = || format!("unknown variable {{{name}}} (expected {VARIABLES_EXPECTED})");
+    match name {
+        "base_url" => Ok(Part::BaseUrl),
+        "iteration" => Ok(Part::Iteration),
+        "step.id" => Ok(Part::StepId),
+        _ => {
+            if let Some(field) = name.strip_prefix("account.") {
+                let ok = !field.is_empty()
+                    && field
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+                if ok {
+                    Ok(Part::Account(field.to_owned()))
+                } else {
+                    Err(format!(
+                        "bad field name in {{{name}}} (expected {{account.FIELD}} with FIELD \
+                         made of letters, digits, _ and -)"
+                    ))
+                }
+            } else if let Some(var) = name.strip_prefix("env.") {
+                let ok = var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if ok {
+                    Ok(Part::Env(var.to_owned()))
+                } else {
+                    Err(format!(
+                        "bad variable name in {{{name}}} (expected {{env.NAME}} with NAME made \
+                         of ASCII letters, digits and _)"
+                    ))
+                }
+            } else {
+                Err(unknown())
+            }
+        }
+    }
+}
+
+/// `fn(text, account) -> text`: every occurrence of each non-empty secret field value
+/// of `account` replaced by `***` — also in its URL-encoded and JSON-escaped forms,
+/// as a browser may report a URL or a script it was given.
+pub fn redact(text: &str, account: &Account) -> String {
+    let secrets: Vec<&str> = account
+        .fields
+        .values()
+        .filter(|v| v.secret)
+        .map(|v| v.value.as_str())
+        .collect();
+    redact_values(text, &secrets)
+}
+
+/// [`redact`] for an explicit list of secret values (for example `{env.NAME}` values
+/// a step used).
+pub fn redact_values(text: &str, secrets: &[&str]) -> String {
+    let mut forms: Vec<String> = Vec::new();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        forms.push((*secret).to_owned());
+        let encoded = percent_encode(secret);
+        forms.push(encoded.to_ascii_lowercase());
+        forms.push(encoded.replace("%20", "+"));
+        forms.push(encoded);
+        if let Ok(json) = serde_json::to_string(secret) {
+            forms.push(json[1..json.len() - 1].to_owned());
+        }
+    }
+    // Longest first, so a secret containing another is replaced whole.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    let mut out = text.to_owned();
+    for form in &forms {
+        if out.contains(form.as_str()) {
+            out = out.replace(form.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use super::*;
+    use crate::config::FieldValue;
+
+    fn account() -> Account {
+        let field = |value: &str, secret: bool| FieldValue {
+            value: value.to_owned(),
+            secret,
+        };
+        Account {
+            id: 7,
+            fields: BTreeMap::from([
+                ("username".to_owned(), field("user-7", false)),
+                ("password".to_owned(), field("p@ss word/7", true)),
+                ("api_token".to_owned(), field("tok", true)),
+            ]),
+        }
+    }
+
+    fn check_parse(input: &str, expected: Result<Vec<Part>, &str>) {
+        let got = Template::parse(input);
+        match (&got, &expected) {
+            (Ok(t), Ok(parts)) => {
+                assert_eq!(&t.parts, parts, "input {input:?}");
+                assert_eq!(t.to_string(), input);
+            }
+            (Err(g), Err(e)) => assert!(g.contains(e), "input {input:?}: {g:?} lacks {e:?}"),
+            _ => panic!("input {input:?}: got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn parsing() {
+        let lit = |s: &str| Part::Lit(s.to_owned());
+        let acc = |s: &str| Part::Account(s.to_owned());
+        check_parse("", Ok(vec![]));
+        check_parse("plain", Ok(vec![lit("plain")]));
+        check_parse(
+            "{base_url}/item/{iteration}",
+            Ok(vec![Part::BaseUrl, lit("/item/"), Part::Iteration]),
+        );
+        check_parse(
+            "{account.username}:{account.id}@{step.id}",
+            Ok(vec![
+                acc("username"),
+                lit(":"),
+                acc("id"),
+                lit("@"),
+                Part::StepId,
+            ]),
+        );
+        check_parse("{env.API_KEY}", Ok(vec![Part::Env("API_KEY".to_owned())]));
+        check_parse("{{x}} {{", Ok(vec![lit("{x} {")]));
+        check_parse(
+            "if (a) {{ return {iteration}; }}",
+            Ok(vec![lit("if (a) { return "), Part::Iteration, lit("; }")]),
+        );
+        check_parse("{foo}", Err("unknown variable {foo} (expected {base_url}"));
+        check_parse("a {account} b", Err("unknown variable {account}"));
+        check_parse("{ base_url }", Err("unknown variable { base_url }"));
+        check_parse("{account.}", Err("bad field name in {account.}"));
+        check_parse("{env.1X}", Err("bad variable name in {env.1X}"));
+        check_parse("abc {base_url", Err("unclosed \"{\" at character 5"));
+        check_parse("a } b", Err("lone \"}\" at character 3"));
+        check_parse("{iteration}}", Err("lone \"}\" at character 12"));
+    }
+
+    fn check_render(input: &str, expected: Result<(&str, &str), &str>) {
+        let account = account();
+        let vars = Vars {
+            base_url: "http://h",
+            account: &account,
+            iteration: 3,
+            step: 2,
+        };
+        let env_map = HashMap::from([("API_KEY", "k-123")]);
+        let env = |name: &str| env_map.get(name).map(|v| (*v).to_owned());
+        let got = Template::parse(input).unwrap().render_with_env(&vars, &env);
+        match (&got, &expected) {
+            (Ok(r), Ok((value, redacted))) => {
+                assert_eq!((r.value.as_str(), r.redacted.as_str()), (*value, *redacted));
+            }
+            (Err(g), Err(e)) => assert!(g.contains(e), "input {input:?}: {g:?} lacks {e:?}"),
+            _ => panic!("input {input:?}: got {got:?}, expected {expected:?}"),
+        }
+        if let Err(message) = &got {
+            for secret in ["p@ss word/7", "tok", "k-123"] {
+                assert!(!message.contains(secret), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn rendering() {
+        check_render(
+            "{base_url}/item/{iteration}?s={step.id}",
+            Ok(("http://h/item/3?s=2", "http://h/item/3?s=2")),
+        );
+        check_render(
+            "{account.username}/{account.id}",
+            Ok(("user-7/7", "user-7/7")),
+        );
+        check_render(
+            "{base_url}/login?u={account.username}&p={account.password}",
+            Ok((
+                "http://h/login?u=user-7&p=p@ss word/7",
+                "http://h/login?u=user-7&p=***",
+            )),
+        );
+        check_render("key={env.API_KEY}", Ok(("key=k-123", "key=***")));
+        check_render("{{{account.api_token}}}", Ok(("{tok}", "{***}")));
+        check_render("{account.email}", Err("account 7 has no field \"email\""));
+        check_render("{env.NOT_SET_ANYWHERE}", Err("NOT_SET_ANYWHERE is not set"));
+    }
+
+    #[test]
+    fn secret_free() {
+        let account = account();
+        let check = |input: &str, expected: bool| {
+            let t = Template::parse(input).unwrap();
+            assert_eq!(t.is_secret_free(&account), expected, "input {input:?}");
+        };
+        check(
+            "{account.username} {account.id} {iteration} {base_url}",
+            true,
+        );
+        check("{account.password}", false);
+        check("{account.api_token}", false);
+        check("{env.HOME}", false);
+        check("{account.missing}", true);
+        check("{account.missing_secret}", false);
+    }
+
+    #[test]
+    fn redacting() {
+        let account = account();
+        let check = |input: &str, expected: &str| {
+            assert_eq!(redact(input, &account), expected, "input {input:?}");
+        };
+        check("no secrets here, user-7", "no secrets here, user-7");
+        check("bad password p@ss word/7!", "bad password ***!");
+        check("url: /login?p=p%40ss%20word%2F7", "url: /login?p=***");
+        check("form: p%40ss+word%2F7", "form: ***");
+        check("lower: p%40ss%20word%2f7", "lower: ***");
+        // Every occurrence, even inside a word: a secret never shows.
+        check("tokens: tok tok", "***ens: *** ***");
+        assert_eq!(
+            redact_values("a\"b in json: a\\\"b", &["a\"b"]),
+            "*** in json: ***"
+        );
+        assert_eq!(redact_values("nothing", &[""]), "nothing");
+    }
+}

@@ -1,0 +1,1148 @@
+//! Loading the workflow file (`base_url` and `[[steps]]` of actions) and checking its
+//! templates against the accounts that will run.
+//!
+//! Main items: [`load_workflow`] reads and validates the file on its own (action
+//! names, keys, types, durations, template syntax, step ids), recording each
+//! action's line; [`check_templates`] then checks what depends on the run: that every
+//! `{account.FIELD}` exists on every running account, every `{env.NAME}` is set, and
+//! no secret reaches an `exec` argv. Nothing here executes an action.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::accounts::is_secret_name;
+use super::doc::{Doc, entries};
+use super::error::read_text;
+use super::template::{EnvLookup, process_env};
+use super::units::parse_duration;
+use super::{Account, Action, ActionKind, ConfigError, Part, Step, Template, Workflow};
+
+/// Every action, in the order of the spec's table.
+const ACTIONS: &[&str] = &[
+    "goto",
+    "click",
+    "fill",
+    "press",
+    "wait_for",
+    "wait_text",
+    "assert_url",
+    "extract",
+    "script",
+    "screenshot",
+    "sleep",
+    "exec",
+];
+
+/// The keys `press` accepts besides single characters.
+pub const KEY_NAMES: &[&str] = &[
+    "Enter",
+    "Tab",
+    "Escape",
+    "Backspace",
+    "Delete",
+    "Space",
+    "ArrowUp",
+    "ArrowDown",
+    "ArrowLeft",
+    "ArrowRight",
+    "Home",
+    "End",
+    "PageUp",
+    "PageDown",
+];
+
+/// The extra keys an action accepts.
+fn extra_keys(action: &str) -> &'static [&'static str] {
+    match action {
+        "goto" | "click" | "wait_for" | "exec" => &["timeout"],
+        "fill" => &["text", "timeout"],
+        "press" => &["selector", "timeout"],
+        "wait_text" => &["contains", "timeout"],
+        "extract" => &["into", "attr"],
+        "script" => &["into"],
+        _ => &[],
+    }
+}
+
+const STEP_KEYS: &[&str] = &["id", "name", "before", "actions", "after"];
+
+/// `fn(path) -> Workflow`: reads and validates the workflow file; steps sorted by id.
+pub fn load_workflow(path: &Path) -> Result<Workflow, ConfigError> {
+    let text = read_text(path, "the workflow file (base_url and [[steps]])")?;
+    parse_workflow(path, &text)
+}
+
+fn parse_workflow(path: &Path, text: &str) -> Result<Workflow, ConfigError> {
+    let (doc, root) = Doc::parse(path, text)?;
+    let mut base_url = String::new();
+    let mut steps_value = None;
+    for (key, value) in entries(root.get_ref()) {
+        match key.get_ref().as_ref() {
+            "base_url" => base_url = doc.string(value, "base_url", "a URL string")?.to_owned(),
+            "steps" => steps_value = Some(value),
+            _ => return Err(doc.unknown_key(key, "", &["base_url", "steps"])),
+        }
+    }
+    let no_steps = "no steps (expected [[steps]] tables, each with an id and actions)";
+    let Some(steps_value) = steps_value else {
+        return Err(ConfigError::invalid(path, None, "", no_steps));
+    };
+    let items = doc.array(steps_value, "steps", "[[steps]] tables")?;
+    if items.is_empty() {
+        return Err(doc.err(steps_value.span(), "steps", no_steps));
+    }
+    let mut seen: HashMap<u32, usize> = HashMap::new();
+    let mut steps = Vec::with_capacity(items.len());
+    for item in items {
+        let step = parse_step(&doc, item)?;
+        let line = doc.line_of(item.span());
+        if let Some(first) = seen.insert(step.id, line) {
+            return Err(doc.err(
+                item.span(),
+                "id",
+                format!(
+                    "step id {} is used twice, first at line {first} (expected unique step ids)",
+                    step.id
+                ),
+            ));
+        }
+        steps.push(step);
+    }
+    steps.sort_by_key(|s| s.id);
+    Ok(Workflow {
+        path: path.to_path_buf(),
+        base_url,
+        steps,
+    })
+}
+
+fn parse_step(doc: &Doc<'_>, item: &Spanned<DeValue<'_>>) -> Result<Step, ConfigError> {
+    let table = doc.table(item, "steps", "[[steps]] tables")?;
+    let Some(id_value) = table.get("id") else {
+        return Err(doc.err(
+            item.span(),
+            "",
+            "step without an id (expected id = a positive integer)",
+        ));
+    };
+    let id = doc.integer(
+        id_value,
+        "id",
+        1,
+        i128::from(u32::MAX),
+        "a positive integer",
+    )?;
+    let id = u32::try_from(id).expect("range checked");
+    let mut step = Step {
+        id,
+        name: format!("step-{id}"),
+        before: Vec::new(),
+        actions: Vec::new(),
+        after: Vec::new(),
+    };
+    let mut has_actions = false;
+    for (key, value) in entries(table) {
+        let list = match key.get_ref().as_ref() {
+            "id" => continue,
+            "name" => {
+                step.name = doc.string(value, "name", "a string")?.to_owned();
+                continue;
+            }
+            "before" => &mut step.before,
+            "actions" => {
+                has_actions = true;
+                &mut step.actions
+            }
+            "after" => &mut step.after,
+            _ => return Err(doc.unknown_key(key, &format!("step {id}"), STEP_KEYS)),
+        };
+        let field = format!("step {id}, {}", key.get_ref());
+        let expected = "an array of actions like [{ click = \"#submit\" }]";
+        for action in doc.array(value, &field, expected)? {
+            list.push(parse_action(doc, action)?);
+        }
+        if key.get_ref() == "actions" && list.is_empty() {
+            return Err(doc.err(
+                value.span(),
+                field,
+                "no actions (expected at least one action; use before/after for one-off work)",
+            ));
+        }
+    }
+    if !has_actions {
+        return Err(doc.err(
+            item.span(),
+            format!("step {id}"),
+            "no actions (expected actions = [ ... ] with at least one action)",
+        ));
+    }
+    Ok(step)
+}
+
+fn parse_action(doc: &Doc<'_>, value: &Spanned<DeValue<'_>>) -> Result<Action, ConfigError> {
+    let one_of = format!("one of: {}", ACTIONS.join(", "));
+    let table = doc.table(
+        value,
+        "",
+        &format!("an action like {{ click = \"#submit\" }}, with the action {one_of}"),
+    )?;
+    let all = entries(table);
+    let actions: Vec<_> = all
+        .iter()
+        .filter(|(k, _)| ACTIONS.contains(&k.get_ref().as_ref()))
+        .collect();
+    let (name_key, main) = match actions.as_slice() {
+        [one] => *one,
+        [] => {
+            let is_extra = |k: &str| ACTIONS.iter().any(|a| extra_keys(a).contains(&k));
+            return Err(match all.iter().find(|(k, _)| !is_extra(k.get_ref())) {
+                Some((k, _)) => doc.err(
+                    k.span(),
+                    "",
+                    format!(
+                        "unknown action {:?} (expected {one_of})",
+                        k.get_ref().as_ref()
+                    ),
+                ),
+                None => doc.err(
+                    value.span(),
+                    "",
+                    format!("no action in this table (expected {one_of})"),
+                ),
+            });
+        }
+        [first, second, ..] => {
+            return Err(doc.err(
+                second.0.span(),
+                "",
+                format!(
+                    "two actions in one table, {} and {} (expected one action per table)",
+                    first.0.get_ref(),
+                    second.0.get_ref()
+                ),
+            ));
+        }
+    };
+    let name: &str = name_key.get_ref();
+    let allowed = extra_keys(name);
+    for (key, _) in &all {
+        if key.get_ref() != name && !allowed.contains(&key.get_ref().as_ref()) {
+            return Err(doc.unknown_key(key, name, allowed));
+        }
+    }
+    let a = ActionReader { doc, table, name };
+    let kind = match name {
+        "goto" => ActionKind::Goto {
+            url: a.template(main, name)?,
+            timeout: a.timeout()?,
+        },
+        "click" => ActionKind::Click {
+            selector: a.template(main, name)?,
+            timeout: a.timeout()?,
+        },
+        "fill" => ActionKind::Fill {
+            selector: a.template(main, name)?,
+            text: a.required_template(value, "text")?,
+            timeout: a.timeout()?,
+        },
+        "press" => {
+            let key = doc.string(main, name, "a key name like Enter, or a single character")?;
+            if !(KEY_NAMES.contains(&key) || key.chars().count() == 1) {
+                return Err(doc.err(
+                    main.span(),
+                    name,
+                    format!(
+                        "unknown key {key:?} (expected one of: {}, or a single character)",
+                        KEY_NAMES.join(", ")
+                    ),
+                ));
+            }
+            ActionKind::Press {
+                key: key.to_owned(),
+                selector: a.optional_template("selector")?,
+                timeout: a.timeout()?,
+            }
+        }
+        "wait_for" => ActionKind::WaitFor {
+            selector: a.template(main, name)?,
+            timeout: a.timeout()?,
+        },
+        "wait_text" => ActionKind::WaitText {
+            selector: a.template(main, name)?,
+            contains: a.required_template(value, "contains")?,
+            timeout: a.timeout()?,
+        },
+        "assert_url" => ActionKind::AssertUrl {
+            substr: a.template(main, name)?,
+        },
+        "extract" => ActionKind::Extract {
+            selector: a.template(main, name)?,
+            into: a.name_string("into")?,
+            attr: a.name_string("attr")?,
+        },
+        "script" => ActionKind::Script {
+            js: a.template(main, name)?,
+            into: a.name_string("into")?,
+        },
+        "screenshot" => {
+            let template = a.template(main, name)?;
+            let bad = template.source.trim().is_empty()
+                || template
+                    .parts
+                    .iter()
+                    .any(|p| matches!(p, Part::Lit(s) if s.contains(['/', '\\']) || s == ".."));
+            if bad {
+                return Err(doc.err(
+                    main.span(),
+                    name,
+                    "not a plain file name (expected a name without \"/\", like \"cart-{iteration}\")",
+                ));
+            }
+            ActionKind::Screenshot { name: template }
+        }
+        "sleep" => ActionKind::Sleep {
+            duration: a.duration(main, name)?,
+        },
+        "exec" => {
+            let expected = "a non-empty array of strings, like [\"python3\", \"script.py\"]";
+            let items = doc.array(main, name, expected)?;
+            if items.is_empty() {
+                return Err(doc.err(
+                    main.span(),
+                    name,
+                    format!("an empty argv (expected {expected})"),
+                ));
+            }
+            let argv = items
+                .iter()
+                .map(|item| a.template(item, name))
+                .collect::<Result<_, _>>()?;
+            ActionKind::Exec {
+                argv,
+                timeout: a.timeout()?,
+            }
+        }
+        _ => unreachable!("{name} is in ACTIONS"),
+    };
+    Ok(Action {
+        line: doc.line_of(value.span()),
+        kind,
+    })
+}
+
+/// Reads the values of one action's table, with errors naming the action.
+struct ActionReader<'d, 't, 'i> {
+    doc: &'d Doc<'d>,
+    table: &'t DeTable<'i>,
+    name: &'t str,
+}
+
+impl ActionReader<'_, '_, '_> {
+    fn field(&self, key: &str) -> String {
+        format!("{}.{key}", self.name)
+    }
+
+    fn template(&self, value: &Spanned<DeValue<'_>>, field: &str) -> Result<Template, ConfigError> {
+        let s = self.doc.string(value, field, "a string")?;
+        Template::parse(s).map_err(|message| self.doc.err(value.span(), field, message))
+    }
+
+    fn optional_template(&self, key: &str) -> Result<Option<Template>, ConfigError> {
+        self.table
+            .get(key)
+            .map(|v| self.template(v, &self.field(key)))
+            .transpose()
+    }
+
+    fn required_template(
+        &self,
+        action: &Spanned<DeValue<'_>>,
+        key: &str,
+    ) -> Result<Template, ConfigError> {
+        self.optional_template(key)?.ok_or_else(|| {
+            self.doc.err(
+                action.span(),
+                self.name,
+                format!(
+                    "missing key {key:?} (expected {}, {key} = \"...\" }})",
+                    self.example()
+                ),
+            )
+        })
+    }
+
+    fn example(&self) -> String {
+        format!("{{ {} = ...", self.name)
+    }
+
+    fn duration(&self, value: &Spanned<DeValue<'_>>, field: &str) -> Result<Duration, ConfigError> {
+        let s = self
+            .doc
+            .string(value, field, "a duration string like \"500ms\" or \"2s\"")?;
+        parse_duration(s).map_err(|message| {
+            self.doc
+                .err(value.span(), field, format!("{s:?}: {message}"))
+        })
+    }
+
+    fn timeout(&self) -> Result<Option<Duration>, ConfigError> {
+        let Some(value) = self.table.get("timeout") else {
+            return Ok(None);
+        };
+        let field = self.field("timeout");
+        let d = self.duration(value, &field)?;
+        if d.is_zero() {
+            return Err(self.doc.err(
+                value.span(),
+                field,
+                "a zero timeout (expected a positive duration like \"5s\")",
+            ));
+        }
+        Ok(Some(d))
+    }
+
+    fn name_string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        let Some(value) = self.table.get(key) else {
+            return Ok(None);
+        };
+        let field = self.field(key);
+        let s = self.doc.string(value, &field, "a non-empty string")?;
+        if s.trim().is_empty() {
+            return Err(self.doc.err(
+                value.span(),
+                field,
+                "an empty name (expected a non-empty string)",
+            ));
+        }
+        Ok(Some(s.to_owned()))
+    }
+}
+
+impl ActionKind {
+    /// The action's name as written in the workflow (`goto`, `wait_text`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActionKind::Goto { .. } => "goto",
+            ActionKind::Click { .. } => "click",
+            ActionKind::Fill { .. } => "fill",
+            ActionKind::Press { .. } => "press",
+            ActionKind::WaitFor { .. } => "wait_for",
+            ActionKind::WaitText { .. } => "wait_text",
+            ActionKind::AssertUrl { .. } => "assert_url",
+            ActionKind::Extract { .. } => "extract",
+            ActionKind::Script { .. } => "script",
+            ActionKind::Screenshot { .. } => "screenshot",
+            ActionKind::Sleep { .. } => "sleep",
+            ActionKind::Exec { .. } => "exec",
+        }
+    }
+
+    /// The action's own `timeout`, if it has one and it was given.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            ActionKind::Goto { timeout, .. }
+            | ActionKind::Click { timeout, .. }
+            | ActionKind::Fill { timeout, .. }
+            | ActionKind::Press { timeout, .. }
+            | ActionKind::WaitFor { timeout, .. }
+            | ActionKind::WaitText { timeout, .. }
+            | ActionKind::Exec { timeout, .. } => *timeout,
+            _ => None,
+        }
+    }
+
+    /// Every template of the action, in the order written.
+    pub fn templates(&self) -> Vec<&Template> {
+        match self {
+            ActionKind::Goto { url, .. } => vec![url],
+            ActionKind::Click { selector, .. }
+            | ActionKind::WaitFor { selector, .. }
+            | ActionKind::Extract { selector, .. } => vec![selector],
+            ActionKind::Fill { selector, text, .. } => vec![selector, text],
+            ActionKind::Press { selector, .. } => selector.iter().collect(),
+            ActionKind::WaitText {
+                selector, contains, ..
+            } => vec![selector, contains],
+            ActionKind::AssertUrl { substr } => vec![substr],
+            ActionKind::Script { js, .. } => vec![js],
+            ActionKind::Screenshot { name } => vec![name],
+            ActionKind::Sleep { .. } => vec![],
+            ActionKind::Exec { argv, .. } => argv.iter().collect(),
+        }
+    }
+}
+
+/// `fn(workflow, running accounts, running steps) -> ()`: checks, before anything
+/// launches, that the templates of the steps that will run can be rendered for
+/// every account that will run, and that no secret reaches an `exec` argv.
+///
+/// `{env.NAME}` is read from the process environment; see [`check_templates_with_env`].
+pub fn check_templates(
+    workflow: &Workflow,
+    accounts: &[&Account],
+    steps: &[u32],
+) -> Result<(), ConfigError> {
+    check_templates_with_env(workflow, accounts, steps, &process_env)
+}
+
+/// [`check_templates`], reading `{env.NAME}` through `env`.
+pub fn check_templates_with_env(
+    workflow: &Workflow,
+    accounts: &[&Account],
+    steps: &[u32],
+    env: EnvLookup<'_>,
+) -> Result<(), ConfigError> {
+    let path = workflow.path.as_path();
+    for &id in steps {
+        let Some(step) = workflow.steps.iter().find(|s| s.id == id) else {
+            return Err(ConfigError::invalid(
+                path,
+                None,
+                "",
+                format!("no step {id} (expected one of the step ids in the workflow)"),
+            ));
+        };
+        for action in step.before.iter().chain(&step.actions).chain(&step.after) {
+            let err = |message: String| {
+                ConfigError::invalid(path, Some(action.line), action.kind.name(), message)
+            };
+            let is_exec = matches!(action.kind, ActionKind::Exec { .. });
+            for part in action
+                .kind
+                .templates()
+                .into_iter()
+                .flat_map(|t| t.variables())
+            {
+                match part {
+                    Part::BaseUrl if workflow.base_url.is_empty() => {
+                        return Err(err(format!(
+                            "{part} is used but no base URL is set (expected base_url in the \
+                             workflow file, or --base-url)"
+                        )));
+                    }
+                    Part::Account(field) if field != "id" => {
+                        if let Some(a) = accounts.iter().find(|a| !a.fields.contains_key(field)) {
+                            return Err(err(format!(
+                                "{part}: account {} has no field {field:?} (expected every \
+                                 account that runs to have it)",
+                                a.id
+                            )));
+                        }
+                        let secret = is_secret_name(field)
+                            || accounts.iter().any(|a| a.fields[field].secret);
+                        if is_exec && secret {
+                            return Err(err(format!(
+                                "{part} is a secret in the argv, and secrets reach exec programs \
+                                 only through the environment (expected the program to read \
+                                 BATCH_ACCOUNT_{})",
+                                field.to_ascii_uppercase()
+                            )));
+                        }
+                    }
+                    Part::Env(name) => {
+                        if is_exec {
+                            return Err(err(format!(
+                                "{part} is a secret in the argv, and secrets reach exec programs \
+                                 only through the environment (expected the program to read \
+                                 {name} from the environment it inherits)"
+                            )));
+                        }
+                        if env(name).is_none() {
+                            return Err(err(format!(
+                                "{part}: environment variable {name} is not set (expected it \
+                                 set before the run)"
+                            )));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::FieldValue;
+
+    fn t(s: &str) -> Template {
+        Template::parse(s).unwrap()
+    }
+
+    fn load(text: &str) -> (tempfile::TempDir, Result<Workflow, ConfigError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("workflow.toml");
+        std::fs::write(&path, text).unwrap();
+        let workflow = load_workflow(&path);
+        (dir, workflow)
+    }
+
+    /// Loads `body` after a fixed header and compares step 1's actions (with lines).
+    fn check_actions(body: &str, expected: &[(usize, ActionKind)]) {
+        let text = format!("base_url = \"http://h\"\n[[steps]]\nid = 1\n{body}");
+        let (_dir, got) = load(&text);
+        let got = got.unwrap_or_else(|e| panic!("{e}\nfile:\n{text}"));
+        let got: Vec<(usize, ActionKind)> = got.steps[0]
+            .before
+            .iter()
+            .chain(&got.steps[0].actions)
+            .map(|a| (a.line, a.kind.clone()))
+            .collect();
+        assert_eq!(got, expected, "file:\n{text}");
+    }
+
+    /// Loads `text` and expects an error at `line` whose message contains `message`.
+    fn check_error(text: &str, line: Option<usize>, message: &str) {
+        let (_dir, got) = load(text);
+        let e = got.expect_err(text);
+        let shown = e.to_string();
+        assert!(shown.contains("workflow.toml"), "{shown}");
+        assert!(shown.contains(message), "{shown:?}\nlacks {message:?}");
+        assert_eq!(e.line(), line, "{shown}");
+    }
+
+    #[test]
+    fn every_action() {
+        let secs = |s| Some(Duration::from_secs(s));
+        check_actions(
+            r##"before = [
+  { goto = "{base_url}/login" },
+  { goto = "/slow", timeout = "1m" },
+  { click = "#submit" },
+  { click = "xpath://a", timeout = "3s" },
+  { fill = "#u", text = "{account.username}" },
+  { fill = "#p", text = "x", timeout = "2s" },
+  { press = "Enter" },
+  { press = "a", selector = "#q", timeout = "1s" },
+]
+actions = [
+  { wait_for = "#welcome" },
+  { wait_for = "#w", timeout = "5s" },
+  { wait_text = "#done", contains = "added {iteration}" },
+  { wait_text = "#d", contains = "x", timeout = "4s" },
+  { assert_url = "/cart" },
+  { extract = "#total" },
+  { extract = "a", into = "link", attr = "href" },
+  { script = "return 1 + {iteration}" },
+  { script = "return {{a: 1}}", into = "obj" },
+  { screenshot = "cart-{iteration}" },
+  { sleep = "500ms" },
+  { exec = ["python3", "drive.py", "{account.id}"] },
+  { exec = ["node", "x.js"], timeout = "30s" },
+]
+"##,
+            &[
+                (
+                    5,
+                    ActionKind::Goto {
+                        url: t("{base_url}/login"),
+                        timeout: None,
+                    },
+                ),
+                (
+                    6,
+                    ActionKind::Goto {
+                        url: t("/slow"),
+                        timeout: secs(60),
+                    },
+                ),
+                (
+                    7,
+                    ActionKind::Click {
+                        selector: t("#submit"),
+                        timeout: None,
+                    },
+                ),
+                (
+                    8,
+                    ActionKind::Click {
+                        selector: t("xpath://a"),
+                        timeout: secs(3),
+                    },
+                ),
+                (
+                    9,
+                    ActionKind::Fill {
+                        selector: t("#u"),
+                        text: t("{account.username}"),
+                        timeout: None,
+                    },
+                ),
+                (
+                    10,
+                    ActionKind::Fill {
+                        selector: t("#p"),
+                        text: t("x"),
+                        timeout: secs(2),
+                    },
+                ),
+                (
+                    11,
+                    ActionKind::Press {
+                        key: "Enter".into(),
+                        selector: None,
+                        timeout: None,
+                    },
+                ),
+                (
+                    12,
+                    ActionKind::Press {
+                        key: "a".into(),
+                        selector: Some(t("#q")),
+                        timeout: secs(1),
+                    },
+                ),
+                (
+                    15,
+                    ActionKind::WaitFor {
+                        selector: t("#welcome"),
+                        timeout: None,
+                    },
+                ),
+                (
+                    16,
+                    ActionKind::WaitFor {
+                        selector: t("#w"),
+                        timeout: secs(5),
+                    },
+                ),
+                (
+                    17,
+                    ActionKind::WaitText {
+                        selector: t("#done"),
+                        contains: t("added {iteration}"),
+                        timeout: None,
+                    },
+                ),
+                (
+                    18,
+                    ActionKind::WaitText {
+                        selector: t("#d"),
+                        contains: t("x"),
+                        timeout: secs(4),
+                    },
+                ),
+                (19, ActionKind::AssertUrl { substr: t("/cart") }),
+                (
+                    20,
+                    ActionKind::Extract {
+                        selector: t("#total"),
+                        into: None,
+                        attr: None,
+                    },
+                ),
+                (
+                    21,
+                    ActionKind::Extract {
+                        selector: t("a"),
+                        into: Some("link".into()),
+                        attr: Some("href".into()),
+                    },
+                ),
+                (
+                    22,
+                    ActionKind::Script {
+                        js: t("return 1 + {iteration}"),
+                        into: None,
+                    },
+                ),
+                (
+                    23,
+                    ActionKind::Script {
+                        js: t("return {{a: 1}}"),
+                        into: Some("obj".into()),
+                    },
+                ),
+                (
+                    24,
+                    ActionKind::Screenshot {
+                        name: t("cart-{iteration}"),
+                    },
+                ),
+                (
+                    25,
+                    ActionKind::Sleep {
+                        duration: Duration::from_millis(500),
+                    },
+                ),
+                (
+                    26,
+                    ActionKind::Exec {
+                        argv: vec![t("python3"), t("drive.py"), t("{account.id}")],
+                        timeout: None,
+                    },
+                ),
+                (
+                    27,
+                    ActionKind::Exec {
+                        argv: vec![t("node"), t("x.js")],
+                        timeout: secs(30),
+                    },
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn whole_file() {
+        let (_dir, got) = load(
+            r##"
+base_url = "http://127.0.0.1:8080"
+
+[[steps]]
+id = 2
+actions = [{ click = "#b" }]
+
+[[steps]]
+id = 1
+name = "add-to-cart"
+before = [{ goto = "{base_url}/login" }]
+actions = [{ click = "#add" }]
+after = []
+"##,
+        );
+        let w = got.unwrap();
+        assert_eq!(w.base_url, "http://127.0.0.1:8080");
+        let summary: Vec<(u32, &str, usize, usize, usize)> = w
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    s.id,
+                    s.name.as_str(),
+                    s.before.len(),
+                    s.actions.len(),
+                    s.after.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [(1, "add-to-cart", 1, 1, 0), (2, "step-2", 0, 1, 0)]
+        );
+        assert_eq!(w.steps[0].before[0].line, 11);
+    }
+
+    #[test]
+    fn errors() {
+        let step = |body: &str| format!("base_url = \"u\"\n[[steps]]\nid = 1\n{body}\n");
+        let actions = |list: &str| step(&format!("actions = [\n{list}\n]"));
+        // Actions start on line 5.
+        check_error(
+            &actions("  { click = \"#a\" },\n  { clik = \"#b\" },"),
+            Some(6),
+            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, press, wait_for, wait_text, assert_url, extract, script, screenshot, sleep, exec)",
+        );
+        check_error(
+            &actions("{ fill = \"#a\", txt = \"x\" }"),
+            Some(5),
+            "fill: unknown key \"txt\" (expected one of: text, timeout)",
+        );
+        check_error(
+            &actions("{ click = \"#a\", text = \"x\" }"),
+            Some(5),
+            "click: unknown key \"text\" (expected one of: timeout)",
+        );
+        check_error(
+            &actions("{ sleep = \"1s\", timeout = \"2s\" }"),
+            Some(5),
+            "sleep: unknown key \"timeout\" (expected no other keys)",
+        );
+        check_error(
+            &actions("{ fill = \"#a\" }"),
+            Some(5),
+            "fill: missing key \"text\" (expected { fill = ..., text = \"...\" })",
+        );
+        check_error(
+            &actions("{ wait_text = \"#a\", timeout = \"1s\" }"),
+            Some(5),
+            "wait_text: missing key \"contains\"",
+        );
+        check_error(
+            &actions("{ click = \"#a\", goto = \"/\" }"),
+            Some(5),
+            "two actions in one table, click and goto (expected one action per table)",
+        );
+        check_error(
+            &actions("{ text = \"x\" }"),
+            Some(5),
+            "no action in this table (expected one of: goto,",
+        );
+        check_error(&actions("{}"), Some(5), "no action in this table");
+        check_error(
+            &actions("\"click\""),
+            Some(5),
+            "found a string (expected an action like { click = \"#submit\" }",
+        );
+        check_error(
+            &actions("{ click = 5 }"),
+            Some(5),
+            "click: found an integer (expected a string)",
+        );
+        check_error(
+            &actions("{ wait_for = \"#a\", timeout = 5 }"),
+            Some(5),
+            "wait_for.timeout: found an integer (expected a duration string like \"500ms\" or \"2s\")",
+        );
+        check_error(
+            &actions("{ wait_for = \"#a\", timeout = \"5\" }"),
+            Some(5),
+            "wait_for.timeout: \"5\": no unit (expected a number and a unit",
+        );
+        check_error(
+            &actions("{ wait_for = \"#a\", timeout = \"0s\" }"),
+            Some(5),
+            "wait_for.timeout: a zero timeout",
+        );
+        check_error(
+            &actions("{ sleep = \"soon\" }"),
+            Some(5),
+            "sleep: \"soon\": not a duration",
+        );
+        check_error(
+            &actions("{ goto = \"{base_url}/{user}\" }"),
+            Some(5),
+            "goto: unknown variable {user} (expected {base_url}, {account.FIELD}",
+        );
+        check_error(
+            &actions("{ fill = \"#a\",\n  text = \"{account.password\" }"),
+            Some(6),
+            "fill.text: unclosed \"{\"",
+        );
+        check_error(
+            &actions("{ press = \"Return\" }"),
+            Some(5),
+            "press: unknown key \"Return\" (expected one of: Enter, Tab, Escape,",
+        );
+        check_error(&actions("{ exec = [] }"), Some(5), "exec: an empty argv");
+        check_error(
+            &actions("{ exec = \"python3 x.py\" }"),
+            Some(5),
+            "exec: found a string (expected a non-empty array of strings",
+        );
+        check_error(
+            &actions("{ exec = [\"a\", 1] }"),
+            Some(5),
+            "exec: found an integer",
+        );
+        check_error(
+            &actions("{ screenshot = \"../x\" }"),
+            Some(5),
+            "screenshot: not a plain file name",
+        );
+        check_error(
+            &actions("{ extract = \"#a\", into = \"\" }"),
+            Some(5),
+            "extract.into: an empty name",
+        );
+        check_error(
+            &step("actions = []"),
+            Some(4),
+            "step 1, actions: no actions",
+        );
+        check_error(
+            &step("before = [{ click = \"#a\" }]"),
+            Some(2),
+            "step 1: no actions",
+        );
+        check_error(
+            &step("actions = [{ click = \"#a\" }]\nnmae = \"x\""),
+            Some(5),
+            "step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after)",
+        );
+        check_error(
+            &step("actions = { click = \"#a\" }"),
+            Some(4),
+            "step 1, actions: found a table (expected an array of actions",
+        );
+        check_error(
+            "[[steps]]\nactions = [{ click = \"#a\" }]\n",
+            Some(1),
+            "step without an id (expected id = a positive integer)",
+        );
+        check_error(
+            "[[steps]]\nid = 0\nactions = [{ click = \"#a\" }]\n",
+            Some(2),
+            "id: 0 is out of range (expected a positive integer)",
+        );
+        check_error(
+            "[[steps]]\nid = 1\nactions = [{ click = \"#a\" }]\n\n[[steps]]\nid = 1\nactions = [{ click = \"#b\" }]\n",
+            Some(5),
+            "id: step id 1 is used twice, first at line 1 (expected unique step ids)",
+        );
+        check_error(
+            "base_url = \"u\"\nbase_ulr = \"v\"\n[[steps]]\nid = 1\nactions = [{ click = \"#a\" }]\n",
+            Some(2),
+            "unknown key \"base_ulr\" (expected one of: base_url, steps)",
+        );
+        check_error(
+            "base_url = \"u\"\n",
+            None,
+            "no steps (expected [[steps]] tables",
+        );
+        check_error(
+            "base_url = 1\n",
+            Some(1),
+            "base_url: found an integer (expected a URL string)",
+        );
+        check_error(
+            "base_url = \"u\n",
+            Some(1),
+            "workflow.toml:1: invalid TOML at column 14: invalid basic string, expected `\"`",
+        );
+        let (_dir, missing) = load_missing();
+        assert!(matches!(missing, ConfigError::NotFound { .. }), "{missing}");
+    }
+
+    fn load_missing() -> (tempfile::TempDir, ConfigError) {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load_workflow(&dir.path().join("workflow.toml")).unwrap_err();
+        (dir, e)
+    }
+
+    fn account(id: u64, fields: &[(&str, &str, bool)]) -> Account {
+        Account {
+            id,
+            fields: fields
+                .iter()
+                .map(|&(k, v, secret)| {
+                    (
+                        k.to_owned(),
+                        FieldValue {
+                            value: v.to_owned(),
+                            secret,
+                        },
+                    )
+                })
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn template_checks() {
+        let (_dir, workflow) = load(
+            r##"base_url = "http://h"
+[[steps]]
+id = 1
+before = [{ fill = "#u", text = "{account.username}" }]
+actions = [{ goto = "{base_url}/{account.id}?k={env.CHECK_KEY}" }]
+after = [{ wait_text = "#m", contains = "{account.email}" }]
+
+[[steps]]
+id = 2
+actions = [{ exec = ["tool", "--user", "{account.username}", "--pw", "{account.password}"] }]
+
+[[steps]]
+id = 3
+actions = [{ exec = ["tool", "{env.CHECK_KEY}"] }]
+
+[[steps]]
+id = 4
+actions = [{ exec = ["tool", "{account.note}"] }]
+"##,
+        );
+        let mut workflow = workflow.unwrap();
+        let full = account(
+            1,
+            &[
+                ("username", "u1", false),
+                ("email", "e1", false),
+                ("password", "hunter2", true),
+                ("note", "from-env-secret", true),
+            ],
+        );
+        let no_email = account(
+            2,
+            &[("username", "u2", false), ("password", "pass-2", true)],
+        );
+        let plain_note = account(3, &[("username", "u3", false), ("note", "n", false)]);
+        let env = |name: &str| (name == "CHECK_KEY").then(|| "env-secret-value".to_owned());
+        let no_env = |_: &str| None;
+        let check = |workflow: &Workflow,
+                     accounts: &[&Account],
+                     steps: &[u32],
+                     env: EnvLookup<'_>,
+                     expected: Result<(), (usize, &str)>| {
+            let got = check_templates_with_env(workflow, accounts, steps, env);
+            match (got, expected) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err((line, message))) => {
+                    let shown = e.to_string();
+                    assert_eq!(e.line(), Some(line), "{shown}");
+                    assert!(shown.contains(message), "{shown:?}\nlacks {message:?}");
+                    for secret in ["hunter2", "pass-2", "env-secret-value", "from-env-secret"] {
+                        assert!(!shown.contains(secret), "{shown}");
+                    }
+                }
+                (got, expected) => panic!("got {got:?}, expected {expected:?}"),
+            }
+        };
+        check(&workflow, &[&full], &[1], &env, Ok(()));
+        check(
+            &workflow,
+            &[&full, &no_email],
+            &[1],
+            &env,
+            Err((
+                6,
+                "workflow.toml:6: wait_text: {account.email}: account 2 has no field \"email\" (expected every account that runs to have it)",
+            )),
+        );
+        // A step that does not run is not checked.
+        check(
+            &workflow,
+            &[&no_email],
+            &[3],
+            &env,
+            Err((
+                14,
+                "exec: {env.CHECK_KEY} is a secret in the argv, and secrets reach exec programs only through the environment",
+            )),
+        );
+        check(
+            &workflow,
+            &[&full],
+            &[1],
+            &no_env,
+            Err((
+                5,
+                "goto: {env.CHECK_KEY}: environment variable CHECK_KEY is not set (expected it set before the run)",
+            )),
+        );
+        check(
+            &workflow,
+            &[&full],
+            &[2],
+            &env,
+            Err((
+                10,
+                "exec: {account.password} is a secret in the argv, and secrets reach exec programs only through the environment (expected the program to read BATCH_ACCOUNT_PASSWORD)",
+            )),
+        );
+        // `note` is secret only where it came from the environment.
+        check(&workflow, &[&plain_note], &[4], &env, Ok(()));
+        check(
+            &workflow,
+            &[&plain_note, &full],
+            &[4],
+            &env,
+            Err((18, "{account.note} is a secret in the argv")),
+        );
+        workflow.base_url.clear();
+        check(
+            &workflow,
+            &[&full],
+            &[1],
+            &env,
+            Err((5, "{base_url} is used but no base URL is set")),
+        );
+    }
+}

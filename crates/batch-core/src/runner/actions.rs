@@ -1,0 +1,343 @@
+//! Executing workflow actions on a live browser.
+//!
+//! Every action renders its templates first (the redacted form is what errors and
+//! journals show), then talks to the browser with a hard deadline, so a hung driver
+//! surfaces as [`FailureKind::Timeout`] instead of a stuck account. Waiting actions
+//! poll the page; running out of time there is an ordinary action failure — the
+//! browser answered, the page just never got there.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use launcher::thirtyfour::prelude::*;
+use launcher::thirtyfour::{Key, WebElement};
+use launcher::{BrowserInfo, FailureKind};
+use serde_json::Value;
+
+use crate::config::{Account, Action, ActionKind, Rendered, Template, TimeoutSettings, Vars, redact};
+
+/// A failed action: what kind of failure, and a message safe to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) kind: FailureKind,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Failure { kind, message: message.into() }
+    }
+}
+
+/// Everything an action needs besides the action itself.
+pub(crate) struct ActionEnv<'a> {
+    pub(crate) driver: &'a WebDriver,
+    pub(crate) info: &'a BrowserInfo,
+    pub(crate) vars: Vars<'a>,
+    pub(crate) timeouts: TimeoutSettings,
+    pub(crate) workflow_file: &'a str,
+    pub(crate) run_dir: &'a Path,
+    pub(crate) exec_dir: &'a Path,
+    pub(crate) values: &'a mut BTreeMap<String, Value>,
+}
+
+/// Run actions in order; stop at the first failure.
+pub(crate) async fn run_actions(actions: &[Action], env: &mut ActionEnv<'_>) -> Result<(), Failure> {
+    for action in actions {
+        run_one(action, env).await.map_err(|f| Failure {
+            kind: f.kind,
+            message: format!("{}:{}: {}", env.workflow_file, action.line, redact(&f.message, env.vars.account)),
+        })?;
+    }
+    Ok(())
+}
+
+fn render(t: &Template, vars: &Vars<'_>) -> Result<Rendered, Failure> {
+    t.render(vars).map_err(|e| Failure::new(FailureKind::ActionFailed, e))
+}
+
+fn by(selector: &str) -> By {
+    match selector.strip_prefix("xpath:") {
+        Some(x) => By::XPath(x.to_string()),
+        None => By::Css(selector.to_string()),
+    }
+}
+
+fn wd(what: &str) -> impl FnOnce(WebDriverError) -> Failure + '_ {
+    move |e| {
+        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        Failure::new(launcher::classify(&e), format!("{what}: {first}"))
+    }
+}
+
+/// Give one WebDriver call a deadline: a driver that does not answer is hung.
+async fn call<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = WebDriverResult<T>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(wd(what)),
+        Err(_) => Err(Failure::new(FailureKind::Timeout, format!("{what}: the driver did not answer within {limit:?}"))),
+    }
+}
+
+/// Poll until `probe` yields `Some`, the page fails in a way waiting cannot fix, or
+/// time runs out (an [`FailureKind::ActionFailed`] naming what was awaited).
+async fn wait_until<T, F, Fut>(env: &ActionEnv<'_>, timeout: Duration, what: &str, mut probe: F) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, Failure>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        match probe().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(f) if f.kind == FailureKind::ActionFailed => last = f.message,
+            Err(f) => return Err(f),
+        }
+        if Instant::now() >= deadline {
+            let detail = if last.is_empty() { String::new() } else { format!(" (last: {last})") };
+            return Err(Failure::new(FailureKind::ActionFailed, format!("timed out after {timeout:?} waiting for {what}{detail}")));
+        }
+        let _ = env;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn find(env: &ActionEnv<'_>, selector: &str) -> Result<Option<WebElement>, Failure> {
+    let found = call(env.timeouts.webdriver, selector, env.driver.find_all(by(selector))).await?;
+    Ok(found.into_iter().next())
+}
+
+/// The element, once it exists and is displayed.
+async fn visible(env: &ActionEnv<'_>, selector: &str, timeout: Duration) -> Result<WebElement, Failure> {
+    wait_until(env, timeout, &format!("{selector} to be displayed"), || async {
+        match find(env, selector).await? {
+            Some(el) => {
+                let shown = call(env.timeouts.webdriver, selector, el.is_displayed()).await?;
+                Ok(shown.then_some(el))
+            }
+            None => Ok(None),
+        }
+    })
+    .await
+}
+
+async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure> {
+    let t = env.timeouts;
+    let vars = env.vars;
+    match &action.kind {
+        ActionKind::Goto { url } => {
+            let url = render(url, &vars)?;
+            let what = format!("goto {}", url.redacted);
+            call(t.webdriver.max(t.action), &what, env.driver.goto(url.value.as_str())).await
+        }
+        ActionKind::Click { selector } => {
+            let sel = render(selector, &vars)?.value;
+            wait_until(env, t.action, &format!("{sel} to be clickable"), || async {
+                let Some(el) = find(env, &sel).await? else { return Ok(None) };
+                match call(t.webdriver, &format!("click {sel}"), el.click()).await {
+                    Ok(()) => Ok(Some(())),
+                    // Covered or not yet interactable: waiting may fix it.
+                    Err(f) if f.kind == FailureKind::ActionFailed => Err(f),
+                    Err(f) => Err(f),
+                }
+            })
+            .await
+        }
+        ActionKind::Fill { selector, text } => {
+            let sel = render(selector, &vars)?.value;
+            let text = render(text, &vars)?;
+            let el = visible(env, &sel, t.action).await?;
+            call(t.webdriver, &format!("clear {sel}"), el.clear()).await?;
+            // The typed text may be a secret: name the selector, never the text.
+            call(t.webdriver, &format!("type into {sel}"), el.send_keys(text.value.as_str())).await
+        }
+        ActionKind::Press { key, selector } => {
+            let keys = key_text(key);
+            let el = match selector {
+                Some(s) => {
+                    let sel = render(s, &vars)?.value;
+                    visible(env, &sel, t.action).await?
+                }
+                None => call(t.webdriver, "active element", env.driver.active_element()).await?,
+            };
+            call(t.webdriver, &format!("press {key}"), el.send_keys(keys.as_str())).await
+        }
+        ActionKind::WaitFor { selector, timeout } => {
+            let sel = render(selector, &vars)?.value;
+            visible(env, &sel, timeout.unwrap_or(t.action)).await.map(drop)
+        }
+        ActionKind::WaitText { selector, contains, timeout } => {
+            let sel = render(selector, &vars)?.value;
+            let want = render(contains, &vars)?;
+            let what = format!("{sel} to contain {:?}", want.redacted);
+            wait_until(env, timeout.unwrap_or(t.action), &what, || async {
+                let Some(el) = find(env, &sel).await? else { return Ok(None) };
+                let text = call(t.webdriver, &sel, el.text()).await?;
+                Ok(text.contains(&want.value).then_some(()))
+            })
+            .await
+        }
+        ActionKind::AssertUrl { substr } => {
+            let want = render(substr, &vars)?;
+            let url = call(t.webdriver, "current url", env.driver.current_url()).await?;
+            if url.as_str().contains(&want.value) {
+                Ok(())
+            } else {
+                Err(Failure::new(
+                    FailureKind::ActionFailed,
+                    format!("assert_url: {:?} is not in the current url {}", want.redacted, url),
+                ))
+            }
+        }
+        ActionKind::Extract { selector, into, attr } => {
+            let sel = render(selector, &vars)?.value;
+            let el = visible(env, &sel, t.action).await?;
+            let value = match attr {
+                Some(a) => call(t.webdriver, &sel, el.attr(a)).await?.unwrap_or_default(),
+                None => call(t.webdriver, &sel, el.text()).await?,
+            };
+            let name = into.clone().unwrap_or_else(|| selector.source.clone());
+            env.values.insert(name, Value::String(redact(&value, vars.account)));
+            Ok(())
+        }
+        ActionKind::Script { js, into } => {
+            let js = render(js, &vars)?;
+            let ret = call(t.webdriver.max(t.action), "script", env.driver.execute(js.value.as_str(), Vec::new())).await?;
+            if let Some(name) = into {
+                let v = ret.json().clone();
+                let v = match v {
+                    Value::String(s) => Value::String(redact(&s, vars.account)),
+                    other => serde_json::from_str(&redact(&other.to_string(), vars.account)).unwrap_or(Value::Null),
+                };
+                env.values.insert(name.clone(), v);
+            }
+            Ok(())
+        }
+        ActionKind::Screenshot { name } => {
+            let name = render(name, &vars)?.redacted;
+            let png = call(t.webdriver, "screenshot", env.driver.screenshot_as_png()).await?;
+            let path = screenshot_path(env.run_dir, vars.account.id, &name);
+            save_png(&path, &png).map_err(|e| Failure::new(FailureKind::ActionFailed, format!("{}: {e}", path.display())))
+        }
+        ActionKind::Sleep { duration } => {
+            tokio::time::sleep(*duration).await;
+            Ok(())
+        }
+        ActionKind::Exec { argv, timeout } => exec(env, argv, timeout.unwrap_or(t.action)).await,
+    }
+}
+
+/// `screenshots/<account>/<name>.png`, the name reduced to safe file-name characters.
+pub(crate) fn screenshot_path(run_dir: &Path, account: u64, name: &str) -> PathBuf {
+    let safe: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    let safe = safe.trim_start_matches('.');
+    run_dir.join("screenshots").join(account.to_string()).join(format!("{}.png", if safe.is_empty() { "shot" } else { safe }))
+}
+
+pub(crate) fn save_png(path: &Path, png: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    crate::report::write_atomically(path, png)
+}
+
+fn key_text(name: &str) -> String {
+    let key = match name {
+        "Enter" => Key::Enter,
+        "Tab" => Key::Tab,
+        "Escape" => Key::Escape,
+        "Backspace" => Key::Backspace,
+        "Delete" => Key::Delete,
+        "Space" => Key::Space,
+        "ArrowUp" => Key::Up,
+        "ArrowDown" => Key::Down,
+        "ArrowLeft" => Key::Left,
+        "ArrowRight" => Key::Right,
+        "Home" => Key::Home,
+        "End" => Key::End,
+        "PageUp" => Key::PageUp,
+        "PageDown" => Key::PageDown,
+        // Validation allows only the names above or a single character.
+        other => return other.to_string(),
+    };
+    key.to_string()
+}
+
+/// Run a program that drives the same browser; see the spec's `exec`.
+async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Result<(), Failure> {
+    let vars = env.vars;
+    let mut rendered = Vec::new();
+    for a in argv {
+        rendered.push(render(a, &vars)?);
+    }
+    let shown: Vec<&str> = rendered.iter().map(|r| r.redacted.as_str()).collect();
+    let shown = shown.join(" ");
+    let mut cmd = tokio::process::Command::new(&rendered[0].value);
+    cmd.args(rendered[1..].iter().map(|r| r.value.as_str()))
+        .current_dir(env.exec_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .env("BATCH_WEBDRIVER_URL", &env.info.webdriver_url)
+        .env("BATCH_SESSION_ID", &env.info.session_id)
+        .env("BATCH_DEBUGGER_ADDRESS", format!("127.0.0.1:{}", env.info.devtools_port))
+        .env("BATCH_CDP_URL", &env.info.cdp_url)
+        .env("BATCH_ACCOUNT_ID", vars.account.id.to_string())
+        .env("BATCH_ITERATION", vars.iteration.to_string())
+        .env("BATCH_STEP_ID", vars.step.to_string());
+    for (k, v) in &vars.account.fields {
+        let name: String = k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+        cmd.env(format!("BATCH_ACCOUNT_{name}"), &v.value);
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| Failure::new(FailureKind::ActionFailed, format!("exec {shown}: cannot start: {e}")))?;
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(r) => r.map_err(|e| Failure::new(FailureKind::ActionFailed, format!("exec {shown}: {e}")))?,
+        Err(_) => return Err(Failure::new(FailureKind::ActionFailed, format!("exec {shown}: killed after {timeout:?}"))),
+    };
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect();
+    Err(Failure::new(FailureKind::ActionFailed, format!("exec {shown}: {} {}", out.status, tail.join(" | "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn screenshot_names_cannot_escape_the_run_directory() {
+        for (name, expected) in [
+            ("home", "screenshots/3/home.png"),
+            ("../../etc/passwd", "screenshots/3/_.._etc_passwd.png"),
+            ("a b/c", "screenshots/3/a_b_c.png"),
+            ("", "screenshots/3/shot.png"),
+        ] {
+            assert_eq!(screenshot_path(Path::new("/run"), 3, name), Path::new("/run").join(expected), "{name}");
+        }
+    }
+
+    #[test]
+    fn selectors_pick_css_or_xpath() {
+        assert_eq!(by("#add"), By::Css("#add".into()));
+        assert_eq!(by("xpath://button[1]"), By::XPath("//button[1]".into()));
+    }
+
+    #[test]
+    fn key_names_map_to_webdriver_keys() {
+        assert_eq!(key_text("Enter"), Key::Enter.to_string());
+        assert_eq!(key_text("a"), "a");
+    }
+}

@@ -1,0 +1,351 @@
+//! One function per subcommand. Each returns the process exit code; errors are
+//! printed here, to stderr, naming the file, field or argument at fault.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use batch_core::config::{self, ConfigError, LaunchInterval, Project};
+use batch_core::{Mode, Plan, exit};
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{Command, ProfilesCommand, RunArgs};
+
+pub(crate) async fn dispatch(command: Command) -> i32 {
+    match command {
+        Command::Single { step, run } => run_command(Some(step), None, run).await,
+        Command::Run { steps, run } => run_command(None, Some(steps), run).await,
+        Command::Validate { config } => validate(&config),
+        Command::Doctor { config } => doctor(&config).await,
+        Command::Profiles { action, config } => profiles(action, &config),
+        Command::Report { run_dir, json } => report(&run_dir, json),
+    }
+}
+
+fn usage(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("error: {msg}");
+    exit::USAGE
+}
+
+/// Everything the command line and the files say, checked, before anything launches.
+fn build_plan(step: Option<u32>, steps: Option<String>, a: &RunArgs) -> Result<Plan, String> {
+    let e = |err: ConfigError| err.to_string();
+    if a.webdriver_url.is_some() {
+        return Err("--webdriver-url: remote WebDriver / Selenium Grid is not supported by this version yet (expected no --webdriver-url)".into());
+    }
+    if a.resume.is_some() {
+        return Err("--resume: resuming a run is not supported by this version yet (expected no --resume)".into());
+    }
+    let mut project = config::load_project(&a.config).map_err(e)?;
+    if let Some(url) = &a.base_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("--base-url {url:?}: expected an http:// or https:// URL"));
+        }
+        project.workflow.base_url = url.trim_end_matches('/').to_string();
+    }
+    let mode = match (step, steps) {
+        (Some(s), _) => {
+            if !project.workflow.steps.iter().any(|st| st.id == s) {
+                let known: Vec<String> = project.workflow.steps.iter().map(|s| s.id.to_string()).collect();
+                return Err(format!(
+                    "--step {s}: no such step in {} (expected one of: {})",
+                    project.workflow.path.display(),
+                    known.join(", ")
+                ));
+            }
+            Mode::Single(s)
+        }
+        (None, Some(list)) => Mode::Run(config::parse_step_list(&list, &project.workflow).map_err(e)?),
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let mut ids = config::parse_account_list(&a.accounts, &project.accounts).map_err(e)?;
+    if let Some(spec) = &a.shard {
+        ids = config::shard(&ids, spec).map_err(e)?;
+    }
+    let accounts: Vec<&config::Account> =
+        ids.iter().filter_map(|id| project.accounts.accounts.iter().find(|acc| acc.id == *id)).collect();
+    config::check_templates(&project.workflow, &accounts, &mode.steps()).map_err(e)?;
+
+    let launch = project.settings.launch;
+    let interval = match &a.launch_interval {
+        Some(s) => config::parse_launch_interval(s).map_err(|m| format!("--launch-interval {s:?}: {m}"))?,
+        None => launch.interval,
+    };
+    let launch_interval = match interval {
+        LaunchInterval::Fixed(d) => d,
+        LaunchInterval::Auto => {
+            return Err("launch interval \"auto\": adaptive pacing is not available in this version yet (expected a duration such as 2.5s or 0)".into());
+        }
+    };
+    if let Some(s) = &a.min_available_memory {
+        project.settings.resources.min_available_memory =
+            config::parse_size(s).map_err(|m| format!("--min-available-memory {s:?}: {m}"))?;
+    }
+    let retries = a.retries.unwrap_or(project.settings.retry.retries);
+    let headed = a.headed || project.settings.browser.headed;
+    Ok(Plan {
+        mode,
+        accounts: ids,
+        quantity: a.quantity,
+        concurrent: a.concurrent,
+        max_concurrent: a.max_concurrent.map(|m| m as usize).or(launch.max_concurrent),
+        launch_lock: launch.lock && !a.no_launch_lock,
+        launch_interval,
+        headed,
+        retries,
+        output: a.output.clone(),
+        argv: std::env::args().collect(),
+        project,
+    })
+}
+
+async fn run_command(step: Option<u32>, steps: Option<String>, a: RunArgs) -> i32 {
+    let plan = match build_plan(step, steps, &a) {
+        Ok(p) => p,
+        Err(msg) => return usage(msg),
+    };
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let json = a.json;
+    let observer: batch_core::journal::Observer = Arc::new(move |event| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if json {
+            let _ = writeln!(out, "{event}");
+        } else if let Some(line) = crate::view::line(event) {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    });
+    match batch_core::runner::run(plan, observer, cancel).await {
+        Ok(outcome) => {
+            if !json {
+                println!("report: {}", outcome.run_dir.join("report.json").display());
+            }
+            outcome.exit_code
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM: stop everything cleanly (exit 130 after the journal is flushed).
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("interrupted: closing every browser…");
+        cancel.cancel();
+    });
+}
+
+fn validate(path: &Path) -> i32 {
+    let project = match config::load_project(path) {
+        Ok(p) => p,
+        Err(e) => return usage(e),
+    };
+    let all: Vec<&config::Account> = project.accounts.accounts.iter().collect();
+    let steps: Vec<u32> = project.workflow.steps.iter().map(|s| s.id).collect();
+    if let Err(e) = config::check_templates(&project.workflow, &all, &steps) {
+        return usage(e);
+    }
+    if let LaunchInterval::Auto = project.settings.launch.interval {
+        return usage(format!(
+            "{}: [launch] interval = \"auto\": adaptive pacing is not available in this version yet (expected a duration)",
+            project.settings.config_path.display()
+        ));
+    }
+    println!(
+        "ok: {} ({} accounts, {} steps, {} actions)",
+        project.settings.config_path.display(),
+        project.accounts.accounts.len(),
+        project.workflow.steps.len(),
+        project.workflow.steps.iter().map(|s| s.before.len() + s.actions.len() + s.after.len()).sum::<usize>()
+    );
+    exit::OK
+}
+
+async fn doctor(path: &Path) -> i32 {
+    let settings = if path.exists() {
+        match config::load_settings(path) {
+            Ok(s) => Some(s),
+            Err(e) => return usage(e),
+        }
+    } else {
+        None
+    };
+    let mut bad = 0;
+    let mut report = |ok: bool, what: &str, detail: String| {
+        println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            bad += 1;
+        }
+    };
+    let browser = settings.as_ref().map(|s| s.browser.clone());
+    let binaries = match launcher::Binaries::locate(
+        browser.as_ref().and_then(|b| b.chromium.as_deref()),
+        browser.as_ref().and_then(|b| b.chromedriver.as_deref()),
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            report(false, "binaries", e.to_string());
+            return exit::ENVIRONMENT;
+        }
+    };
+    report(true, "chromium", binaries.chromium.display().to_string());
+    report(true, "chromedriver", binaries.chromedriver.display().to_string());
+    match binaries.versions().await {
+        Ok(v) => report(v.matching(), "versions", format!("{} / {} (majors must match)", v.chromium, v.chromedriver)),
+        Err(e) => report(false, "versions", e.to_string()),
+    }
+    match batch_core::resources::available_memory() {
+        Some(a) => {
+            let need = settings.as_ref().map_or(1 << 30, |s| s.resources.min_available_memory);
+            report(
+                a >= need,
+                "memory",
+                format!("{} MiB available (creations wait below {} MiB; ~300 MiB per browser)", a >> 20, need >> 20),
+            );
+        }
+        None => report(false, "memory", "cannot read available memory".into()),
+    }
+    let runtime = launcher::runtime_dir();
+    match launcher::Registry::open(&runtime) {
+        Ok(_) => report(true, "runtime dir", runtime.display().to_string()),
+        Err(e) => report(false, "runtime dir", e.to_string()),
+    }
+    let profile = match tempfile_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            report(false, "temp dir", e.to_string());
+            return exit::ENVIRONMENT;
+        }
+    };
+    let mut spec = launcher::LaunchSpec::new(binaries, profile.path());
+    spec.launch_timeout = Duration::from_secs(30);
+    match launcher::Browser::launch(&spec).await {
+        Ok(b) => {
+            let info = b.info().clone();
+            let nav = b.driver().goto("about:blank").await;
+            b.close().await;
+            report(
+                nav.is_ok(),
+                "browser start",
+                format!("pid {} on verified DevTools port {} in {:?}", info.pid, info.devtools_port, info.launch_time),
+            );
+        }
+        Err(e) => report(false, "browser start", e.to_string()),
+    }
+    if bad == 0 { exit::OK } else { exit::ENVIRONMENT }
+}
+
+fn tempfile_dir() -> std::io::Result<profiles::Profile> {
+    let parent = launcher::runtime_dir().join("profiles");
+    profiles::ephemeral(&parent).map_err(std::io::Error::other)
+}
+
+fn load_for_profiles(path: &Path) -> Result<(Project, profiles::ProfileStore), i32> {
+    let project = config::load_project(path).map_err(usage)?;
+    let store = profiles::ProfileStore::open(&project.settings.profiles.root).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::ENVIRONMENT
+    })?;
+    Ok((project, store))
+}
+
+fn profiles(action: ProfilesCommand, path: &Path) -> i32 {
+    let (project, store) = match load_for_profiles(path) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    match action {
+        ProfilesCommand::List => match store.list() {
+            Ok(list) => {
+                println!("{:<10} {:>10} {:<7} path", "account", "size", "in use");
+                for p in list {
+                    println!(
+                        "{:<10} {:>7} MiB {:<7} {}",
+                        p.account,
+                        p.size_bytes >> 20,
+                        if p.in_use { "yes" } else { "no" },
+                        p.path.display()
+                    );
+                }
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::ENVIRONMENT
+            }
+        },
+        ProfilesCommand::Clean => match store.clean() {
+            Ok(cleaned) => {
+                println!("removed {} stale lock file(s)", cleaned.len());
+                for c in cleaned {
+                    println!("  {}", c.display());
+                }
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::ENVIRONMENT
+            }
+        },
+        ProfilesCommand::Reset { accounts } => {
+            let ids = match config::parse_account_list(&accounts, &project.accounts) {
+                Ok(ids) => ids,
+                Err(e) => return usage(e),
+            };
+            let mut code = exit::OK;
+            for id in ids {
+                match store.reset(&id.to_string()) {
+                    Ok(true) => println!("account {id}: profile deleted"),
+                    Ok(false) => println!("account {id}: no profile"),
+                    Err(e) => {
+                        eprintln!("error: account {id}: {e}");
+                        code = exit::SOME_FAILED;
+                    }
+                }
+            }
+            code
+        }
+    }
+}
+
+fn report(run_dir: &Path, json: bool) -> i32 {
+    let path = run_dir.join("report.json");
+    let r = match batch_core::report::Report::read(&path) {
+        Ok(r) => r,
+        Err(e) => return usage(format!("{}: {e} (expected a finished run directory)", path.display())),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).expect("report serializes"));
+        return exit::OK;
+    }
+    println!("run {}  {} → {}  exit {}", r.run_id, r.started_at, r.finished_at, r.exit_code);
+    println!(
+        "totals: {} iterations ok, {} failed, {} browser launches, {} retries",
+        r.totals.iterations_ok, r.totals.iterations_failed, r.totals.browser_launches, r.totals.retries
+    );
+    for a in &r.accounts {
+        println!(
+            "  account {:<6} {:<11} ok {:<4} failed {:<4} launches {:<3} retries {}{}",
+            a.id,
+            a.status,
+            a.iterations_ok,
+            a.iterations_failed,
+            a.browser_launches,
+            a.retries,
+            a.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default()
+        );
+    }
+    exit::OK
+}

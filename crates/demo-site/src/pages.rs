@@ -1,0 +1,174 @@
+//! The demo site's HTML: every page as a function from values to a `String`.
+//!
+//! Pages are self-contained (inline CSS and JS, no external assets) because the
+//! browsers under test have no internet. The element ids here (`#username`,
+//! `#password`, `#submit`, `#error`, `#welcome`, `#title`, `#add`, `#done`, `#slow`,
+//! `#echo`) are what workflows and end-to-end tests select on, so they are part of
+//! the site's contract. This module does no I/O and knows nothing about sessions;
+//! every value that may come from a client goes through [`escape`].
+
+use std::fmt::Write as _;
+
+/// Escapes text for an HTML text node or a double- or single-quoted attribute.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Wraps a body in the common document. `title` is escaped; `body` is trusted
+/// markup built by the functions below.
+fn layout(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>{title}</title>\n\
+         <style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}\
+         label{{display:block;margin:.5em 0}}#error{{color:#b00}}</style>\n\
+         </head>\n<body>\n{body}\n</body>\n</html>\n",
+        title = escape(title),
+    )
+}
+
+/// The login form, optionally with the error line and the username the user typed.
+pub(crate) fn login(error: Option<&str>, username: &str) -> String {
+    let error = error.map_or_else(String::new, |e| {
+        format!("<p id=\"error\">{}</p>\n", escape(e))
+    });
+    layout(
+        "Log in",
+        &format!(
+            "<h1>Log in</h1>\n{error}\
+             <form method=\"post\" action=\"/login\">\n\
+             <label>Username <input id=\"username\" name=\"username\" value=\"{username}\" autocomplete=\"username\"></label>\n\
+             <label>Password <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\"></label>\n\
+             <button id=\"submit\" type=\"submit\">Log in</button>\n\
+             </form>",
+            username = escape(username),
+        ),
+    )
+}
+
+/// How many item links the home page offers; any `/item/{n}` works regardless.
+const HOME_ITEMS: u32 = 5;
+
+/// The logged-in landing page.
+pub(crate) fn home(user: &str) -> String {
+    let mut links = String::new();
+    for n in 1..=HOME_ITEMS {
+        let _ = writeln!(
+            links,
+            "<li><a id=\"item-{n}\" href=\"/item/{n}\">Item {n}</a></li>"
+        );
+    }
+    layout(
+        "Home",
+        &format!(
+            "<h1 id=\"welcome\">Welcome, {user}</h1>\n<ul id=\"items\">\n{links}</ul>\n\
+             <p><a id=\"login\" href=\"/login\">Log in as someone else</a></p>",
+            user = escape(user),
+        ),
+    )
+}
+
+/// An item page whose button adds the item to the cart through `/api/cart`.
+///
+/// `#done` is cleared when the button is pressed, so that a `wait_text` after a
+/// second press waits for that press's answer rather than matching the first one.
+pub(crate) fn item(n: u32) -> String {
+    layout(
+        &format!("Item {n}"),
+        &format!(
+            "<h1 id=\"title\">Item {n}</h1>\n\
+             <button id=\"add\">Add to cart</button>\n\
+             <div id=\"done\"></div>\n\
+             <p><a id=\"home\" href=\"/home\">Home</a></p>\n\
+             <script>\n\
+             document.getElementById('add').addEventListener('click', async () => {{\n\
+             \x20 const done = document.getElementById('done');\n\
+             \x20 done.textContent = '';\n\
+             \x20 try {{\n\
+             \x20   const r = await fetch('/api/cart', {{method: 'POST', credentials: 'same-origin', \
+             headers: {{'content-type': 'application/json'}}, body: JSON.stringify({{item: {n}}})}});\n\
+             \x20   done.textContent = r.status === 200 ? 'added {n}' : 'error ' + r.status;\n\
+             \x20 }} catch (e) {{\n\
+             \x20   done.textContent = 'error ' + e;\n\
+             \x20 }}\n\
+             }});\n\
+             </script>"
+        ),
+    )
+}
+
+/// What `/slow` answers once it has waited.
+pub(crate) fn slow(ms: u64) -> String {
+    layout(
+        "Slow",
+        &format!("<p id=\"slow\">done</p>\n<p>waited {ms} ms</p>"),
+    )
+}
+
+/// The raw query string in `#echo`, and the decoded pairs in `#params`.
+pub(crate) fn echo(raw: &str, pairs: &[(String, String)]) -> String {
+    let mut items = String::new();
+    for (key, value) in pairs {
+        let _ = writeln!(items, "<li>{} = {}</li>", escape(key), escape(value));
+    }
+    layout(
+        "Echo",
+        &format!(
+            "<h1>Echo</h1>\n<pre id=\"echo\">{}</pre>\n<ul id=\"params\">\n{items}</ul>",
+            escape(raw)
+        ),
+    )
+}
+
+/// The fallback for unknown paths, so a mistyped URL in a workflow shows a page a
+/// person (or a failure screenshot) can read.
+pub(crate) fn not_found(path: &str) -> String {
+    layout(
+        "Not found",
+        &format!(
+            "<h1 id=\"not-found\">Not found</h1>\n<p>{}</p>",
+            escape(path)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        fn check(input: &str, expected: &str) {
+            assert_eq!(escape(input), expected);
+        }
+        check("user-1", "user-1");
+        check("", "");
+        check(
+            "<script>alert('x')</script>",
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;",
+        );
+        check("a=1&b=\"2\"", "a=1&amp;b=&quot;2&quot;");
+        check("&amp;", "&amp;amp;");
+        check("ünï", "ünï");
+    }
+
+    #[test]
+    fn item_script_reports_exactly_added_n() {
+        let page = item(7);
+        assert!(page.contains("<title>Item 7</title>"));
+        assert!(page.contains("<h1 id=\"title\">Item 7</h1>"));
+        assert!(page.contains("JSON.stringify({item: 7})"));
+        assert!(page.contains("'added 7'"));
+    }
+}

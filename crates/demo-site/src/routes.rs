@@ -1,0 +1,202 @@
+//! The demo site's HTTP surface: one axum handler per route, and [`router`].
+//!
+//! Handlers translate between HTTP and [`Shared`]: they read the session cookie,
+//! call into the state, and render a page from [`crate::pages`]. They hold no state
+//! of their own and never hold the state's lock across an `.await`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Form, Path, Query, RawQuery, State};
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::pages;
+use crate::state::Shared;
+
+/// The name of the session cookie.
+const SESSION_COOKIE: &str = "session";
+
+/// The longest `/slow` will wait, so a typo cannot park a connection for hours.
+pub(crate) const SLOW_CAP_MS: u64 = 30_000;
+
+/// Every route of the site.
+pub(crate) fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/home") }))
+        .route("/login", get(login_form).post(login_submit))
+        .route("/home", get(home))
+        .route("/item/{n}", get(item))
+        .route("/api/cart", post(cart))
+        .route("/api/counts", get(counts))
+        .route("/slow", get(slow))
+        .route("/echo", get(echo))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// The value of the `session` cookie, from any `Cookie` header.
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(name, value)| (name == SESSION_COOKIE).then_some(value))
+}
+
+/// The logged-in user, if the request carries a live session.
+fn current_user(state: &Shared, headers: &HeaderMap) -> Option<String> {
+    state.user_for(session_cookie(headers)?)
+}
+
+/// Shown whether or not the user is logged in, so a workflow's `before` can always
+/// log in again, e.g. with a persistent profile that kept last run's cookie.
+async fn login_form() -> Html<String> {
+    Html(pages::login(None, ""))
+}
+
+/// The login form's fields. Missing fields are empty rather than a 422, so a
+/// half-filled form gets the ordinary "wrong username or password" page.
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn login_submit(State(state): State<Shared>, Form(form): Form<LoginForm>) -> Response {
+    match state.login(&form.username, &form.password) {
+        Some(session) => {
+            tracing::info!(user = %form.username, "login");
+            // Max-Age makes the cookie persistent, so a persistent Chrome profile
+            // keeps the login across browser restarts (a session cookie would not).
+            let cookie = format!(
+                "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400"
+            );
+            ([(SET_COOKIE, cookie)], Redirect::to("/home")).into_response()
+        }
+        None => {
+            tracing::info!(user = %form.username, "failed login");
+            let page = pages::login(Some("wrong username or password"), &form.username);
+            (StatusCode::UNAUTHORIZED, Html(page)).into_response()
+        }
+    }
+}
+
+async fn home(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    match current_user(&state, &headers) {
+        Some(user) => Html(pages::home(&user)).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+async fn item(State(state): State<Shared>, Path(n): Path<u32>, headers: HeaderMap) -> Response {
+    match current_user(&state, &headers) {
+        Some(_) => Html(pages::item(n)).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CartRequest {
+    item: u32,
+}
+
+/// Takes the body as a `Result` so that a request without a session gets 401 even
+/// when its body is also wrong: "not logged in" is the more useful answer.
+async fn cart(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Json<CartRequest>, JsonRejection>,
+) -> Response {
+    let Some(user) = current_user(&state, &headers) else {
+        let body = json!({ "ok": false, "error": "not logged in" });
+        return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    };
+    let Json(request) = match body {
+        Ok(request) => request,
+        Err(rejection) => {
+            let body = json!({ "ok": false, "error": rejection.body_text() });
+            return (rejection.status(), Json(body)).into_response();
+        }
+    };
+    let adds = state.add(&user, request.item);
+    tracing::debug!(user = %user, item = request.item, adds, "add to cart");
+    Json(json!({ "ok": true, "user": user, "item": request.item, "adds": adds })).into_response()
+}
+
+async fn counts(State(state): State<Shared>) -> Json<crate::Counts> {
+    Json(state.counts())
+}
+
+#[derive(Deserialize)]
+struct SlowQuery {
+    #[serde(default)]
+    ms: u64,
+}
+
+/// How long `/slow?ms=requested` actually waits.
+pub(crate) fn slow_delay(requested: u64) -> Duration {
+    Duration::from_millis(requested.min(SLOW_CAP_MS))
+}
+
+async fn slow(Query(query): Query<SlowQuery>) -> Html<String> {
+    let delay = slow_delay(query.ms);
+    tokio::time::sleep(delay).await;
+    Html(pages::slow(
+        delay.as_millis().try_into().unwrap_or(u64::MAX),
+    ))
+}
+
+async fn echo(RawQuery(raw): RawQuery, Query(pairs): Query<Vec<(String, String)>>) -> Html<String> {
+    Html(pages::echo(raw.as_deref().unwrap_or(""), &pairs))
+}
+
+async fn not_found(uri: Uri) -> (StatusCode, Html<String>) {
+    (StatusCode::NOT_FOUND, Html(pages::not_found(uri.path())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn session_cookie_parsing() {
+        fn check(cookies: &[&str], expected: Option<&str>) {
+            let mut headers = HeaderMap::new();
+            for cookie in cookies {
+                headers.append(COOKIE, HeaderValue::from_str(cookie).unwrap());
+            }
+            assert_eq!(session_cookie(&headers), expected, "cookies {cookies:?}");
+        }
+        check(&[], None);
+        check(&["session=abc"], Some("abc"));
+        check(&["a=1; session=abc; b=2"], Some("abc"));
+        check(&["a=1;session=abc"], Some("abc"));
+        check(&["a=1", "session=abc"], Some("abc"));
+        check(&["xsession=abc; sessionx=def"], None);
+        check(&["session="], Some(""));
+    }
+
+    #[test]
+    fn slow_delays_are_capped() {
+        fn check(requested: u64, expected_ms: u64) {
+            assert_eq!(slow_delay(requested), Duration::from_millis(expected_ms));
+        }
+        check(0, 0);
+        check(250, 250);
+        check(SLOW_CAP_MS, SLOW_CAP_MS);
+        check(SLOW_CAP_MS + 1, SLOW_CAP_MS);
+        check(u64::MAX, SLOW_CAP_MS);
+    }
+}

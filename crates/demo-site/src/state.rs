@@ -1,0 +1,180 @@
+//! The demo site's memory: who may log in, the live sessions, and the counts.
+//!
+//! Main types: [`Shared`] (the handle every handler gets) around [`State`].
+//! Everything lives in memory only; nothing is persisted, so restarting the server
+//! forgets every session (a browser that kept its cookie is simply sent to `/login`
+//! again). This module does no HTTP and no HTML; the routes do that.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::{Counts, UserCounts};
+
+/// The state every handler shares. The lock is only ever taken for a few map
+/// operations and never held across an `.await`, so a std `Mutex` is enough.
+#[derive(Clone, Default)]
+pub(crate) struct Shared(Arc<Mutex<State>>);
+
+/// Sessions and counts, behind [`Shared`]'s lock.
+#[derive(Default)]
+pub(crate) struct State {
+    /// Session id → username.
+    sessions: HashMap<String, String>,
+    counts: Counts,
+    /// Mixed into every session id so that two logins in the same nanosecond still
+    /// get different ids.
+    issued: u64,
+    /// Randomly keyed per process, which makes session ids unguessable enough for
+    /// a demo without pulling in a random-number crate.
+    keys: RandomState,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding the lock, but if a future change does, the
+        // counts are still the best record of what happened: keep serving them.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Checks the credentials. On success counts a login and returns a new session
+    /// id; on failure counts a failed login for a well-formed `user-N` name.
+    pub(crate) fn login(&self, username: &str, password: &str) -> Option<String> {
+        let mut state = self.lock();
+        if !credentials_ok(username, password) {
+            // Only names that could be real users get an entry, so that a client
+            // posting arbitrary names cannot grow the counts without bound and the
+            // tests' expected `Counts` stay small.
+            if user_number(username).is_some() {
+                state.user(username).failed_logins += 1;
+            }
+            return None;
+        }
+        let id = state.new_session_id();
+        state.sessions.insert(id.clone(), username.to_owned());
+        state.user(username).logins += 1;
+        Some(id)
+    }
+
+    /// The user a session id belongs to, if it is a live session.
+    pub(crate) fn user_for(&self, session: &str) -> Option<String> {
+        self.lock().sessions.get(session).cloned()
+    }
+
+    /// Counts one add of `item` for `user`; returns the user's total adds.
+    pub(crate) fn add(&self, user: &str, item: u32) -> u64 {
+        let mut state = self.lock();
+        let counts = state.user(user);
+        counts.adds += 1;
+        *counts.items.entry(item).or_default() += 1;
+        counts.adds
+    }
+
+    /// A copy of the counts as they are now.
+    pub(crate) fn counts(&self) -> Counts {
+        self.lock().counts.clone()
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    /// Opaque: printing sessions would print live session ids.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl State {
+    fn user(&mut self, username: &str) -> &mut UserCounts {
+        self.counts.users.entry(username.to_owned()).or_default()
+    }
+
+    /// 128 bits, hex: two keyed hashes of (counter, wall clock, half).
+    fn new_session_id(&mut self) -> String {
+        self.issued += 1;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let half = |tag: u8| {
+            let mut hasher = self.keys.build_hasher();
+            hasher.write_u64(self.issued);
+            hasher.write_u128(nanos);
+            hasher.write_u8(tag);
+            hasher.finish()
+        };
+        format!("{:016x}{:016x}", half(0), half(1))
+    }
+}
+
+/// `N` for a canonical `user-N` (N a positive integer without leading zeros).
+///
+/// Canonical only, so that `user-01` is not a second spelling of `user-1`: the
+/// counts are keyed by the username string.
+pub(crate) fn user_number(username: &str) -> Option<u64> {
+    let digits = username.strip_prefix("user-")?;
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// `user-N` logs in with `pass-N`, and nothing else logs in.
+pub(crate) fn credentials_ok(username: &str, password: &str) -> bool {
+    user_number(username).is_some_and(|n| password.strip_prefix("pass-") == Some(&n.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_numbers() {
+        fn check(input: &str, expected: Option<u64>) {
+            assert_eq!(user_number(input), expected, "input {input:?}");
+        }
+        check("user-1", Some(1));
+        check("user-10", Some(10));
+        check("user-18446744073709551615", Some(u64::MAX));
+        check("user-18446744073709551616", None);
+        check("user-0", None);
+        check("user-01", None);
+        check("user-", None);
+        check("user--1", None);
+        check("user-+1", None);
+        check("user-1 ", None);
+        check("User-1", None);
+        check("admin", None);
+        check("", None);
+    }
+
+    #[test]
+    fn credentials() {
+        fn check(username: &str, password: &str, expected: bool) {
+            assert_eq!(
+                credentials_ok(username, password),
+                expected,
+                "{username:?} / {password:?}"
+            );
+        }
+        check("user-1", "pass-1", true);
+        check("user-42", "pass-42", true);
+        check("user-1", "pass-2", false);
+        check("user-1", "pass-01", false);
+        check("user-1", "", false);
+        check("user-0", "pass-0", false);
+        check("user-01", "pass-1", false);
+        check("admin", "admin", false);
+    }
+
+    #[test]
+    fn session_ids_are_distinct_and_fixed_width() {
+        let mut state = State::default();
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| state.new_session_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
+    }
+}

@@ -1,0 +1,611 @@
+//! Tests of the running server: each starts its own site on `127.0.0.1:0` and speaks
+//! hand-written HTTP/1.1 to it over a `TcpStream`.
+//!
+//! A hand-written client keeps the crate free of an HTTP client dependency and shows
+//! exactly what goes over the wire (cookies, redirects, status codes), which is what
+//! a browser sees. These tests do not drive a browser; the workspace's `tests`
+//! crate does that.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::*;
+
+/// Long enough for a loaded 2-core CI machine, short enough that a hung server
+/// fails the test rather than the whole run.
+const REPLY_DEADLINE: Duration = Duration::from_secs(10);
+
+async fn site() -> DemoSite {
+    start("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("start the demo site")
+}
+
+/// One parsed HTTP response.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `session=<id>` from `Set-Cookie`, ready to send back in a `Cookie` header.
+    fn session_cookie(&self) -> Option<String> {
+        let set_cookie = self.header("set-cookie")?;
+        let pair = set_cookie.split(';').next()?.trim();
+        pair.starts_with("session=").then(|| pair.to_owned())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Sends one request on a fresh connection and reads the whole response.
+async fn send(
+    site: &DemoSite,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        site.addr(),
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+
+    let exchange = async {
+        let mut stream = TcpStream::connect(site.addr()).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        std::io::Result::Ok(raw)
+    };
+    let raw = tokio::time::timeout(REPLY_DEADLINE, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no reply to {method} {path} within {REPLY_DEADLINE:?}"))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    parse_reply(&String::from_utf8(raw).expect("a UTF-8 response"))
+}
+
+fn parse_reply(raw: &str) -> Reply {
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header/body separator");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect(status_line);
+    let headers: Vec<(String, String)> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').expect(line);
+            (name.trim().to_owned(), value.trim().to_owned())
+        })
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        unchunk(body)
+    } else {
+        body.to_owned()
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Decodes a chunked body. The server sends full bodies with a length today; this
+/// keeps the tests honest should that change.
+fn unchunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).expect(size);
+        if size == 0 {
+            return body;
+        }
+        body.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn get(site: &DemoSite, path: &str, cookie: Option<&str>) -> Reply {
+    let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+    send(site, "GET", path, &headers, "").await
+}
+
+async fn post_login(site: &DemoSite, username: &str, password: &str) -> Reply {
+    let body = format!(
+        "username={}&password={}",
+        form_encode(username),
+        form_encode(password)
+    );
+    send(
+        site,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &body,
+    )
+    .await
+}
+
+/// Logs `user-N` in and returns the `Cookie` header value for its session.
+async fn login(site: &DemoSite, n: u64) -> String {
+    let reply = post_login(site, &format!("user-{n}"), &format!("pass-{n}")).await;
+    assert_eq!(reply.status, 303, "{reply:?}");
+    reply.session_cookie().expect("a session cookie")
+}
+
+async fn post_cart(site: &DemoSite, cookie: Option<&str>, body: &str) -> Reply {
+    let mut headers = vec![("Content-Type", "application/json")];
+    headers.extend(cookie.map(|c| ("Cookie", c)));
+    send(site, "POST", "/api/cart", &headers, body).await
+}
+
+/// One user's expected counts: `(user, logins, failed_logins, [(item, adds)])`;
+/// `adds` is the sum of the items'.
+type Expected<'a> = (&'a str, u64, u64, &'a [(u32, u64)]);
+
+/// Builds the expected counts, one [`Expected`] per user.
+fn counts_of(users: &[Expected<'_>]) -> Counts {
+    let users = users
+        .iter()
+        .map(|&(user, logins, failed_logins, items)| {
+            let items: BTreeMap<u32, u64> = items.iter().copied().collect();
+            let adds = items.values().sum();
+            let counts = UserCounts {
+                logins,
+                adds,
+                items,
+                failed_logins,
+            };
+            (user.to_owned(), counts)
+        })
+        .collect();
+    Counts { users }
+}
+
+#[tokio::test]
+async fn login_sets_a_cookie_only_for_good_credentials() {
+    let site = site().await;
+    async fn check(site: &DemoSite, username: &str, password: &str, ok: bool) {
+        let reply = post_login(site, username, password).await;
+        let what = format!("{username:?} / {password:?}: {reply:?}");
+        if ok {
+            assert_eq!(reply.status, 303, "{what}");
+            assert_eq!(reply.header("location"), Some("/home"), "{what}");
+            assert!(reply.session_cookie().is_some(), "{what}");
+        } else {
+            assert_eq!(reply.status, 401, "{what}");
+            assert_eq!(reply.header("set-cookie"), None, "{what}");
+            assert!(
+                reply
+                    .body
+                    .contains("<p id=\"error\">wrong username or password</p>"),
+                "{what}"
+            );
+        }
+    }
+    check(&site, "user-1", "pass-1", true).await;
+    check(&site, "user-1", "pass-1", true).await;
+    check(&site, "user-12345", "pass-12345", true).await;
+    check(&site, "user-1", "pass-2", false).await;
+    check(&site, "user-1", "", false).await;
+    check(&site, "user-2", "pass-1", false).await;
+    check(&site, "user-0", "pass-0", false).await;
+    check(&site, "user-01", "pass-1", false).await;
+    check(&site, "admin", "admin", false).await;
+    check(&site, "", "", false).await;
+
+    // Failed logins count only for names that could be users.
+    let expected = counts_of(&[
+        ("user-1", 2, 2, &[]),
+        ("user-12345", 1, 0, &[]),
+        ("user-2", 0, 1, &[]),
+    ]);
+    assert_eq!(site.counts(), expected);
+}
+
+#[tokio::test]
+async fn login_cookie_is_persistent_and_http_only() {
+    let site = site().await;
+    let reply = post_login(&site, "user-3", "pass-3").await;
+    let cookie = reply.header("set-cookie").expect("a Set-Cookie header");
+    let attributes: Vec<&str> = cookie.split(';').map(str::trim).skip(1).collect();
+    assert_eq!(
+        attributes,
+        ["Path=/", "HttpOnly", "SameSite=Lax", "Max-Age=86400"]
+    );
+
+    // Two logins of the same user are two sessions.
+    let other = post_login(&site, "user-3", "pass-3").await;
+    assert_ne!(reply.session_cookie(), other.session_cookie());
+}
+
+#[tokio::test]
+async fn failed_login_escapes_what_the_user_typed() {
+    let site = site().await;
+    let reply = post_login(&site, "<script>alert(\"x\")</script>", "nope").await;
+    assert_eq!(reply.status, 401);
+    assert!(!reply.body.contains("<script>alert"), "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("value=\"&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;\""),
+        "{}",
+        reply.body
+    );
+    assert_eq!(site.counts(), Counts::default());
+}
+
+#[tokio::test]
+async fn login_form_is_shown_even_when_logged_in() {
+    let site = site().await;
+    let cookie = login(&site, 1).await;
+    for cookie in [None, Some(cookie.as_str())] {
+        let reply = get(&site, "/login", cookie).await;
+        assert_eq!(reply.status, 200);
+        for needle in [
+            "<form method=\"post\" action=\"/login\">",
+            "<input id=\"username\" name=\"username\"",
+            "<input id=\"password\" name=\"password\" type=\"password\"",
+            "<button id=\"submit\" type=\"submit\">Log in</button>",
+        ] {
+            assert!(
+                reply.body.contains(needle),
+                "missing {needle:?} in {}",
+                reply.body
+            );
+        }
+        assert!(!reply.body.contains("id=\"error\""));
+    }
+}
+
+#[tokio::test]
+async fn pages_redirect_to_login_without_a_session() {
+    let site = site().await;
+    async fn check(site: &DemoSite, path: &str, cookie: Option<&str>) {
+        let reply = get(site, path, cookie).await;
+        assert_eq!(reply.status, 303, "{path} with {cookie:?}");
+        assert_eq!(
+            reply.header("location"),
+            Some("/login"),
+            "{path} with {cookie:?}"
+        );
+    }
+    for path in ["/home", "/item/1", "/item/4294967295"] {
+        check(&site, path, None).await;
+        check(&site, path, Some("session=not-a-session")).await;
+        check(&site, path, Some("other=1")).await;
+    }
+}
+
+#[tokio::test]
+async fn root_redirects_to_home() {
+    let site = site().await;
+    let reply = get(&site, "/", None).await;
+    assert_eq!(reply.status, 303);
+    assert_eq!(reply.header("location"), Some("/home"));
+}
+
+#[tokio::test]
+async fn home_and_item_pages_for_a_logged_in_user() {
+    let site = site().await;
+    let cookie = login(&site, 7).await;
+
+    let home = get(&site, "/home", Some(&cookie)).await;
+    assert_eq!(home.status, 200);
+    assert!(
+        home.body
+            .contains("<h1 id=\"welcome\">Welcome, user-7</h1>"),
+        "{}",
+        home.body
+    );
+    assert!(home.body.contains("href=\"/item/1\""), "{}", home.body);
+
+    let item = get(&site, "/item/42", Some(&cookie)).await;
+    assert_eq!(item.status, 200);
+    for needle in [
+        "<title>Item 42</title>",
+        "<h1 id=\"title\">Item 42</h1>",
+        "<button id=\"add\">Add to cart</button>",
+        "<div id=\"done\"></div>",
+        "'added 42'",
+    ] {
+        assert!(
+            item.body.contains(needle),
+            "missing {needle:?} in {}",
+            item.body
+        );
+    }
+
+    // Not a u32: axum's path rejection, not a page.
+    assert_eq!(get(&site, "/item/abc", Some(&cookie)).await.status, 400);
+}
+
+#[tokio::test]
+async fn cart_counts_per_user_and_item() {
+    let site = site().await;
+    let one = login(&site, 1).await;
+    let two = login(&site, 2).await;
+
+    async fn check(site: &DemoSite, cookie: &str, item: u32, expected: Value) {
+        let reply = post_cart(site, Some(cookie), &json!({ "item": item }).to_string()).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.json(), expected);
+    }
+    check(
+        &site,
+        &one,
+        1,
+        json!({"ok": true, "user": "user-1", "item": 1, "adds": 1}),
+    )
+    .await;
+    check(
+        &site,
+        &one,
+        1,
+        json!({"ok": true, "user": "user-1", "item": 1, "adds": 2}),
+    )
+    .await;
+    check(
+        &site,
+        &two,
+        1,
+        json!({"ok": true, "user": "user-2", "item": 1, "adds": 1}),
+    )
+    .await;
+    check(
+        &site,
+        &one,
+        3,
+        json!({"ok": true, "user": "user-1", "item": 3, "adds": 3}),
+    )
+    .await;
+    check(
+        &site,
+        &two,
+        0,
+        json!({"ok": true, "user": "user-2", "item": 0, "adds": 2}),
+    )
+    .await;
+
+    let expected = counts_of(&[
+        ("user-1", 1, 0, &[(1, 2), (3, 1)]),
+        ("user-2", 1, 0, &[(0, 1), (1, 1)]),
+    ]);
+    assert_eq!(site.counts(), expected);
+}
+
+#[tokio::test]
+async fn cart_needs_a_session() {
+    let site = site().await;
+    for cookie in [None, Some("session=forged"), Some("session=")] {
+        let reply = post_cart(&site, cookie, r#"{"item": 1}"#).await;
+        assert_eq!(reply.status, 401, "{cookie:?}");
+        assert_eq!(reply.json(), json!({"ok": false, "error": "not logged in"}));
+    }
+    // No session and a bad body: still "not logged in".
+    assert_eq!(post_cart(&site, None, "nonsense").await.status, 401);
+    assert_eq!(site.counts(), Counts::default());
+}
+
+#[tokio::test]
+async fn cart_rejects_bad_bodies_without_counting() {
+    let site = site().await;
+    let cookie = login(&site, 1).await;
+    for body in ["", "nonsense", r#"{"item": "x"}"#, r#"{"item": -1}"#, "{}"] {
+        let reply = post_cart(&site, Some(&cookie), body).await;
+        assert!((400..500).contains(&reply.status), "{body:?}: {reply:?}");
+        assert_eq!(reply.json()["ok"], json!(false), "{body:?}");
+    }
+    assert_eq!(site.counts(), counts_of(&[("user-1", 1, 0, &[])]));
+}
+
+#[tokio::test]
+async fn counts_api_has_the_documented_shape() {
+    let site = site().await;
+    assert_eq!(
+        get(&site, "/api/counts", None).await.json(),
+        json!({"users": {}})
+    );
+
+    let cookie = login(&site, 1).await;
+    post_cart(&site, Some(&cookie), r#"{"item": 5}"#).await;
+    post_login(&site, "user-1", "wrong").await;
+
+    let reply = get(&site, "/api/counts", None).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let expected = json!({"users": {"user-1": {"logins": 1, "adds": 1, "items": {"5": 1}, "failed_logins": 1}}});
+    assert_eq!(reply.json(), expected);
+    // And it round-trips into the library's type.
+    let parsed: Counts = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(parsed, site.counts());
+}
+
+#[tokio::test]
+async fn slow_answers_after_the_delay() {
+    let site = site().await;
+    let started = Instant::now();
+    let reply = get(&site, "/slow?ms=50", None).await;
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.body.contains("<p id=\"slow\">done</p>"),
+        "{}",
+        reply.body
+    );
+
+    let reply = get(&site, "/slow", None).await;
+    assert!(
+        reply.body.contains("<p id=\"slow\">done</p>"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(get(&site, "/slow?ms=soon", None).await.status, 400);
+}
+
+#[tokio::test]
+async fn echo_shows_the_query_escaped() {
+    let site = site().await;
+    async fn check(site: &DemoSite, path: &str, echo: &str, params: &[&str]) {
+        let reply = get(site, path, None).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert!(
+            reply
+                .body
+                .contains(&format!("<pre id=\"echo\">{echo}</pre>")),
+            "{path}: {}",
+            reply.body
+        );
+        for param in params {
+            assert!(
+                reply.body.contains(&format!("<li>{param}</li>")),
+                "{path}: {}",
+                reply.body
+            );
+        }
+    }
+    check(&site, "/echo", "", &[]).await;
+    check(
+        &site,
+        "/echo?user=user-1&i=3",
+        "user=user-1&amp;i=3",
+        &["user = user-1", "i = 3"],
+    )
+    .await;
+    check(
+        &site,
+        "/echo?q=%3Cb%3E+x",
+        "q=%3Cb%3E+x",
+        &["q = &lt;b&gt; x"],
+    )
+    .await;
+    check(&site, "/echo?a=%22%27", "a=%22%27", &["a = &quot;&#39;"]).await;
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_pages() {
+    let site = site().await;
+    let reply = get(&site, "/nope/%3Cx%3E", None).await;
+    assert_eq!(reply.status, 404);
+    assert!(reply.body.contains("id=\"not-found\""), "{}", reply.body);
+}
+
+#[tokio::test]
+async fn base_url_names_the_bound_port() {
+    let site = site().await;
+    assert_ne!(site.addr().port(), 0);
+    assert_eq!(
+        site.base_url(),
+        format!("http://127.0.0.1:{}", site.addr().port())
+    );
+}
+
+#[tokio::test]
+async fn start_refuses_addresses_other_hosts_can_reach() {
+    for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.1:0"] {
+        let error = start(addr.parse().unwrap()).await.expect_err(addr);
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{addr}");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_the_listener() {
+    let site = site().await;
+    let addr = site.addr();
+    let cookie = login(&site, 1).await;
+    post_cart(&site, Some(&cookie), r#"{"item": 1}"#).await;
+    site.shutdown().await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting on {addr}"
+    );
+}
+
+/// Browsers keep idle connections open; shutdown must close them rather than wait
+/// for the browser to hang up.
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_connections() {
+    let site = site().await;
+    let mut stream = TcpStream::connect(site.addr()).await.unwrap();
+    let request = format!("GET /api/counts HTTP/1.1\r\nHost: {}\r\n\r\n", site.addr());
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    while !reply.ends_with(br#"{"users":{}}"#) {
+        let mut buf = [0; 1024];
+        let n = tokio::time::timeout(REPLY_DEADLINE, stream.read(&mut buf))
+            .await
+            .expect("a reply")
+            .unwrap();
+        assert_ne!(
+            n,
+            0,
+            "closed before the reply: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        reply.extend_from_slice(&buf[..n]);
+    }
+
+    site.shutdown().await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(REPLY_DEADLINE, stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the idle connection is still open");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
+#[tokio::test]
+async fn drop_closes_the_listener() {
+    let site = site().await;
+    let addr = site.addr();
+    drop(site);
+    // Abort takes effect when the runtime next polls the task, so wait for it
+    // with a deadline rather than a fixed sleep.
+    let deadline = Instant::now() + REPLY_DEADLINE;
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting on {addr}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,53 @@
+//! Starting one ChromeDriver + Chromium pair safely, and nothing more.
+//!
+//! - [`Browser::launch`] starts a private ChromeDriver and, through it, a Chromium on
+//!   a given profile directory, then *verifies* that the DevTools port it reports is
+//!   answered by the Chrome that owns that profile before handing the browser out.
+//! - [`CreationLock`] serializes creations with an interval inside the lock (the old
+//!   tool's Phase 1), when the caller wants that.
+//! - [`Registry`] records every live browser of this process on disk so that the next
+//!   process can reap what a killed one left ([`Registry::reap`]).
+//! - [`classify`] turns a WebDriver error into a [`FailureKind`]: is the browser gone,
+//!   the driver gone, the page crashed, or did just the action fail?
+//!
+//! Orphans are impossible by construction: the driver runs in its own process group
+//! with `PR_SET_PDEATHSIG`, Chromium is started through `setpriv --pdeathsig KILL`,
+//! and a [`Browser`] kills its whole process group when dropped.
+//!
+//! This crate does not decide *when* to launch, how many at once, or what to retry:
+//! that policy lives in `batch-core`. It never prints.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), launcher::LaunchError> {
+//! let binaries = launcher::Binaries::locate(None, None)?;
+//! let profile = tempfile::tempdir().unwrap();
+//! let spec = launcher::LaunchSpec::new(binaries, profile.path());
+//! let browser = launcher::Browser::launch(&spec).await?;
+//! browser.driver().goto("about:blank").await.unwrap();
+//! println!("chrome pid {} on DevTools port {}", browser.info().pid, browser.info().devtools_port);
+//! browser.close().await;
+//! # Ok(()) }
+//! ```
+
+mod binaries;
+mod browser;
+mod creation_lock;
+mod driver;
+mod error;
+mod failure;
+mod proc;
+mod registry;
+
+pub use binaries::{Binaries, Versions};
+pub use browser::{Browser, BrowserInfo, LaunchSpec};
+pub use creation_lock::{CreationGuard, CreationLock};
+pub use error::LaunchError;
+pub use failure::{FailureKind, classify};
+pub use proc::{process_alive, tree_pss_bytes};
+pub use registry::{ReapReport, Registry, runtime_dir};
+
+/// Re-exported so users of [`Browser::driver`] need no direct thirtyfour dependency.
+pub use thirtyfour;
+
+#[cfg(test)]
+mod real_tests;

@@ -1,0 +1,147 @@
+//! Small `/proc` readers: is a process alive, which processes are in a group, how much
+//! memory a process tree really uses (PSS, because RSS sums count shared pages once per
+//! process and overcount a browser about 5×).
+
+use std::path::Path;
+
+/// Whether `pid` names a live (not zombie) process.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat_field(&stat, 0).is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Field `n` (0 = state) after the `(comm)` part of `/proc/PID/stat`.
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(n)
+}
+
+/// All live pids, with their process group id and parent pid.
+pub(crate) fn all_processes() -> Vec<ProcEntry> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let state = stat_field(&stat, 0)?;
+            if state == "Z" || state == "X" {
+                return None;
+            }
+            Some(ProcEntry {
+                pid,
+                ppid: stat_field(&stat, 1)?.parse().ok()?,
+                pgid: stat_field(&stat, 2)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// One line of the process table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProcEntry {
+    pub(crate) pid: u32,
+    pub(crate) ppid: u32,
+    pub(crate) pgid: u32,
+}
+
+/// The process's command line, arguments joined by spaces.
+pub(crate) fn cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(raw.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s)).collect::<Vec<_>>().join(" "))
+}
+
+/// Proportional set size of `root` and all its descendants, in bytes. Processes that
+/// vanish while reading are skipped; `None` if `root` itself cannot be read.
+pub fn tree_pss_bytes(root: u32) -> Option<u64> {
+    let procs = all_processes();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(procs.iter().filter(|p| p.ppid == parent).map(|p| p.pid));
+        i += 1;
+    }
+    let mut total = 0;
+    for (n, pid) in tree.iter().enumerate() {
+        match pss_of(*pid) {
+            Some(b) => total += b,
+            None if n == 0 => return None,
+            None => {}
+        }
+    }
+    Some(total)
+}
+
+fn pss_of(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("smaps_rollup")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The pid of the process holding the TCP socket listening on `port` (IPv4 or IPv6),
+/// found through the socket's inode in `/proc/net/tcp*` and the processes' fds.
+pub(crate) fn listener_owner(port: u16) -> Option<u32> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).filter_map(|l| listening_inode(l, port)).collect::<Vec<_>>())
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    all_processes().into_iter().map(|p| p.pid).find(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
+            })
+        })
+    })
+}
+
+/// `  0: 0100007F:A86B 00000000:0000 0A ... inode` → the inode if it listens on `port`.
+fn listening_inode(line: &str, port: u16) -> Option<String> {
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    let local_port = u16::from_str_radix(cols.get(1)?.rsplit(':').next()?, 16).ok()?;
+    (local_port == port && *cols.get(3)? == "0A").then(|| cols.get(9).map(|s| s.to_string())).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_process_is_alive_and_has_memory() {
+        let me = std::process::id();
+        assert!(process_alive(me));
+        assert!(tree_pss_bytes(me).unwrap() > 0);
+        assert!(all_processes().iter().any(|p| p.pid == me));
+        assert!(cmdline(me).is_some());
+    }
+
+    #[test]
+    fn a_reaped_child_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_alive(pid));
+    }
+
+    #[test]
+    fn finds_the_owner_of_a_listener() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert_eq!(listener_owner(port), Some(std::process::id()));
+        drop(l);
+        assert_eq!(listener_owner(port), None);
+    }
+
+    #[test]
+    fn stat_fields_skip_comm_with_spaces() {
+        let stat = "42 (a b) c) S 1 42 42 0";
+        assert_eq!(stat_field(stat, 0), Some("S"));
+        assert_eq!(stat_field(stat, 2), Some("42"));
+    }
+}

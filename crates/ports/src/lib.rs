@@ -1,0 +1,835 @@
+//! Unique TCP port leases: a port leased here is never leased twice while its lease
+//! lives, within one process (many threads) and across every process on the host that
+//! uses the same lock directory.
+//!
+//! - [`PortAllocator`] hands out leases, either from a fixed range or from
+//!   portpicker's random candidates (falling back to the kernel's choice).
+//! - [`PortLease`] is one reserved port; dropping it gives the port back.
+//! - [`PortError`] says why no lease could be had.
+//!
+//! A reservation has two layers: a process-wide set (shared by every allocator in the
+//! process) and an exclusive `flock` on `<lock_dir>/<port>.lock`, which other
+//! processes see. Before handing a port out, the allocator also checks that nothing
+//! listens on it right now.
+//!
+//! What this crate does *not* do: it never keeps a socket open, so it cannot stop a
+//! program that ignores the lock directory from binding a leased port; it never starts
+//! processes and never verifies who listens on a port later — whoever passes the port
+//! to a child must check that the child got it (see [`PortAllocator::claim`] for the
+//! other way round: letting the kernel choose and registering the result).
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let ports = ports::PortAllocator::new(dir.path().join("ports"), None)?;
+//!
+//! let lease = ports.lease()?;
+//! let port = lease.port();
+//! assert!(port >= 1024);
+//! // While the lease lives, nobody else using this lock directory gets the port.
+//! assert!(matches!(ports.claim(port), Err(ports::PortError::Taken { .. })));
+//!
+//! // Dropping the lease gives the port back.
+//! drop(lease);
+//! let again = ports.claim(port)?;
+//! assert_eq!(again.port(), port);
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+use std::ops::RangeInclusive;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex, PoisonError};
+
+use fs4::fs_std::FileExt;
+
+/// The most candidates one [`PortAllocator::lease`] call looks at before giving up.
+const MAX_TRIES: usize = 10_000;
+
+/// How often one port's lock file is reopened when a releasing holder unlinked it
+/// between our `open` and our `flock` (see [`lock_port_file`]).
+const MAX_REOPEN: usize = 3;
+
+/// Ports leased by this process, shared by every allocator in it.
+type Registry = Mutex<HashSet<u16>>;
+
+static LEASED: LazyLock<Registry> = LazyLock::new(|| Mutex::new(HashSet::new()));
+
+/// Why a port could not be leased or claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The lock directory or a lock file in it could not be created, opened or locked.
+    #[error("port lock file {path}: {source}")]
+    Io {
+        /// The directory or file that failed.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Every candidate looked at was leased, locked by another process, or in use.
+    #[error("no free port in {range} after {tried} candidates")]
+    Exhausted {
+        /// The range searched, or "portpicker candidates" when there was none.
+        range: String,
+        /// How many candidates were looked at.
+        tried: usize,
+    },
+    /// [`PortAllocator::claim`]: the port is already leased, here or in another process.
+    #[error("port {port} is already leased")]
+    Taken {
+        /// The port asked for.
+        port: u16,
+    },
+    /// [`PortAllocator::new`]: the range is empty or reaches below 1024.
+    #[error("invalid port range {start}..={end}: {reason}")]
+    InvalidRange {
+        /// First port of the range.
+        start: u16,
+        /// Last port of the range.
+        end: u16,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// [`PortAllocator::claim`]: port 0 is not a port a listener can have.
+    #[error("invalid port {port}: a listener never has port 0")]
+    InvalidPort {
+        /// The port asked for.
+        port: u16,
+    },
+}
+
+/// `lease() -> PortLease`: hands out TCP ports that no other lease on this host
+/// (sharing the lock directory) holds, and that nothing listens on at lease time.
+///
+/// Cheap to clone; clones and independent allocators in one process share the same
+/// in-process reservations.
+#[derive(Clone)]
+pub struct PortAllocator {
+    lock_dir: PathBuf,
+    range: Option<RangeInclusive<u16>>,
+    registry: &'static Registry,
+}
+
+impl fmt::Debug for PortAllocator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PortAllocator")
+            .field("lock_dir", &self.lock_dir)
+            .field("range", &self.range)
+            .finish()
+    }
+}
+
+impl PortAllocator {
+    /// An allocator using `lock_dir` for cross-process locks (created with mode 0700
+    /// if missing). `range`: `None` picks portpicker's random candidates (or the
+    /// kernel's choice); `Some(a..=b)` only ports in that range, with `1024 <= a <= b`.
+    pub fn new(
+        lock_dir: impl Into<PathBuf>,
+        range: Option<RangeInclusive<u16>>,
+    ) -> Result<Self, PortError> {
+        Self::with_registry(lock_dir.into(), range, &LEASED)
+    }
+
+    fn with_registry(
+        lock_dir: PathBuf,
+        range: Option<RangeInclusive<u16>>,
+        registry: &'static Registry,
+    ) -> Result<Self, PortError> {
+        if let Some(range) = &range {
+            validate_range(range)?;
+        }
+        create_lock_dir(&lock_dir)?;
+        Ok(Self {
+            lock_dir,
+            range,
+            registry,
+        })
+    }
+
+    /// A free port, reserved for the life of the returned lease.
+    ///
+    /// Looks at up to `min(range size, 10 000)` candidates; a candidate is skipped if
+    /// it is leased in this process, locked by another process, or something listens
+    /// on it. Only a failing lock directory is an error before that bound.
+    pub fn lease(&self) -> Result<PortLease, PortError> {
+        let tries = match &self.range {
+            Some(range) => range_len(range).min(MAX_TRIES),
+            None => MAX_TRIES,
+        };
+        // Probe a range linearly from a random offset: every port of a small range
+        // is looked at exactly once (so `Exhausted` means "all taken"), while
+        // concurrent callers still start at different places.
+        let offset = random_u64();
+        for i in 0..tries {
+            let candidate = match &self.range {
+                Some(range) => {
+                    let len = range_len(range) as u64;
+                    let step = (offset.wrapping_add(i as u64)) % len;
+                    Some(range.start() + step as u16)
+                }
+                None => portpicker::pick_unused_port().or_else(kernel_port),
+            };
+            let Some(port) = candidate else { continue };
+            if let Some(lease) = self.reserve(port, true)? {
+                tracing::debug!(port, "port leased");
+                return Ok(lease);
+            }
+        }
+        Err(PortError::Exhausted {
+            range: self.describe_range(),
+            tried: tries,
+        })
+    }
+
+    /// Registers `port`, which the kernel already gave to a listener we own (e.g. a
+    /// child started with `--port=0` that printed its port), so that no lease hands
+    /// it out while the returned lease lives. The port need not be in the range.
+    ///
+    /// `Taken` if it is already leased here or in another process.
+    pub fn claim(&self, port: u16) -> Result<PortLease, PortError> {
+        if port == 0 {
+            return Err(PortError::InvalidPort { port });
+        }
+        // No bind check: the port is expected to be busy — our own listener has it.
+        match self.reserve(port, false)? {
+            Some(lease) => {
+                tracing::debug!(port, "port claimed");
+                Ok(lease)
+            }
+            None => Err(PortError::Taken { port }),
+        }
+    }
+
+    /// The range ports are taken from, `None` for portpicker's candidates.
+    pub fn range(&self) -> Option<RangeInclusive<u16>> {
+        self.range.clone()
+    }
+
+    /// The directory holding the cross-process lock files.
+    pub fn lock_dir(&self) -> &Path {
+        &self.lock_dir
+    }
+
+    /// Reserves `port` in both layers, or `None` if either says it is taken (or, with
+    /// `check_bind`, something listens on it).
+    fn reserve(&self, port: u16, check_bind: bool) -> Result<Option<PortLease>, PortError> {
+        {
+            let mut leased = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+            if !leased.insert(port) {
+                return Ok(None);
+            }
+        }
+        // From here on the lease value owns the reservation: dropping it on any early
+        // return gives back whatever part was taken.
+        let mut lease = PortLease {
+            port,
+            path: self.lock_dir.join(format!("{port}.lock")),
+            file: None,
+            registry: self.registry,
+        };
+        lease.file = lock_port_file(&lease.path, &self.lock_dir)?;
+        if lease.file.is_none() {
+            return Ok(None);
+        }
+        if check_bind && !bindable(port) {
+            return Ok(None);
+        }
+        Ok(Some(lease))
+    }
+
+    fn describe_range(&self) -> String {
+        match &self.range {
+            Some(range) => format!("{}..={}", range.start(), range.end()),
+            None => "portpicker candidates".to_owned(),
+        }
+    }
+}
+
+/// One reserved port: no other lease (in this process, or in another process using
+/// the same lock directory) gets it while this value lives. Dropping it deletes the
+/// lock file, unlocks it and forgets the port.
+pub struct PortLease {
+    port: u16,
+    path: PathBuf,
+    /// The locked lock file; `None` only while a reservation is being built.
+    file: Option<File>,
+    registry: &'static Registry,
+}
+
+impl PortLease {
+    /// The leased port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Debug for PortLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PortLease")
+            .field("port", &self.port)
+            .field("lock_file", &self.path)
+            .finish()
+    }
+}
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            // Unlink while still holding the lock, so that nobody can lock this inode
+            // and believe it guards the port (see `lock_port_file`). Leaving the file
+            // behind would be harmless too: the next locker just reuses it.
+            if let Err(error) = fs::remove_file(&self.path)
+                && error.kind() != io::ErrorKind::NotFound
+            {
+                tracing::debug!(port = self.port, path = %self.path.display(), %error, "could not remove port lock file");
+            }
+            // Closing the file releases the flock.
+            drop(file);
+        }
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.port);
+    }
+}
+
+/// Where port lock files live by default: `$XDG_RUNTIME_DIR/batch-cli/ports` if
+/// `XDG_RUNTIME_DIR` is set and names a directory, else `/tmp/batch-cli-<uid>/ports`.
+///
+/// The fallback is `/tmp` itself, not `$TMPDIR`: every process of the user on this
+/// host must agree on the directory, whatever its environment says.
+pub fn default_lock_dir() -> PathBuf {
+    lock_dir_for(
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .as_deref()
+            .map(Path::new),
+        nix::unistd::getuid().as_raw(),
+    )
+}
+
+fn lock_dir_for(xdg_runtime_dir: Option<&Path>, uid: u32) -> PathBuf {
+    match xdg_runtime_dir {
+        Some(dir) if dir.is_absolute() && dir.is_dir() => dir.join("batch-cli").join("ports"),
+        _ => PathBuf::from(format!("/tmp/batch-cli-{uid}")).join("ports"),
+    }
+}
+
+fn validate_range(range: &RangeInclusive<u16>) -> Result<(), PortError> {
+    let (start, end) = (*range.start(), *range.end());
+    let reason = if start > end {
+        "the start is after the end"
+    } else if start < 1024 {
+        "ports below 1024 are privileged"
+    } else {
+        return Ok(());
+    };
+    Err(PortError::InvalidRange { start, end, reason })
+}
+
+fn range_len(range: &RangeInclusive<u16>) -> usize {
+    usize::from(range.end() - range.start()) + 1
+}
+
+fn create_lock_dir(dir: &Path) -> Result<(), PortError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| PortError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Takes the exclusive, non-blocking flock on `path`: `Some(file)` holding it, or
+/// `None` if another open file holds it.
+///
+/// The classic lock-file-unlink race: holder H drops its lease, which unlinks the
+/// lock file and then closes (unlocks) it. A contender C that opened the path just
+/// before the unlink still has the *old* inode open; once H closes, C's flock on that
+/// inode succeeds — but the path no longer names it, and a third process D opening
+/// the path now creates a fresh file and locks that too. Both would believe they own
+/// the port. So after locking we check that the path still names the inode we
+/// locked (same device and inode number); if not, we lost the race and reopen.
+fn lock_port_file(path: &Path, lock_dir: &Path) -> Result<Option<File>, PortError> {
+    let io_error = |source| PortError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    for _ in 0..MAX_REOPEN {
+        let file = match open_lock_file(path) {
+            Ok(file) => file,
+            // The lock directory vanished (e.g. a /tmp cleaner): recreate it.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                create_lock_dir(lock_dir)?;
+                open_lock_file(path).map_err(io_error)?
+            }
+            Err(error) => return Err(io_error(error)),
+        };
+        if !file.try_lock_exclusive().map_err(io_error)? {
+            return Ok(None);
+        }
+        if names_same_file(&file, path).map_err(io_error)? {
+            return Ok(Some(file));
+        }
+    }
+    // Someone keeps replacing the file under us: treat the port as busy.
+    Ok(None)
+}
+
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    // O_NOFOLLOW: never create or lock through a symlink planted in the lock dir.
+    // std opens with O_CLOEXEC, so children never inherit (and keep) the lock.
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
+/// Whether `path` still names the inode `file` has open.
+fn names_same_file(file: &File, path: &Path) -> io::Result<bool> {
+    let opened = file.metadata()?;
+    match fs::symlink_metadata(path) {
+        Ok(named) => Ok(named.dev() == opened.dev() && named.ino() == opened.ino()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether a TCP listener could bind `port` on loopback right now.
+///
+/// 127.0.0.1 must be free: that is where Chromium's DevTools and ChromeDriver listen,
+/// and a listener on 0.0.0.0 or a dual-stack `[::]` also makes this bind fail. `[::1]`
+/// only counts when it is known busy; a host without IPv6 fails that bind otherwise.
+fn bindable(port: u16) -> bool {
+    if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
+        return false;
+    }
+    match TcpListener::bind((Ipv6Addr::LOCALHOST, port)) {
+        Err(error) => error.kind() != io::ErrorKind::AddrInUse,
+        Ok(_) => true,
+    }
+}
+
+/// A port the kernel considers free right now (bind 127.0.0.1:0 and read it back).
+fn kernel_port() -> Option<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).ok()?;
+    Some(listener.local_addr().ok()?.port())
+}
+
+/// A random number, good enough to spread probe start points; std's hasher keys are
+/// randomly seeded per thread and change with every `RandomState::new()`.
+fn random_u64() -> u64 {
+    RandomState::new().hash_one(std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Child, ChildStdout, Command, Stdio};
+    use std::sync::Barrier;
+    use std::sync::atomic::{AtomicU16, Ordering};
+
+    /// Test ranges come from 26000..32000: above portpicker's 15000..25000 and below
+    /// the kernel's ephemeral ports (32768..), so other programs rarely land there.
+    /// Each test gets its own range, because all tests of this binary share the
+    /// process-wide set.
+    static NEXT_RANGE_START: AtomicU16 = AtomicU16::new(26000);
+
+    fn quiet_range(len: u16) -> RangeInclusive<u16> {
+        loop {
+            let start = NEXT_RANGE_START.fetch_add(len, Ordering::Relaxed);
+            assert!(start + len < 32000, "out of test port ranges");
+            let range = start..=start + len - 1;
+            if range.clone().all(bindable) {
+                return range;
+            }
+        }
+    }
+
+    /// An allocator with its own in-process set: what another process would have.
+    fn other_process(dir: &Path, range: Option<RangeInclusive<u16>>) -> PortAllocator {
+        let registry = Box::leak(Box::new(Mutex::new(HashSet::new())));
+        PortAllocator::with_registry(dir.to_owned(), range, registry).unwrap()
+    }
+
+    fn ports_of(leases: &[PortLease]) -> BTreeSet<u16> {
+        leases.iter().map(PortLease::port).collect()
+    }
+
+    #[test]
+    fn many_threads_never_share_a_port() {
+        const THREADS: usize = 50;
+        const ROUNDS: usize = 20;
+        let dir = tempfile::tempdir().unwrap();
+        for range in [None, Some(quiet_range(64))] {
+            let ports = PortAllocator::new(dir.path(), range.clone()).unwrap();
+            for round in 0..ROUNDS {
+                let barrier = Barrier::new(THREADS);
+                let leases: Vec<PortLease> = std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..THREADS)
+                        .map(|_| {
+                            s.spawn(|| {
+                                barrier.wait();
+                                ports.lease().unwrap()
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                assert_eq!(
+                    ports_of(&leases).len(),
+                    THREADS,
+                    "range {range:?} round {round}: duplicate ports in {leases:?}"
+                );
+                if let Some(range) = &range {
+                    assert!(leases.iter().all(|l| range.contains(&l.port())));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flock_conflicts_between_two_opens_in_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.lock");
+        let first = open_lock_file(&path).unwrap();
+        let second = open_lock_file(&path).unwrap();
+        assert!(first.try_lock_exclusive().unwrap());
+        assert!(
+            !second.try_lock_exclusive().unwrap(),
+            "flock is per open file description"
+        );
+        drop(first);
+        assert!(second.try_lock_exclusive().unwrap());
+    }
+
+    #[test]
+    fn two_allocators_on_one_lock_dir_never_share_a_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = quiet_range(8);
+        let here = PortAllocator::new(dir.path(), Some(range.clone())).unwrap();
+        let there = other_process(dir.path(), Some(range.clone()));
+
+        let barrier = Barrier::new(8);
+        let leases: Vec<PortLease> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (ports, barrier) = (if i % 2 == 0 { &here } else { &there }, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        ports.lease().unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(ports_of(&leases), range.clone().collect::<BTreeSet<_>>());
+        for ports in [&here, &there] {
+            assert!(matches!(
+                ports.lease(),
+                Err(PortError::Exhausted { tried: 8, .. })
+            ));
+        }
+        // Only the flock stops `there` from claiming what `here` leased.
+        let held_here = leases
+            .iter()
+            .find(|l| here.registry.lock().unwrap().contains(&l.port()));
+        let held_here = held_here.unwrap().port();
+        assert!(
+            matches!(there.claim(held_here), Err(PortError::Taken { port }) if port == held_here)
+        );
+    }
+
+    #[test]
+    fn tiny_range_exhausts_then_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = quiet_range(3);
+        let ports = PortAllocator::new(dir.path(), Some(range.clone())).unwrap();
+        let mut leases: Vec<_> = (0..3).map(|_| ports.lease().unwrap()).collect();
+        assert_eq!(ports_of(&leases), range.clone().collect::<BTreeSet<_>>());
+
+        let error = ports.lease().unwrap_err();
+        assert!(
+            matches!(&error, PortError::Exhausted { tried: 3, .. }),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "no free port in {}..={} after 3 candidates",
+                range.start(),
+                range.end()
+            )
+        );
+
+        let freed = leases.remove(1).port();
+        assert_eq!(ports.lease().unwrap().port(), freed);
+    }
+
+    #[test]
+    fn port_with_a_foreign_listener_is_never_leased() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ports = PortAllocator::new(dir.path(), Some(port..=port)).unwrap();
+        for _ in 0..20 {
+            assert!(matches!(
+                ports.lease(),
+                Err(PortError::Exhausted { tried: 1, .. })
+            ));
+        }
+        // The rejected candidate left neither a reservation nor a lock file behind.
+        assert!(!LEASED.lock().unwrap().contains(&port));
+        assert!(!dir.path().join(format!("{port}.lock")).exists());
+        drop(listener);
+        assert_eq!(ports.lease().unwrap().port(), port);
+    }
+
+    #[test]
+    fn claim_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = quiet_range(2);
+        let here = PortAllocator::new(dir.path(), Some(range.clone())).unwrap();
+        let there = other_process(dir.path(), None);
+        let leased_here = here.lease().unwrap();
+        let leased_there = there.claim(*range.end()).unwrap();
+        let kernel_given = kernel_port().unwrap();
+
+        let check = |port: u16, expected: Result<(), &str>| {
+            let got = here.claim(port).map(|lease| assert_eq!(lease.port(), port));
+            match (got, expected) {
+                (Ok(()), Ok(())) => {}
+                (Err(error), Err(message)) => assert_eq!(error.to_string(), message),
+                (got, expected) => panic!("claim({port}): got {got:?}, expected {expected:?}"),
+            }
+        };
+        let taken = |port| format!("port {port} is already leased");
+        check(leased_here.port(), Err(&taken(leased_here.port())));
+        check(leased_there.port(), Err(&taken(leased_there.port())));
+        check(0, Err("invalid port 0: a listener never has port 0"));
+        check(kernel_given, Ok(()));
+        // A claimed port is skipped by leases just like a leased one.
+        let claimed = here.claim(kernel_given).unwrap();
+        let only_that = PortAllocator::new(dir.path(), Some(kernel_given..=kernel_given)).unwrap();
+        assert!(matches!(
+            only_that.lease(),
+            Err(PortError::Exhausted { .. })
+        ));
+        drop(claimed);
+    }
+
+    #[test]
+    fn invalid_ranges_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |range: RangeInclusive<u16>, expected: Result<(), &str>| {
+            let got = PortAllocator::new(dir.path(), Some(range.clone()))
+                .map(|ports| assert_eq!(ports.range(), Some(range.clone())))
+                .map_err(|error| error.to_string());
+            assert_eq!(got, expected.map_err(str::to_owned), "range {range:?}");
+        };
+        check(1024..=1024, Ok(()));
+        check(40000..=65535, Ok(()));
+        check(65535..=65535, Ok(()));
+        check(
+            0..=2000,
+            Err("invalid port range 0..=2000: ports below 1024 are privileged"),
+        );
+        check(
+            1023..=1030,
+            Err("invalid port range 1023..=1030: ports below 1024 are privileged"),
+        );
+        check(
+            3000..=2999,
+            Err("invalid port range 3000..=2999: the start is after the end"),
+        );
+        check(
+            80..=79,
+            Err("invalid port range 80..=79: the start is after the end"),
+        );
+    }
+
+    #[test]
+    fn lock_files_come_and_go_with_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock_dir = dir.path().join("nested").join("ports");
+        let range = quiet_range(1);
+        let port = *range.start();
+        let lock_file = lock_dir.join(format!("{port}.lock"));
+        let ports = PortAllocator::new(&lock_dir, Some(range)).unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&lock_dir), 0o700);
+
+        let lease = ports.lease().unwrap();
+        assert_eq!(mode(&lock_file), 0o600);
+        drop(lease);
+        assert!(!lock_file.exists());
+
+        // A lock file left by a killed process (unlocked) does not block the port.
+        File::create(&lock_file).unwrap();
+        assert_eq!(ports.lease().unwrap().port(), port);
+
+        // Nor does a deleted lock directory.
+        fs::remove_dir_all(&lock_dir).unwrap();
+        assert_eq!(ports.lease().unwrap().port(), port);
+    }
+
+    #[test]
+    fn names_same_file_sees_the_unlink_race() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.lock");
+        let check = |prepare: &dyn Fn(), expected: bool| {
+            let file = open_lock_file(&path).unwrap();
+            prepare();
+            assert_eq!(names_same_file(&file, &path).unwrap(), expected);
+            let _ = fs::remove_file(&path);
+        };
+        check(&|| {}, true);
+        check(&|| fs::remove_file(&path).unwrap(), false);
+        check(
+            &|| {
+                fs::remove_file(&path).unwrap();
+                open_lock_file(&path).unwrap();
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn default_lock_dir_cases() {
+        let runtime = tempfile::tempdir().unwrap();
+        let missing = runtime.path().join("missing");
+        let check = |xdg: Option<&Path>, expected: PathBuf| {
+            assert_eq!(lock_dir_for(xdg, 1000), expected, "XDG_RUNTIME_DIR={xdg:?}");
+        };
+        let fallback = PathBuf::from("/tmp/batch-cli-1000/ports");
+        check(Some(runtime.path()), runtime.path().join("batch-cli/ports"));
+        check(None, fallback.clone());
+        check(Some(&missing), fallback.clone());
+        check(Some(Path::new("")), fallback.clone());
+        check(Some(Path::new("relative")), fallback);
+        assert!(default_lock_dir().ends_with("ports"));
+    }
+
+    // --- Across processes: the test binary re-executes itself as a child. ---
+
+    const CHILD_DIR: &str = "PORTS_TEST_CHILD_DIR";
+    const CHILD_RANGE: &str = "PORTS_TEST_CHILD_RANGE";
+    const CHILD_COUNT: &str = "PORTS_TEST_CHILD_COUNT";
+    const CHILD_TEST: &str = "tests::cross_process_child";
+
+    /// Not a test by itself: the body of the child process of
+    /// `two_processes_never_share_a_port`. Without its environment it does nothing.
+    /// It leases COUNT ports, prints them, and holds them until stdin closes.
+    #[test]
+    fn cross_process_child() {
+        let Some(dir) = std::env::var_os(CHILD_DIR) else {
+            return;
+        };
+        let range = std::env::var(CHILD_RANGE).unwrap();
+        let (start, end) = range.split_once('-').unwrap();
+        let count: usize = std::env::var(CHILD_COUNT).unwrap().parse().unwrap();
+        let ports =
+            PortAllocator::new(dir, Some(start.parse().unwrap()..=end.parse().unwrap())).unwrap();
+        let leases: Vec<_> = (0..count).map(|_| ports.lease().unwrap()).collect();
+        let list: Vec<String> = leases.iter().map(|l| l.port().to_string()).collect();
+        println!("CHILD-PORTS {}", list.join(","));
+        io::stdout().flush().unwrap();
+        let mut line = String::new();
+        io::stdin().read_line(&mut line).unwrap();
+    }
+
+    /// A child process that is killed and reaped when dropped, even if the test fails.
+    struct ChildGuard {
+        child: Child,
+        stdout: BufReader<ChildStdout>,
+    }
+
+    impl ChildGuard {
+        fn spawn(dir: &Path, range: &RangeInclusive<u16>, count: usize) -> Self {
+            let mut child = Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+                .env(CHILD_DIR, dir)
+                .env(CHILD_RANGE, format!("{}-{}", range.start(), range.end()))
+                .env(CHILD_COUNT, count.to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stdout = BufReader::new(child.stdout.take().unwrap());
+            Self { child, stdout }
+        }
+
+        /// Blocks until the child printed its ports (or exited without doing so).
+        fn ports(&mut self) -> BTreeSet<u16> {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let read = self.stdout.read_line(&mut line).unwrap();
+                assert!(read > 0, "child exited without printing its ports");
+                if let Some(list) = line.trim().strip_prefix("CHILD-PORTS ") {
+                    return list.split(',').map(|p| p.parse().unwrap()).collect();
+                }
+            }
+        }
+
+        /// Closes stdin so the child lets go of its leases, and waits for it.
+        fn finish(mut self) {
+            drop(self.child.stdin.take());
+            let mut rest = String::new();
+            io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+            let status = self.child.wait().unwrap();
+            assert!(status.success(), "child failed: {status}\n{rest}");
+        }
+    }
+
+    impl Drop for ChildGuard {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[test]
+    fn two_processes_never_share_a_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = quiet_range(6);
+        let mut a = ChildGuard::spawn(dir.path(), &range, 3);
+        let mut b = ChildGuard::spawn(dir.path(), &range, 3);
+        let (ports_a, ports_b) = (a.ports(), b.ports());
+        assert_eq!(ports_a.len(), 3);
+        assert_eq!(ports_b.len(), 3);
+        assert!(
+            ports_a.is_disjoint(&ports_b),
+            "{ports_a:?} and {ports_b:?} overlap"
+        );
+        assert!(ports_a.union(&ports_b).all(|p| range.contains(p)));
+
+        // This process has none of them in its own set: only the children's flocks
+        // keep it from leasing them.
+        let here = PortAllocator::new(dir.path(), Some(range.clone())).unwrap();
+        assert!(matches!(
+            here.lease(),
+            Err(PortError::Exhausted { tried: 6, .. })
+        ));
+
+        a.finish();
+        let freed: Vec<PortLease> = (0..3).map(|_| here.lease().unwrap()).collect();
+        assert_eq!(ports_of(&freed), ports_a);
+        b.finish();
+    }
+}
