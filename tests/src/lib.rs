@@ -1,1 +1,17 @@
-//! End-to-end tests.
+//! End-to-end tests: the real `batch-cli` binary drives real Chromium through real
+//! ChromeDriver against the demo app, and the tests assert what the *server* saw, what
+//! the journal and report say, the exit codes, and that no process outlives a run.
+//!
+//! Every test has its own temp directory (project, profiles, runtime dir) and its own
+//! demo app on a kernel-chosen port, so tests are independent; nextest runs them in
+//! the bounded `chromium` group because each one starts several browsers.
+//!
+//! The binary is built by `cargo xtask test` before the tests run.
+
+#[cfg(test)]
+mod bad_input;
+#[cfg(test)]
+mod foundation;
+pub mod harness;
+#[cfg(test)]
+mod recovery;

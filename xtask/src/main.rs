@@ -1,1 +1,40 @@
-fn main() {}
+//! Project automation, the cargo-xtask way: `cargo xtask <command>`.
+//!
+//! - `run`    — install what is missing, build, serve the demo app, and run five demo
+//!              accounts × 10 iterations concurrently through real Chromium.
+//! - `test`   — install check, `cargo fmt --check`, clippy `-D warnings`, the whole
+//!              test suite (real-Chromium tests in a bounded nextest group), doctests.
+//! - `stress` — the long collision stress run (many browsers at once, many rounds).
+//! - `bench`  — side-by-side launch benchmarks that print ratios.
+//!
+//! One module per command; as few dependencies as possible.
+
+mod bench;
+mod deps;
+mod run;
+mod stress;
+mod test;
+mod util;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
+    match cmd {
+        "run" => run::run(rest),
+        "test" => test::test(rest),
+        "stress" => stress::stress(rest),
+        "bench" => bench::bench(rest),
+        "deps" => deps::ensure(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <run|test|stress|bench|deps>\n\
+                 \x20 run     run the built-in demo (5 accounts × 10 iterations, concurrent)\n\
+                 \x20 test    fmt check, clippy, the whole test suite with real Chromium\n\
+                 \x20 stress  [--accounts N] [--rounds R]  collision stress run (default 20 × 50)\n\
+                 \x20 bench   [--accounts N]  launch strategies side by side, as ratios\n\
+                 \x20 deps    install Debian's chromium and chromium-driver if missing"
+            );
+            std::process::exit(if cmd == "help" || cmd == "--help" { 0 } else { 2 });
+        }
+    }
+}

@@ -25,6 +25,7 @@ pub struct Memory {
 #[derive(Debug)]
 struct Inner {
     threshold: u64,
+    control_file: Option<std::path::PathBuf>,
     browsers: BTreeMap<u64, u32>,
     peaks: BTreeMap<u64, u64>,
     report: MemoryReport,
@@ -32,7 +33,7 @@ struct Inner {
 
 /// System available memory in bytes, fresh.
 pub fn available_memory() -> Option<u64> {
-    let mut sys = sysinfo::System::new();
+    let mut sys = sysinfo::System::new().ok()?;
     sys.refresh_memory();
     let a = sys.available_memory();
     (a > 0).then_some(a)
@@ -44,6 +45,7 @@ impl Memory {
         Memory {
             inner: Arc::new(Mutex::new(Inner {
                 threshold,
+                control_file: None,
                 browsers: BTreeMap::new(),
                 peaks: BTreeMap::new(),
                 report: MemoryReport::default(),
@@ -55,9 +57,23 @@ impl Memory {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The threshold in force.
+    /// The threshold in force: the control file's value if it holds a valid size,
+    /// else the configured one.
     pub fn threshold(&self) -> u64 {
-        self.lock().threshold
+        let (threshold, file) = {
+            let inner = self.lock();
+            (inner.threshold, inner.control_file.clone())
+        };
+        file.and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|text| crate::config::parse_size(text.trim()).ok())
+            .unwrap_or(threshold)
+    }
+
+    /// A file (in the run directory) whose content, a size such as `512MiB` or `0`,
+    /// overrides the threshold while the run goes on — so a user whose run is waiting
+    /// for memory can let it continue without restarting it.
+    pub fn set_control_file(&self, path: std::path::PathBuf) {
+        self.lock().control_file = Some(path);
     }
 
     /// Change the threshold (takes effect at the gate's next check).

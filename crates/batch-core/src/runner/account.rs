@@ -244,6 +244,7 @@ impl AccountRun {
                         .with("port", info.devtools_port)
                         .with("driver_port", info.driver_port)
                         .with("driver_pid", info.driver_pid)
+                        .with("session_id", info.session_id.as_str())
                         .with("profile", info.profile.display().to_string())
                         .with("launch_ms", info.launch_time.as_millis() as u64),
                 );

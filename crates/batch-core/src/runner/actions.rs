@@ -15,7 +15,7 @@ use launcher::thirtyfour::{Key, WebElement};
 use launcher::{BrowserInfo, FailureKind};
 use serde_json::Value;
 
-use crate::config::{Account, Action, ActionKind, Rendered, Template, TimeoutSettings, Vars, redact};
+use crate::config::{Action, ActionKind, Rendered, Template, TimeoutSettings, Vars, redact};
 
 /// A failed action: what kind of failure, and a message safe to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,38 +131,35 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
     let t = env.timeouts;
     let vars = env.vars;
     match &action.kind {
-        ActionKind::Goto { url } => {
+        ActionKind::Goto { url, timeout } => {
             let url = render(url, &vars)?;
             let what = format!("goto {}", url.redacted);
-            call(t.webdriver.max(t.action), &what, env.driver.goto(url.value.as_str())).await
+            call(timeout.unwrap_or(t.webdriver.max(t.action)), &what, env.driver.goto(url.value.as_str())).await
         }
-        ActionKind::Click { selector } => {
+        ActionKind::Click { selector, timeout } => {
             let sel = render(selector, &vars)?.value;
-            wait_until(env, t.action, &format!("{sel} to be clickable"), || async {
+            wait_until(env, timeout.unwrap_or(t.action), &format!("{sel} to be clickable"), || async {
                 let Some(el) = find(env, &sel).await? else { return Ok(None) };
-                match call(t.webdriver, &format!("click {sel}"), el.click()).await {
-                    Ok(()) => Ok(Some(())),
-                    // Covered or not yet interactable: waiting may fix it.
-                    Err(f) if f.kind == FailureKind::ActionFailed => Err(f),
-                    Err(f) => Err(f),
-                }
+                // Covered or not yet interactable is an ActionFailed: wait_until
+                // keeps trying until the deadline.
+                call(t.webdriver, &format!("click {sel}"), el.click()).await.map(Some)
             })
             .await
         }
-        ActionKind::Fill { selector, text } => {
+        ActionKind::Fill { selector, text, timeout } => {
             let sel = render(selector, &vars)?.value;
             let text = render(text, &vars)?;
-            let el = visible(env, &sel, t.action).await?;
+            let el = visible(env, &sel, timeout.unwrap_or(t.action)).await?;
             call(t.webdriver, &format!("clear {sel}"), el.clear()).await?;
             // The typed text may be a secret: name the selector, never the text.
             call(t.webdriver, &format!("type into {sel}"), el.send_keys(text.value.as_str())).await
         }
-        ActionKind::Press { key, selector } => {
+        ActionKind::Press { key, selector, timeout } => {
             let keys = key_text(key);
             let el = match selector {
                 Some(s) => {
                     let sel = render(s, &vars)?.value;
-                    visible(env, &sel, t.action).await?
+                    visible(env, &sel, timeout.unwrap_or(t.action)).await?
                 }
                 None => call(t.webdriver, "active element", env.driver.active_element()).await?,
             };
@@ -268,7 +265,7 @@ fn key_text(name: &str) -> String {
         // Validation allows only the names above or a single character.
         other => return other.to_string(),
     };
-    key.to_string()
+    char::from(key).to_string()
 }
 
 /// Run a program that drives the same browser; see the spec's `exec`.
@@ -337,7 +334,7 @@ mod tests {
 
     #[test]
     fn key_names_map_to_webdriver_keys() {
-        assert_eq!(key_text("Enter"), Key::Enter.to_string());
+        assert_eq!(key_text("Enter"), char::from(Key::Enter).to_string());
         assert_eq!(key_text("a"), "a");
     }
 }

@@ -170,6 +170,7 @@ pub async fn run(plan: Plan, observer: Observer, cancel: CancellationToken) -> R
     }
 
     let memory = Memory::new(settings.resources.min_available_memory);
+    memory.set_control_file(run_dir.join("min_available_memory"));
     let sampler = memory.spawn_sampler(journal.clone(), settings.resources.sample_interval);
     let ctx = Arc::new(Ctx {
         lock: CreationLock::new(plan.launch_lock, plan.launch_interval),
