@@ -440,9 +440,11 @@ mod tests {
     use std::collections::BTreeSet;
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::fs::PermissionsExt;
-    use std::process::{Child, ChildStdout, Command, Stdio};
+    use std::process::{Child, Command, Stdio};
     use std::sync::Barrier;
     use std::sync::atomic::{AtomicU16, Ordering};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
 
     /// Test ranges come from 26000..32000: above portpicker's 15000..25000 and below
     /// the kernel's ephemeral ports (32768..), so other programs rarely land there.
@@ -604,10 +606,11 @@ mod tests {
     fn claim_cases() {
         let dir = tempfile::tempdir().unwrap();
         let range = quiet_range(2);
-        let here = PortAllocator::new(dir.path(), Some(range.clone())).unwrap();
+        let (first, last) = (*range.start(), *range.end());
+        let here = PortAllocator::new(dir.path(), Some(first..=first)).unwrap();
         let there = other_process(dir.path(), None);
         let leased_here = here.lease().unwrap();
-        let leased_there = there.claim(*range.end()).unwrap();
+        let leased_there = there.claim(last).unwrap();
         let kernel_given = kernel_port().unwrap();
 
         let check = |port: u16, expected: Result<(), &str>| {
@@ -754,10 +757,15 @@ mod tests {
     }
 
     /// A child process that is killed and reaped when dropped, even if the test fails.
+    /// A thread forwards its stdout lines, so that every wait has a deadline.
     struct ChildGuard {
         child: Child,
-        stdout: BufReader<ChildStdout>,
+        lines: mpsc::Receiver<String>,
     }
+
+    /// Only reached when a child misbehaves; a healthy one answers in milliseconds.
+    const CHILD_DEADLINE: Duration = Duration::from_secs(20);
+    const PORTS_MARK: &str = "CHILD-PORTS ";
 
     impl ChildGuard {
         fn spawn(dir: &Path, range: &RangeInclusive<u16>, count: usize) -> Self {
@@ -770,30 +778,58 @@ mod tests {
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
-            let stdout = BufReader::new(child.stdout.take().unwrap());
-            Self { child, stdout }
+            let stdout = child.stdout.take().unwrap();
+            let (sender, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if sender.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            Self { child, lines }
         }
 
-        /// Blocks until the child printed its ports (or exited without doing so).
-        fn ports(&mut self) -> BTreeSet<u16> {
-            let mut line = String::new();
-            loop {
-                line.clear();
-                let read = self.stdout.read_line(&mut line).unwrap();
-                assert!(read > 0, "child exited without printing its ports");
-                if let Some(list) = line.trim().strip_prefix("CHILD-PORTS ") {
-                    return list.split(',').map(|p| p.parse().unwrap()).collect();
+        /// The next stdout line, `None` at end of output; panics after the deadline.
+        fn next_line(&self, deadline: Instant) -> Option<String> {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => Some(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("child silent for {CHILD_DEADLINE:?}")
                 }
             }
         }
 
-        /// Closes stdin so the child lets go of its leases, and waits for it.
+        /// Waits until the child printed its ports (libtest may prefix the line).
+        fn ports(&self) -> BTreeSet<u16> {
+            let deadline = Instant::now() + CHILD_DEADLINE;
+            loop {
+                let line = self
+                    .next_line(deadline)
+                    .expect("child exited without printing its ports");
+                if let Some(at) = line.find(PORTS_MARK) {
+                    let list = &line[at + PORTS_MARK.len()..];
+                    return list.split(',').map(|p| p.trim().parse().unwrap()).collect();
+                }
+            }
+        }
+
+        /// Closes stdin so the child lets go of its leases, and waits for it to exit.
         fn finish(mut self) {
             drop(self.child.stdin.take());
-            let mut rest = String::new();
-            io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+            let deadline = Instant::now() + CHILD_DEADLINE;
+            let mut rest = Vec::new();
+            while let Some(line) = self.next_line(deadline) {
+                rest.push(line);
+            }
             let status = self.child.wait().unwrap();
-            assert!(status.success(), "child failed: {status}\n{rest}");
+            assert!(
+                status.success(),
+                "child failed: {status}\n{}",
+                rest.join("\n")
+            );
         }
     }
 
@@ -808,8 +844,8 @@ mod tests {
     fn two_processes_never_share_a_port() {
         let dir = tempfile::tempdir().unwrap();
         let range = quiet_range(6);
-        let mut a = ChildGuard::spawn(dir.path(), &range, 3);
-        let mut b = ChildGuard::spawn(dir.path(), &range, 3);
+        let a = ChildGuard::spawn(dir.path(), &range, 3);
+        let b = ChildGuard::spawn(dir.path(), &range, 3);
         let (ports_a, ports_b) = (a.ports(), b.ports());
         assert_eq!(ports_a.len(), 3);
         assert_eq!(ports_b.len(), 3);
