@@ -15,11 +15,36 @@ struct Case {
 const STEP1: &[&str] = &["single", "--step", "1"];
 
 const CASES: &[Case] = &[
-    Case { name: "empty list item", files: &[], args: &["--accounts", "1,,x"], expect: &["--accounts", "1,,x"] },
-    Case { name: "reversed range", files: &[], args: &["--accounts", "5-1"], expect: &["5-1"] },
-    Case { name: "duplicate id", files: &[], args: &["--accounts", "1,1"], expect: &["1"] },
-    Case { name: "id not in file", files: &[], args: &["--accounts", "1,42"], expect: &["42", "accounts.toml"] },
-    Case { name: "unknown step", files: &[], args: &["--accounts", "1", "--step", "9"], expect: &["--step", "9", "workflow.toml"] },
+    Case {
+        name: "empty list item",
+        files: &[],
+        args: &["--accounts", "1,,x"],
+        expect: &["--accounts", "1,,x"],
+    },
+    Case {
+        name: "reversed range",
+        files: &[],
+        args: &["--accounts", "5-1"],
+        expect: &["5-1"],
+    },
+    Case {
+        name: "duplicate id",
+        files: &[],
+        args: &["--accounts", "1,1"],
+        expect: &["1"],
+    },
+    Case {
+        name: "id not in file",
+        files: &[],
+        args: &["--accounts", "1,42"],
+        expect: &["42", "accounts.toml"],
+    },
+    Case {
+        name: "unknown step",
+        files: &[],
+        args: &["--accounts", "1", "--step", "9"],
+        expect: &["--step", "9", "workflow.toml"],
+    },
     Case {
         name: "malformed toml",
         files: &[("workflow.toml", "base_url = \"x\"\n[[steps]\nid = 1\n")],
@@ -28,65 +53,112 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "unknown action",
-        files: &[("workflow.toml", "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { clik = \"#a\" },\n]\n")],
+        files: &[(
+            "workflow.toml",
+            "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { clik = \"#a\" },\n]\n",
+        )],
         args: &["--accounts", "1"],
         expect: &["workflow.toml:5", "clik"],
     },
     Case {
         name: "unknown key",
-        files: &[("workflow.toml", "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { click = \"#a\", colour = \"red\" },\n]\n")],
+        files: &[(
+            "workflow.toml",
+            "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { click = \"#a\", colour = \"red\" },\n]\n",
+        )],
         args: &["--accounts", "1"],
         expect: &["workflow.toml:5", "colour"],
     },
     Case {
         name: "unknown template variable",
-        files: &[("workflow.toml", "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { goto = \"{base_url}/{nope}\" },\n]\n")],
+        files: &[(
+            "workflow.toml",
+            "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { goto = \"{base_url}/{nope}\" },\n]\n",
+        )],
         args: &["--accounts", "1"],
         expect: &["workflow.toml:5", "nope"],
     },
     Case {
         name: "unknown account field",
-        files: &[("workflow.toml", "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { goto = \"{base_url}/{account.shoe_size}\" },\n]\n")],
+        files: &[(
+            "workflow.toml",
+            "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { goto = \"{base_url}/{account.shoe_size}\" },\n]\n",
+        )],
         args: &["--accounts", "1"],
         expect: &["workflow.toml:5", "shoe_size"],
     },
-    Case { name: "missing config", files: &[], args: &["--accounts", "1", "--config", "/nonexistent/batch.toml"], expect: &["/nonexistent/batch.toml"] },
+    Case {
+        name: "missing config",
+        files: &[],
+        args: &["--accounts", "1", "--config", "/nonexistent/batch.toml"],
+        expect: &["/nonexistent/batch.toml"],
+    },
     Case {
         name: "missing accounts file",
         files: &[("batch.toml", "accounts = \"nowhere.toml\"\n")],
         args: &["--accounts", "1"],
         expect: &["nowhere.toml"],
     },
-    Case { name: "quantity zero", files: &[], args: &["--accounts", "1", "--quantity", "0"], expect: &["--quantity"] },
-    Case { name: "quantity not a number", files: &[], args: &["--accounts", "1", "--quantity", "abc"], expect: &["--quantity", "abc"] },
-    Case { name: "bad duration", files: &[], args: &["--accounts", "1", "--launch-interval", "fast"], expect: &["--launch-interval", "fast"] },
+    Case {
+        name: "quantity zero",
+        files: &[],
+        args: &["--accounts", "1", "--quantity", "0"],
+        expect: &["--quantity"],
+    },
+    Case {
+        name: "quantity not a number",
+        files: &[],
+        args: &["--accounts", "1", "--quantity", "abc"],
+        expect: &["--quantity", "abc"],
+    },
+    Case {
+        name: "bad duration",
+        files: &[],
+        args: &["--accounts", "1", "--launch-interval", "fast"],
+        expect: &["--launch-interval", "fast"],
+    },
     Case {
         name: "bad duration in workflow",
-        files: &[("workflow.toml", "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { sleep = \"soon\" },\n]\n")],
+        files: &[(
+            "workflow.toml",
+            "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { sleep = \"soon\" },\n]\n",
+        )],
         args: &["--accounts", "1"],
         expect: &["workflow.toml:5", "soon"],
     },
     Case {
         name: "csv without id column",
-        files: &[("batch.toml", "accounts = \"a.csv\"\n"), ("a.csv", "name,password\nx,y\n")],
+        files: &[
+            ("batch.toml", "accounts = \"a.csv\"\n"),
+            ("a.csv", "name,password\nx,y\n"),
+        ],
         args: &["--accounts", "1"],
         expect: &["a.csv", "id"],
     },
     Case {
         name: "env variable not set",
-        files: &[("accounts.toml", "[[accounts]]\nid = 1\nusername = \"u\"\npassword = { env = \"E2E_SURELY_UNSET_VAR\" }\n")],
+        files: &[(
+            "accounts.toml",
+            "[[accounts]]\nid = 1\nusername = \"u\"\npassword = { env = \"E2E_SURELY_UNSET_VAR\" }\n",
+        )],
         args: &["--accounts", "1"],
         expect: &["accounts.toml", "E2E_SURELY_UNSET_VAR"],
     },
     Case {
         name: "duplicate account id",
-        files: &[("accounts.toml", "[[accounts]]\nid = 1\nusername = \"a\"\n[[accounts]]\nid = 1\nusername = \"b\"\n")],
+        files: &[(
+            "accounts.toml",
+            "[[accounts]]\nid = 1\nusername = \"a\"\n[[accounts]]\nid = 1\nusername = \"b\"\n",
+        )],
         args: &["--accounts", "1"],
         expect: &["accounts.toml", "1"],
     },
     Case {
         name: "secret in exec argv",
-        files: &[("workflow.toml", "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { exec = [\"echo\", \"{account.password}\"] },\n]\n")],
+        files: &[(
+            "workflow.toml",
+            "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { exec = [\"echo\", \"{account.password}\"] },\n]\n",
+        )],
         args: &["--accounts", "1"],
         expect: &["workflow.toml:5", "environment"],
     },
@@ -118,20 +190,38 @@ async fn every_bad_input_exits_2_naming_the_culprit_and_launches_nothing() {
         if !p.run_dirs().is_empty() {
             problems.push("a run directory was created".into());
         }
-        if !p.path("profiles").read_dir().map(|mut d| d.next().is_none()).unwrap_or(true) {
+        if !p
+            .path("profiles")
+            .read_dir()
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true)
+        {
             problems.push("a profile was created".into());
         }
         if !problems.is_empty() {
-            failures.push(format!("{}: {} — stderr: {}", case.name, problems.join(", "), run.stderr.trim()));
+            failures.push(format!(
+                "{}: {} — stderr: {}",
+                case.name,
+                problems.join(", "),
+                run.stderr.trim()
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_reports_the_same_errors_with_exit_2() {
     let p = Project::new(1).await;
-    p.write("workflow.toml", "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { clik = \"#a\" },\n]\n");
+    p.write(
+        "workflow.toml",
+        "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { clik = \"#a\" },\n]\n",
+    );
     let run = p.run(&["validate"]).await;
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("workflow.toml:5"), "{}", run.stderr);

@@ -14,7 +14,10 @@ fn assert_lock_serialized(events: &[serde_json::Value]) -> Vec<u64> {
         let account = e["account"].as_u64();
         match e["event"].as_str().unwrap() {
             "launch_lock_acquired" => {
-                assert_eq!(holder, None, "account {account:?} acquired the lock while {holder:?} held it");
+                assert_eq!(
+                    holder, None,
+                    "account {account:?} acquired the lock while {holder:?} held it"
+                );
                 holder = account;
                 order.push(account.unwrap());
             }
@@ -34,14 +37,35 @@ fn assert_lock_serialized(events: &[serde_json::Value]) -> Vec<u64> {
 async fn five_accounts_concurrent_the_server_sees_every_add_and_the_report_agrees() {
     let p = Project::new(5).await;
     let run = p
-        .run(&["single", "--step", "1", "--accounts", "1-5", "--quantity", "3", "--concurrent", "--launch-interval", "100ms"])
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1-5",
+            "--quantity",
+            "3",
+            "--concurrent",
+            "--launch-interval",
+            "100ms",
+        ])
         .await;
-    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
 
     // What the server saw: each user added items 1, 2, 3 exactly once, and logged in once.
     for i in 1..=5 {
         let user = format!("user-{i}");
-        assert_eq!(p.adds(&user), BTreeMap::from([(1, 1), (2, 1), (3, 1)]), "{user}");
+        assert_eq!(
+            p.adds(&user),
+            BTreeMap::from([(1, 1), (2, 1), (3, 1)]),
+            "{user}"
+        );
         assert_eq!(p.site.counts().users[&user].logins, 1, "{user}");
     }
 
@@ -59,9 +83,18 @@ async fn five_accounts_concurrent_the_server_sees_every_add_and_the_report_agree
         assert!(e["ts"].as_str().unwrap().ends_with('Z'));
     }
     // Work overlapped: some account finished an iteration before the last browser existed.
-    let last_created = events.iter().rposition(|e| e["event"] == "browser_created").unwrap();
-    let first_ok = events.iter().position(|e| e["event"] == "iteration_ok").unwrap();
-    assert!(first_ok < last_created, "accounts worked while others were still being created");
+    let last_created = events
+        .iter()
+        .rposition(|e| e["event"] == "browser_created")
+        .unwrap();
+    let first_ok = events
+        .iter()
+        .position(|e| e["event"] == "iteration_ok")
+        .unwrap();
+    assert!(
+        first_ok < last_created,
+        "accounts worked while others were still being created"
+    );
 
     let report = report(&dir);
     assert_eq!(report["exit_code"], 0);
@@ -78,12 +111,22 @@ async fn five_accounts_concurrent_the_server_sees_every_add_and_the_report_agree
 async fn human_view_prints_the_lock_lines_and_the_default_is_phase1_with_2_5s() {
     let p = Project::new(2).await;
     // No --launch-interval: the default is the old tool's lock + 2.5 s.
-    let run = p.run(&["single", "--step", "1", "--accounts", "1,2", "--concurrent"]).await;
+    let run = p
+        .run(&["single", "--step", "1", "--accounts", "1,2", "--concurrent"])
+        .await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     for n in [1, 2] {
-        for line in ["browser creation lock acquired", "browser created", "browser creation lock released"] {
+        for line in [
+            "browser creation lock acquired",
+            "browser created",
+            "browser creation lock released",
+        ] {
             let want = format!("[account {n}] {line}");
-            assert!(run.stdout.lines().any(|l| l == want), "missing {want:?} in:\n{}", run.stdout);
+            assert!(
+                run.stdout.lines().any(|l| l == want),
+                "missing {want:?} in:\n{}",
+                run.stdout
+            );
         }
     }
     let events = events(&p.run_dir());
@@ -91,12 +134,25 @@ async fn human_view_prints_the_lock_lines_and_the_default_is_phase1_with_2_5s() 
     assert_eq!(events[0]["launch_lock"], true);
     // Each creation waited the interval inside the lock: acquired → created ≥ 2.5 s.
     let ts = |e: &serde_json::Value| {
-        time::OffsetDateTime::parse(e["ts"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
+        time::OffsetDateTime::parse(
+            e["ts"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
     };
     for n in [1u64, 2] {
-        let acquired = events.iter().find(|e| e["event"] == "launch_lock_acquired" && e["account"] == n).unwrap();
-        let created = events.iter().find(|e| e["event"] == "browser_created" && e["account"] == n).unwrap();
-        assert!(ts(created) - ts(acquired) >= time::Duration::milliseconds(2500), "account {n}");
+        let acquired = events
+            .iter()
+            .find(|e| e["event"] == "launch_lock_acquired" && e["account"] == n)
+            .unwrap();
+        let created = events
+            .iter()
+            .find(|e| e["event"] == "browser_created" && e["account"] == n)
+            .unwrap();
+        assert!(
+            ts(created) - ts(acquired) >= time::Duration::milliseconds(2500),
+            "account {n}"
+        );
     }
     assert_lock_serialized(&events);
     p.assert_nothing_left();
@@ -105,15 +161,41 @@ async fn human_view_prints_the_lock_lines_and_the_default_is_phase1_with_2_5s() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_mode_runs_accounts_one_after_another() {
     let p = Project::new(2).await;
-    let run = p.run(&["single", "--step", "1", "--accounts", "2,1", "--quantity", "2", "--launch-interval", "0", "--json"]).await;
+    let run = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "2,1",
+            "--quantity",
+            "2",
+            "--launch-interval",
+            "0",
+            "--json",
+        ])
+        .await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let events = events(&p.run_dir());
     // --json prints exactly the journal's objects, in the same order.
-    let printed: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let printed: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(printed, events);
-    let done_2 = events.iter().position(|e| e["event"] == "account_done" && e["account"] == 2).unwrap();
-    let created_1 = events.iter().position(|e| e["event"] == "browser_created" && e["account"] == 1).unwrap();
-    assert!(done_2 < created_1, "account 1 started only after account 2 was done");
+    let done_2 = events
+        .iter()
+        .position(|e| e["event"] == "account_done" && e["account"] == 2)
+        .unwrap();
+    let created_1 = events
+        .iter()
+        .position(|e| e["event"] == "browser_created" && e["account"] == 1)
+        .unwrap();
+    assert!(
+        done_2 < created_1,
+        "account 1 started only after account 2 was done"
+    );
     assert_eq!(p.adds("user-1"), BTreeMap::from([(1, 1), (2, 1)]));
     assert_eq!(p.adds("user-2"), BTreeMap::from([(1, 1), (2, 1)]));
     p.assert_nothing_left();
@@ -135,22 +217,56 @@ actions = [
 ]
 "##,
     );
-    let run = p.run(&["single", "--step", "1", "--accounts", "1-2", "--quantity", "2", "--concurrent", "--launch-interval", "0", "--retries", "1"]).await;
+    let run = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1-2",
+            "--quantity",
+            "2",
+            "--concurrent",
+            "--launch-interval",
+            "0",
+            "--retries",
+            "1",
+        ])
+        .await;
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
     let dir = p.run_dir();
     let events = events(&dir);
     let failed = named(&events, "iteration_failed");
     assert_eq!(failed.len(), 4);
-    assert!(failed[0]["error"].as_str().unwrap().contains("#does-not-exist"), "{}", failed[0]);
-    assert!(failed[0]["error"].as_str().unwrap().contains("workflow.toml:"), "names the file and line");
-    assert_eq!(named(&events, "retry").len(), 4, "one retry per failed iteration");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("#does-not-exist"),
+        "{}",
+        failed[0]
+    );
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("workflow.toml:"),
+        "names the file and line"
+    );
+    assert_eq!(
+        named(&events, "retry").len(),
+        4,
+        "one retry per failed iteration"
+    );
     let report = report(&dir);
     assert_eq!(report["exit_code"], 1);
     assert_eq!(report["totals"]["iterations_failed"], 4);
     assert_eq!(report["totals"]["iterations_ok"], 0);
     assert_eq!(report["totals"]["retries"], 4);
     assert_eq!(report["accounts"][0]["status"], "failed");
-    let shots = std::fs::read_dir(dir.join("screenshots/1")).unwrap().count();
+    let shots = std::fs::read_dir(dir.join("screenshots/1"))
+        .unwrap()
+        .count();
     assert_eq!(shots, 4, "a screenshot at each failed attempt");
     p.assert_nothing_left();
 }
@@ -159,15 +275,45 @@ actions = [
 async fn run_goes_through_all_steps_with_csv_accounts_and_records_extracted_values() {
     let p = Project::new(0).await;
     p.write("batch.toml", "accounts = \"accounts.csv\"\n");
-    p.write("accounts.csv", "id,username,password\n1,user-1,pass-1\n2,user-2,pass-2\n");
-    p.write("workflow.toml", &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo/workflow.toml")).unwrap());
-    let run = p.run(&["run", "--accounts", "all", "--quantity", "2", "--concurrent", "--launch-interval", "0"]).await;
+    p.write(
+        "accounts.csv",
+        "id,username,password\n1,user-1,pass-1\n2,user-2,pass-2\n",
+    );
+    p.write(
+        "workflow.toml",
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/demo/workflow.toml"
+        ))
+        .unwrap(),
+    );
+    let run = p
+        .run(&[
+            "run",
+            "--accounts",
+            "all",
+            "--quantity",
+            "2",
+            "--concurrent",
+            "--launch-interval",
+            "0",
+        ])
+        .await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let dir = p.run_dir();
     let report = report(&dir);
-    assert_eq!(report["totals"]["iterations_ok"], 8, "2 accounts × 2 steps × 2 iterations");
-    assert_eq!(report["totals"]["browser_launches"], 2, "one browser per account across steps");
-    assert_eq!(report["accounts"][1]["values"]["welcome"], "Welcome, user-2");
+    assert_eq!(
+        report["totals"]["iterations_ok"], 8,
+        "2 accounts × 2 steps × 2 iterations"
+    );
+    assert_eq!(
+        report["totals"]["browser_launches"], 2,
+        "one browser per account across steps"
+    );
+    assert_eq!(
+        report["accounts"][1]["values"]["welcome"],
+        "Welcome, user-2"
+    );
     assert_eq!(p.adds("user-1"), BTreeMap::from([(1, 1), (2, 1)]));
     // `report` prints the summary of a finished run.
     let shown = p.run(&["report", dir.to_str().unwrap()]).await;
@@ -198,7 +344,17 @@ actions = [
 ]
 "##,
     );
-    let mut cmd = p.command(&["single", "--step", "1", "--accounts", "1", "--retries", "0", "--launch-interval", "0"]);
+    let mut cmd = p.command(&[
+        "single",
+        "--step",
+        "1",
+        "--accounts",
+        "1",
+        "--retries",
+        "0",
+        "--launch-interval",
+        "0",
+    ]);
     cmd.env("E2E_SECRET_PW", secret);
     let out = cmd.output().await.unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -213,7 +369,12 @@ actions = [
     assert!(everything.contains("***"), "secrets show as ***");
     // The page really got the secret (it echoed it back), yet the report shows ***.
     let report = report(&dir);
-    assert!(report["accounts"][0]["values"]["echoed"].as_str().unwrap().contains("***"));
+    assert!(
+        report["accounts"][0]["values"]["echoed"]
+            .as_str()
+            .unwrap()
+            .contains("***")
+    );
     p.assert_nothing_left();
 }
 
@@ -226,7 +387,11 @@ async fn a_missing_browser_is_exit_3_and_nothing_runs() {
     );
     let run = p.run(&["single", "--step", "1", "--accounts", "1"]).await;
     assert_eq!(run.code, Some(3), "{}", run.stderr);
-    assert!(run.stderr.contains("/nonexistent/chromium"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/nonexistent/chromium"),
+        "{}",
+        run.stderr
+    );
     assert!(p.run_dirs().is_empty());
 }
 

@@ -31,9 +31,16 @@ actions = [
 /// Path of the built `batch-cli` (next to this test binary's `deps/` directory).
 pub fn cli_path() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
     let cli = dir.join("batch-cli");
-    assert!(cli.exists(), "{} is missing: run `cargo build -p cli` (cargo xtask test does)", cli.display());
+    assert!(
+        cli.exists(),
+        "{} is missing: run `cargo build -p cli` (cargo xtask test does)",
+        cli.display()
+    );
     cli
 }
 
@@ -59,10 +66,18 @@ pub struct Run {
 impl Project {
     /// A project with `accounts` demo accounts (`user-N` / `pass-N`) and [`WORKFLOW`].
     pub async fn new(accounts: u32) -> Project {
-        let site = demo_site::start(([127, 0, 0, 1], 0).into()).await.expect("demo app starts");
-        let dir = tempfile::Builder::new().prefix("batch-e2e-").tempdir().expect("temp dir");
+        let site = demo_site::start(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("demo app starts");
+        let dir = tempfile::Builder::new()
+            .prefix("batch-e2e-")
+            .tempdir()
+            .expect("temp dir");
         let p = Project { dir, site };
-        p.write("batch.toml", "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n");
+        p.write(
+            "batch.toml",
+            "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n",
+        );
         p.write("accounts.toml", &accounts_toml(accounts));
         p.write("workflow.toml", WORKFLOW);
         std::fs::create_dir_all(p.runtime_dir()).unwrap();
@@ -140,7 +155,12 @@ impl Project {
 
     /// Adds per item the server saw for `user`.
     pub fn adds(&self, user: &str) -> std::collections::BTreeMap<u32, u64> {
-        self.site.counts().users.get(user).map(|u| u.items.clone()).unwrap_or_default()
+        self.site
+            .counts()
+            .users
+            .get(user)
+            .map(|u| u.items.clone())
+            .unwrap_or_default()
     }
 
     /// Pids of live processes (not zombies) whose command line mentions this project's
@@ -157,7 +177,11 @@ impl Project {
             if left.is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "processes left behind: {:?}", describe(&left));
+            assert!(
+                Instant::now() < deadline,
+                "processes left behind: {:?}",
+                describe(&left)
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -167,30 +191,47 @@ impl Drop for Project {
     // The safety net: whatever a failed test left, kill it, so no browser outlives it.
     fn drop(&mut self) {
         for pid in self.live_processes() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
 
 /// `[[accounts]]` tables for ids 1..=n.
 pub fn accounts_toml(n: u32) -> String {
-    (1..=n).map(|i| format!("[[accounts]]\nid = {i}\nusername = \"user-{i}\"\npassword = \"pass-{i}\"\n\n")).collect()
+    (1..=n)
+        .map(|i| {
+            format!("[[accounts]]\nid = {i}\nusername = \"user-{i}\"\npassword = \"pass-{i}\"\n\n")
+        })
+        .collect()
 }
 
 fn processes_mentioning(needle: &str) -> Vec<u32> {
     let me = std::process::id();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != me)
         .filter(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()).unwrap_or("Z");
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or("Z");
             state != "Z" && state != "X"
         })
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
                 .unwrap_or(false)
         })
         .collect()
@@ -200,7 +241,14 @@ fn describe(pids: &[u32]) -> Vec<String> {
     pids.iter()
         .map(|p| {
             let c = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-            format!("{p}: {}", String::from_utf8_lossy(&c).replace('\0', " ").chars().take(120).collect::<String>())
+            format!(
+                "{p}: {}",
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .chars()
+                    .take(120)
+                    .collect::<String>()
+            )
         })
         .collect()
 }
@@ -208,12 +256,15 @@ fn describe(pids: &[u32]) -> Vec<String> {
 /// The journal of a run directory, one JSON value per line (every line must parse).
 pub fn events(run_dir: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(run_dir.join("events.jsonl")).expect("events.jsonl exists");
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad journal line {l:?}: {e}"))).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad journal line {l:?}: {e}")))
+        .collect()
 }
 
 /// `report.json` of a run directory.
 pub fn report(run_dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(run_dir.join("report.json")).expect("report.json exists")).unwrap()
+    serde_json::from_slice(&std::fs::read(run_dir.join("report.json")).expect("report.json exists"))
+        .unwrap()
 }
 
 /// Events named `name`.

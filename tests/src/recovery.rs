@@ -31,7 +31,10 @@ actions = [
 fn all_iterations_seen(p: &Project, user: &str, quantity: u32) {
     let adds = p.adds(user);
     for i in 1..=quantity {
-        assert!(adds.get(&i).copied().unwrap_or(0) >= 1, "{user}: item {i} never added ({adds:?})");
+        assert!(
+            adds.get(&i).copied().unwrap_or(0) >= 1,
+            "{user}: item {i} never added ({adds:?})"
+        );
     }
 }
 
@@ -40,17 +43,35 @@ async fn ten_browsers_at_once_never_share_a_port_or_profile() {
     let p = Project::new(10).await;
     for round in 1..=3 {
         let run = p
-            .run(&["single", "--step", "1", "--accounts", "1-10", "--concurrent", "--no-launch-lock", "--launch-interval", "0", "--json"])
+            .run(&[
+                "single",
+                "--step",
+                "1",
+                "--accounts",
+                "1-10",
+                "--concurrent",
+                "--no-launch-lock",
+                "--launch-interval",
+                "0",
+                "--json",
+            ])
             .await;
         assert_eq!(run.code, Some(0), "round {round}: {}", run.stderr);
-        let events: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let events: Vec<Value> = run
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         let created = named(&events, "browser_created");
         assert_eq!(created.len(), 10, "round {round}");
         for key in ["port", "driver_port", "profile", "pid"] {
             let distinct: HashSet<String> = created.iter().map(|e| e[key].to_string()).collect();
             assert_eq!(distinct.len(), 10, "round {round}: {key} collided");
         }
-        assert!(named(&events, "launch_lock_acquired").is_empty(), "no lock events without the lock");
+        assert!(
+            named(&events, "launch_lock_acquired").is_empty(),
+            "no lock events without the lock"
+        );
         assert_eq!(named(&events, "iteration_failed").len(), 0);
     }
     p.assert_nothing_left();
@@ -60,16 +81,51 @@ async fn ten_browsers_at_once_never_share_a_port_or_profile() {
 async fn two_processes_on_one_small_port_range_never_collide() {
     let p = Project::new(6).await;
     p.write("batch.toml", "[ports]\nrange = \"47310-47325\"\n");
-    let a = p.command(&["single", "--step", "1", "--accounts", "1-3", "--concurrent", "--no-launch-lock", "--launch-interval", "0", "--json"]);
-    let b = p.command(&["single", "--step", "1", "--accounts", "4-6", "--concurrent", "--no-launch-lock", "--launch-interval", "0", "--json"]);
+    let a = p.command(&[
+        "single",
+        "--step",
+        "1",
+        "--accounts",
+        "1-3",
+        "--concurrent",
+        "--no-launch-lock",
+        "--launch-interval",
+        "0",
+        "--json",
+    ]);
+    let b = p.command(&[
+        "single",
+        "--step",
+        "1",
+        "--accounts",
+        "4-6",
+        "--concurrent",
+        "--no-launch-lock",
+        "--launch-interval",
+        "0",
+        "--json",
+    ]);
     let (mut a, mut b) = (a, b);
     let (ra, rb) = tokio::join!(a.output(), b.output());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(ra.status.code(), Some(0), "{}", String::from_utf8_lossy(&ra.stderr));
-    assert_eq!(rb.status.code(), Some(0), "{}", String::from_utf8_lossy(&rb.stderr));
+    assert_eq!(
+        ra.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ra.stderr)
+    );
+    assert_eq!(
+        rb.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&rb.stderr)
+    );
     let mut ports = Vec::new();
     for out in [&ra, &rb] {
-        for e in String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str::<Value>(l).unwrap()) {
+        for e in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        {
             if e["event"] == "browser_created" {
                 ports.push(e["port"].as_u64().unwrap());
                 ports.push(e["driver_port"].as_u64().unwrap());
@@ -77,9 +133,16 @@ async fn two_processes_on_one_small_port_range_never_collide() {
         }
     }
     assert_eq!(ports.len(), 12);
-    assert!(ports.iter().all(|p| (47310..=47325).contains(p)), "{ports:?}");
+    assert!(
+        ports.iter().all(|p| (47310..=47325).contains(p)),
+        "{ports:?}"
+    );
     let distinct: HashSet<_> = ports.iter().collect();
-    assert_eq!(distinct.len(), 12, "ports collided across processes: {ports:?}");
+    assert_eq!(
+        distinct.len(),
+        12,
+        "ports collided across processes: {ports:?}"
+    );
     p.assert_nothing_left();
 }
 
@@ -88,29 +151,59 @@ async fn survives(strike: impl Fn(&Value, &Project)) {
     let p = Project::new(2).await;
     p.write("workflow.toml", SLOW_WORKFLOW);
     let child = p
-        .command(&["single", "--step", "1", "--accounts", "1,2", "--quantity", "4", "--concurrent", "--launch-interval", "0"])
+        .command(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1,2",
+            "--quantity",
+            "4",
+            "--concurrent",
+            "--launch-interval",
+            "0",
+        ])
         .spawn()
         .unwrap();
-    let first = wait_for_event(&p, "account 1's first iteration", |e| e["event"] == "iteration_ok" && e["account"] == 1).await;
+    let first = wait_for_event(&p, "account 1's first iteration", |e| {
+        e["event"] == "iteration_ok" && e["account"] == 1
+    })
+    .await;
     let _ = first;
-    let created = wait_for_event(&p, "account 1's browser", |e| e["event"] == "browser_created" && e["account"] == 1).await;
+    let created = wait_for_event(&p, "account 1's browser", |e| {
+        e["event"] == "browser_created" && e["account"] == 1
+    })
+    .await;
     strike(&created, &p);
-    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = p.run_dir();
     let events = events(&dir);
     let crashed = named(&events, "browser_crashed");
     assert_eq!(crashed.len(), 1, "{crashed:?}");
     assert_eq!(crashed[0]["account"], 1);
     assert!(named(&events, "retry").iter().any(|e| e["account"] == 1));
-    let launches: BTreeMap<u64, usize> = named(&events, "browser_created")
-        .iter()
-        .fold(BTreeMap::new(), |mut m, e| {
-            *m.entry(e["account"].as_u64().unwrap()).or_default() += 1;
-            m
-        });
-    assert_eq!(launches, BTreeMap::from([(1, 2), (2, 1)]), "only account 1 got a new browser");
+    let launches: BTreeMap<u64, usize> =
+        named(&events, "browser_created")
+            .iter()
+            .fold(BTreeMap::new(), |mut m, e| {
+                *m.entry(e["account"].as_u64().unwrap()).or_default() += 1;
+                m
+            });
+    assert_eq!(
+        launches,
+        BTreeMap::from([(1, 2), (2, 1)]),
+        "only account 1 got a new browser"
+    );
     let report = report(&dir);
     assert_eq!(report["totals"]["iterations_ok"], 8);
     assert_eq!(report["accounts"][0]["browser_launches"], 2);
@@ -133,7 +226,13 @@ async fn killing_chrome_mid_run_is_recovered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_chromedriver_mid_run_is_recovered() {
-    survives(|created, _| signal(created["driver_pid"].as_u64().unwrap() as u32, Signal::SIGKILL)).await;
+    survives(|created, _| {
+        signal(
+            created["driver_pid"].as_u64().unwrap() as u32,
+            Signal::SIGKILL,
+        )
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,15 +256,40 @@ async fn sigint_mid_run_exits_130_with_everything_closed_and_the_journal_valid()
     let p = Project::new(2).await;
     p.write("workflow.toml", SLOW_WORKFLOW);
     let child = p
-        .command(&["single", "--step", "1", "--accounts", "1,2", "--quantity", "50", "--concurrent", "--launch-interval", "0"])
+        .command(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1,2",
+            "--quantity",
+            "50",
+            "--concurrent",
+            "--launch-interval",
+            "0",
+        ])
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    wait_for_event(&p, "both browsers", |e| e["event"] == "iteration_ok" && e["account"] == 2).await;
-    wait_for_event(&p, "both browsers", |e| e["event"] == "iteration_ok" && e["account"] == 1).await;
+    wait_for_event(&p, "both browsers", |e| {
+        e["event"] == "iteration_ok" && e["account"] == 2
+    })
+    .await;
+    wait_for_event(&p, "both browsers", |e| {
+        e["event"] == "iteration_ok" && e["account"] == 1
+    })
+    .await;
     signal(pid, Signal::SIGINT);
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     p.assert_nothing_left();
     let dir = p.run_dir();
     let events = events(&dir);
@@ -182,21 +306,53 @@ async fn sigkill_of_the_runner_leaves_nothing_running_and_the_next_run_reaps_its
     let p = Project::new(2).await;
     p.write("workflow.toml", SLOW_WORKFLOW);
     let child = p
-        .command(&["single", "--step", "1", "--accounts", "1,2", "--quantity", "50", "--concurrent", "--launch-interval", "0"])
+        .command(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1,2",
+            "--quantity",
+            "50",
+            "--concurrent",
+            "--launch-interval",
+            "0",
+        ])
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    wait_for_event(&p, "account 2 working", |e| e["event"] == "iteration_ok" && e["account"] == 2).await;
-    wait_for_event(&p, "account 1 working", |e| e["event"] == "iteration_ok" && e["account"] == 1).await;
+    wait_for_event(&p, "account 2 working", |e| {
+        e["event"] == "iteration_ok" && e["account"] == 2
+    })
+    .await;
+    wait_for_event(&p, "account 1 working", |e| {
+        e["event"] == "iteration_ok" && e["account"] == 1
+    })
+    .await;
     signal(pid, Signal::SIGKILL);
     let _ = child.wait_with_output().await;
     // PR_SET_PDEATHSIG on the driver and on Chromium: the whole tree dies with the runner.
     p.assert_nothing_left();
     // The next run finds the dead runner's records and reaps them before starting.
-    let run = p.run(&["single", "--step", "1", "--accounts", "1", "--launch-interval", "0", "--json"]).await;
+    let run = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1",
+            "--launch-interval",
+            "0",
+            "--json",
+        ])
+        .await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let reaped: Vec<Value> =
-        run.stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|e| e["event"] == "reaped").collect();
+    let reaped: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "reaped")
+        .collect();
     assert_eq!(reaped.len(), 1, "{}", run.stdout);
     assert_eq!(reaped[0]["browsers"], 2);
     p.assert_nothing_left();
@@ -207,18 +363,54 @@ async fn a_second_process_cannot_take_an_account_in_use_and_the_first_is_unharme
     let p = Project::new(2).await;
     p.write("workflow.toml", SLOW_WORKFLOW);
     let first = p
-        .command(&["single", "--step", "1", "--accounts", "1", "--quantity", "4", "--launch-interval", "0"])
+        .command(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1",
+            "--quantity",
+            "4",
+            "--launch-interval",
+            "0",
+        ])
         .spawn()
         .unwrap();
-    wait_for_event(&p, "account 1 working", |e| e["event"] == "browser_created" && e["account"] == 1).await;
-    let second = p.run(&["single", "--step", "1", "--accounts", "2,1", "--launch-interval", "0", "--output", p.path("runs2").to_str().unwrap()]).await;
+    wait_for_event(&p, "account 1 working", |e| {
+        e["event"] == "browser_created" && e["account"] == 1
+    })
+    .await;
+    let second = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "2,1",
+            "--launch-interval",
+            "0",
+            "--output",
+            p.path("runs2").to_str().unwrap(),
+        ])
+        .await;
     assert_eq!(second.code, Some(2), "{}", second.stderr);
     assert!(second.stderr.contains("account 1"), "{}", second.stderr);
     assert!(second.stderr.contains("in use"), "{}", second.stderr);
-    let out = tokio::time::timeout(Duration::from_secs(120), first.wait_with_output()).await.unwrap().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::time::timeout(Duration::from_secs(120), first.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     all_iterations_seen(&p, "user-1", 4);
-    assert!(p.adds("user-2").is_empty(), "the refused run launched nothing");
+    assert!(
+        p.adds("user-2").is_empty(),
+        "the refused run launched nothing"
+    );
     p.assert_nothing_left();
 }
 
@@ -228,8 +420,22 @@ async fn a_stale_singleton_lock_from_another_hostname_is_recovered() {
     let profile = p.path("profiles/account-1");
     std::fs::create_dir_all(&profile).unwrap();
     std::os::unix::fs::symlink("some-other-container-4242", profile.join("SingletonLock")).unwrap();
-    std::os::unix::fs::symlink("/tmp/.org.chromium.Chromium.gone/SingletonSocket", profile.join("SingletonSocket")).unwrap();
-    let run = p.run(&["single", "--step", "1", "--accounts", "1", "--launch-interval", "0"]).await;
+    std::os::unix::fs::symlink(
+        "/tmp/.org.chromium.Chromium.gone/SingletonSocket",
+        profile.join("SingletonSocket"),
+    )
+    .unwrap();
+    let run = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1",
+            "--launch-interval",
+            "0",
+        ])
+        .await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(p.adds("user-1"), BTreeMap::from([(1, 1)]));
     p.assert_nothing_left();
@@ -239,7 +445,17 @@ async fn a_stale_singleton_lock_from_another_hostname_is_recovered() {
 async fn creations_wait_for_memory_and_go_on_when_the_threshold_is_lowered() {
     let p = Project::new(1).await;
     let child = p
-        .command(&["single", "--step", "1", "--accounts", "1", "--launch-interval", "0", "--min-available-memory", "1000000GiB"])
+        .command(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1",
+            "--launch-interval",
+            "0",
+            "--min-available-memory",
+            "1000000GiB",
+        ])
         .spawn()
         .unwrap();
     let wait = wait_for_event(&p, "memory_wait", |e| e["event"] == "memory_wait").await;
@@ -248,8 +464,16 @@ async fn creations_wait_for_memory_and_go_on_when_the_threshold_is_lowered() {
     assert!(p.adds("user-1").is_empty(), "nothing ran while waiting");
     // Lower the threshold of the running batch: its control file.
     std::fs::write(p.run_dir().join("min_available_memory"), "0").unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events = events(&p.run_dir());
     assert_eq!(named(&events, "memory_ok").len(), 1);
     assert_eq!(p.adds("user-1"), BTreeMap::from([(1, 1)]));

@@ -7,10 +7,17 @@ use std::process::Command;
 
 use anyhow::bail;
 
-const NEEDED: &[(&str, &str)] = &[("/usr/bin/chromium", "chromium"), ("/usr/bin/chromedriver", "chromium-driver")];
+const NEEDED: &[(&str, &str)] = &[
+    ("/usr/bin/chromium", "chromium"),
+    ("/usr/bin/chromedriver", "chromium-driver"),
+];
 
 pub(crate) fn ensure() -> anyhow::Result<()> {
-    let missing: Vec<&str> = NEEDED.iter().filter(|(p, _)| !Path::new(p).exists()).map(|(_, pkg)| *pkg).collect();
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(p, _)| !Path::new(p).exists())
+        .map(|(_, pkg)| *pkg)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -39,5 +46,9 @@ pub(crate) fn ensure() -> anyhow::Result<()> {
 
 fn nix_is_root() -> bool {
     // `id -u` keeps xtask free of a libc dependency.
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }

@@ -18,7 +18,10 @@ mod util;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cmd, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
+    let (cmd, rest) = args
+        .split_first()
+        .map(|(c, r)| (c.as_str(), r))
+        .unwrap_or(("help", &[]));
     match cmd {
         "run" => run::run(rest),
         "test" => test::test(rest),
@@ -34,7 +37,11 @@ fn main() -> anyhow::Result<()> {
                  \x20 bench   [--accounts N]  launch strategies side by side, as ratios\n\
                  \x20 deps    install Debian's chromium and chromium-driver if missing"
             );
-            std::process::exit(if cmd == "help" || cmd == "--help" { 0 } else { 2 });
+            std::process::exit(if cmd == "help" || cmd == "--help" {
+                0
+            } else {
+                2
+            });
         }
     }
 }

@@ -9,13 +9,26 @@ use crate::util::{build_cli, root};
 pub(crate) fn run(_args: &[String]) -> anyhow::Result<()> {
     crate::deps::ensure()?;
     let cli = build_cli(false)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let site = rt.block_on(demo_site::start(([127, 0, 0, 1], 0).into())).context("starting the demo app")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let site = rt
+        .block_on(demo_site::start(([127, 0, 0, 1], 0).into()))
+        .context("starting the demo app")?;
     println!("demo app on {}", site.base_url());
     let example = root().join("examples/demo");
     let output = root().join("runs");
     let status = Command::new(&cli)
-        .args(["single", "--step", "1", "--accounts", "1,2,3,4,5", "--quantity", "10", "--concurrent"])
+        .args([
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1,2,3,4,5",
+            "--quantity",
+            "10",
+            "--concurrent",
+        ])
         .arg("--config")
         .arg(example.join("batch.toml"))
         .args(["--base-url", &site.base_url()])
@@ -26,7 +39,12 @@ pub(crate) fn run(_args: &[String]) -> anyhow::Result<()> {
     let counts = site.counts();
     println!("\nwhat the demo app saw (adds per user):");
     for (user, c) in &counts.users {
-        println!("  {user}: {} logins, {} adds over {} items", c.logins, c.adds, c.items.len());
+        println!(
+            "  {user}: {} logins, {} adds over {} items",
+            c.logins,
+            c.adds,
+            c.items.len()
+        );
     }
     rt.block_on(site.shutdown());
     if !status.success() {

@@ -15,7 +15,9 @@ pub(crate) fn stress(args: &[String]) -> anyhow::Result<()> {
     let accounts: u32 = flag(args, "--accounts", 20)?;
     let rounds: u32 = flag(args, "--rounds", 50)?;
     let cli = build_cli(false)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let site = rt.block_on(demo_site::start(([127, 0, 0, 1], 0).into()))?;
     let dir = tempdir()?;
     crate::bench::write_project(&dir, accounts, "ephemeral = true")?;
@@ -24,8 +26,22 @@ pub(crate) fn stress(args: &[String]) -> anyhow::Result<()> {
     let mut failures = 0;
     for round in 1..=rounds {
         let out = Command::new(&cli)
-            .args(["single", "--step", "1", "--quantity", "1", "--concurrent", "--no-launch-lock"])
-            .args(["--launch-interval", "0", "--json", "--accounts", &format!("1-{accounts}")])
+            .args([
+                "single",
+                "--step",
+                "1",
+                "--quantity",
+                "1",
+                "--concurrent",
+                "--no-launch-lock",
+            ])
+            .args([
+                "--launch-interval",
+                "0",
+                "--json",
+                "--accounts",
+                &format!("1-{accounts}"),
+            ])
             .arg("--config")
             .arg(dir.join("batch.toml"))
             .args(["--base-url", &site.base_url()])
@@ -33,10 +49,21 @@ pub(crate) fn stress(args: &[String]) -> anyhow::Result<()> {
             .arg(dir.join("runs"))
             .output()
             .context("running batch-cli")?;
-        let events: Vec<serde_json::Value> =
-            String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        let created: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "browser_created").collect();
-        let distinct = |key: &str| created.iter().map(|e| e[key].to_string()).collect::<HashSet<_>>().len();
+        let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let created: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| e["event"] == "browser_created")
+            .collect();
+        let distinct = |key: &str| {
+            created
+                .iter()
+                .map(|e| e[key].to_string())
+                .collect::<HashSet<_>>()
+                .len()
+        };
         let ok = out.status.code() == Some(0)
             && created.len() == accounts as usize
             && distinct("port") == created.len()
@@ -45,9 +72,15 @@ pub(crate) fn stress(args: &[String]) -> anyhow::Result<()> {
         launch_ms.extend(created.iter().filter_map(|e| e["launch_ms"].as_u64()));
         if !ok {
             failures += 1;
-            eprintln!("round {round}: FAILED (exit {:?}, {} browsers)", out.status.code(), created.len());
+            eprintln!(
+                "round {round}: FAILED (exit {:?}, {} browsers)",
+                out.status.code(),
+                created.len()
+            );
         } else {
-            eprintln!("round {round}/{rounds}: {accounts} browsers, all ports and profiles distinct");
+            eprintln!(
+                "round {round}/{rounds}: {accounts} browsers, all ports and profiles distinct"
+            );
         }
     }
     rt.block_on(site.shutdown());

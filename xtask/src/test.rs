@@ -6,7 +6,18 @@ pub(crate) fn test(args: &[String]) -> anyhow::Result<()> {
     crate::deps::ensure()?;
     let cargo = cargo();
     sh(&cargo, &["fmt", "--all", "--", "--check"])?;
-    sh(&cargo, &["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"])?;
+    sh(
+        &cargo,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     // The end-to-end tests run the real binary.
     build_cli(false)?;
     let extra: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -7,7 +7,10 @@ use anyhow::{Context, bail};
 
 /// The workspace root (xtask lives in `<root>/xtask`).
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_path_buf()
 }
 
 /// Run a command in the workspace root, echoing it; fail on a non-zero exit.
@@ -35,16 +38,27 @@ pub(crate) fn build_cli(release: bool) -> anyhow::Result<PathBuf> {
         args.push("--release");
     }
     sh(&cargo(), &args)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
-    Ok(target.join(if release { "release" } else { "debug" }).join("batch-cli"))
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    Ok(target
+        .join(if release { "release" } else { "debug" })
+        .join("batch-cli"))
 }
 
 /// `--name value` from an argument list.
-pub(crate) fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
+pub(crate) fn flag<T: std::str::FromStr>(
+    args: &[String],
+    name: &str,
+    default: T,
+) -> anyhow::Result<T> {
     match args.iter().position(|a| a == name) {
         Some(i) => {
-            let v = args.get(i + 1).with_context(|| format!("{name} needs a value"))?;
-            v.parse().map_err(|_| anyhow::anyhow!("{name} {v:?}: expected a number"))
+            let v = args
+                .get(i + 1)
+                .with_context(|| format!("{name} needs a value"))?;
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("{name} {v:?}: expected a number"))
         }
         None => Ok(default),
     }

@@ -27,7 +27,11 @@ pub struct Event {
 impl Event {
     /// An event with no fields yet.
     pub fn new(name: &'static str) -> Self {
-        Event { name, account: None, fields: Map::new() }
+        Event {
+            name,
+            account: None,
+            fields: Map::new(),
+        }
     }
 
     /// The same event about an account.
@@ -77,7 +81,9 @@ struct Inner {
 
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal").field("path", &self.inner.lock().map(|i| i.path.clone()).ok()).finish()
+        f.debug_struct("Journal")
+            .field("path", &self.inner.lock().map(|i| i.path.clone()).ok())
+            .finish()
     }
 }
 
@@ -94,9 +100,18 @@ impl Journal {
     /// Create (or, for a resumed run, append to) `path`, mode 0600.
     pub fn open(path: &Path, observer: Observer) -> std::io::Result<Self> {
         use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
         Ok(Journal {
-            inner: Arc::new(Mutex::new(Inner { file, path: path.to_path_buf(), observer, write_error: None })),
+            inner: Arc::new(Mutex::new(Inner {
+                file,
+                path: path.to_path_buf(),
+                observer,
+                write_error: None,
+            })),
         })
     }
 
@@ -109,7 +124,11 @@ impl Journal {
         line.push(b'\n');
         // One write(2) per line on an O_APPEND file: a reader never sees half a line
         // from us, even if the process dies right after.
-        if let Err(e) = inner.file.write_all(&line).and_then(|()| inner.file.flush()) {
+        if let Err(e) = inner
+            .file
+            .write_all(&line)
+            .and_then(|()| inner.file.flush())
+        {
             inner.write_error.get_or_insert(e);
         }
         (inner.observer)(&json);
@@ -117,7 +136,11 @@ impl Journal {
 
     /// The first write error, if any (a full disk must not pass silently).
     pub fn take_error(&self) -> Option<std::io::Error> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).write_error.take()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write_error
+            .take()
     }
 
     /// Make sure everything is on disk.
@@ -137,9 +160,18 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen2 = seen.clone();
-        let j = Journal::open(&path, Arc::new(move |v| seen2.lock().unwrap().push(v.clone()))).unwrap();
+        let j = Journal::open(
+            &path,
+            Arc::new(move |v| seen2.lock().unwrap().push(v.clone())),
+        )
+        .unwrap();
         j.emit(Event::new("run_started").with("run_id", "r1"));
-        j.emit(Event::new("iteration_ok").account(3).with("step", 1).with("iteration", 2));
+        j.emit(
+            Event::new("iteration_ok")
+                .account(3)
+                .with("step", 1)
+                .with("iteration", 2),
+        );
         let lines: Vec<Value> = std::fs::read_to_string(&path)
             .unwrap()
             .lines()
@@ -150,9 +182,15 @@ mod tests {
         assert_eq!(lines[1]["account"], 3);
         assert_eq!(lines[1]["iteration"], 2);
         let ts = lines[0]["ts"].as_str().unwrap();
-        assert!(time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).is_ok(), "{ts}");
+        assert!(
+            time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).is_ok(),
+            "{ts}"
+        );
         assert_eq!(ts.len(), "2026-01-01T00:00:00.000Z".len());
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

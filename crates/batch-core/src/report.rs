@@ -96,13 +96,17 @@ impl Report {
 
     /// Write `path` atomically, mode 0600.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        write_atomically(path, &serde_json::to_vec_pretty(self).expect("report serializes"))
+        write_atomically(
+            path,
+            &serde_json::to_vec_pretty(self).expect("report serializes"),
+        )
     }
 
     /// Read a report back.
     pub fn read(path: &Path) -> std::io::Result<Report> {
         let bytes = std::fs::read(path)?;
-        serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 }
 
@@ -111,7 +115,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -123,7 +132,10 @@ mod tests {
 
     #[test]
     fn totals_are_sums_and_the_file_round_trips() {
-        let mut r = Report { run_id: "r".into(), ..Default::default() };
+        let mut r = Report {
+            run_id: "r".into(),
+            ..Default::default()
+        };
         for (id, ok, failed) in [(1, 3, 0), (2, 1, 2)] {
             r.accounts.push(AccountReport {
                 id,
@@ -135,7 +147,15 @@ mod tests {
             });
         }
         r.sum_totals();
-        assert_eq!(r.totals, Totals { iterations_ok: 4, iterations_failed: 2, browser_launches: 2, retries: 0 });
+        assert_eq!(
+            r.totals,
+            Totals {
+                iterations_ok: 4,
+                iterations_failed: 2,
+                browser_launches: 2,
+                retries: 0
+            }
+        );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("report.json");
         r.write(&p).unwrap();

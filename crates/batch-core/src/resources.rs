@@ -106,8 +106,10 @@ impl Memory {
         let roots: Vec<(u64, u32)> = self.lock().browsers.iter().map(|(a, p)| (*a, *p)).collect();
         let available = available_memory();
         // Reading smaps_rollup is the slow part: done without holding the lock.
-        let per: Vec<(u64, u64)> =
-            roots.iter().filter_map(|(a, pid)| launcher::tree_pss_bytes(*pid).map(|b| (*a, b))).collect();
+        let per: Vec<(u64, u64)> = roots
+            .iter()
+            .filter_map(|(a, pid)| launcher::tree_pss_bytes(*pid).map(|b| (*a, b)))
+            .collect();
         let total: u64 = per.iter().map(|(_, b)| b).sum();
         {
             let mut inner = self.lock();
@@ -116,14 +118,17 @@ impl Memory {
             if let Some(a) = available {
                 r.min_available_bytes = Some(r.min_available_bytes.map_or(a, |m| m.min(a)));
             }
-            r.peak_browsers_pss_bytes = Some(r.peak_browsers_pss_bytes.map_or(total, |m| m.max(total)));
+            r.peak_browsers_pss_bytes =
+                Some(r.peak_browsers_pss_bytes.map_or(total, |m| m.max(total)));
             for (a, b) in &per {
                 let peak = inner.peaks.entry(*a).or_default();
                 *peak = (*peak).max(*b);
             }
         }
-        let browsers: serde_json::Map<String, serde_json::Value> =
-            per.iter().map(|(a, b)| (a.to_string(), (*b).into())).collect();
+        let browsers: serde_json::Map<String, serde_json::Value> = per
+            .iter()
+            .map(|(a, b)| (a.to_string(), (*b).into()))
+            .collect();
         journal.emit(
             Event::new("memory_sample")
                 .with("available_bytes", available)
@@ -133,7 +138,11 @@ impl Memory {
     }
 
     /// Sample every `interval` until the returned handle is aborted.
-    pub fn spawn_sampler(&self, journal: Journal, interval: Duration) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_sampler(
+        &self,
+        journal: Journal,
+        interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -167,7 +176,10 @@ impl Memory {
                         .account(account)
                         .with("available_bytes", available)
                         .with("threshold_bytes", threshold)
-                        .with("reason", "available memory is below the threshold; browser creation waits"),
+                        .with(
+                            "reason",
+                            "available memory is below the threshold; browser creation waits",
+                        ),
                 );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -175,7 +187,11 @@ impl Memory {
         if announced {
             let waited = started.elapsed().as_millis() as u64;
             self.lock().report.waited_ms += waited;
-            journal.emit(Event::new("memory_ok").account(account).with("waited_ms", waited));
+            journal.emit(
+                Event::new("memory_ok")
+                    .account(account)
+                    .with("waited_ms", waited),
+            );
         }
     }
 }
@@ -214,13 +230,23 @@ mod tests {
             tokio::spawn(async move { m.wait_for_room(&j, 1).await })
         };
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !std::fs::read_to_string(&path).unwrap().contains("memory_wait") {
+        while !std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("memory_wait")
+        {
             assert!(Instant::now() < deadline, "no memory_wait event");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(!waiter.is_finished());
         m.set_threshold(0);
-        tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
-        assert!(std::fs::read_to_string(&path).unwrap().contains("memory_ok"));
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("memory_ok")
+        );
     }
 }

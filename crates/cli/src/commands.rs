@@ -34,19 +34,29 @@ fn build_plan(step: Option<u32>, steps: Option<String>, a: &RunArgs) -> Result<P
         return Err("--webdriver-url: remote WebDriver / Selenium Grid is not supported by this version yet (expected no --webdriver-url)".into());
     }
     if a.resume.is_some() {
-        return Err("--resume: resuming a run is not supported by this version yet (expected no --resume)".into());
+        return Err(
+            "--resume: resuming a run is not supported by this version yet (expected no --resume)"
+                .into(),
+        );
     }
     let mut project = config::load_project(&a.config).map_err(e)?;
     if let Some(url) = &a.base_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!("--base-url {url:?}: expected an http:// or https:// URL"));
+            return Err(format!(
+                "--base-url {url:?}: expected an http:// or https:// URL"
+            ));
         }
         project.workflow.base_url = url.trim_end_matches('/').to_string();
     }
     let mode = match (step, steps) {
         (Some(s), _) => {
             if !project.workflow.steps.iter().any(|st| st.id == s) {
-                let known: Vec<String> = project.workflow.steps.iter().map(|s| s.id.to_string()).collect();
+                let known: Vec<String> = project
+                    .workflow
+                    .steps
+                    .iter()
+                    .map(|s| s.id.to_string())
+                    .collect();
                 return Err(format!(
                     "--step {s}: no such step in {} (expected one of: {})",
                     project.workflow.path.display(),
@@ -55,20 +65,26 @@ fn build_plan(step: Option<u32>, steps: Option<String>, a: &RunArgs) -> Result<P
             }
             Mode::Single(s)
         }
-        (None, Some(list)) => Mode::Run(config::parse_step_list(&list, &project.workflow).map_err(e)?),
+        (None, Some(list)) => {
+            Mode::Run(config::parse_step_list(&list, &project.workflow).map_err(e)?)
+        }
         (None, None) => unreachable!("clap requires one"),
     };
     let mut ids = config::parse_account_list(&a.accounts, &project.accounts).map_err(e)?;
     if let Some(spec) = &a.shard {
         ids = config::shard(&ids, spec).map_err(e)?;
     }
-    let accounts: Vec<&config::Account> =
-        ids.iter().filter_map(|id| project.accounts.accounts.iter().find(|acc| acc.id == *id)).collect();
+    let accounts: Vec<&config::Account> = ids
+        .iter()
+        .filter_map(|id| project.accounts.accounts.iter().find(|acc| acc.id == *id))
+        .collect();
     config::check_templates(&project.workflow, &accounts, &mode.steps()).map_err(e)?;
 
     let launch = project.settings.launch;
     let interval = match &a.launch_interval {
-        Some(s) => config::parse_launch_interval(s).map_err(|m| format!("--launch-interval {s:?}: {m}"))?,
+        Some(s) => {
+            config::parse_launch_interval(s).map_err(|m| format!("--launch-interval {s:?}: {m}"))?
+        }
         None => launch.interval,
     };
     let launch_interval = match interval {
@@ -88,7 +104,10 @@ fn build_plan(step: Option<u32>, steps: Option<String>, a: &RunArgs) -> Result<P
         accounts: ids,
         quantity: a.quantity,
         concurrent: a.concurrent,
-        max_concurrent: a.max_concurrent.map(|m| m as usize).or(launch.max_concurrent),
+        max_concurrent: a
+            .max_concurrent
+            .map(|m| m as usize)
+            .or(launch.max_concurrent),
         launch_lock: launch.lock && !a.no_launch_lock,
         launch_interval,
         headed,
@@ -135,7 +154,10 @@ async fn run_command(step: Option<u32>, steps: Option<String>, a: RunArgs) -> i3
 fn spawn_signal_handler(cancel: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             return;
         };
         tokio::select! {
@@ -168,7 +190,12 @@ fn validate(path: &Path) -> i32 {
         project.settings.config_path.display(),
         project.accounts.accounts.len(),
         project.workflow.steps.len(),
-        project.workflow.steps.iter().map(|s| s.before.len() + s.actions.len() + s.after.len()).sum::<usize>()
+        project
+            .workflow
+            .steps
+            .iter()
+            .map(|s| s.before.len() + s.actions.len() + s.after.len())
+            .sum::<usize>()
     );
     exit::OK
 }
@@ -201,18 +228,32 @@ async fn doctor(path: &Path) -> i32 {
         }
     };
     report(true, "chromium", binaries.chromium.display().to_string());
-    report(true, "chromedriver", binaries.chromedriver.display().to_string());
+    report(
+        true,
+        "chromedriver",
+        binaries.chromedriver.display().to_string(),
+    );
     match binaries.versions().await {
-        Ok(v) => report(v.matching(), "versions", format!("{} / {} (majors must match)", v.chromium, v.chromedriver)),
+        Ok(v) => report(
+            v.matching(),
+            "versions",
+            format!("{} / {} (majors must match)", v.chromium, v.chromedriver),
+        ),
         Err(e) => report(false, "versions", e.to_string()),
     }
     match batch_core::resources::available_memory() {
         Some(a) => {
-            let need = settings.as_ref().map_or(1 << 30, |s| s.resources.min_available_memory);
+            let need = settings
+                .as_ref()
+                .map_or(1 << 30, |s| s.resources.min_available_memory);
             report(
                 a >= need,
                 "memory",
-                format!("{} MiB available (creations wait below {} MiB; ~300 MiB per browser)", a >> 20, need >> 20),
+                format!(
+                    "{} MiB available (creations wait below {} MiB; ~300 MiB per browser)",
+                    a >> 20,
+                    need >> 20
+                ),
             );
         }
         None => report(false, "memory", "cannot read available memory".into()),
@@ -239,12 +280,19 @@ async fn doctor(path: &Path) -> i32 {
             report(
                 nav.is_ok(),
                 "browser start",
-                format!("pid {} on verified DevTools port {} in {:?}", info.pid, info.devtools_port, info.launch_time),
+                format!(
+                    "pid {} on verified DevTools port {} in {:?}",
+                    info.pid, info.devtools_port, info.launch_time
+                ),
             );
         }
         Err(e) => report(false, "browser start", e.to_string()),
     }
-    if bad == 0 { exit::OK } else { exit::ENVIRONMENT }
+    if bad == 0 {
+        exit::OK
+    } else {
+        exit::ENVIRONMENT
+    }
 }
 
 fn tempfile_dir() -> std::io::Result<profiles::Profile> {
@@ -324,16 +372,30 @@ fn report(run_dir: &Path, json: bool) -> i32 {
     let path = run_dir.join("report.json");
     let r = match batch_core::report::Report::read(&path) {
         Ok(r) => r,
-        Err(e) => return usage(format!("{}: {e} (expected a finished run directory)", path.display())),
+        Err(e) => {
+            return usage(format!(
+                "{}: {e} (expected a finished run directory)",
+                path.display()
+            ));
+        }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&r).expect("report serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("report serializes")
+        );
         return exit::OK;
     }
-    println!("run {}  {} → {}  exit {}", r.run_id, r.started_at, r.finished_at, r.exit_code);
+    println!(
+        "run {}  {} → {}  exit {}",
+        r.run_id, r.started_at, r.finished_at, r.exit_code
+    );
     println!(
         "totals: {} iterations ok, {} failed, {} browser launches, {} retries",
-        r.totals.iterations_ok, r.totals.iterations_failed, r.totals.browser_launches, r.totals.retries
+        r.totals.iterations_ok,
+        r.totals.iterations_failed,
+        r.totals.browser_launches,
+        r.totals.retries
     );
     for a in &r.accounts {
         println!(
@@ -344,7 +406,10 @@ fn report(run_dir: &Path, json: bool) -> i32 {
             a.iterations_failed,
             a.browser_launches,
             a.retries,
-            a.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default()
+            a.last_error
+                .as_deref()
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default()
         );
     }
     exit::OK

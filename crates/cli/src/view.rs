@@ -13,17 +13,25 @@ fn n(e: &Value, k: &str) -> String {
 }
 
 fn mib(e: &Value, k: &str) -> String {
-    e.get(k).and_then(Value::as_u64).map(|b| format!("{} MiB", b / (1024 * 1024))).unwrap_or_else(|| "?".into())
+    e.get(k)
+        .and_then(Value::as_u64)
+        .map(|b| format!("{} MiB", b / (1024 * 1024)))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// The line for one event, or `None` for events the human view does not show.
 pub(crate) fn line(e: &Value) -> Option<String> {
-    let who = e.get("account").map(|a| format!("[account {a}] ")).unwrap_or_default();
+    let who = e
+        .get("account")
+        .map(|a| format!("[account {a}] "))
+        .unwrap_or_default();
     let text = match s(e, "event") {
         "run_started" => format!("run {} started: {}", s(e, "run_id"), s(e, "run_dir")),
         "reaped" => format!(
             "reaped what a killed run left: {} process(es), {} ephemeral profile(s)",
-            e.get("processes").and_then(Value::as_array).map_or(0, Vec::len),
+            e.get("processes")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len),
             n(e, "ephemeral_profiles")
         ),
         "launch_lock_acquired" => "browser creation lock acquired".into(),
@@ -38,7 +46,13 @@ pub(crate) fn line(e: &Value) -> Option<String> {
         "memory_ok" => format!("memory available again after {} ms", n(e, "waited_ms")),
         "iteration_ok" => format!("step {} iteration {} ok", n(e, "step"), n(e, "iteration")),
         "iteration_failed" => {
-            format!("step {} iteration {} FAILED ({}): {}", n(e, "step"), n(e, "iteration"), s(e, "kind"), s(e, "error"))
+            format!(
+                "step {} iteration {} FAILED ({}): {}",
+                n(e, "step"),
+                n(e, "iteration"),
+                s(e, "kind"),
+                s(e, "error")
+            )
         }
         "browser_crashed" => format!("browser lost ({}): replacing it", s(e, "kind")),
         "retry" => format!(
@@ -79,9 +93,18 @@ mod tests {
     #[test]
     fn the_spec_lines_are_exact() {
         for (event, expected) in [
-            (json!({"event": "launch_lock_acquired", "account": 3}), Some("[account 3] browser creation lock acquired")),
-            (json!({"event": "browser_created", "account": 3, "pid": 1, "port": 2}), Some("[account 3] browser created")),
-            (json!({"event": "launch_lock_released", "account": 3}), Some("[account 3] browser creation lock released")),
+            (
+                json!({"event": "launch_lock_acquired", "account": 3}),
+                Some("[account 3] browser creation lock acquired"),
+            ),
+            (
+                json!({"event": "browser_created", "account": 3, "pid": 1, "port": 2}),
+                Some("[account 3] browser created"),
+            ),
+            (
+                json!({"event": "launch_lock_released", "account": 3}),
+                Some("[account 3] browser creation lock released"),
+            ),
             (json!({"event": "memory_sample"}), None),
         ] {
             assert_eq!(line(&event).as_deref(), expected);

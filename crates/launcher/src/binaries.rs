@@ -35,9 +35,12 @@ impl Versions {
 }
 
 fn major(version_line: &str) -> Option<u32> {
-    version_line
-        .split_whitespace()
-        .find_map(|w| w.split('.').next().filter(|_| w.contains('.')).and_then(|m| m.parse().ok()))
+    version_line.split_whitespace().find_map(|w| {
+        w.split('.')
+            .next()
+            .filter(|_| w.contains('.'))
+            .and_then(|m| m.parse().ok())
+    })
 }
 
 // Debian's /usr/bin/chromium is a shell wrapper (~22 ms and a stray warning per start);
@@ -48,16 +51,27 @@ const DRIVER_CANDIDATES: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium
 
 impl Binaries {
     /// Use the given paths, or find the programs in their usual places and on `PATH`.
-    pub fn locate(chromium: Option<&Path>, chromedriver: Option<&Path>) -> Result<Self, LaunchError> {
+    pub fn locate(
+        chromium: Option<&Path>,
+        chromedriver: Option<&Path>,
+    ) -> Result<Self, LaunchError> {
         Ok(Binaries {
             chromium: find("chromium", chromium, CHROMIUM_CANDIDATES, CHROMIUM_NAMES)?,
-            chromedriver: find("chromedriver", chromedriver, DRIVER_CANDIDATES, &["chromedriver"])?,
+            chromedriver: find(
+                "chromedriver",
+                chromedriver,
+                DRIVER_CANDIDATES,
+                &["chromedriver"],
+            )?,
         })
     }
 
     /// Run both with `--version`.
     pub async fn versions(&self) -> Result<Versions, LaunchError> {
-        Ok(Versions { chromium: version_of(&self.chromium).await?, chromedriver: version_of(&self.chromedriver).await? })
+        Ok(Versions {
+            chromium: version_of(&self.chromium).await?,
+            chromedriver: version_of(&self.chromedriver).await?,
+        })
     }
 }
 
@@ -71,13 +85,20 @@ fn find(
         return if is_executable(p) {
             Ok(p.to_path_buf())
         } else {
-            Err(LaunchError::NotFound { what, looked: p.display().to_string() })
+            Err(LaunchError::NotFound {
+                what,
+                looked: p.display().to_string(),
+            })
         };
     }
-    let path_dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let path_dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
     let mut looked = Vec::new();
     for c in candidates.iter().map(PathBuf::from).chain(
-        path_dirs.iter().flat_map(|d| names.iter().map(move |n| d.join(n))),
+        path_dirs
+            .iter()
+            .flat_map(|d| names.iter().map(move |n| d.join(n))),
     ) {
         if is_executable(&c) {
             return Ok(c);
@@ -85,12 +106,17 @@ fn find(
         looked.push(c.display().to_string());
     }
     looked.dedup();
-    Err(LaunchError::NotFound { what, looked: looked.join(", ") })
+    Err(LaunchError::NotFound {
+        what,
+        looked: looked.join(", "),
+    })
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 async fn version_of(program: &Path) -> Result<String, LaunchError> {
@@ -99,7 +125,10 @@ async fn version_of(program: &Path) -> Result<String, LaunchError> {
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|source| LaunchError::Spawn { program: program.to_path_buf(), source })?;
+        .map_err(|source| LaunchError::Spawn {
+            program: program.to_path_buf(),
+            source,
+        })?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -110,8 +139,14 @@ mod tests {
     #[test]
     fn reads_major_versions() {
         for (line, expected) in [
-            ("Chromium 156.0.8078.108 built on Debian GNU/Linux 12 (bookworm)", Some(156)),
-            ("ChromeDriver 156.0.8078.108 (730482a9-refs/branch-heads/8078@{#2244})", Some(156)),
+            (
+                "Chromium 156.0.8078.108 built on Debian GNU/Linux 12 (bookworm)",
+                Some(156),
+            ),
+            (
+                "ChromeDriver 156.0.8078.108 (730482a9-refs/branch-heads/8078@{#2244})",
+                Some(156),
+            ),
             ("Google Chrome 120.0.6099.71", Some(120)),
             ("garbage", None),
             ("", None),

@@ -102,7 +102,10 @@ struct ProcessGroup(u32);
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.0 as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0 as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
@@ -112,7 +115,9 @@ impl Browser {
         let started = Instant::now();
         match tokio::time::timeout(spec.launch_timeout, Self::launch_inner(spec, started)).await {
             Ok(r) => r,
-            Err(_) => Err(LaunchError::Timeout { secs: spec.launch_timeout.as_secs_f64() }),
+            Err(_) => Err(LaunchError::Timeout {
+                secs: spec.launch_timeout.as_secs_f64(),
+            }),
         }
     }
 
@@ -134,7 +139,12 @@ impl Browser {
             None => (None, None),
         };
 
-        let process = driver::spawn(&spec.binaries.chromedriver, driver_port, spec.launch_timeout).await?;
+        let process = driver::spawn(
+            &spec.binaries.chromedriver,
+            driver_port,
+            spec.launch_timeout,
+        )
+        .await?;
         // From here on, any early return kills the driver and whatever Chrome it started.
         let group = ProcessGroup(process.pid);
         let webdriver_url = format!("http://127.0.0.1:{}", process.port);
@@ -144,19 +154,28 @@ impl Browser {
             .request_timeout(spec.request_timeout)
             .connect()
             .await
-            .map_err(|e| LaunchError::Session { reason: first_line(&e.to_string()) })?;
+            .map_err(|e| LaunchError::Session {
+                reason: first_line(&e.to_string()),
+            })?;
         // From here on the session must be leaked, not dropped: its Drop would block
         // on a DELETE request.
         let checked = async {
             let returned = driver.capabilities();
-            let pid = returned.get("goog:processID").and_then(|v| v.as_u64()).map(|p| p as u32);
+            let pid = returned
+                .get("goog:processID")
+                .and_then(|v| v.as_u64())
+                .map(|p| p as u32);
             let address = returned
                 .get("goog:chromeOptions")
                 .and_then(|o| o.get("debuggerAddress"))
                 .and_then(|a| a.as_str())
                 .unwrap_or_default()
                 .to_string();
-            let reported: u16 = address.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let reported: u16 = address
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
             if let Some(expected) = debug_port
                 && reported != expected
             {
@@ -169,7 +188,8 @@ impl Browser {
             let pid = match pid {
                 Some(p) => p,
                 None => singleton_pid(profile).ok_or_else(|| LaunchError::Session {
-                    reason: "chrome's pid is neither in the capabilities nor in SingletonLock".into(),
+                    reason: "chrome's pid is neither in the capabilities nor in SingletonLock"
+                        .into(),
                 })?,
             };
             let cdp_url = verify_devtools(profile, reported, pid, debug_port.is_none()).await?;
@@ -200,12 +220,21 @@ impl Browser {
             launch_time: started.elapsed(),
         };
         tracing::debug!(pid, port = devtools_port, profile = %profile.display(), "browser launched");
-        Ok(Browser { driver: Some(driver), info, process, group, _record: record, _leases: leases })
+        Ok(Browser {
+            driver: Some(driver),
+            info,
+            process,
+            group,
+            _record: record,
+            _leases: leases,
+        })
     }
 
     /// The WebDriver session.
     pub fn driver(&self) -> &WebDriver {
-        self.driver.as_ref().expect("driver is present until close/drop")
+        self.driver
+            .as_ref()
+            .expect("driver is present until close/drop")
     }
 
     /// Pids, ports and paths of this browser.
@@ -231,7 +260,8 @@ impl Browser {
             let healthy = self.health().is_none();
             if healthy {
                 // quit consumes the handle; on a timeout the session is simply abandoned.
-                let quit = tokio::time::timeout(Duration::from_secs(5), driver.clone().quit()).await;
+                let quit =
+                    tokio::time::timeout(Duration::from_secs(5), driver.clone().quit()).await;
                 if !matches!(quit, Ok(Ok(()))) {
                     let _ = driver.leak();
                 }
@@ -248,7 +278,10 @@ impl Browser {
     }
 
     fn kill_group(&self) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.group.0 as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.group.0 as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
@@ -270,18 +303,29 @@ impl Drop for Browser {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().chars().take(300).collect()
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
 }
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-fn capabilities(spec: &LaunchSpec, debug_port: Option<u16>) -> Result<thirtyfour::ChromeCapabilities, LaunchError> {
+fn capabilities(
+    spec: &LaunchSpec,
+    debug_port: Option<u16>,
+) -> Result<thirtyfour::ChromeCapabilities, LaunchError> {
     let mut caps = DesiredCapabilities::chrome();
-    let session = |e: thirtyfour::error::WebDriverError| LaunchError::Session { reason: e.to_string() };
+    let session = |e: thirtyfour::error::WebDriverError| LaunchError::Session {
+        reason: e.to_string(),
+    };
     let binary = chromium_with_pdeathsig(&spec.binaries.chromium)?;
-    caps.set_binary(&binary.to_string_lossy()).map_err(session)?;
+    caps.set_binary(&binary.to_string_lossy())
+        .map_err(session)?;
     let mut args: Vec<String> = vec![
         format!("--user-data-dir={}", spec.profile.display()),
         // Needed on this closed network: otherwise Chrome keeps reaching for Google.
@@ -291,10 +335,13 @@ fn capabilities(spec: &LaunchSpec, debug_port: Option<u16>) -> Result<thirtyfour
         "--disable-sync".into(),
         "--disable-dev-shm-usage".into(),
         "--disable-gpu".into(),
-        // Crashpad handlers double-fork out of the process group and would outlive us.
-        "--disable-crashpad-for-testing".into(),
+        // Not `--disable-crashpad-for-testing`: measured here, it makes every
+        // navigation end on about:blank.
         "--disable-breakpad".into(),
-        format!("--window-size={},{}", spec.window_size.0, spec.window_size.1),
+        format!(
+            "--window-size={},{}",
+            spec.window_size.0, spec.window_size.1
+        ),
     ];
     if spec.headless {
         args.push("--headless=new".into());
@@ -327,9 +374,14 @@ fn capabilities(spec: &LaunchSpec, debug_port: Option<u16>) -> Result<thirtyfour
 /// driver (which dies with us): without it a `kill -9` of the runner leaves ~9 Chrome
 /// processes behind. Falls back to Chromium itself when `setpriv` is missing.
 fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
-    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().map(Path::new).find(|p| p.exists());
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists());
     let Some(setpriv) = setpriv else {
-        tracing::warn!("setpriv not found: chromium will not die with its driver if the runner is killed");
+        tracing::warn!(
+            "setpriv not found: chromium will not die with its driver if the runner is killed"
+        );
         return Ok(chromium.to_path_buf());
     };
     let dir = runtime_dir().join("bin");
@@ -343,7 +395,10 @@ fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
     let path = dir.join(name);
     if std::fs::read_to_string(&path).ok().as_deref() != Some(&script) {
         use std::os::unix::fs::PermissionsExt;
-        let io = |source| LaunchError::Io { path: path.clone(), source };
+        let io = |source| LaunchError::Io {
+            path: path.clone(),
+            source,
+        };
         let tmp = dir.join(format!(".tmp-{}", std::process::id()));
         std::fs::write(&tmp, &script).map_err(io)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
@@ -353,29 +408,60 @@ fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// The port must be a listening socket held by *our* Chrome (its pid, from the
 /// session's capabilities), and answer as a DevTools endpoint. When the kernel chose
 /// the port, the `DevToolsActivePort` file Chrome wrote into our profile must name it
 /// too (Chrome writes that file only for `--remote-debugging-port=0`).
-async fn verify_devtools(profile: &Path, port: u16, pid: u32, kernel_chosen: bool) -> Result<String, LaunchError> {
-    let mismatch = |reason: String| LaunchError::PortMismatch { port, profile: profile.to_path_buf(), reason };
+async fn verify_devtools(
+    profile: &Path,
+    port: u16,
+    pid: u32,
+    kernel_chosen: bool,
+) -> Result<String, LaunchError> {
+    let mismatch = |reason: String| LaunchError::PortMismatch {
+        port,
+        profile: profile.to_path_buf(),
+        reason,
+    };
     if kernel_chosen {
-        let content = std::fs::read_to_string(profile.join("DevToolsActivePort")).unwrap_or_default();
-        let file_port: u16 = content.lines().next().unwrap_or_default().trim().parse().unwrap_or(0);
+        let content =
+            std::fs::read_to_string(profile.join("DevToolsActivePort")).unwrap_or_default();
+        let file_port: u16 = content
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0);
         if file_port != port {
-            return Err(mismatch(format!("the profile's DevToolsActivePort says {file_port:?}")));
+            return Err(mismatch(format!(
+                "the profile's DevToolsActivePort says {file_port:?}"
+            )));
         }
     }
     match crate::proc::listener_owner(port) {
         Some(owner) if owner == pid => {}
-        Some(owner) => return Err(mismatch(format!("the listener belongs to pid {owner}, our chrome is {pid}"))),
-        None => return Err(mismatch(format!("no listener of chrome {pid} found on the port"))),
+        Some(owner) => {
+            return Err(mismatch(format!(
+                "the listener belongs to pid {owner}, our chrome is {pid}"
+            )));
+        }
+        None => {
+            return Err(mismatch(format!(
+                "no listener of chrome {pid} found on the port"
+            )));
+        }
     }
     let url = format!("http://127.0.0.1:{port}/json/version");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| mismatch(e.to_string()))?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| mismatch(e.to_string()))?;
     let body: serde_json::Value = client
         .get(&url)
         .send()
@@ -384,9 +470,14 @@ async fn verify_devtools(profile: &Path, port: u16, pid: u32, kernel_chosen: boo
         .json()
         .await
         .map_err(|e| mismatch(format!("{url}: {e}")))?;
-    let ws = body.get("webSocketDebuggerUrl").and_then(|v| v.as_str()).unwrap_or_default();
+    let ws = body
+        .get("webSocketDebuggerUrl")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
     if !ws.contains("/devtools/browser/") {
-        return Err(mismatch(format!("it does not answer as a DevTools endpoint ({ws:?})")));
+        return Err(mismatch(format!(
+            "it does not answer as a DevTools endpoint ({ws:?})"
+        )));
     }
     Ok(ws.to_string())
 }

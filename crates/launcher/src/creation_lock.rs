@@ -27,7 +27,10 @@ impl CreationLock {
     /// A lock that serializes creations if `enabled`, sleeping `interval` inside it.
     /// Disabled, creations overlap but each still waits `interval` first.
     pub fn new(enabled: bool, interval: Duration) -> Self {
-        CreationLock { inner: enabled.then(|| Arc::new(tokio::sync::Mutex::new(()))), interval }
+        CreationLock {
+            inner: enabled.then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            interval,
+        }
     }
 
     /// Whether creations are serialized.
@@ -47,7 +50,10 @@ impl CreationLock {
             Some(m) => Some(Arc::clone(m).lock_owned().await),
             None => None,
         };
-        CreationGuard { _guard: guard, interval: self.interval }
+        CreationGuard {
+            _guard: guard,
+            interval: self.interval,
+        }
     }
 }
 
@@ -89,7 +95,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn enabled_lock_admits_one_holder() {
-        assert_eq!(max_holders(CreationLock::new(true, Duration::ZERO), 8).await, 1);
+        assert_eq!(
+            max_holders(CreationLock::new(true, Duration::ZERO), 8).await,
+            1
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

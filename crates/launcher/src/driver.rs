@@ -26,7 +26,11 @@ pub(crate) struct DriverProcess {
     pub(crate) port: u16,
 }
 
-pub(crate) async fn spawn(program: &Path, port: Option<u16>, timeout: Duration) -> Result<DriverProcess, LaunchError> {
+pub(crate) async fn spawn(
+    program: &Path,
+    port: Option<u16>,
+    timeout: Duration,
+) -> Result<DriverProcess, LaunchError> {
     let mut cmd = Command::new(program);
     cmd.arg(format!("--port={}", port.unwrap_or(0)))
         .stdin(Stdio::null())
@@ -46,8 +50,13 @@ pub(crate) async fn spawn(program: &Path, port: Option<u16>, timeout: Duration) 
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn { program: program.to_path_buf(), source })?;
-    let pid = child.id().ok_or_else(|| LaunchError::DriverStart { reason: "exited at once".into() })?;
+    let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+        program: program.to_path_buf(),
+        source,
+    })?;
+    let pid = child.id().ok_or_else(|| LaunchError::DriverStart {
+        reason: "exited at once".into(),
+    })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = BufReader::new(stdout).lines();
     let read_port = async {
@@ -64,10 +73,17 @@ pub(crate) async fn spawn(program: &Path, port: Option<u16>, timeout: Duration) 
         Ok(None) => {
             let status = child.wait().await.ok();
             return Err(LaunchError::DriverStart {
-                reason: format!("exited ({}) before listening", status.map(|s| s.to_string()).unwrap_or_default()),
+                reason: format!(
+                    "exited ({}) before listening",
+                    status.map(|s| s.to_string()).unwrap_or_default()
+                ),
             });
         }
-        Err(_) => return Err(LaunchError::DriverStart { reason: format!("no port announced within {timeout:?}") }),
+        Err(_) => {
+            return Err(LaunchError::DriverStart {
+                reason: format!("no port announced within {timeout:?}"),
+            });
+        }
     };
     // Keep draining its stdout so a chatty driver never blocks on a full pipe.
     tokio::spawn(async move {
@@ -81,7 +97,9 @@ pub(crate) async fn spawn(program: &Path, port: Option<u16>, timeout: Duration) 
 /// `ChromeDriver was started successfully on port 45911.` → 45911.
 fn parse_started_line(line: &str) -> Option<u16> {
     let rest = line.split("started successfully on port ").nth(1)?;
-    rest.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()
+    rest.trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -91,7 +109,10 @@ mod tests {
     #[test]
     fn parses_the_announced_port() {
         for (line, port) in [
-            ("ChromeDriver was started successfully on port 45911.", Some(45911)),
+            (
+                "ChromeDriver was started successfully on port 45911.",
+                Some(45911),
+            ),
             ("Starting ChromeDriver 156.0 on port 0", None),
             ("Only local connections are allowed.", None),
         ] {

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// A required program is missing.
-    #[error("{what} not found (looked in {looked}); install Debian's `chromium` and `chromium-driver`")]
+    #[error(
+        "{what} not found (looked in {looked}); install Debian's `chromium` and `chromium-driver`"
+    )]
     NotFound {
         /// `chromium` or `chromedriver`.
         what: &'static str,
@@ -65,6 +67,9 @@ pub enum LaunchError {
 impl LaunchError {
     /// Whether trying again (with fresh ports) may succeed.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, LaunchError::NotFound { .. } | LaunchError::Spawn { .. })
+        !matches!(
+            self,
+            LaunchError::NotFound { .. } | LaunchError::Spawn { .. }
+        )
     }
 }

@@ -61,7 +61,10 @@ impl std::fmt::Display for FailureKind {
 
 /// Classify a WebDriver error by its variant and, since drivers differ, its text.
 pub fn classify(err: &WebDriverError) -> FailureKind {
-    classify_text(matches!(err.as_inner(), WebDriverErrorInner::Timeout(_)), &err.to_string())
+    classify_text(
+        matches!(err.as_inner(), WebDriverErrorInner::Timeout(_)),
+        &err.to_string(),
+    )
 }
 
 fn classify_text(is_timeout_variant: bool, text: &str) -> FailureKind {
@@ -114,15 +117,30 @@ mod tests {
             ),
             ("invalid session id", FailureKind::BrowserGone),
             ("chrome not reachable", FailureKind::BrowserGone),
-            ("unknown error: session deleted because of page crash", FailureKind::PageCrashed),
-            ("The WebDriver response does not conform: tab crashed", FailureKind::PageCrashed),
+            (
+                "unknown error: session deleted because of page crash",
+                FailureKind::PageCrashed,
+            ),
+            (
+                "The WebDriver response does not conform: tab crashed",
+                FailureKind::PageCrashed,
+            ),
             (
                 "The WebDriver request returned an error: error sending request for url (http://127.0.0.1:4444/session/x/url)",
                 FailureKind::DriverGone,
             ),
-            ("operation timed out: waiting for #done", FailureKind::Timeout),
-            ("Element not found: no such element: #nope", FailureKind::ActionFailed),
-            ("The Javascript code returned an error: boom", FailureKind::ActionFailed),
+            (
+                "operation timed out: waiting for #done",
+                FailureKind::Timeout,
+            ),
+            (
+                "Element not found: no such element: #nope",
+                FailureKind::ActionFailed,
+            ),
+            (
+                "The Javascript code returned an error: boom",
+                FailureKind::ActionFailed,
+            ),
         ] {
             check(text, kind);
         }

@@ -20,7 +20,9 @@ fn stat_field(stat: &str, n: usize) -> Option<&str> {
 
 /// All live pids, with their process group id and parent pid.
 pub(crate) fn all_processes() -> Vec<ProcEntry> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -48,7 +50,12 @@ pub(crate) struct ProcEntry {
 /// The process's command line, arguments joined by spaces.
 pub(crate) fn cmdline(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(raw.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s)).collect::<Vec<_>>().join(" "))
+    Some(
+        raw.split(|b| *b == 0)
+            .map(|s| String::from_utf8_lossy(s))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// Proportional set size of `root` and all its descendants, in bytes. Processes that
@@ -74,7 +81,12 @@ pub fn tree_pss_bytes(root: u32) -> Option<u64> {
 }
 
 fn pss_of(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("smaps_rollup")).ok()?;
+    let text = std::fs::read_to_string(
+        Path::new("/proc")
+            .join(pid.to_string())
+            .join("smaps_rollup"),
+    )
+    .ok()?;
     let line = text.lines().find(|l| l.starts_with("Pss:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
@@ -86,7 +98,12 @@ pub(crate) fn listener_owner(port: u16) -> Option<u32> {
     let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|f| std::fs::read_to_string(f).ok())
-        .flat_map(|t| t.lines().skip(1).filter_map(|l| listening_inode(l, port)).collect::<Vec<_>>())
+        .flat_map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(|l| listening_inode(l, port))
+                .collect::<Vec<_>>()
+        })
         .collect();
     if inodes.is_empty() {
         return None;
@@ -95,7 +112,8 @@ pub(crate) fn listener_owner(port: u16) -> Option<u32> {
     all_processes().into_iter().map(|p| p.pid).find(|pid| {
         std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
             fds.flatten().any(|fd| {
-                std::fs::read_link(fd.path()).is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
             })
         })
     })
@@ -105,7 +123,9 @@ pub(crate) fn listener_owner(port: u16) -> Option<u32> {
 fn listening_inode(line: &str, port: u16) -> Option<String> {
     let cols: Vec<&str> = line.split_whitespace().collect();
     let local_port = u16::from_str_radix(cols.get(1)?.rsplit(':').next()?, 16).ok()?;
-    (local_port == port && *cols.get(3)? == "0A").then(|| cols.get(9).map(|s| s.to_string())).flatten()
+    (local_port == port && *cols.get(3)? == "0A")
+        .then(|| cols.get(9).map(|s| s.to_string()))
+        .flatten()
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use crate::{Binaries, Browser, FailureKind, LaunchSpec, Registry, process_alive};
 
 fn spec(profile: &std::path::Path) -> LaunchSpec {
-    LaunchSpec::new(Binaries::locate(None, None).expect("chromium and chromedriver are installed"), profile)
+    LaunchSpec::new(
+        Binaries::locate(None, None).expect("chromium and chromedriver are installed"),
+        profile,
+    )
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -27,16 +30,35 @@ async fn chromium_launch_verifies_ports_and_close_leaves_nothing() {
     let info = b.info().clone();
     assert!(process_alive(info.pid) && process_alive(info.driver_pid));
     assert_ne!(info.devtools_port, 0);
-    assert!(info.cdp_url.starts_with(&format!("ws://127.0.0.1:{}/devtools/browser/", info.devtools_port)));
+    assert!(info.cdp_url.starts_with(&format!(
+        "ws://127.0.0.1:{}/devtools/browser/",
+        info.devtools_port
+    )));
     let active = std::fs::read_to_string(info.profile.join("DevToolsActivePort")).unwrap();
-    assert_eq!(active.lines().next().unwrap(), info.devtools_port.to_string());
+    assert_eq!(
+        active.lines().next().unwrap(),
+        info.devtools_port.to_string()
+    );
     b.driver().goto("about:blank").await.unwrap();
     assert_eq!(b.health(), None);
-    assert_eq!(std::fs::read_dir(registry.dir().join("browsers")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(registry.dir().join("browsers"))
+            .unwrap()
+            .count(),
+        1
+    );
     b.close().await;
     assert!(!process_alive(info.pid), "chrome is gone after close");
-    assert!(!process_alive(info.driver_pid), "driver is gone after close");
-    assert_eq!(std::fs::read_dir(registry.dir().join("browsers")).unwrap().count(), 0);
+    assert!(
+        !process_alive(info.driver_pid),
+        "driver is gone after close"
+    );
+    assert_eq!(
+        std::fs::read_dir(registry.dir().join("browsers"))
+            .unwrap()
+            .count(),
+        0
+    );
     assert!(no_process_uses(&info.profile));
 }
 
@@ -45,14 +67,20 @@ async fn chromium_killed_browser_is_seen_by_health_and_drop_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let b = Browser::launch(&spec(dir.path())).await.unwrap();
     let info = b.info().clone();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(info.pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(info.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     wait_until("chrome to die", || !process_alive(info.pid));
     assert_eq!(b.health(), Some(FailureKind::BrowserGone));
     let err = b.driver().goto("about:blank").await.unwrap_err();
     assert!(crate::classify(&err).needs_new_browser(), "{err}");
     drop(b);
     assert!(!process_alive(info.driver_pid));
-    wait_until("every process on the profile to go", || no_process_uses(dir.path()));
+    wait_until("every process on the profile to go", || {
+        no_process_uses(dir.path())
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,12 +91,22 @@ async fn chromium_ports_from_a_range_are_used_and_verified() {
     s.ports = Some(alloc);
     let b = Browser::launch(&s).await.unwrap();
     let info = b.info().clone();
-    assert!((43100..=43199).contains(&info.devtools_port), "{}", info.devtools_port);
-    assert!((43100..=43199).contains(&info.driver_port), "{}", info.driver_port);
+    assert!(
+        (43100..=43199).contains(&info.devtools_port),
+        "{}",
+        info.devtools_port
+    );
+    assert!(
+        (43100..=43199).contains(&info.driver_port),
+        "{}",
+        info.driver_port
+    );
     b.close().await;
 }
 
 fn no_process_uses(profile: &std::path::Path) -> bool {
     let needle = format!("--user-data-dir={}", profile.display());
-    !crate::proc::all_processes().iter().any(|p| crate::proc::cmdline(p.pid).is_some_and(|c| c.contains(&needle)))
+    !crate::proc::all_processes()
+        .iter()
+        .any(|p| crate::proc::cmdline(p.pid).is_some_and(|c| c.contains(&needle)))
 }

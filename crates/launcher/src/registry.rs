@@ -69,12 +69,19 @@ impl Drop for RecordGuard {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
-    move |source| LaunchError::Io { path: path.to_path_buf(), source }
+    move |source| LaunchError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 pub(crate) fn create_private_dir(dir: &Path) -> Result<(), LaunchError> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))
 }
 
 impl Registry {
@@ -84,10 +91,15 @@ impl Registry {
         for sub in ["runners", "browsers"] {
             create_private_dir(&dir.join(sub))?;
         }
-        let path = dir.join("runners").join(format!("{}.lock", std::process::id()));
+        let path = dir
+            .join("runners")
+            .join(format!("{}.lock", std::process::id()));
         let file = File::create(&path).map_err(io(&path))?;
         file.lock().map_err(io(&path))?;
-        Ok(Registry { dir, _runner_lock: file })
+        Ok(Registry {
+            dir,
+            _runner_lock: file,
+        })
     }
 
     /// The directory this registry lives in.
@@ -103,10 +115,20 @@ impl Registry {
         profile: &Path,
     ) -> Result<RecordGuard, LaunchError> {
         let runner = std::process::id();
-        let path = self.dir.join("browsers").join(format!("{runner}-{pgid}.json"));
-        let rec = Record { runner, pgid, driver_pid, chrome_pid, profile: profile.to_path_buf() };
+        let path = self
+            .dir
+            .join("browsers")
+            .join(format!("{runner}-{pgid}.json"));
+        let rec = Record {
+            runner,
+            pgid,
+            driver_pid,
+            chrome_pid,
+            profile: profile.to_path_buf(),
+        };
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&rec).expect("record serializes")).map_err(io(&tmp))?;
+        std::fs::write(&tmp, serde_json::to_vec(&rec).expect("record serializes"))
+            .map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         Ok(RecordGuard { path })
     }
@@ -119,10 +141,14 @@ impl Registry {
         let entries = std::fs::read_dir(&browsers).map_err(io(&browsers))?;
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
             let Ok(rec) = serde_json::from_slice::<Record>(&bytes) else {
                 // A torn write from a runner killed mid-rename: nothing to act on.
-                if path.extension().is_some_and(|e| e == "tmp") && !self.runner_alive(runner_of(&path)) {
+                if path.extension().is_some_and(|e| e == "tmp")
+                    && !self.runner_alive(runner_of(&path))
+                {
                     let _ = std::fs::remove_file(&path);
                 }
                 continue;
@@ -138,7 +164,10 @@ impl Registry {
         // Lock files of dead runners are litter; remove them (a live one stays locked).
         if let Ok(runners) = std::fs::read_dir(self.dir.join("runners")) {
             for e in runners.flatten() {
-                let pid = e.path().file_stem().and_then(|s| s.to_str()?.parse::<u32>().ok());
+                let pid = e
+                    .path()
+                    .file_stem()
+                    .and_then(|s| s.to_str()?.parse::<u32>().ok());
                 if pid.is_some_and(|p| p != std::process::id()) && !self.runner_alive(pid) {
                     let _ = std::fs::remove_file(e.path());
                 }
@@ -167,10 +196,14 @@ fn kill_leftovers(rec: &Record) -> Vec<u32> {
     let mut killed = Vec::new();
     for p in all_processes() {
         let Some(cmd) = cmdline(p.pid) else { continue };
-        let ours_by_group = p.pgid == rec.pgid && (cmd.contains("chromedriver") || cmd.contains("chrom"));
+        let ours_by_group =
+            p.pgid == rec.pgid && (cmd.contains("chromedriver") || cmd.contains("chrom"));
         let ours_by_profile = cmd.contains(&profile_arg);
         if ours_by_group || ours_by_profile {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             killed.push(p.pid);
         }
     }
@@ -188,13 +221,25 @@ mod tests {
         // A fake "browser" of a dead runner: a process whose argv names the profile.
         let profile = dir.path().join("profile-x");
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30", &format!("--user-data-dir={}", profile.display())])
+            .args([
+                "-c",
+                "sleep 30",
+                &format!("--user-data-dir={}", profile.display()),
+            ])
             .spawn()
             .unwrap();
         let dead_runner = 999_999; // no lock file: dead
-        let rec = Record { runner: dead_runner, pgid: 0, driver_pid: 0, chrome_pid: None, profile: profile.clone() };
+        let rec = Record {
+            runner: dead_runner,
+            pgid: 0,
+            driver_pid: 0,
+            chrome_pid: None,
+            profile: profile.clone(),
+        };
         std::fs::write(
-            dir.path().join("browsers").join(format!("{dead_runner}-1.json")),
+            dir.path()
+                .join("browsers")
+                .join(format!("{dead_runner}-1.json")),
             serde_json::to_vec(&rec).unwrap(),
         )
         .unwrap();
@@ -209,7 +254,12 @@ mod tests {
         assert_eq!(report.profiles, vec![profile]);
         assert!(mine.path.exists());
         drop(mine);
-        assert_eq!(std::fs::read_dir(dir.path().join("browsers")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("browsers"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]

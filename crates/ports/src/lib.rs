@@ -290,7 +290,10 @@ impl Drop for PortLease {
             {
                 tracing::debug!(port = self.port, path = %self.path.display(), %error, "could not remove port lock file");
             }
-            // Closing the file releases the flock.
+            // Unlock explicitly rather than by closing: a child that another thread
+            // is spawning right now has a copy of this descriptor until its exec
+            // closes it (O_CLOEXEC), and a flock lives until every copy is closed.
+            let _ = file.unlock();
             drop(file);
         }
         self.registry
@@ -639,30 +642,37 @@ mod tests {
     #[test]
     fn invalid_ranges_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
-        let check = |range: RangeInclusive<u16>, expected: Result<(), &str>| {
+        let check = |start: u16, end: u16, expected: Result<(), &str>| {
+            let range = start..=end;
             let got = PortAllocator::new(dir.path(), Some(range.clone()))
                 .map(|ports| assert_eq!(ports.range(), Some(range.clone())))
                 .map_err(|error| error.to_string());
             assert_eq!(got, expected.map_err(str::to_owned), "range {range:?}");
         };
-        check(1024..=1024, Ok(()));
-        check(40000..=65535, Ok(()));
-        check(65535..=65535, Ok(()));
+        let privileged = "ports below 1024 are privileged";
+        let reversed = "the start is after the end";
+        check(1024, 1024, Ok(()));
+        check(40000, 65535, Ok(()));
+        check(65535, 65535, Ok(()));
         check(
-            0..=2000,
-            Err("invalid port range 0..=2000: ports below 1024 are privileged"),
+            0,
+            2000,
+            Err(&format!("invalid port range 0..=2000: {privileged}")),
         );
         check(
-            1023..=1030,
-            Err("invalid port range 1023..=1030: ports below 1024 are privileged"),
+            1023,
+            1030,
+            Err(&format!("invalid port range 1023..=1030: {privileged}")),
         );
         check(
-            3000..=2999,
-            Err("invalid port range 3000..=2999: the start is after the end"),
+            3000,
+            2999,
+            Err(&format!("invalid port range 3000..=2999: {reversed}")),
         );
         check(
-            80..=79,
-            Err("invalid port range 80..=79: the start is after the end"),
+            80,
+            79,
+            Err(&format!("invalid port range 80..=79: {reversed}")),
         );
     }
 

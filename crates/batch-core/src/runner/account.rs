@@ -38,11 +38,19 @@ struct AccountRun {
     values: BTreeMap<String, Value>,
 }
 
-pub(crate) async fn run_account(ctx: Arc<Ctx>, account: Account, profile: Option<profiles::Profile>) -> AccountReport {
+pub(crate) async fn run_account(
+    ctx: Arc<Ctx>,
+    account: Account,
+    profile: Option<profiles::Profile>,
+) -> AccountReport {
     let id = account.id;
     let span = tracing::info_span!("account", account = id);
     let mut run = AccountRun {
-        report: AccountReport { id, status: "ok".into(), ..Default::default() },
+        report: AccountReport {
+            id,
+            status: "ok".into(),
+            ..Default::default()
+        },
         ctx,
         account,
         profile,
@@ -86,7 +94,15 @@ pub(crate) async fn run_account(ctx: Arc<Ctx>, account: Account, profile: Option
 
 impl AccountRun {
     fn step(&self, id: u32) -> Step {
-        self.ctx.plan.project.workflow.steps.iter().find(|s| s.id == id).cloned().expect("validated step")
+        self.ctx
+            .plan
+            .project
+            .workflow
+            .steps
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .expect("validated step")
     }
 
     async fn all_steps(&mut self) {
@@ -118,9 +134,13 @@ impl AccountRun {
                     }
                     Err(f) => f,
                 };
-                self.failure_screenshot(step.id, iteration, attempt + 1).await;
+                self.failure_screenshot(step.id, iteration, attempt + 1)
+                    .await;
                 let needs_new = failure.kind.needs_new_browser()
-                    || self.session.as_ref().is_some_and(|s| s.browser.health().is_some());
+                    || self
+                        .session
+                        .as_ref()
+                        .is_some_and(|s| s.browser.health().is_some());
                 if needs_new {
                     self.drop_browser(&failure).await;
                     before_done = false;
@@ -128,7 +148,8 @@ impl AccountRun {
                 if attempt < self.ctx.plan.retries {
                     attempt += 1;
                     self.report.retries += 1;
-                    let backoff = self.ctx.plan.project.settings.retry.backoff * 2u32.saturating_pow(attempt - 1);
+                    let backoff = self.ctx.plan.project.settings.retry.backoff
+                        * 2u32.saturating_pow(attempt - 1);
                     self.ctx.journal.emit(
                         Event::new("retry")
                             .account(self.account.id)
@@ -173,22 +194,34 @@ impl AccountRun {
     }
 
     /// One attempt at one iteration: a browser, `before` if not yet run, the actions.
-    async fn attempt(&mut self, step: &Step, iteration: u32, before_done: &mut bool) -> Result<(), Failure> {
+    async fn attempt(
+        &mut self,
+        step: &Step,
+        iteration: u32,
+        before_done: &mut bool,
+    ) -> Result<(), Failure> {
         if self.session.is_none() {
             self.launch().await?;
             *before_done = false;
         }
         if !*before_done {
-            self.actions(step, 0, &step.before).await.map_err(|f| Failure {
-                kind: f.kind,
-                message: format!("before: {}", f.message),
-            })?;
+            self.actions(step, 0, &step.before)
+                .await
+                .map_err(|f| Failure {
+                    kind: f.kind,
+                    message: format!("before: {}", f.message),
+                })?;
             *before_done = true;
         }
         self.actions(step, iteration, &step.actions).await
     }
 
-    async fn actions(&mut self, step: &Step, iteration: u32, actions: &[Action]) -> Result<(), Failure> {
+    async fn actions(
+        &mut self,
+        step: &Step,
+        iteration: u32,
+        actions: &[Action],
+    ) -> Result<(), Failure> {
         let ctx = Arc::clone(&self.ctx);
         let session = self.session.as_ref().expect("a browser is live here");
         let project = &ctx.plan.project;
@@ -196,7 +229,12 @@ impl AccountRun {
         let mut env = ActionEnv {
             driver: session.browser.driver(),
             info: session.browser.info(),
-            vars: Vars { base_url: &project.workflow.base_url, account: &self.account, iteration, step: step.id },
+            vars: Vars {
+                base_url: &project.workflow.base_url,
+                account: &self.account,
+                iteration,
+                step: step.id,
+            },
             timeouts: project.settings.timeouts,
             workflow_file: &workflow_file,
             run_dir: &ctx.run_dir,
@@ -213,21 +251,36 @@ impl AccountRun {
         let settings = &ctx.plan.project.settings;
         let guard = ctx.lock.acquire().await;
         if ctx.lock.is_enabled() {
-            ctx.journal.emit(Event::new("launch_lock_acquired").account(id));
+            ctx.journal
+                .emit(Event::new("launch_lock_acquired").account(id));
         }
         guard.pace().await;
         ctx.memory.wait_for_room(&ctx.journal, id).await;
 
         let ephemeral = match &self.profile {
             Some(_) => None,
-            None => Some(profiles::ephemeral(&ctx.ephemeral_parent).map_err(|e| Failure::new(FailureKind::Launch, e.to_string()))?),
+            None => Some(
+                profiles::ephemeral(&ctx.ephemeral_parent)
+                    .map_err(|e| Failure::new(FailureKind::Launch, e.to_string()))?,
+            ),
         };
-        let profile_dir = self.profile.as_ref().or(ephemeral.as_ref()).expect("one of them").path().to_path_buf();
+        let profile_dir = self
+            .profile
+            .as_ref()
+            .or(ephemeral.as_ref())
+            .expect("one of them")
+            .path()
+            .to_path_buf();
         let mut spec = LaunchSpec::new(ctx.binaries.clone(), &profile_dir);
         spec.headless = !ctx.plan.headed;
         spec.args = settings.browser.args.clone();
         spec.window_size = settings.browser.window_size;
-        spec.proxy = self.account.fields.get("proxy").map(|v| v.value.clone()).filter(|p| !p.is_empty());
+        spec.proxy = self
+            .account
+            .fields
+            .get("proxy")
+            .map(|v| v.value.clone())
+            .filter(|p| !p.is_empty());
         spec.ports = ctx.ports.clone();
         spec.request_timeout = settings.timeouts.webdriver;
         spec.launch_timeout = settings.timeouts.launch;
@@ -249,25 +302,35 @@ impl AccountRun {
                         .with("launch_ms", info.launch_time.as_millis() as u64),
                 );
                 ctx.memory.track(id, info.driver_pid);
-                self.session = Some(Session { browser, _ephemeral: ephemeral });
+                self.session = Some(Session {
+                    browser,
+                    _ephemeral: ephemeral,
+                });
                 Ok(())
             }
             Err(e) => {
                 let message = crate::config::redact(&e.to_string(), &self.account);
-                ctx.journal.emit(Event::new("launch_failed").account(id).with("error", message.as_str()));
+                ctx.journal.emit(
+                    Event::new("launch_failed")
+                        .account(id)
+                        .with("error", message.as_str()),
+                );
                 Err(Failure::new(FailureKind::Launch, message))
             }
         };
         drop(guard);
         if ctx.lock.is_enabled() {
-            ctx.journal.emit(Event::new("launch_lock_released").account(id));
+            ctx.journal
+                .emit(Event::new("launch_lock_released").account(id));
         }
         result
     }
 
     /// The browser is gone or untrustworthy: journal it and tear it down completely.
     async fn drop_browser(&mut self, failure: &Failure) {
-        let Some(session) = self.session.take() else { return };
+        let Some(session) = self.session.take() else {
+            return;
+        };
         self.ctx.memory.untrack(self.account.id);
         let info = session.browser.info().clone();
         let observed = session.browser.health();
@@ -287,7 +350,11 @@ impl AccountRun {
         if session.browser.health().is_some() {
             return;
         }
-        let shot = tokio::time::timeout(Duration::from_secs(5), session.browser.driver().screenshot_as_png()).await;
+        let shot = tokio::time::timeout(
+            Duration::from_secs(5),
+            session.browser.driver().screenshot_as_png(),
+        )
+        .await;
         if let Ok(Ok(png)) = shot {
             let name = format!("failure-step{step}-iteration{iteration}-attempt{attempt}");
             let path = screenshot_path(&self.ctx.run_dir, self.account.id, &name);

@@ -84,12 +84,19 @@ pub(crate) struct Ctx {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Io { path: path.to_path_buf(), source }
+    move |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn private_dir(path: &Path) -> Result<(), RunError> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(io_err(path))
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io_err(path))
 }
 
 /// A new run id: UTC time to the second plus 4 random-ish hex digits, so that two runs
@@ -97,14 +104,23 @@ fn private_dir(path: &Path) -> Result<(), RunError> {
 fn new_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
-    let salt = (std::process::id() as u64 ^ now.nanosecond() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48;
+    let salt = (std::process::id() as u64 ^ now.nanosecond() as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> 48;
     format!("{}-{:04x}", now.format(&fmt).expect("utc formats"), salt)
 }
 
 /// Run the plan to the end (or until `cancel`), leaving a run directory behind.
-pub async fn run(plan: Plan, observer: Observer, cancel: CancellationToken) -> Result<RunOutcome, RunError> {
+pub async fn run(
+    plan: Plan,
+    observer: Observer,
+    cancel: CancellationToken,
+) -> Result<RunOutcome, RunError> {
     let settings = &plan.project.settings;
-    let binaries = Binaries::locate(settings.browser.chromium.as_deref(), settings.browser.chromedriver.as_deref())?;
+    let binaries = Binaries::locate(
+        settings.browser.chromium.as_deref(),
+        settings.browser.chromedriver.as_deref(),
+    )?;
 
     // Reap what a killed runner left before taking anything ourselves.
     let runtime = launcher::runtime_dir();
@@ -118,14 +134,27 @@ pub async fn run(plan: Plan, observer: Observer, cancel: CancellationToken) -> R
     let accounts: Vec<Account> = plan
         .accounts
         .iter()
-        .map(|id| plan.project.accounts.accounts.iter().find(|a| a.id == *id).cloned().expect("plan ids are validated"))
+        .map(|id| {
+            plan.project
+                .accounts
+                .accounts
+                .iter()
+                .find(|a| a.id == *id)
+                .cloned()
+                .expect("plan ids are validated")
+        })
         .collect();
     let mut held = Vec::new();
     if !settings.profiles.ephemeral {
         let store = profiles::ProfileStore::open(&settings.profiles.root)
             .map_err(|source| RunError::ProfileInUse { account: 0, source })?;
         for a in &accounts {
-            let p = store.acquire(&a.id.to_string()).map_err(|source| RunError::ProfileInUse { account: a.id, source })?;
+            let p = store
+                .acquire(&a.id.to_string())
+                .map_err(|source| RunError::ProfileInUse {
+                    account: a.id,
+                    source,
+                })?;
             held.push(Some(p));
         }
     } else {
@@ -156,7 +185,10 @@ pub async fn run(plan: Plan, observer: Observer, cancel: CancellationToken) -> R
             .with("concurrent", plan.concurrent)
             .with("max_concurrent", plan.max_concurrent)
             .with("launch_lock", plan.launch_lock)
-            .with("launch_interval_ms", plan.launch_interval.as_millis() as u64)
+            .with(
+                "launch_interval_ms",
+                plan.launch_interval.as_millis() as u64,
+            )
             .with("retries", plan.retries)
             .with("argv", plan.argv.clone()),
     );
@@ -223,9 +255,16 @@ pub async fn run(plan: Plan, observer: Observer, cancel: CancellationToken) -> R
     let report_path = run_dir.join("report.json");
     report.write(&report_path).map_err(io_err(&report_path))?;
     if let Some(e) = journal.take_error() {
-        return Err(RunError::Io { path: journal_path, source: e });
+        return Err(RunError::Io {
+            path: journal_path,
+            source: e,
+        });
     }
-    Ok(RunOutcome { exit_code: report.exit_code, run_dir, report })
+    Ok(RunOutcome {
+        exit_code: report.exit_code,
+        run_dir,
+        report,
+    })
 }
 
 /// One after another, or all at once (up to `max_concurrent`). Results in plan order.
@@ -259,9 +298,23 @@ async fn run_accounts(
             // A panic in one account is that account's failure; its browser was killed
             // by Drop while unwinding.
             Err(e) => {
-                let msg = if e.is_panic() { "internal error (panic)" } else { "task cancelled" };
-                ctx.journal.emit(Event::new("account_done").account(id).with("status", "error").with("error", msg));
-                AccountReport { id, status: "error".into(), last_error: Some(msg.into()), ..Default::default() }
+                let msg = if e.is_panic() {
+                    "internal error (panic)"
+                } else {
+                    "task cancelled"
+                };
+                ctx.journal.emit(
+                    Event::new("account_done")
+                        .account(id)
+                        .with("status", "error")
+                        .with("error", msg),
+                );
+                AccountReport {
+                    id,
+                    status: "error".into(),
+                    last_error: Some(msg.into()),
+                    ..Default::default()
+                }
             }
         });
     }
