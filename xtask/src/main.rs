@@ -1,11 +1,11 @@
 //! Project automation, the cargo-xtask way: `cargo xtask <command>`.
 //!
-//! - `run`    — install what is missing, build, serve the demo app, and run five demo
-//!              accounts × 10 iterations concurrently through real Chromium.
-//! - `test`   — install check, `cargo fmt --check`, clippy `-D warnings`, the whole
-//!              test suite (real-Chromium tests in a bounded nextest group), doctests.
+//! - `run` — install what is missing, build, serve the demo app, and run five demo
+//!   accounts × 10 iterations concurrently through real Chromium.
+//! - `test` — install check, `cargo fmt --check`, clippy `-D warnings`, the whole
+//!   test suite (real-Chromium tests in a bounded nextest group), doctests.
 //! - `stress` — the long collision stress run (many browsers at once, many rounds).
-//! - `bench`  — side-by-side launch benchmarks that print ratios.
+//! - `bench` — side-by-side launch benchmarks that print ratios.
 //!
 //! One module per command; as few dependencies as possible.
 
