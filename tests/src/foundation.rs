@@ -407,3 +407,203 @@ async fn validate_and_doctor_pass_on_the_demo() {
     assert!(!d.stdout.contains("FAIL"), "{}", d.stdout);
     p.assert_nothing_left();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_programs_drive_the_same_browser_through_their_environment() {
+    let p = Project::new(1).await;
+    p.write(
+        "accounts.toml",
+        "[[accounts]]\nid = 1\nusername = \"user-1\"\npassword = \"pass-1\"\nregion = \"eu\"\n",
+    );
+    // The program asks the runner's own WebDriver session where the browser is.
+    p.write(
+        "where.py",
+        "import json, os, urllib.request\n\
+         url = os.environ['BATCH_WEBDRIVER_URL'] + '/session/' + os.environ['BATCH_SESSION_ID'] + '/url'\n\
+         current = json.load(urllib.request.urlopen(url, timeout=10))['value']\n\
+         keys = sorted(k for k in os.environ if k.startswith('BATCH_'))\n\
+         out = {k: os.environ[k] for k in keys}\n\
+         out['current_url'] = current\n\
+         open('seen-' + os.environ['BATCH_ITERATION'] + '.json', 'w').write(json.dumps(out))\n",
+    );
+    p.write(
+        "workflow.toml",
+        r##"
+base_url = "http://127.0.0.1:9"
+[[steps]]
+id = 1
+actions = [
+  { goto = "{base_url}/echo?it={iteration}" },
+  { exec = ["python3", "where.py", "{account.region}"] },
+  { exec = ["sh", "-c", "exit $((BATCH_ITERATION - 1))"] },
+]
+"##,
+    );
+    let run = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1",
+            "--quantity",
+            "2",
+            "--retries",
+            "0",
+            "--launch-interval",
+            "0",
+        ])
+        .await;
+    // Iteration 2's second program exits 1: that iteration fails, the run exits 1.
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let seen: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path("seen-1.json")).unwrap()).unwrap();
+    assert_eq!(
+        seen["current_url"],
+        format!("{}/echo?it=1", p.site.base_url()),
+        "the program saw the same browser"
+    );
+    assert_eq!(seen["BATCH_ACCOUNT_ID"], "1");
+    assert_eq!(seen["BATCH_STEP_ID"], "1");
+    assert_eq!(seen["BATCH_ACCOUNT_USERNAME"], "user-1");
+    assert_eq!(
+        seen["BATCH_ACCOUNT_PASSWORD"], "pass-1",
+        "secrets reach programs through the environment"
+    );
+    assert_eq!(seen["BATCH_ACCOUNT_REGION"], "eu");
+    assert!(
+        seen["BATCH_DEBUGGER_ADDRESS"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(
+        seen["BATCH_CDP_URL"]
+            .as_str()
+            .unwrap()
+            .starts_with("ws://127.0.0.1:")
+    );
+    let events = events(&p.run_dir());
+    let failed = named(&events, "iteration_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["iteration"], 2);
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exit status: 1"),
+        "{}",
+        failed[0]
+    );
+    p.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_caps_live_browsers_without_a_default_cap() {
+    let p = Project::new(4).await;
+    let run = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1-4",
+            "--concurrent",
+            "--max-concurrent",
+            "2",
+            "--launch-interval",
+            "0",
+            "--json",
+        ])
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let events = events(&p.run_dir());
+    let (mut live, mut peak) = (0i32, 0);
+    for e in &events {
+        match e["event"].as_str().unwrap() {
+            "browser_created" => live += 1,
+            "account_done" => live -= 1,
+            _ => {}
+        }
+        peak = peak.max(live);
+    }
+    assert_eq!(
+        peak, 2,
+        "at most two accounts at once, and the cap was reached"
+    );
+    assert_eq!(events[0]["max_concurrent"], 2);
+    for i in 1..=4 {
+        assert_eq!(p.adds(&format!("user-{i}")), BTreeMap::from([(1, 1)]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_persist_logins_and_can_be_listed_and_reset() {
+    let p = Project::new(2).await;
+    // Step 1 logs in; a second run whose workflow never logs in still finds the session.
+    let first = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1,2",
+            "--launch-interval",
+            "0",
+        ])
+        .await;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    p.write(
+        "workflow.toml",
+        "base_url = \"http://127.0.0.1:9\"\n[[steps]]\nid = 1\nactions = [\n  { goto = \"{base_url}/home\" },\n  { wait_for = \"#welcome\", timeout = \"3s\" },\n]\n",
+    );
+    let second = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1",
+            "--launch-interval",
+            "0",
+            "--retries",
+            "0",
+        ])
+        .await;
+    assert_eq!(
+        second.code,
+        Some(0),
+        "the login survived in the persistent profile: {}",
+        second.stdout
+    );
+
+    let list = p.run(&["profiles", "list"]).await;
+    assert_eq!(list.code, Some(0), "{}", list.stderr);
+    assert!(
+        list.stdout.contains("account-1") || list.stdout.lines().any(|l| l.starts_with('1')),
+        "{}",
+        list.stdout
+    );
+    let reset = p.run(&["profiles", "reset", "--accounts", "1"]).await;
+    assert_eq!(reset.code, Some(0), "{}", reset.stderr);
+    assert!(!p.path("profiles/account-1").exists());
+    assert!(p.path("profiles/account-2").exists());
+    // After the reset the account is logged out again.
+    let third = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1",
+            "--launch-interval",
+            "0",
+            "--retries",
+            "0",
+        ])
+        .await;
+    assert_eq!(third.code, Some(1), "a reset profile has no login");
+    let clean = p.run(&["profiles", "clean"]).await;
+    assert_eq!(clean.code, Some(0), "{}", clean.stderr);
+    p.assert_nothing_left();
+}

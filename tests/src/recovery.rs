@@ -148,8 +148,13 @@ async fn two_processes_on_one_small_port_range_never_collide() {
 
 /// Kill something of account 1's first browser mid-run; the run must still succeed.
 async fn survives(strike: impl Fn(&Value, &Project)) {
+    survives_with("", strike).await
+}
+
+async fn survives_with(batch_toml: &str, strike: impl Fn(&Value, &Project)) {
     let p = Project::new(2).await;
     p.write("workflow.toml", SLOW_WORKFLOW);
+    p.write("batch.toml", batch_toml);
     let child = p
         .command(&[
             "single",
@@ -247,6 +252,18 @@ async fn a_renderer_crash_mid_run_is_recovered() {
         let _ = std::process::Command::new("python3")
             .args(["-c", "import sys,urllib.request as u\ntry: u.urlopen(u.Request(sys.argv[1], data=b'{\"url\":\"chrome://crash\"}', headers={'content-type':'application/json'}), timeout=10)\nexcept Exception as e: print(e)", &url])
             .status();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_chromedriver_is_detected_and_replaced() {
+    // SIGSTOP: the driver is alive but never answers — only a deadline can tell.
+    survives_with("[timeouts]\nwebdriver = \"2s\"\n", |created, _| {
+        signal(
+            created["driver_pid"].as_u64().unwrap() as u32,
+            Signal::SIGSTOP,
+        )
     })
     .await;
 }

@@ -10,6 +10,33 @@
 //! [`Plan`] says what to run, and [`runner::run`] runs it. This crate never prints
 //! and never installs a tracing subscriber: events go to the journal and to an
 //! [`journal::Observer`] the caller supplies (the `cli` crate prints them).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use batch_core::{Mode, Plan, config, runner};
+//!
+//! let project = config::load_project("examples/demo/batch.toml".as_ref())?;
+//! let accounts = config::parse_account_list("1-3", &project.accounts)?;
+//! let plan = Plan {
+//!     project,
+//!     mode: Mode::Single(1),
+//!     accounts,
+//!     quantity: 2,
+//!     concurrent: true,
+//!     max_concurrent: None,
+//!     launch_lock: true,
+//!     launch_interval: std::time::Duration::from_millis(500),
+//!     headed: false,
+//!     retries: 2,
+//!     output: "runs".into(),
+//!     argv: Vec::new(),
+//! };
+//! let print: batch_core::journal::Observer = Arc::new(|event| println!("{event}"));
+//! let outcome = runner::run(plan, print, Default::default()).await?;
+//! println!("exit {} — see {}", outcome.exit_code, outcome.run_dir.display());
+//! # Ok(()) }
+//! ```
 
 pub mod config;
 pub mod exit;

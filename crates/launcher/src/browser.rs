@@ -255,17 +255,27 @@ impl Browser {
 
     /// Quit the session (so Chrome saves cookies and history), then make sure every
     /// process of the browser is gone before returning — the profile is free after.
-    pub async fn close(mut self) {
+    pub async fn close(self) {
+        self.shut_down(true).await;
+    }
+
+    /// Like [`Browser::close`] without asking the driver first: for a browser that is
+    /// crashed or hung, where a polite quit would only wait for a timeout.
+    pub async fn kill(self) {
+        self.shut_down(false).await;
+    }
+
+    async fn shut_down(mut self, graceful: bool) {
         if let Some(driver) = self.driver.take() {
-            let healthy = self.health().is_none();
-            if healthy {
+            let mut quit = false;
+            if graceful && self.health().is_none() {
                 // quit consumes the handle; on a timeout the session is simply abandoned.
-                let quit =
-                    tokio::time::timeout(Duration::from_secs(5), driver.clone().quit()).await;
-                if !matches!(quit, Ok(Ok(()))) {
-                    let _ = driver.leak();
-                }
-            } else {
+                quit = matches!(
+                    tokio::time::timeout(Duration::from_secs(5), driver.clone().quit()).await,
+                    Ok(Ok(()))
+                );
+            }
+            if !quit {
                 let _ = driver.leak();
             }
         }

@@ -341,7 +341,7 @@ impl AccountRun {
                 .with("kind", observed.unwrap_or(failure.kind).as_str())
                 .with("error", failure.message.as_str()),
         );
-        session.browser.close().await;
+        session.browser.kill().await;
     }
 
     /// A screenshot at each failure, if the page can still give one.
