@@ -27,6 +27,13 @@ pub(crate) fn test(args: &[String]) -> anyhow::Result<()> {
         a.extend(&extra);
         sh(&cargo, &a)?;
         sh(&cargo, &["test", "--workspace", "--doc", "--quiet"])?;
+        // A short run of the collision stress (the long one: `cargo xtask stress`).
+        crate::stress::stress(&[
+            "--accounts".into(),
+            "20".into(),
+            "--rounds".into(),
+            "2".into(),
+        ])?;
     } else {
         let mut a = vec!["test", "--workspace", "--", "--test-threads=2"];
         a.extend(&extra);

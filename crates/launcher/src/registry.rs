@@ -263,6 +263,17 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(create_private_dir(&shared).is_err());
+        assert!(create_private_dir(&dir.path().join("mine")).is_ok());
+    }
+
+    #[test]
     fn a_live_runner_is_seen_as_alive() {
         let dir = tempfile::tempdir().unwrap();
         let reg = Registry::open(dir.path()).unwrap();

@@ -77,7 +77,8 @@ pub(crate) async fn run_account(
     report.values = run.values;
     if interrupted {
         report.status = "interrupted".into();
-    } else if report.iterations_failed > 0 || report.last_error.is_some() && report.status != "ok" {
+    } else if report.iterations_failed > 0 {
+        // (`after` failures have already set "failed".)
         report.status = "failed".into();
     }
     run.ctx.journal.emit(

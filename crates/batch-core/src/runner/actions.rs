@@ -100,12 +100,7 @@ async fn call<T>(
 
 /// Poll until `probe` yields `Some`, the page fails in a way waiting cannot fix, or
 /// time runs out (an [`FailureKind::ActionFailed`] naming what was awaited).
-async fn wait_until<T, F, Fut>(
-    env: &ActionEnv<'_>,
-    timeout: Duration,
-    what: &str,
-    mut probe: F,
-) -> Result<T, Failure>
+async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> Result<T, Failure>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, Failure>>,
@@ -130,7 +125,6 @@ where
                 format!("timed out after {timeout:?} waiting for {what}{detail}"),
             ));
         }
-        let _ = env;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -151,20 +145,15 @@ async fn visible(
     selector: &str,
     timeout: Duration,
 ) -> Result<WebElement, Failure> {
-    wait_until(
-        env,
-        timeout,
-        &format!("{selector} to be displayed"),
-        || async {
-            match find(env, selector).await? {
-                Some(el) => {
-                    let shown = call(env.timeouts.webdriver, selector, el.is_displayed()).await?;
-                    Ok(shown.then_some(el))
-                }
-                None => Ok(None),
+    wait_until(timeout, &format!("{selector} to be displayed"), || async {
+        match find(env, selector).await? {
+            Some(el) => {
+                let shown = call(env.timeouts.webdriver, selector, el.is_displayed()).await?;
+                Ok(shown.then_some(el))
             }
-        },
-    )
+            None => Ok(None),
+        }
+    })
     .await
 }
 
@@ -185,7 +174,6 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
         ActionKind::Click { selector, timeout } => {
             let sel = render(selector, &vars)?.value;
             wait_until(
-                env,
                 timeout.unwrap_or(t.action),
                 &format!("{sel} to be clickable"),
                 || async {
@@ -252,7 +240,7 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             let sel = render(selector, &vars)?.value;
             let want = render(contains, &vars)?;
             let what = format!("{sel} to contain {:?}", want.redacted);
-            wait_until(env, timeout.unwrap_or(t.action), &what, || async {
+            wait_until(timeout.unwrap_or(t.action), &what, || async {
                 let Some(el) = find(env, &sel).await? else {
                     return Ok(None);
                 };

@@ -35,7 +35,7 @@ pub struct RunOutcome {
 /// Why a run could not start (nothing was launched).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// Bad input, including an account whose profile is in use elsewhere (exit 2).
+    /// Bad input (exit 2).
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// An account's profile is locked by another process (exit 2).
@@ -46,6 +46,9 @@ pub enum RunError {
         /// The lock error.
         source: profiles::ProfileError,
     },
+    /// The profiles root cannot be used (exit 3).
+    #[error("profiles: {0}")]
+    Profiles(profiles::ProfileError),
     /// No usable browser or driver (exit 3).
     #[error(transparent)]
     Environment(#[from] launcher::LaunchError),
@@ -64,7 +67,9 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Config(_) | RunError::ProfileInUse { .. } => exit::USAGE,
-            RunError::Environment(_) | RunError::Io { .. } => exit::ENVIRONMENT,
+            RunError::Environment(_) | RunError::Profiles(_) | RunError::Io { .. } => {
+                exit::ENVIRONMENT
+            }
         }
     }
 }
@@ -146,8 +151,8 @@ pub async fn run(
         .collect();
     let mut held = Vec::new();
     if !settings.profiles.ephemeral {
-        let store = profiles::ProfileStore::open(&settings.profiles.root)
-            .map_err(|source| RunError::ProfileInUse { account: 0, source })?;
+        let store =
+            profiles::ProfileStore::open(&settings.profiles.root).map_err(RunError::Profiles)?;
         for a in &accounts {
             let p = store
                 .acquire(&a.id.to_string())
