@@ -75,13 +75,27 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
     }
 }
 
+/// Create `dir` (and parents) mode 0700, and refuse one that another user owns or
+/// others can write: the runtime dir may live in the shared /tmp, and we execute a
+/// script from it.
 pub(crate) fn create_private_dir(dir: &Path) -> Result<(), LaunchError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(io(dir))
+        .map_err(io(dir))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(io(dir))?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
+        return Err(LaunchError::Io {
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "not a private directory of this user (expected owner = us, no group/other write)",
+            ),
+        });
+    }
+    Ok(())
 }
 
 impl Registry {
