@@ -102,6 +102,14 @@ async fn five_accounts_concurrent_the_server_sees_every_add_and_the_report_agree
     assert_eq!(report["totals"]["iterations_failed"], 0);
     assert_eq!(report["totals"]["browser_launches"], 5);
     assert_eq!(report["accounts"].as_array().unwrap().len(), 5);
+    // Memory was sampled and its peaks reported.
+    assert!(
+        report["memory"]["samples"].as_u64().unwrap() >= 1,
+        "{}",
+        report["memory"]
+    );
+    assert!(report["memory"]["min_available_bytes"].as_u64().unwrap() > 0);
+    assert!(!named(&events, "memory_sample").is_empty());
     assert_eq!(named(&events, "iteration_ok").len(), 15);
     // The human view printed the spec's lines.
     p.assert_nothing_left();
@@ -501,6 +509,14 @@ actions = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_concurrent_caps_live_browsers_without_a_default_cap() {
     let p = Project::new(4).await;
+    // Each account holds its browser ≥ 2 s, so two of them certainly overlap.
+    p.write(
+        "workflow.toml",
+        &WORKFLOW.replace(
+            "{ click = \"#add\" },",
+            "{ click = \"#add\" },\n  { sleep = \"2s\" },",
+        ),
+    );
     let run = p
         .run(&[
             "single",
@@ -605,5 +621,55 @@ async fn profiles_persist_logins_and_can_be_listed_and_reset() {
     assert_eq!(third.code, Some(1), "a reset profile has no login");
     let clean = p.run(&["profiles", "clean"]).await;
     assert_eq!(clean.code, Some(0), "{}", clean.stderr);
+    p.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_before_fails_the_steps_iterations_without_repeating_them() {
+    let p = Project::new(0).await;
+    p.write(
+        "accounts.toml",
+        "[[accounts]]\nid = 1\nusername = \"user-1\"\npassword = \"wrong\"\n",
+    );
+    p.write(
+        "workflow.toml",
+        &WORKFLOW.replace(
+            "{ wait_for = \"#welcome\" }",
+            "{ wait_for = \"#welcome\", timeout = \"1s\" }",
+        ),
+    );
+    let run = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1",
+            "--quantity",
+            "3",
+            "--retries",
+            "1",
+            "--launch-interval",
+            "0",
+        ])
+        .await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let events = events(&p.run_dir());
+    let failed = named(&events, "iteration_failed");
+    assert_eq!(
+        failed.len(),
+        3,
+        "every iteration of the step counts as failed"
+    );
+    assert!(
+        failed
+            .iter()
+            .all(|e| e["error"].as_str().unwrap().starts_with("before: "))
+    );
+    assert_eq!(failed[0]["attempts"], 2);
+    assert_eq!(failed[1]["attempts"], 0, "not retried again");
+    // The server saw exactly the two real attempts to log in.
+    assert_eq!(p.site.counts().users["user-1"].failed_logins, 2);
+    assert!(p.adds("user-1").is_empty());
     p.assert_nothing_left();
 }

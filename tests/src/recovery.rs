@@ -9,24 +9,12 @@ use serde_json::Value;
 use crate::harness::*;
 
 /// The demo workflow with a pause per iteration, so a test can strike mid-run.
-const SLOW_WORKFLOW: &str = r##"
-base_url = "http://127.0.0.1:9"
-[[steps]]
-id = 1
-before = [
-  { goto = "{base_url}/login" },
-  { fill = "#username", text = "{account.username}" },
-  { fill = "#password", text = "{account.password}" },
-  { click = "#submit" },
-  { wait_for = "#welcome" },
-]
-actions = [
-  { goto = "{base_url}/item/{iteration}" },
-  { click = "#add" },
-  { wait_text = "#done", contains = "added {iteration}" },
-  { sleep = "400ms" },
-]
-"##;
+fn slow_workflow() -> String {
+    WORKFLOW.replace(
+        "{ wait_text = \"#done\", contains = \"added {iteration}\" },",
+        "{ wait_text = \"#done\", contains = \"added {iteration}\" },\n  { sleep = \"400ms\" },",
+    )
+}
 
 fn all_iterations_seen(p: &Project, user: &str, quantity: u32) {
     let adds = p.adds(user);
@@ -153,7 +141,7 @@ async fn survives(strike: impl Fn(&Value, &Project)) {
 
 async fn survives_with(batch_toml: &str, strike: impl Fn(&Value, &Project)) {
     let p = Project::new(2).await;
-    p.write("workflow.toml", SLOW_WORKFLOW);
+    p.write("workflow.toml", &slow_workflow());
     p.write("batch.toml", batch_toml);
     let child = p
         .command(&[
@@ -270,23 +258,39 @@ async fn a_hung_chromedriver_is_detected_and_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_mid_run_exits_130_with_everything_closed_and_the_journal_valid() {
+    interrupted_cleanly(Signal::SIGINT, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_run_exits_130_with_everything_closed() {
+    interrupted_cleanly(Signal::SIGTERM, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_to_the_whole_process_group_exits_130_with_everything_closed() {
+    // What a terminal's Ctrl-C does: SIGINT to every process of the foreground group.
+    interrupted_cleanly(Signal::SIGINT, true).await;
+}
+
+async fn interrupted_cleanly(sig: Signal, whole_group: bool) {
     let p = Project::new(2).await;
-    p.write("workflow.toml", SLOW_WORKFLOW);
-    let child = p
-        .command(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
-            "1,2",
-            "--quantity",
-            "50",
-            "--concurrent",
-            "--launch-interval",
-            "0",
-        ])
-        .spawn()
-        .unwrap();
+    p.write("workflow.toml", &slow_workflow());
+    let mut cmd = p.command(&[
+        "single",
+        "--step",
+        "1",
+        "--accounts",
+        "1,2",
+        "--quantity",
+        "50",
+        "--concurrent",
+        "--launch-interval",
+        "0",
+    ]);
+    if whole_group {
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().unwrap();
     let pid = child.id().unwrap();
     wait_for_event(&p, "both browsers", |e| {
         e["event"] == "iteration_ok" && e["account"] == 2
@@ -296,7 +300,11 @@ async fn sigint_mid_run_exits_130_with_everything_closed_and_the_journal_valid()
         e["event"] == "iteration_ok" && e["account"] == 1
     })
     .await;
-    signal(pid, Signal::SIGINT);
+    if whole_group {
+        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+    } else {
+        signal(pid, sig);
+    }
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .unwrap()
@@ -321,7 +329,7 @@ async fn sigint_mid_run_exits_130_with_everything_closed_and_the_journal_valid()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_runner_leaves_nothing_running_and_the_next_run_reaps_its_records() {
     let p = Project::new(2).await;
-    p.write("workflow.toml", SLOW_WORKFLOW);
+    p.write("workflow.toml", &slow_workflow());
     let child = p
         .command(&[
             "single",
@@ -378,7 +386,7 @@ async fn sigkill_of_the_runner_leaves_nothing_running_and_the_next_run_reaps_its
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_cannot_take_an_account_in_use_and_the_first_is_unharmed() {
     let p = Project::new(2).await;
-    p.write("workflow.toml", SLOW_WORKFLOW);
+    p.write("workflow.toml", &slow_workflow());
     let first = p
         .command(&[
             "single",
@@ -495,4 +503,9 @@ async fn creations_wait_for_memory_and_go_on_when_the_threshold_is_lowered() {
     assert_eq!(named(&events, "memory_ok").len(), 1);
     assert_eq!(p.adds("user-1"), BTreeMap::from([(1, 1)]));
     p.assert_nothing_left();
+}
+
+#[test]
+fn the_slow_workflow_really_pauses() {
+    assert!(slow_workflow().contains("sleep = \"400ms\""));
 }

@@ -12,6 +12,7 @@
 mod bench;
 mod deps;
 mod run;
+mod scratch;
 mod stress;
 mod test;
 mod util;

@@ -497,3 +497,35 @@ fn singleton_pid(profile: &Path) -> Option<u32> {
     let target = std::fs::read_link(profile.join("SingletonLock")).ok()?;
     target.to_str()?.rsplit('-').next()?.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_port_held_by_another_process_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // This test process holds the port; "our chrome" is some other pid.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let err = verify_devtools(dir.path(), port, 1, false)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("belongs to pid {}", std::process::id())),
+            "{err}"
+        );
+        // Kernel-chosen ports must also match the profile's DevToolsActivePort.
+        std::fs::write(
+            dir.path().join("DevToolsActivePort"),
+            "1234\n/devtools/browser/x\n",
+        )
+        .unwrap();
+        let err = verify_devtools(dir.path(), port, std::process::id(), true)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("DevToolsActivePort says"), "{err}");
+        assert!(err.is_transient());
+    }
+}

@@ -117,7 +117,14 @@ impl AccountRun {
         let quantity = self.ctx.plan.quantity;
         // `before` runs whenever the account gets a browser for this step.
         let mut before_done = false;
+        // Once `before` has failed for good, the step's remaining iterations fail
+        // with it instead of each repeating the same doomed retries.
+        let mut before_broken: Option<Failure> = None;
         for iteration in 1..=quantity {
+            if let Some(f) = &before_broken {
+                self.fail_iteration(step.id, iteration, 0, f);
+                continue;
+            }
             let mut attempt = 0u32;
             loop {
                 let result = self.attempt(step, iteration, &mut before_done).await;
@@ -164,17 +171,10 @@ impl AccountRun {
                     tokio::time::sleep(backoff.min(Duration::from_secs(30))).await;
                     continue;
                 }
-                self.report.iterations_failed += 1;
-                self.report.last_error = Some(failure.message.clone());
-                self.ctx.journal.emit(
-                    Event::new("iteration_failed")
-                        .account(self.account.id)
-                        .with("step", step.id)
-                        .with("iteration", iteration)
-                        .with("attempts", attempt + 1)
-                        .with("kind", failure.kind.as_str())
-                        .with("error", failure.message.as_str()),
-                );
+                self.fail_iteration(step.id, iteration, attempt + 1, &failure);
+                if failure.in_before {
+                    before_broken = Some(failure);
+                }
                 break;
             }
         }
@@ -194,6 +194,20 @@ impl AccountRun {
         }
     }
 
+    fn fail_iteration(&mut self, step: u32, iteration: u32, attempts: u32, failure: &Failure) {
+        self.report.iterations_failed += 1;
+        self.report.last_error = Some(failure.message.clone());
+        self.ctx.journal.emit(
+            Event::new("iteration_failed")
+                .account(self.account.id)
+                .with("step", step)
+                .with("iteration", iteration)
+                .with("attempts", attempts)
+                .with("kind", failure.kind.as_str())
+                .with("error", failure.message.as_str()),
+        );
+    }
+
     /// One attempt at one iteration: a browser, `before` if not yet run, the actions.
     async fn attempt(
         &mut self,
@@ -211,6 +225,7 @@ impl AccountRun {
                 .map_err(|f| Failure {
                     kind: f.kind,
                     message: format!("before: {}", f.message),
+                    in_before: true,
                 })?;
             *before_done = true;
         }

@@ -22,6 +22,8 @@ use crate::config::{Action, ActionKind, Rendered, Template, TimeoutSettings, Var
 pub(crate) struct Failure {
     pub(crate) kind: FailureKind,
     pub(crate) message: String,
+    /// Whether it happened in the step's `before`.
+    pub(crate) in_before: bool,
 }
 
 impl Failure {
@@ -29,6 +31,7 @@ impl Failure {
         Failure {
             kind,
             message: message.into(),
+            in_before: false,
         }
     }
 }
@@ -51,14 +54,12 @@ pub(crate) async fn run_actions(
     env: &mut ActionEnv<'_>,
 ) -> Result<(), Failure> {
     for action in actions {
-        run_one(action, env).await.map_err(|f| Failure {
-            kind: f.kind,
-            message: format!(
-                "{}:{}: {}",
-                env.workflow_file,
-                action.line,
-                redact(&f.message, env.vars.account)
-            ),
+        run_one(action, env).await.map_err(|f| {
+            let where_ = format!("{}:{}", env.workflow_file, action.line);
+            Failure::new(
+                f.kind,
+                format!("{where_}: {}", redact(&f.message, env.vars.account)),
+            )
         })?;
     }
     Ok(())
