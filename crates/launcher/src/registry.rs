@@ -234,12 +234,17 @@ mod tests {
         let reg = Registry::open(dir.path()).unwrap();
         // A fake "browser" of a dead runner: a process whose argv names the profile.
         let profile = dir.path().join("profile-x");
+        // `read` is a shell builtin: killing the shell leaves no grandchild that
+        // would hold the test's output open.
         let mut child = std::process::Command::new("sh")
             .args([
                 "-c",
-                "sleep 30",
+                "read line",
                 &format!("--user-data-dir={}", profile.display()),
             ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let dead_runner = 999_999; // no lock file: dead
