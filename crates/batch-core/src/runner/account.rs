@@ -127,7 +127,16 @@ impl AccountRun {
             }
             let mut attempt = 0u32;
             loop {
-                let result = self.attempt(step, iteration, &mut before_done).await;
+                let span = tracing::info_span!(
+                    "iteration",
+                    step = step.id,
+                    iteration,
+                    attempt = attempt + 1
+                );
+                let result = self
+                    .attempt(step, iteration, &mut before_done)
+                    .instrument(span)
+                    .await;
                 let failure = match result {
                     Ok(()) => {
                         self.report.iterations_ok += 1;
