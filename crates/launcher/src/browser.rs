@@ -304,9 +304,14 @@ impl Drop for Browser {
         }
         let _ = self.process.child.start_kill();
         // The profile lock is released right after us: wait (briefly, SIGKILL is quick)
-        // for Chrome to be gone so the next user of the profile finds it free.
+        // until the driver is reaped and Chrome is gone, so the next user of the
+        // profile finds it free and no process of ours is still dying.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while process_alive(self.info.pid) && Instant::now() < deadline {
+        loop {
+            let driver_gone = !matches!(self.process.child.try_wait(), Ok(None));
+            if (driver_gone && !process_alive(self.info.pid)) || Instant::now() >= deadline {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
