@@ -37,18 +37,16 @@ fn assert_lock_serialized(events: &[serde_json::Value]) -> Vec<u64> {
 async fn five_accounts_concurrent_the_server_sees_every_add_and_the_report_agrees() {
     let p = Project::new(5).await;
     let run = p
-        .run(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
+        .run(&step1(
             "1-5",
-            "--quantity",
-            "3",
-            "--concurrent",
-            "--launch-interval",
-            "100ms",
-        ])
+            &[
+                "--quantity",
+                "3",
+                "--concurrent",
+                "--launch-interval",
+                "100ms",
+            ],
+        ))
         .await;
     assert_eq!(
         run.code,
@@ -119,9 +117,7 @@ async fn five_accounts_concurrent_the_server_sees_every_add_and_the_report_agree
 async fn human_view_prints_the_lock_lines_and_the_default_is_phase1_with_2_5s() {
     let p = Project::new(2).await;
     // No --launch-interval: the default is the old tool's lock + 2.5 s.
-    let run = p
-        .run(&["single", "--step", "1", "--accounts", "1,2", "--concurrent"])
-        .await;
+    let run = p.run(&step1("1,2", &["--concurrent"])).await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     for n in [1, 2] {
         for line in [
@@ -170,18 +166,10 @@ async fn human_view_prints_the_lock_lines_and_the_default_is_phase1_with_2_5s() 
 async fn sequential_mode_runs_accounts_one_after_another() {
     let p = Project::new(2).await;
     let run = p
-        .run(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
+        .run(&step1(
             "2,1",
-            "--quantity",
-            "2",
-            "--launch-interval",
-            "0",
-            "--json",
-        ])
+            &["--quantity", "2", "--launch-interval", "0", "--json"],
+        ))
         .await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let events = events(&p.run_dir());
@@ -226,20 +214,18 @@ actions = [
 "##,
     );
     let run = p
-        .run(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
+        .run(&step1(
             "1-2",
-            "--quantity",
-            "2",
-            "--concurrent",
-            "--launch-interval",
-            "0",
-            "--retries",
-            "1",
-        ])
+            &[
+                "--quantity",
+                "2",
+                "--concurrent",
+                "--launch-interval",
+                "0",
+                "--retries",
+                "1",
+            ],
+        ))
         .await;
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
     let dir = p.run_dir();
@@ -352,17 +338,7 @@ actions = [
 ]
 "##,
     );
-    let mut cmd = p.command(&[
-        "single",
-        "--step",
-        "1",
-        "--accounts",
-        "1",
-        "--retries",
-        "0",
-        "--launch-interval",
-        "0",
-    ]);
+    let mut cmd = p.command(&step1("1", &["--retries", "0", "--launch-interval", "0"]));
     cmd.env("E2E_SECRET_PW", secret);
     let out = cmd.output().await.unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -448,19 +424,17 @@ actions = [
 "##,
     );
     let run = p
-        .run(&[
-            "single",
-            "--step",
+        .run(&step1(
             "1",
-            "--accounts",
-            "1",
-            "--quantity",
-            "2",
-            "--retries",
-            "0",
-            "--launch-interval",
-            "0",
-        ])
+            &[
+                "--quantity",
+                "2",
+                "--retries",
+                "0",
+                "--launch-interval",
+                "0",
+            ],
+        ))
         .await;
     // Iteration 2's second program exits 1: that iteration fails, the run exits 1.
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
@@ -518,19 +492,17 @@ async fn max_concurrent_caps_live_browsers_without_a_default_cap() {
         ),
     );
     let run = p
-        .run(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
+        .run(&step1(
             "1-4",
-            "--concurrent",
-            "--max-concurrent",
-            "2",
-            "--launch-interval",
-            "0",
-            "--json",
-        ])
+            &[
+                "--concurrent",
+                "--max-concurrent",
+                "2",
+                "--launch-interval",
+                "0",
+                "--json",
+            ],
+        ))
         .await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let events = events(&p.run_dir());
@@ -557,34 +529,14 @@ async fn max_concurrent_caps_live_browsers_without_a_default_cap() {
 async fn profiles_persist_logins_and_can_be_listed_and_reset() {
     let p = Project::new(2).await;
     // Step 1 logs in; a second run whose workflow never logs in still finds the session.
-    let first = p
-        .run(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
-            "1,2",
-            "--launch-interval",
-            "0",
-        ])
-        .await;
+    let first = p.run(&step1("1,2", &["--launch-interval", "0"])).await;
     assert_eq!(first.code, Some(0), "{}", first.stderr);
     p.write(
         "workflow.toml",
         "base_url = \"http://127.0.0.1:9\"\n[[steps]]\nid = 1\nactions = [\n  { goto = \"{base_url}/home\" },\n  { wait_for = \"#welcome\", timeout = \"3s\" },\n]\n",
     );
     let second = p
-        .run(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
-            "1",
-            "--launch-interval",
-            "0",
-            "--retries",
-            "0",
-        ])
+        .run(&step1("1", &["--launch-interval", "0", "--retries", "0"]))
         .await;
     assert_eq!(
         second.code,
@@ -606,17 +558,7 @@ async fn profiles_persist_logins_and_can_be_listed_and_reset() {
     assert!(p.path("profiles/account-2").exists());
     // After the reset the account is logged out again.
     let third = p
-        .run(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
-            "1",
-            "--launch-interval",
-            "0",
-            "--retries",
-            "0",
-        ])
+        .run(&step1("1", &["--launch-interval", "0", "--retries", "0"]))
         .await;
     assert_eq!(third.code, Some(1), "a reset profile has no login");
     let clean = p.run(&["profiles", "clean"]).await;
@@ -639,19 +581,17 @@ async fn a_failing_before_fails_the_steps_iterations_without_repeating_them() {
         ),
     );
     let run = p
-        .run(&[
-            "single",
-            "--step",
+        .run(&step1(
             "1",
-            "--accounts",
-            "1",
-            "--quantity",
-            "3",
-            "--retries",
-            "1",
-            "--launch-interval",
-            "0",
-        ])
+            &[
+                "--quantity",
+                "3",
+                "--retries",
+                "1",
+                "--launch-interval",
+                "0",
+            ],
+        ))
         .await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let events = events(&p.run_dir());

@@ -297,3 +297,10 @@ pub async fn wait_for_event(project: &Project, what: &str, pred: impl Fn(&Value)
 pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal sent");
 }
+
+/// `single --step 1 --accounts ACCOUNTS EXTRA...`: the run most tests make.
+pub fn step1<'a>(accounts: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["single", "--step", "1", "--accounts", accounts];
+    args.extend_from_slice(extra);
+    args
+}

@@ -31,18 +31,16 @@ async fn ten_browsers_at_once_never_share_a_port_or_profile() {
     let p = Project::new(10).await;
     for round in 1..=3 {
         let run = p
-            .run(&[
-                "single",
-                "--step",
-                "1",
-                "--accounts",
+            .run(&step1(
                 "1-10",
-                "--concurrent",
-                "--no-launch-lock",
-                "--launch-interval",
-                "0",
-                "--json",
-            ])
+                &[
+                    "--concurrent",
+                    "--no-launch-lock",
+                    "--launch-interval",
+                    "0",
+                    "--json",
+                ],
+            ))
             .await;
         assert_eq!(run.code, Some(0), "round {round}: {}", run.stderr);
         let events: Vec<Value> = run
@@ -69,30 +67,26 @@ async fn ten_browsers_at_once_never_share_a_port_or_profile() {
 async fn two_processes_on_one_small_port_range_never_collide() {
     let p = Project::new(6).await;
     p.write("batch.toml", "[ports]\nrange = \"47310-47325\"\n");
-    let a = p.command(&[
-        "single",
-        "--step",
-        "1",
-        "--accounts",
+    let a = p.command(&step1(
         "1-3",
-        "--concurrent",
-        "--no-launch-lock",
-        "--launch-interval",
-        "0",
-        "--json",
-    ]);
-    let b = p.command(&[
-        "single",
-        "--step",
-        "1",
-        "--accounts",
+        &[
+            "--concurrent",
+            "--no-launch-lock",
+            "--launch-interval",
+            "0",
+            "--json",
+        ],
+    ));
+    let b = p.command(&step1(
         "4-6",
-        "--concurrent",
-        "--no-launch-lock",
-        "--launch-interval",
-        "0",
-        "--json",
-    ]);
+        &[
+            "--concurrent",
+            "--no-launch-lock",
+            "--launch-interval",
+            "0",
+            "--json",
+        ],
+    ));
     let (mut a, mut b) = (a, b);
     let (ra, rb) = tokio::join!(a.output(), b.output());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
@@ -144,18 +138,10 @@ async fn survives_with(batch_toml: &str, strike: impl Fn(&Value, &Project)) {
     p.write("workflow.toml", &slow_workflow());
     p.write("batch.toml", batch_toml);
     let child = p
-        .command(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
+        .command(&step1(
             "1,2",
-            "--quantity",
-            "4",
-            "--concurrent",
-            "--launch-interval",
-            "0",
-        ])
+            &["--quantity", "4", "--concurrent", "--launch-interval", "0"],
+        ))
         .spawn()
         .unwrap();
     let first = wait_for_event(&p, "account 1's first iteration", |e| {
@@ -275,18 +261,10 @@ async fn ctrl_c_to_the_whole_process_group_exits_130_with_everything_closed() {
 async fn interrupted_cleanly(sig: Signal, whole_group: bool) {
     let p = Project::new(2).await;
     p.write("workflow.toml", &slow_workflow());
-    let mut cmd = p.command(&[
-        "single",
-        "--step",
-        "1",
-        "--accounts",
+    let mut cmd = p.command(&step1(
         "1,2",
-        "--quantity",
-        "50",
-        "--concurrent",
-        "--launch-interval",
-        "0",
-    ]);
+        &["--quantity", "50", "--concurrent", "--launch-interval", "0"],
+    ));
     if whole_group {
         cmd.process_group(0);
     }
@@ -331,18 +309,10 @@ async fn sigkill_of_the_runner_leaves_nothing_running_and_the_next_run_reaps_its
     let p = Project::new(2).await;
     p.write("workflow.toml", &slow_workflow());
     let child = p
-        .command(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
+        .command(&step1(
             "1,2",
-            "--quantity",
-            "50",
-            "--concurrent",
-            "--launch-interval",
-            "0",
-        ])
+            &["--quantity", "50", "--concurrent", "--launch-interval", "0"],
+        ))
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
@@ -360,16 +330,7 @@ async fn sigkill_of_the_runner_leaves_nothing_running_and_the_next_run_reaps_its
     p.assert_nothing_left();
     // The next run finds the dead runner's records and reaps them before starting.
     let run = p
-        .run(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
-            "1",
-            "--launch-interval",
-            "0",
-            "--json",
-        ])
+        .run(&step1("1", &["--launch-interval", "0", "--json"]))
         .await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let reaped: Vec<Value> = run
@@ -388,17 +349,7 @@ async fn a_second_process_cannot_take_an_account_in_use_and_the_first_is_unharme
     let p = Project::new(2).await;
     p.write("workflow.toml", &slow_workflow());
     let first = p
-        .command(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
-            "1",
-            "--quantity",
-            "4",
-            "--launch-interval",
-            "0",
-        ])
+        .command(&step1("1", &["--quantity", "4", "--launch-interval", "0"]))
         .spawn()
         .unwrap();
     wait_for_event(&p, "account 1 working", |e| {
@@ -406,17 +357,15 @@ async fn a_second_process_cannot_take_an_account_in_use_and_the_first_is_unharme
     })
     .await;
     let second = p
-        .run(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
+        .run(&step1(
             "2,1",
-            "--launch-interval",
-            "0",
-            "--output",
-            p.path("runs2").to_str().unwrap(),
-        ])
+            &[
+                "--launch-interval",
+                "0",
+                "--output",
+                p.path("runs2").to_str().unwrap(),
+            ],
+        ))
         .await;
     assert_eq!(second.code, Some(2), "{}", second.stderr);
     assert!(second.stderr.contains("account 1"), "{}", second.stderr);
@@ -450,17 +399,7 @@ async fn a_stale_singleton_lock_from_another_hostname_is_recovered() {
         profile.join("SingletonSocket"),
     )
     .unwrap();
-    let run = p
-        .run(&[
-            "single",
-            "--step",
-            "1",
-            "--accounts",
-            "1",
-            "--launch-interval",
-            "0",
-        ])
-        .await;
+    let run = p.run(&step1("1", &["--launch-interval", "0"])).await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(p.adds("user-1"), BTreeMap::from([(1, 1)]));
     p.assert_nothing_left();
@@ -470,17 +409,15 @@ async fn a_stale_singleton_lock_from_another_hostname_is_recovered() {
 async fn creations_wait_for_memory_and_go_on_when_the_threshold_is_lowered() {
     let p = Project::new(1).await;
     let child = p
-        .command(&[
-            "single",
-            "--step",
+        .command(&step1(
             "1",
-            "--accounts",
-            "1",
-            "--launch-interval",
-            "0",
-            "--min-available-memory",
-            "1000000GiB",
-        ])
+            &[
+                "--launch-interval",
+                "0",
+                "--min-available-memory",
+                "1000000GiB",
+            ],
+        ))
         .spawn()
         .unwrap();
     let wait = wait_for_event(&p, "memory_wait", |e| e["event"] == "memory_wait").await;
