@@ -273,7 +273,6 @@ impl AccountRun {
     async fn launch(&mut self) -> Result<(), Failure> {
         let ctx = Arc::clone(&self.ctx);
         let id = self.account.id;
-        let settings = &ctx.plan.project.settings;
         let guard = ctx.lock.acquire().await;
         if ctx.lock.is_enabled() {
             ctx.journal
@@ -281,7 +280,22 @@ impl AccountRun {
         }
         guard.pace().await;
         ctx.memory.wait_for_room(&ctx.journal, id).await;
+        let result = self.create_browser().await;
+        // Journal the release while still holding the lock: otherwise the next holder's
+        // `launch_lock_acquired` can be written before our `launch_lock_released`.
+        if ctx.lock.is_enabled() {
+            ctx.journal
+                .emit(Event::new("launch_lock_released").account(id));
+        }
+        drop(guard);
+        result
+    }
 
+    /// Start the browser (inside the lock, if any) and journal the outcome.
+    async fn create_browser(&mut self) -> Result<(), Failure> {
+        let ctx = Arc::clone(&self.ctx);
+        let id = self.account.id;
+        let settings = &ctx.plan.project.settings;
         let ephemeral = match &self.profile {
             Some(_) => None,
             None => Some(
@@ -343,11 +357,6 @@ impl AccountRun {
                 Err(Failure::new(FailureKind::Launch, message))
             }
         };
-        drop(guard);
-        if ctx.lock.is_enabled() {
-            ctx.journal
-                .emit(Event::new("launch_lock_released").account(id));
-        }
         result
     }
 
