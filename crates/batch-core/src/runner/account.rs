@@ -326,7 +326,7 @@ impl AccountRun {
         spec.registry = Some(Arc::clone(&ctx.registry));
         let launched = Browser::launch(&spec).await;
         self.report.browser_launches += 1;
-        let result = match launched {
+        match launched {
             Ok(browser) => {
                 let info = browser.info();
                 ctx.journal.emit(
@@ -356,8 +356,7 @@ impl AccountRun {
                 );
                 Err(Failure::new(FailureKind::Launch, message))
             }
-        };
-        result
+        }
     }
 
     /// The browser is gone or untrustworthy: journal it and tear it down completely.
