@@ -298,11 +298,13 @@ async fn run_goes_through_all_steps_with_csv_accounts_and_records_extracted_valu
     let report = report(&dir);
     assert_eq!(
         report["totals"]["iterations_ok"], 8,
-        "2 accounts × 2 steps × 2 iterations"
+        "2 accounts × 2 steps × 2 iterations: {}",
+        run.stdout
     );
     assert_eq!(
         report["totals"]["browser_launches"], 2,
-        "one browser per account across steps"
+        "one browser per account across steps: {}",
+        run.stdout
     );
     assert_eq!(
         report["accounts"][1]["values"]["welcome"],

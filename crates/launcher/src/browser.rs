@@ -459,18 +459,11 @@ async fn verify_devtools(
             )));
         }
     }
-    match crate::proc::listener_owner(port) {
-        Some(owner) if owner == pid => {}
-        Some(owner) => {
-            return Err(mismatch(format!(
-                "the listener belongs to pid {owner}, our chrome is {pid}"
-            )));
-        }
-        None => {
-            return Err(mismatch(format!(
-                "no listener of chrome {pid} found on the port"
-            )));
-        }
+    if !crate::proc::holds_listener(pid, port) {
+        return Err(mismatch(match crate::proc::listener_owner(port) {
+            Some(owner) => format!("the listener belongs to pid {owner}, our chrome is {pid}"),
+            None => format!("no listener of chrome {pid} found on the port"),
+        }));
     }
     let url = format!("http://127.0.0.1:{port}/json/version");
     let client = reqwest::Client::builder()

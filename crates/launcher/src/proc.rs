@@ -92,10 +92,9 @@ fn pss_of(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The pid of the process holding the TCP socket listening on `port` (IPv4 or IPv6),
-/// found through the socket's inode in `/proc/net/tcp*` and the processes' fds.
-pub(crate) fn listener_owner(port: u16) -> Option<u32> {
-    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+/// The `socket:[inode]` links of TCP sockets listening on `port` (IPv4 or IPv6).
+fn listening_sockets(port: u16) -> Vec<String> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|f| std::fs::read_to_string(f).ok())
         .flat_map(|t| {
@@ -104,19 +103,36 @@ pub(crate) fn listener_owner(port: u16) -> Option<u32> {
                 .filter_map(|l| listening_inode(l, port))
                 .collect::<Vec<_>>()
         })
-        .collect();
-    if inodes.is_empty() {
-        return None;
-    }
-    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-    all_processes().into_iter().map(|p| p.pid).find(|pid| {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-            fds.flatten().any(|fd| {
-                std::fs::read_link(fd.path())
-                    .is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
-            })
+        .map(|inode| format!("socket:[{inode}]"))
+        .collect()
+}
+
+fn holds_any(pid: u32, sockets: &[String]) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|l| sockets.iter().any(|w| l.as_os_str() == w.as_str()))
         })
     })
+}
+
+/// Whether `pid` holds the TCP socket listening on `port`.
+pub(crate) fn holds_listener(pid: u32, port: u16) -> bool {
+    let sockets = listening_sockets(port);
+    !sockets.is_empty() && holds_any(pid, &sockets)
+}
+
+/// Some process holding the socket listening on `port` (for error messages: a
+/// listening socket can be shared by several processes).
+pub(crate) fn listener_owner(port: u16) -> Option<u32> {
+    let sockets = listening_sockets(port);
+    if sockets.is_empty() {
+        return None;
+    }
+    all_processes()
+        .into_iter()
+        .map(|p| p.pid)
+        .find(|pid| holds_any(*pid, &sockets))
 }
 
 /// `  0: 0100007F:A86B 00000000:0000 0A ... inode` → the inode if it listens on `port`.
@@ -154,7 +170,10 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         assert_eq!(listener_owner(port), Some(std::process::id()));
+        assert!(holds_listener(std::process::id(), port));
+        assert!(!holds_listener(1, port));
         drop(l);
+        assert!(!holds_listener(std::process::id(), port));
         assert_eq!(listener_owner(port), None);
     }
 
