@@ -200,18 +200,12 @@ async fn survives_with(batch_toml: &str, strike: impl Fn(&Value, &Project)) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_chrome_mid_run_is_recovered() {
-    survives(|created, _| signal(created["pid"].as_u64().unwrap() as u32, Signal::SIGKILL)).await;
+    survives(|created, _| signal_pid_of(created, "pid", Signal::SIGKILL)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_chromedriver_mid_run_is_recovered() {
-    survives(|created, _| {
-        signal(
-            created["driver_pid"].as_u64().unwrap() as u32,
-            Signal::SIGKILL,
-        )
-    })
-    .await;
+    survives(|created, _| signal_pid_of(created, "driver_pid", Signal::SIGKILL)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,10 +228,7 @@ async fn a_renderer_crash_mid_run_is_recovered() {
 async fn a_hung_chromedriver_is_detected_and_replaced() {
     // SIGSTOP: the driver is alive but never answers — only a deadline can tell.
     survives_with("[timeouts]\nwebdriver = \"2s\"\n", |created, _| {
-        signal(
-            created["driver_pid"].as_u64().unwrap() as u32,
-            Signal::SIGSTOP,
-        )
+        signal_pid_of(created, "driver_pid", Signal::SIGSTOP)
     })
     .await;
 }
@@ -445,4 +436,9 @@ async fn creations_wait_for_memory_and_go_on_when_the_threshold_is_lowered() {
 #[test]
 fn the_slow_workflow_really_pauses() {
     assert!(slow_workflow().contains("sleep = \"400ms\""));
+}
+
+/// Send `sig` to the pid a `browser_created` event names under `key`.
+fn signal_pid_of(created: &Value, key: &str, sig: Signal) {
+    signal(created[key].as_u64().unwrap() as u32, sig)
 }

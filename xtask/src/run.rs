@@ -9,12 +9,7 @@ use crate::util::{build_cli, root};
 pub(crate) fn run(_args: &[String]) -> anyhow::Result<()> {
     crate::deps::ensure()?;
     let cli = build_cli(false)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let site = rt
-        .block_on(demo_site::start(([127, 0, 0, 1], 0).into()))
-        .context("starting the demo app")?;
+    let (rt, site) = crate::util::start_demo()?;
     println!("demo app on {}", site.base_url());
     let example = root().join("examples/demo");
     let output = root().join("runs");

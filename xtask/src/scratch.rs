@@ -35,12 +35,7 @@ impl Scratch {
         let dir = std::env::temp_dir().join(format!("batch-cli-xtask-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         write_project(&dir, accounts)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        let site = rt
-            .block_on(demo_site::start(([127, 0, 0, 1], 0).into()))
-            .context("starting the demo app")?;
+        let (rt, site) = crate::util::start_demo()?;
         Ok(Scratch {
             dir,
             cli,

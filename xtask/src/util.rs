@@ -63,3 +63,14 @@ pub(crate) fn flag<T: std::str::FromStr>(
         None => Ok(default),
     }
 }
+
+/// The demo app on a free loopback port, served by its own runtime (keep both alive).
+pub(crate) fn start_demo() -> anyhow::Result<(tokio::runtime::Runtime, demo_site::DemoSite)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let site = rt
+        .block_on(demo_site::start(([127, 0, 0, 1], 0).into()))
+        .context("starting the demo app")?;
+    Ok((rt, site))
+}
