@@ -114,10 +114,15 @@ async fn five_accounts_concurrent_the_server_sees_every_add_and_the_report_agree
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn human_view_prints_the_lock_lines_and_the_default_is_phase1_with_2_5s() {
+async fn human_view_prints_the_lock_lines_and_2_5s_reproduces_phase1() {
     let p = Project::new(2).await;
-    // No --launch-interval: the default is the old tool's lock + 2.5 s.
-    let run = p.run(&step1("1,2", &["--concurrent"])).await;
+    // The old tool's Phase 1: the creation lock with 2.5 s inside it.
+    let run = p
+        .run(&step1(
+            "1,2",
+            &["--concurrent", "--launch-interval", "2.5s"],
+        ))
+        .await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     for n in [1, 2] {
         for line in [
@@ -158,7 +163,14 @@ async fn human_view_prints_the_lock_lines_and_the_default_is_phase1_with_2_5s() 
             "account {n}"
         );
     }
-    assert_lock_serialized(&events);
+    // And the creations are spaced at least 2.5 s apart, one at a time.
+    let created: Vec<_> = named(&events, "browser_created")
+        .into_iter()
+        .map(ts)
+        .collect();
+    assert_eq!(created.len(), 2);
+    assert!(created[1] - created[0] >= time::Duration::milliseconds(2500));
+    assert_eq!(assert_lock_serialized(&events).len(), 2);
     p.assert_nothing_left();
 }
 

@@ -411,9 +411,13 @@ async fn creations_wait_for_memory_and_go_on_when_the_threshold_is_lowered() {
         ))
         .spawn()
         .unwrap();
-    let wait = wait_for_event(&p, "memory_wait", |e| e["event"] == "memory_wait").await;
-    assert!(wait["reason"].as_str().unwrap().contains("below"), "{wait}");
+    let wait = wait_for_event(&p, "a memory wait", |e| {
+        e["event"] == "admission_wait" && e["reason"] == "memory"
+    })
+    .await;
+    assert_eq!(wait["account"], 1);
     assert!(wait["threshold_bytes"].as_u64().unwrap() > wait["available_bytes"].as_u64().unwrap());
+    assert!(wait["needed_bytes"].as_u64().unwrap() > wait["threshold_bytes"].as_u64().unwrap());
     assert!(p.adds("user-1").is_empty(), "nothing ran while waiting");
     // Lower the threshold of the running batch: its control file.
     std::fs::write(p.run_dir().join("min_available_memory"), "0").unwrap();
@@ -428,7 +432,16 @@ async fn creations_wait_for_memory_and_go_on_when_the_threshold_is_lowered() {
         String::from_utf8_lossy(&out.stderr)
     );
     let events = events(&p.run_dir());
-    assert_eq!(named(&events, "memory_ok").len(), 1);
+    let admitted = named(&events, "admitted");
+    assert_eq!(admitted.len(), 1);
+    assert_eq!(admitted[0]["reason"], "memory", "{}", admitted[0]);
+    assert!(admitted[0]["waits_ms"]["memory"].as_u64().unwrap() > 0);
+    assert!(
+        report(&p.run_dir())["memory"]["waited_ms"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert_eq!(p.adds("user-1"), BTreeMap::from([(1, 1)]));
     p.assert_nothing_left();
 }

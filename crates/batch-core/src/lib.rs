@@ -26,7 +26,7 @@
 //!     concurrent: true,
 //!     max_concurrent: None,
 //!     launch_lock: true,
-//!     launch_interval: std::time::Duration::from_millis(500),
+//!     launch_interval: config::LaunchInterval::Auto,
 //!     headed: false,
 //!     retries: 2,
 //!     output: "runs".into(),

@@ -1,9 +1,8 @@
 //! What to run: the command line and `batch.toml` merged into one plain value.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use crate::config::{AccountId, Project};
+use crate::config::{AccountId, LaunchInterval, Project};
 
 /// `single --step N` or `run --steps LIST`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,10 +38,10 @@ pub struct Plan {
     pub concurrent: bool,
     /// Optional cap on accounts running at once.
     pub max_concurrent: Option<usize>,
-    /// Serialize browser creations.
+    /// Creations through the creation lock (with `auto`: an adaptive number at once).
     pub launch_lock: bool,
-    /// Pause before each creation (inside the lock).
-    pub launch_interval: Duration,
+    /// A fixed pause before each creation (inside the lock), or adaptive pacing.
+    pub launch_interval: LaunchInterval,
     /// Show browser windows.
     pub headed: bool,
     /// Attempts per failed iteration beyond the first.

@@ -66,6 +66,18 @@ pub struct AccountReport {
     /// Highest PSS of this account's browser seen by the sampler, in bytes.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub peak_browser_pss_bytes: Option<u64>,
+    /// Each of its browsers that the sampler saw, with its own peak.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub browsers: Vec<BrowserReport>,
+}
+
+/// One browser of an account, as the memory sampler saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowserReport {
+    /// Its launch number within the account (1, 2, …), as in `browser_created.launch`.
+    pub launch: u32,
+    /// Highest PSS seen, bytes.
+    pub peak_pss_bytes: u64,
 }
 
 /// Memory figures over the run.

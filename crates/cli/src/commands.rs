@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use batch_core::config::{self, ConfigError, LaunchInterval, Project};
+use batch_core::config::{self, ConfigError, Project};
 use batch_core::{Mode, Plan, exit};
 use tokio_util::sync::CancellationToken;
 
@@ -87,12 +87,7 @@ fn build_plan(step: Option<u32>, steps: Option<String>, a: &RunArgs) -> Result<P
         }
         None => launch.interval,
     };
-    let launch_interval = match interval {
-        LaunchInterval::Fixed(d) => d,
-        LaunchInterval::Auto => {
-            return Err("launch interval \"auto\": adaptive pacing is not available in this version yet (expected a duration such as 2.5s or 0)".into());
-        }
-    };
+    let launch_interval = interval;
     if let Some(s) = &a.min_available_memory {
         project.settings.resources.min_available_memory =
             config::parse_size(s).map_err(|m| format!("--min-available-memory {s:?}: {m}"))?;
@@ -178,12 +173,6 @@ fn validate(path: &Path) -> i32 {
     let steps: Vec<u32> = project.workflow.steps.iter().map(|s| s.id).collect();
     if let Err(e) = config::check_templates(&project.workflow, &all, &steps) {
         return usage(e);
-    }
-    if let LaunchInterval::Auto = project.settings.launch.interval {
-        return usage(format!(
-            "{}: [launch] interval = \"auto\": adaptive pacing is not available in this version yet (expected a duration)",
-            project.settings.config_path.display()
-        ));
     }
     println!(
         "ok: {} ({} accounts, {} steps, {} actions)",

@@ -38,12 +38,37 @@ pub(crate) fn line(e: &Value) -> Option<String> {
         "browser_created" => "browser created".into(),
         "launch_lock_released" => "browser creation lock released".into(),
         "launch_failed" => format!("browser launch failed: {}", s(e, "error")),
-        "memory_wait" => format!(
-            "waiting for memory: {} available, threshold {}",
-            mib(e, "available_bytes"),
-            mib(e, "threshold_bytes")
+        // Waiting for the creation lock is what the lock lines already show.
+        "admission_wait" => match s(e, "reason") {
+            "memory" => format!(
+                "browser creation waits for memory: {} available, {} needed (reserve {} + {} per browser starting)",
+                mib(e, "available_bytes"),
+                mib(e, "needed_bytes"),
+                mib(e, "threshold_bytes"),
+                mib(e, "browser_cost_bytes"),
+            ),
+            "cpu" => format!(
+                "browser creation waits: CPU saturated and launches slowing ({} at once)",
+                n(e, "limit")
+            ),
+            "cap" => format!(
+                "waiting for a slot: {} account(s) running (--max-concurrent)",
+                n(e, "seats")
+            ),
+            _ => return None,
+        },
+        "admitted" => match s(e, "reason") {
+            "" | "pacing" => return None,
+            reason => format!(
+                "browser creation admitted after {:.1} s ({reason})",
+                e.get("waited_ms").and_then(Value::as_u64).unwrap_or(0) as f64 / 1000.0
+            ),
+        },
+        "browser_retired" => format!(
+            "browser retired ({}) after {} iteration(s): replacing it",
+            s(e, "reason"),
+            n(e, "iterations")
         ),
-        "memory_ok" => format!("memory available again after {} ms", n(e, "waited_ms")),
         "iteration_ok" => format!("step {} iteration {} ok", n(e, "step"), n(e, "iteration")),
         "iteration_failed" => {
             format!(
@@ -106,6 +131,22 @@ mod tests {
                 Some("[account 3] browser creation lock released"),
             ),
             (json!({"event": "memory_sample"}), None),
+            (
+                json!({"event": "admission_wait", "account": 2, "reason": "pacing"}),
+                None,
+            ),
+            (
+                json!({"event": "admission_wait", "account": 2, "reason": "cap", "seats": 1}),
+                Some("[account 2] waiting for a slot: 1 account(s) running (--max-concurrent)"),
+            ),
+            (
+                json!({"event": "admitted", "account": 2, "reason": "memory", "waited_ms": 1500}),
+                Some("[account 2] browser creation admitted after 1.5 s (memory)"),
+            ),
+            (
+                json!({"event": "admitted", "account": 2, "reason": null, "waited_ms": 0}),
+                None,
+            ),
         ] {
             assert_eq!(line(&event).as_deref(), expected);
         }

@@ -3,8 +3,6 @@
 //! - [`Browser::launch`] starts a private ChromeDriver and, through it, a Chromium on
 //!   a given profile directory, then *verifies* that the DevTools port it reports is
 //!   answered by the Chrome that owns that profile before handing the browser out.
-//! - [`CreationLock`] serializes creations with an interval inside the lock (the old
-//!   tool's Phase 1), when the caller wants that.
 //! - [`Registry`] records every live browser of this process on disk so that the next
 //!   process can reap what a killed one left ([`Registry::reap`]).
 //! - [`classify`] turns a WebDriver error into a [`FailureKind`]: is the browser gone,
@@ -31,7 +29,6 @@
 
 mod binaries;
 mod browser;
-mod creation_lock;
 mod driver;
 mod error;
 mod failure;
@@ -40,10 +37,9 @@ mod registry;
 
 pub use binaries::{Binaries, Versions};
 pub use browser::{Browser, BrowserInfo, LaunchSpec};
-pub use creation_lock::{CreationGuard, CreationLock};
 pub use error::LaunchError;
 pub use failure::{FailureKind, classify};
-pub use proc::{process_alive, tree_pss_bytes};
+pub use proc::{process_alive, tree_pss_bytes, trees_pss_bytes};
 pub use registry::{ReapReport, Registry, runtime_dir};
 
 /// Re-exported so users of [`Browser::driver`] need no direct thirtyfour dependency.

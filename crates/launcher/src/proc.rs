@@ -61,23 +61,41 @@ pub(crate) fn cmdline(pid: u32) -> Option<String> {
 /// Proportional set size of `root` and all its descendants, in bytes. Processes that
 /// vanish while reading are skipped; `None` if `root` itself cannot be read.
 pub fn tree_pss_bytes(root: u32) -> Option<u64> {
+    trees_pss_bytes(&[root]).pop().flatten()
+}
+
+/// [`tree_pss_bytes`] for many roots from one scan of `/proc`: the process table is
+/// read once and a parent → children map built once, so sampling N browsers costs one
+/// scan plus their own processes' `smaps_rollup`, not N scans (which competed with
+/// launches at 50+ browsers).
+pub fn trees_pss_bytes(roots: &[u32]) -> Vec<Option<u64>> {
     let procs = all_processes();
-    let mut tree = vec![root];
-    let mut i = 0;
-    while i < tree.len() {
-        let parent = tree[i];
-        tree.extend(procs.iter().filter(|p| p.ppid == parent).map(|p| p.pid));
-        i += 1;
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    for p in &procs {
+        children.entry(p.ppid).or_default().push(p.pid);
     }
-    let mut total = 0;
-    for (n, pid) in tree.iter().enumerate() {
-        match pss_of(*pid) {
-            Some(b) => total += b,
-            None if n == 0 => return None,
-            None => {}
-        }
-    }
-    Some(total)
+    roots
+        .iter()
+        .map(|&root| {
+            let mut tree = vec![root];
+            let mut i = 0;
+            while i < tree.len() {
+                if let Some(kids) = children.get(&tree[i]) {
+                    tree.extend_from_slice(kids);
+                }
+                i += 1;
+            }
+            let mut total = 0;
+            for (n, pid) in tree.iter().enumerate() {
+                match pss_of(*pid) {
+                    Some(b) => total += b,
+                    None if n == 0 => return None,
+                    None => {}
+                }
+            }
+            Some(total)
+        })
+        .collect()
 }
 
 fn pss_of(pid: u32) -> Option<u64> {

@@ -71,7 +71,8 @@ pub type Dur = Duration;
 pub enum LaunchInterval {
     /// A fixed delay before each browser creation, inside the creation lock.
     Fixed(Duration),
-    /// Adaptive pacing (reserved: treated as the Phase 1 default until built).
+    /// Adaptive pacing (the default): as many creations at once as the machine
+    /// keeps up with, learned from launch latency and CPU pressure.
     Auto,
 }
 
@@ -270,6 +271,8 @@ pub struct Settings {
     pub ports: PortSettings,
     /// `[resources]`.
     pub resources: ResourceSettings,
+    /// `[pool]`.
+    pub pool: PoolSettings,
     /// `[retry]`.
     pub retry: RetrySettings,
     /// `[timeouts]`.
@@ -326,6 +329,16 @@ pub struct ResourceSettings {
     pub min_available_memory: u64,
     /// `sample_interval` (default `2s`).
     pub sample_interval: Duration,
+}
+
+/// `[pool]`: when an account's browser is retired and replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// `retire_after = N` iterations (default: never).
+    pub retire_after: Option<u32>,
+    /// `max_browser_memory = "2GiB"` (default 2 GiB; `0` turns it off): a browser whose
+    /// PSS has grown past it is replaced after its current iteration.
+    pub max_browser_memory: Option<u64>,
 }
 
 /// `[retry]`.

@@ -17,8 +17,8 @@ use super::doc::{Doc, entries};
 use super::error::read_text;
 use super::units::{parse_duration, parse_launch_interval, parse_size};
 use super::{
-    BrowserSettings, ConfigError, LaunchInterval, LaunchSettings, PortSettings, ProfileSettings,
-    ResourceSettings, RetrySettings, Settings, TimeoutSettings,
+    BrowserSettings, ConfigError, LaunchInterval, LaunchSettings, PoolSettings, PortSettings,
+    ProfileSettings, ResourceSettings, RetrySettings, Settings, TimeoutSettings,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -29,6 +29,7 @@ const TOP_KEYS: &[&str] = &[
     "profiles",
     "ports",
     "resources",
+    "pool",
     "retry",
     "timeouts",
 ];
@@ -55,7 +56,7 @@ impl Settings {
             },
             launch: LaunchSettings {
                 lock: true,
-                interval: LaunchInterval::Fixed(Duration::from_millis(2500)),
+                interval: LaunchInterval::Auto,
                 max_concurrent: None,
             },
             profiles: ProfileSettings {
@@ -66,6 +67,10 @@ impl Settings {
             resources: ResourceSettings {
                 min_available_memory: 1 << 30,
                 sample_interval: Duration::from_secs(2),
+            },
+            pool: PoolSettings {
+                retire_after: None,
+                max_browser_memory: Some(2 << 30),
             },
             retry: RetrySettings {
                 retries: 2,
@@ -113,6 +118,7 @@ fn parse_settings(path: &Path, text: &str) -> Result<Settings, ConfigError> {
             "profiles" => profiles(&doc, &base, section()?, &mut s.profiles)?,
             "ports" => ports(&doc, section()?, &mut s.ports)?,
             "resources" => resources(&doc, section()?, &mut s.resources)?,
+            "pool" => pool(&doc, section()?, &mut s.pool)?,
             "retry" => retry(&doc, section()?, &mut s.retry)?,
             "timeouts" => timeouts(&doc, section()?, &mut s.timeouts)?,
             _ => return Err(doc.unknown_key(key, "", TOP_KEYS)),
@@ -245,24 +251,44 @@ fn resources(doc: &Doc<'_>, t: &DeTable<'_>, r: &mut ResourceSettings) -> Result
     const KEYS: &[&str] = &["min_available_memory", "sample_interval"];
     each(t, "resources", |key, field, v| {
         match key.get_ref().as_ref() {
-            "min_available_memory" => {
-                let expected = "a size like \"1GiB\" or \"512MiB\", or a number of bytes";
-                r.min_available_memory = match v.get_ref() {
-                    DeValue::Integer(_) => {
-                        let n = doc.integer(v, field, 0, i128::from(u64::MAX), expected)?;
-                        u64::try_from(n).expect("range checked")
-                    }
-                    _ => {
-                        let s = doc.string(v, field, expected)?;
-                        parse_size(s)
-                            .map_err(|m| doc.err(v.span(), field, format!("{s:?}: {m}")))?
-                    }
-                };
-            }
+            "min_available_memory" => r.min_available_memory = size(doc, v, field)?,
             "sample_interval" => r.sample_interval = positive_duration(doc, v, field)?,
             _ => return Err(doc.unknown_key(key, "resources", KEYS)),
         }
         Ok(())
+    })
+}
+
+fn pool(doc: &Doc<'_>, t: &DeTable<'_>, p: &mut PoolSettings) -> Result<(), ConfigError> {
+    const KEYS: &[&str] = &["retire_after", "max_browser_memory"];
+    each(t, "pool", |key, field, v| {
+        match key.get_ref().as_ref() {
+            "retire_after" => {
+                let n = doc.integer(v, field, 1, i128::from(u32::MAX), "a positive integer")?;
+                p.retire_after = Some(u32::try_from(n).expect("range checked"));
+            }
+            "max_browser_memory" => {
+                let bytes = size(doc, v, field)?;
+                p.max_browser_memory = (bytes > 0).then_some(bytes);
+            }
+            _ => return Err(doc.unknown_key(key, "pool", KEYS)),
+        }
+        Ok(())
+    })
+}
+
+/// A size: `"512MiB"`, `"1GiB"`, or a number of bytes.
+fn size(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<u64, ConfigError> {
+    let expected = "a size like \"1GiB\" or \"512MiB\", or a number of bytes";
+    Ok(match v.get_ref() {
+        DeValue::Integer(_) => {
+            let n = doc.integer(v, field, 0, i128::from(u64::MAX), expected)?;
+            u64::try_from(n).expect("range checked")
+        }
+        _ => {
+            let s = doc.string(v, field, expected)?;
+            parse_size(s).map_err(|m| doc.err(v.span(), field, format!("{s:?}: {m}")))?
+        }
     })
 }
 
@@ -383,11 +409,15 @@ mod tests {
         assert_eq!(s.profiles.root, root.join("profiles"));
         assert_eq!(s.browser.window_size, (1280, 800));
         assert!(!s.browser.headed && s.launch.lock && !s.profiles.ephemeral);
-        assert_eq!(
-            s.launch.interval,
-            LaunchInterval::Fixed(Duration::from_millis(2500))
-        );
+        assert_eq!(s.launch.interval, LaunchInterval::Auto);
         assert_eq!(s.launch.max_concurrent, None);
+        assert_eq!(
+            s.pool,
+            PoolSettings {
+                retire_after: None,
+                max_browser_memory: Some(2 << 30)
+            }
+        );
         assert_eq!(s.ports.range, None);
         assert_eq!(s.resources.min_available_memory, 1 << 30);
         assert_eq!(s.resources.sample_interval, Duration::from_secs(2));
@@ -442,6 +472,10 @@ range = "20000-40000"
 min_available_memory = "512MiB"
 sample_interval = "500ms"
 
+[pool]
+retire_after = 20
+max_browser_memory = "0"
+
 [retry]
 retries = 0
 backoff = "0"
@@ -481,6 +515,13 @@ launch = "45s"
         assert_eq!(s.ports.range, Some((20000, 40000)));
         assert_eq!(s.resources.min_available_memory, 512 << 20);
         assert_eq!(s.resources.sample_interval, Duration::from_millis(500));
+        assert_eq!(
+            s.pool,
+            PoolSettings {
+                retire_after: Some(20),
+                max_browser_memory: None
+            }
+        );
         assert_eq!((s.retry.retries, s.retry.backoff), (0, Duration::ZERO));
         assert_eq!(s.timeouts.webdriver, Duration::from_secs(60));
 
@@ -541,6 +582,21 @@ launch = "45s"
             "[launch]\nmax_concurrent = 0\n",
             Some(2),
             "launch.max_concurrent: 0 is out of range (expected a positive integer)",
+        );
+        check(
+            "[pool]\nretire_after = 0\n",
+            Some(2),
+            "pool.retire_after: 0 is out of range (expected a positive integer)",
+        );
+        check(
+            "[pool]\nmax_browser_memory = \"lots\"\n",
+            Some(2),
+            "pool.max_browser_memory: \"lots\"",
+        );
+        check(
+            "[pool]\nidle = 1\n",
+            Some(2),
+            "pool: unknown key \"idle\" (expected one of: retire_after, max_browser_memory)",
         );
         check(
             "[ports]\nrange = \"40000-20000\"\n",

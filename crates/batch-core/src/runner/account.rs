@@ -1,6 +1,6 @@
-//! One account's journey: get a browser, run each step's `before`, its iterations
-//! (each retried on failure, with a fresh browser when the old one is gone), its
-//! `after`, and report.
+//! One account's journey: check a browser out of its pool, run each step's `before`,
+//! its iterations (each retried on failure, with a fresh browser when the old one is
+//! gone), its `after`, and report.
 //!
 //! Recovery policy, in one place: every failed attempt is retried up to `retries`
 //! times with exponential backoff; a failure whose kind needs a new browser (browser
@@ -12,39 +12,45 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use launcher::{Browser, FailureKind, LaunchSpec};
 use serde_json::Value;
 use tracing::Instrument;
 
 use super::Ctx;
 use super::actions::{ActionEnv, Failure, run_actions, save_png, screenshot_path};
+use super::pool::Pool;
 use crate::config::{Account, Action, Step, Vars};
 use crate::journal::Event;
 use crate::report::AccountReport;
 
-/// A live browser and, for ephemeral profiles, the profile it owns.
-struct Session {
-    // Field order matters: the browser must be gone before its profile is released.
-    browser: Browser,
-    _ephemeral: Option<profiles::Profile>,
-}
-
 struct AccountRun {
     ctx: Arc<Ctx>,
-    account: Account,
+    account: Arc<Account>,
+    // Field order matters: the pool's browsers must be gone before the profile lock
+    // is released.
+    pool: Pool,
     profile: Option<profiles::Profile>,
-    session: Option<Session>,
     report: AccountReport,
     values: BTreeMap<String, Value>,
+    /// Iterations of the whole run for this account (steps × quantity).
+    total: u64,
 }
 
 pub(crate) async fn run_account(
     ctx: Arc<Ctx>,
     account: Account,
+    order: usize,
     profile: Option<profiles::Profile>,
 ) -> AccountReport {
     let id = account.id;
     let span = tracing::info_span!("account", account = id);
+    let account = Arc::new(account);
+    let total = ctx.plan.mode.steps().len() as u64 * u64::from(ctx.plan.quantity);
+    let pool = Pool::new(
+        Arc::clone(&ctx),
+        Arc::clone(&account),
+        order,
+        profile.as_ref().map(|p| p.path().to_path_buf()),
+    );
     let mut run = AccountRun {
         report: AccountReport {
             id,
@@ -53,9 +59,10 @@ pub(crate) async fn run_account(
         },
         ctx,
         account,
+        pool,
         profile,
-        session: None,
         values: BTreeMap::new(),
+        total,
     };
     let cancel = run.ctx.cancel.clone();
     let interrupted = tokio::select! {
@@ -63,15 +70,8 @@ pub(crate) async fn run_account(
         _ = cancel.cancelled() => true,
         _ = run.all_steps().instrument(span) => false,
     };
-    if let Some(s) = run.session.take() {
-        run.ctx.memory.untrack(id);
-        if interrupted {
-            // Ctrl-C: no time for a graceful quit, but nothing may outlive us.
-            drop(s);
-        } else {
-            s.browser.close().await;
-        }
-    }
+    run.pool.close(interrupted).await;
+    run.report.browser_launches = run.pool.launches;
     drop(run.profile.take());
     let mut report = run.report;
     report.values = run.values;
@@ -94,6 +94,12 @@ pub(crate) async fn run_account(
 }
 
 impl AccountRun {
+    /// Iterations still to run (the scheduler admits accounts with more first).
+    fn remaining(&self) -> u64 {
+        self.total
+            .saturating_sub(self.report.iterations_ok + self.report.iterations_failed)
+    }
+
     fn step(&self, id: u32) -> Step {
         self.ctx
             .plan
@@ -147,6 +153,13 @@ impl AccountRun {
                                 .with("iteration", iteration)
                                 .with("attempt", attempt + 1),
                         );
+                        let remaining = self.remaining();
+                        let had = self.pool.browser().is_some();
+                        self.pool.checkin(remaining).await;
+                        if had && self.pool.browser().is_none() {
+                            // Retired: the next browser runs `before` again.
+                            before_done = false;
+                        }
                         break;
                     }
                     Err(f) => f,
@@ -154,12 +167,9 @@ impl AccountRun {
                 self.failure_screenshot(step.id, iteration, attempt + 1)
                     .await;
                 let needs_new = failure.kind.needs_new_browser()
-                    || self
-                        .session
-                        .as_ref()
-                        .is_some_and(|s| s.browser.health().is_some());
+                    || self.pool.browser().is_some_and(|b| b.health().is_some());
                 if needs_new {
-                    self.drop_browser(&failure).await;
+                    self.pool.discard(&failure).await;
                     before_done = false;
                 }
                 if attempt < self.ctx.plan.retries {
@@ -188,7 +198,7 @@ impl AccountRun {
             }
         }
         if !step.after.is_empty()
-            && self.session.is_some()
+            && self.pool.browser().is_some()
             && let Err(f) = self.actions(step, 0, &step.after).await
         {
             self.report.status = "failed".into();
@@ -224,8 +234,7 @@ impl AccountRun {
         iteration: u32,
         before_done: &mut bool,
     ) -> Result<(), Failure> {
-        if self.session.is_none() {
-            self.launch().await?;
+        if self.pool.checkout(self.remaining()).await? {
             *before_done = false;
         }
         if !*before_done {
@@ -248,12 +257,12 @@ impl AccountRun {
         actions: &[Action],
     ) -> Result<(), Failure> {
         let ctx = Arc::clone(&self.ctx);
-        let session = self.session.as_ref().expect("a browser is live here");
+        let browser = self.pool.browser().expect("a browser is checked out here");
         let project = &ctx.plan.project;
         let workflow_file = project.workflow.path.display().to_string();
         let mut env = ActionEnv {
-            driver: session.browser.driver(),
-            info: session.browser.info(),
+            driver: browser.driver(),
+            info: browser.info(),
             vars: Vars {
                 base_url: &project.workflow.base_url,
                 account: &self.account,
@@ -269,125 +278,17 @@ impl AccountRun {
         run_actions(actions, &mut env).await
     }
 
-    /// Through the creation lock and the memory gate, start a browser.
-    async fn launch(&mut self) -> Result<(), Failure> {
-        let ctx = Arc::clone(&self.ctx);
-        let id = self.account.id;
-        let guard = ctx.lock.acquire().await;
-        if ctx.lock.is_enabled() {
-            ctx.journal
-                .emit(Event::new("launch_lock_acquired").account(id));
-        }
-        guard.pace().await;
-        ctx.memory.wait_for_room(&ctx.journal, id).await;
-        let result = self.create_browser().await;
-        // Journal the release while still holding the lock: otherwise the next holder's
-        // `launch_lock_acquired` can be written before our `launch_lock_released`.
-        if ctx.lock.is_enabled() {
-            ctx.journal
-                .emit(Event::new("launch_lock_released").account(id));
-        }
-        drop(guard);
-        result
-    }
-
-    /// Start the browser (inside the lock, if any) and journal the outcome.
-    async fn create_browser(&mut self) -> Result<(), Failure> {
-        let ctx = Arc::clone(&self.ctx);
-        let id = self.account.id;
-        let settings = &ctx.plan.project.settings;
-        let ephemeral = match &self.profile {
-            Some(_) => None,
-            None => Some(
-                profiles::ephemeral(&ctx.ephemeral_parent)
-                    .map_err(|e| Failure::new(FailureKind::Launch, e.to_string()))?,
-            ),
-        };
-        let profile_dir = self
-            .profile
-            .as_ref()
-            .or(ephemeral.as_ref())
-            .expect("one of them")
-            .path()
-            .to_path_buf();
-        let mut spec = LaunchSpec::new(ctx.binaries.clone(), &profile_dir);
-        spec.headless = !ctx.plan.headed;
-        spec.args = settings.browser.args.clone();
-        spec.window_size = settings.browser.window_size;
-        spec.proxy = self
-            .account
-            .fields
-            .get("proxy")
-            .map(|v| v.value.clone())
-            .filter(|p| !p.is_empty());
-        spec.ports = ctx.ports.clone();
-        spec.request_timeout = settings.timeouts.webdriver;
-        spec.launch_timeout = settings.timeouts.launch;
-        spec.registry = Some(Arc::clone(&ctx.registry));
-        let launched = Browser::launch(&spec).await;
-        self.report.browser_launches += 1;
-        match launched {
-            Ok(browser) => {
-                let info = browser.info();
-                ctx.journal.emit(
-                    Event::new("browser_created")
-                        .account(id)
-                        .with("pid", info.pid)
-                        .with("port", info.devtools_port)
-                        .with("driver_port", info.driver_port)
-                        .with("driver_pid", info.driver_pid)
-                        .with("session_id", info.session_id.as_str())
-                        .with("profile", info.profile.display().to_string())
-                        .with("launch_ms", info.launch_time.as_millis() as u64),
-                );
-                ctx.memory.track(id, info.driver_pid);
-                self.session = Some(Session {
-                    browser,
-                    _ephemeral: ephemeral,
-                });
-                Ok(())
-            }
-            Err(e) => {
-                let message = crate::config::redact(&e.to_string(), &self.account);
-                ctx.journal.emit(
-                    Event::new("launch_failed")
-                        .account(id)
-                        .with("error", message.as_str()),
-                );
-                Err(Failure::new(FailureKind::Launch, message))
-            }
-        }
-    }
-
-    /// The browser is gone or untrustworthy: journal it and tear it down completely.
-    async fn drop_browser(&mut self, failure: &Failure) {
-        let Some(session) = self.session.take() else {
-            return;
-        };
-        self.ctx.memory.untrack(self.account.id);
-        let info = session.browser.info().clone();
-        let observed = session.browser.health();
-        self.ctx.journal.emit(
-            Event::new("browser_crashed")
-                .account(self.account.id)
-                .with("pid", info.pid)
-                .with("kind", observed.unwrap_or(failure.kind).as_str())
-                .with("error", failure.message.as_str()),
-        );
-        session.browser.kill().await;
-    }
-
     /// A screenshot at each failure, if the page can still give one.
     async fn failure_screenshot(&self, step: u32, iteration: u32, attempt: u32) {
-        let Some(session) = &self.session else { return };
-        if session.browser.health().is_some() {
+        let Some(browser) = self.pool.browser() else {
+            return;
+        };
+        if browser.health().is_some() {
             return;
         }
-        let shot = tokio::time::timeout(
-            Duration::from_secs(5),
-            session.browser.driver().screenshot_as_png(),
-        )
-        .await;
+        let shot =
+            tokio::time::timeout(Duration::from_secs(5), browser.driver().screenshot_as_png())
+                .await;
         if let Ok(Ok(png)) = shot {
             let name = format!("failure-step{step}-iteration{iteration}-attempt{attempt}");
             let path = screenshot_path(&self.ctx.run_dir, self.account.id, &name);

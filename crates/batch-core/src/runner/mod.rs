@@ -1,25 +1,30 @@
 //! Running a [`Plan`]: the run directory, the journal, one task per account, the
-//! report. This module owns all concurrency policy: accounts one after another or all
-//! at once (with an optional cap), creations through the creation lock and the memory
-//! gate, and shutdown on cancellation.
+//! report. This module owns all concurrency policy, and one place decides it: the
+//! [`scheduler`] admits every browser creation (the cap — sequential mode is a cap of
+//! one —, the creation lock or adaptive [`pacer`], memory and CPU), each account
+//! checks its browsers out of its own [`pool`], and cancellation shuts everything down.
 //!
 //! One account's failure is a value ([`AccountReport`] with its status), never an
 //! abort: the batch always goes on and always writes its report.
 
 mod account;
 mod actions;
+pub(crate) mod pacer;
+mod pool;
+pub(crate) mod scheduler;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use launcher::{Binaries, CreationLock, Registry};
+use launcher::{Binaries, Registry};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Account, ConfigError};
+use crate::config::{Account, ConfigError, LaunchInterval};
 use crate::journal::{Event, Journal, Observer, now_rfc3339};
 use crate::report::{AccountReport, Report};
-use crate::resources::Memory;
+use crate::resources::{CpuPressure, Memory};
 use crate::{Plan, exit};
+use scheduler::{Pacing, Policy, Probe, Readings, Scheduler};
 
 /// How a run ended.
 #[derive(Debug)]
@@ -38,7 +43,8 @@ pub enum RunError {
     /// Bad input (exit 2).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// An account's profile is locked by another process (exit 2).
+    /// An account's profile is locked by another process (exit 2); any other trouble
+    /// taking it (e.g. out of file descriptors) is [`RunError::Profiles`].
     #[error("account {account}: {source}")]
     ProfileInUse {
         /// The account.
@@ -78,7 +84,7 @@ impl RunError {
 pub(crate) struct Ctx {
     pub(crate) plan: Plan,
     pub(crate) journal: Journal,
-    pub(crate) lock: CreationLock,
+    pub(crate) scheduler: Scheduler,
     pub(crate) memory: Memory,
     pub(crate) binaries: Binaries,
     pub(crate) registry: Arc<Registry>,
@@ -156,9 +162,13 @@ pub async fn run(
         for a in &accounts {
             let p = store
                 .acquire(&a.id.to_string())
-                .map_err(|source| RunError::ProfileInUse {
-                    account: a.id,
-                    source,
+                .map_err(|source| match source {
+                    profiles::ProfileError::InUse { .. }
+                    | profiles::ProfileError::LiveChrome { .. } => RunError::ProfileInUse {
+                        account: a.id,
+                        source,
+                    },
+                    other => RunError::Profiles(other),
                 })?;
             held.push(Some(p));
         }
@@ -191,8 +201,18 @@ pub async fn run(
             .with("max_concurrent", plan.max_concurrent)
             .with("launch_lock", plan.launch_lock)
             .with(
+                "launch_interval",
+                match plan.launch_interval {
+                    LaunchInterval::Auto => "auto".to_string(),
+                    LaunchInterval::Fixed(d) => format!("{}ms", d.as_millis()),
+                },
+            )
+            .with(
                 "launch_interval_ms",
-                plan.launch_interval.as_millis() as u64,
+                match plan.launch_interval {
+                    LaunchInterval::Auto => None,
+                    LaunchInterval::Fixed(d) => Some(d.as_millis() as u64),
+                },
             )
             .with("retries", plan.retries)
             .with("argv", plan.argv.clone()),
@@ -209,8 +229,33 @@ pub async fn run(
     let memory = Memory::new(settings.resources.min_available_memory);
     memory.set_control_file(run_dir.join("min_available_memory"));
     let sampler = memory.spawn_sampler(journal.clone(), settings.resources.sample_interval);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let policy = Policy {
+        // Sequential mode is the same scheduler with room for one account.
+        cap: if plan.concurrent {
+            plan.max_concurrent
+        } else {
+            Some(1)
+        },
+        pacing: match plan.launch_interval {
+            LaunchInterval::Fixed(interval) => Pacing::Fixed {
+                interval,
+                locked: plan.launch_lock,
+            },
+            LaunchInterval::Auto => Pacing::Auto {
+                locked: plan.launch_lock,
+            },
+        },
+        cores,
+        // A third of the launch timeout: shrink well before launches time out.
+        latency_budget: settings.timeouts.launch / 3,
+    };
+    let probe = Arc::new(MachineProbe {
+        memory: memory.clone(),
+        cpu: CpuPressure::new(cores),
+    });
     let ctx = Arc::new(Ctx {
-        lock: CreationLock::new(plan.launch_lock, plan.launch_interval),
+        scheduler: Scheduler::new(policy, probe, journal.clone()),
         plan,
         journal: journal.clone(),
         memory: memory.clone(),
@@ -237,6 +282,15 @@ pub async fn run(
     };
     for a in &mut report.accounts {
         a.peak_browser_pss_bytes = memory.peak_of(a.id);
+        a.browsers = memory
+            .browser_peaks()
+            .into_iter()
+            .filter(|((account, _), _)| *account == a.id)
+            .map(|((_, launch), peak)| crate::report::BrowserReport {
+                launch,
+                peak_pss_bytes: peak,
+            })
+            .collect();
     }
     report.sum_totals();
     let all_ok = report.accounts.iter().all(|a| a.status == "ok");
@@ -254,7 +308,8 @@ pub async fn run(
             .with("iterations_ok", report.totals.iterations_ok)
             .with("iterations_failed", report.totals.iterations_failed)
             .with("browser_launches", report.totals.browser_launches)
-            .with("retries", report.totals.retries),
+            .with("retries", report.totals.retries)
+            .with("runner_peak_rss_bytes", own_peak_rss()),
     );
     journal.sync();
     let report_path = run_dir.join("report.json");
@@ -272,29 +327,46 @@ pub async fn run(
     })
 }
 
-/// One after another, or all at once (up to `max_concurrent`). Results in plan order.
+/// The machine, as the scheduler reads it.
+struct MachineProbe {
+    memory: Memory,
+    cpu: CpuPressure,
+}
+
+impl Probe for MachineProbe {
+    fn read(&self) -> Readings {
+        Readings {
+            available: crate::resources::available_memory(),
+            threshold: self.memory.threshold(),
+            browser_cost: self.memory.browser_cost(),
+            pressure: self.cpu.read(),
+        }
+    }
+}
+
+/// This process's own peak resident set (`VmHWM`), for the benchmarks' memory column.
+fn own_peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Every account as its own task — in every mode, so a panic is always that account's
+/// failure; the scheduler decides who runs when (sequential mode: one at a time, in
+/// plan order). Results in plan order.
 async fn run_accounts(
     ctx: &Arc<Ctx>,
     accounts: Vec<Account>,
     held: Vec<Option<profiles::Profile>>,
 ) -> Vec<AccountReport> {
     let ids: Vec<u64> = accounts.iter().map(|a| a.id).collect();
-    if !ctx.plan.concurrent {
-        let mut out = Vec::new();
-        for (account, profile) in accounts.into_iter().zip(held) {
-            out.push(account::run_account(Arc::clone(ctx), account, profile).await);
-        }
-        return out;
-    }
-    let cap = ctx.plan.max_concurrent.unwrap_or(ids.len()).max(1);
-    let permits = Arc::new(tokio::sync::Semaphore::new(cap));
     let mut handles = Vec::new();
-    for (account, profile) in accounts.into_iter().zip(held) {
-        let (ctx, permits) = (Arc::clone(ctx), Arc::clone(&permits));
-        handles.push(tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("never closed");
-            account::run_account(ctx, account, profile).await
-        }));
+    for (order, (account, profile)) in accounts.into_iter().zip(held).enumerate() {
+        let ctx = Arc::clone(ctx);
+        handles.push(tokio::spawn(account::run_account(
+            ctx, account, order, profile,
+        )));
     }
     let mut out = Vec::new();
     for (id, h) in ids.into_iter().zip(handles) {

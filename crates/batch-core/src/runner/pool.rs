@@ -1,0 +1,348 @@
+//! An account's browsers: checked out for each iteration, checked back in, reused for
+//! as long as they are healthy — across iterations, steps and retries — and retired
+//! when they have served `[pool] retire_after` iterations or their memory has grown
+//! past `[pool] max_browser_memory` (memory creep is the most-reported problem of
+//! long-lived browser pools, puppeteer-cluster's issue #84).
+//!
+//! Every creation goes through the scheduler (`admit`), so a pool never decides when
+//! a browser may start. When a count-based retirement is one iteration away and the
+//! profile is ephemeral, the successor is launched ahead, while the old browser
+//! serves its last iteration, so the swap costs no launch time. With a persistent
+//! profile that is impossible — Chromium refuses a profile another Chromium holds —
+//! so the successor starts right after the old browser has closed.
+//!
+//! Pools are per account on purpose: a browser carries its account's profile and
+//! logins, so it is never handed to another account.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use launcher::{Browser, FailureKind, LaunchSpec};
+
+use super::Ctx;
+use super::actions::Failure;
+use super::scheduler::{Request, Seat};
+use crate::config::Account;
+use crate::journal::Event;
+
+/// A live browser, its bookkeeping, and for ephemeral profiles the profile it owns.
+pub(crate) struct Session {
+    // Field order matters: the browser must be gone before its profile is released.
+    pub(crate) browser: Browser,
+    _ephemeral: Option<profiles::Profile>,
+    /// Launch number within the account (1, 2, …): the memory sampler's key.
+    pub(crate) serial: u32,
+    /// Iterations it has served.
+    pub(crate) iterations: u32,
+}
+
+type Ahead = tokio::task::JoinHandle<(Result<Session, Failure>, u32)>;
+
+/// One account's pool; see the module docs.
+pub(crate) struct Pool {
+    ctx: Arc<Ctx>,
+    account: Arc<Account>,
+    order: usize,
+    /// The persistent profile's directory (`None`: ephemeral profiles).
+    profile_dir: Option<std::path::PathBuf>,
+    current: Option<Session>,
+    ahead: Option<Ahead>,
+    seat: Option<Seat>,
+    serial: u32,
+    /// Browsers started (for the report), launched-ahead ones included.
+    pub(crate) launches: u64,
+}
+
+impl Pool {
+    pub(crate) fn new(
+        ctx: Arc<Ctx>,
+        account: Arc<Account>,
+        order: usize,
+        profile_dir: Option<std::path::PathBuf>,
+    ) -> Pool {
+        Pool {
+            ctx,
+            account,
+            order,
+            profile_dir,
+            current: None,
+            ahead: None,
+            seat: None,
+            serial: 0,
+            launches: 0,
+        }
+    }
+
+    /// The browser checked out now, if any.
+    pub(crate) fn browser(&self) -> Option<&Browser> {
+        self.current.as_ref().map(|s| &s.browser)
+    }
+
+    /// Make sure a browser is checked out. `Ok(true)`: a fresh one (run `before`).
+    pub(crate) async fn checkout(&mut self, remaining: u64) -> Result<bool, Failure> {
+        if self.current.is_some() {
+            return Ok(false);
+        }
+        if let Some(ahead) = self.ahead.take() {
+            match ahead.await {
+                Ok((Ok(session), _)) => {
+                    self.current = Some(session);
+                    return Ok(true);
+                }
+                // A failed ahead-launch is an ordinary launch failure of the next
+                // attempt: the retry loop decides what happens.
+                Ok((Err(f), _)) => return Err(f),
+                Err(_) => {}
+            }
+        }
+        self.serial += 1;
+        self.launches += 1;
+        let (result, seat) = launch(
+            Arc::clone(&self.ctx),
+            Arc::clone(&self.account),
+            self.request(remaining),
+            self.profile_dir.clone(),
+            self.serial,
+        )
+        .await;
+        if let Some(seat) = seat {
+            self.seat = Some(seat);
+        }
+        self.current = Some(result?);
+        Ok(true)
+    }
+
+    fn request(&self, remaining: u64) -> Request {
+        Request {
+            account: self.account.id,
+            remaining,
+            order: self.order,
+            seated: self.seat.is_some(),
+        }
+    }
+
+    /// An iteration is over and the browser is healthy: count it, and retire the
+    /// browser if it is due (launching its successor ahead when that is possible).
+    pub(crate) async fn checkin(&mut self, remaining: u64) {
+        let Some(session) = self.current.as_mut() else {
+            return;
+        };
+        session.iterations += 1;
+        let pool = &self.ctx.plan.project.settings.pool;
+        let key = (self.account.id, session.serial);
+        let served = session.iterations;
+        let pss = self.ctx.memory.latest_of(key);
+        let reason = if pool.retire_after.is_some_and(|n| served >= n) {
+            Some("iterations")
+        } else if pool
+            .max_browser_memory
+            .is_some_and(|max| pss.is_some_and(|b| b > max))
+        {
+            Some("memory")
+        } else {
+            None
+        };
+        if remaining == 0 {
+            // Nothing left for a successor to do: the browser closes at the end anyway.
+            return;
+        }
+        if let Some(reason) = reason {
+            let session = self.current.take().expect("checked above");
+            self.ctx.memory.untrack(key);
+            self.ctx.journal.emit(
+                Event::new("browser_retired")
+                    .account(self.account.id)
+                    .with("pid", session.browser.info().pid)
+                    .with("reason", reason)
+                    .with("iterations", served)
+                    .with("pss_bytes", pss),
+            );
+            session.browser.close().await;
+            return;
+        }
+        let due_next = pool.retire_after.is_some_and(|n| served + 1 >= n);
+        if due_next && self.profile_dir.is_none() && self.ahead.is_none() && remaining > 1 {
+            self.launch_ahead(remaining - 1);
+        }
+    }
+
+    fn launch_ahead(&mut self, remaining: u64) {
+        self.serial += 1;
+        self.launches += 1;
+        let (ctx, account, serial) = (
+            Arc::clone(&self.ctx),
+            Arc::clone(&self.account),
+            self.serial,
+        );
+        let req = self.request(remaining);
+        self.ctx.journal.emit(
+            Event::new("launch_ahead")
+                .account(account.id)
+                .with("launch", serial),
+        );
+        // Spawned (not spawn_blocking): the driver's PDEATHSIG is tied to the thread
+        // that spawns it, and runtime workers live as long as the run.
+        self.ahead = Some(tokio::spawn(async move {
+            let (r, _seat) = launch(ctx, account, req, None, serial).await;
+            (r, serial)
+        }));
+    }
+
+    /// The browser is gone or untrustworthy: journal it and tear it down completely.
+    pub(crate) async fn discard(&mut self, failure: &Failure) {
+        let Some(session) = self.current.take() else {
+            return;
+        };
+        self.ctx.memory.untrack((self.account.id, session.serial));
+        let info = session.browser.info().clone();
+        let observed = session.browser.health();
+        self.ctx.journal.emit(
+            Event::new("browser_crashed")
+                .account(self.account.id)
+                .with("pid", info.pid)
+                .with("kind", observed.unwrap_or(failure.kind).as_str())
+                .with("error", failure.message.as_str()),
+        );
+        session.browser.kill().await;
+    }
+
+    /// The account is done: close everything (gracefully unless `interrupted`) and
+    /// give the seat back.
+    pub(crate) async fn close(&mut self, interrupted: bool) {
+        if let Some(ahead) = self.ahead.take() {
+            ahead.abort();
+            if let Ok((Ok(session), _)) = ahead.await {
+                self.ctx.memory.untrack((self.account.id, session.serial));
+                session.browser.kill().await;
+            }
+        }
+        if let Some(s) = self.current.take() {
+            self.ctx.memory.untrack((self.account.id, s.serial));
+            if interrupted {
+                // Ctrl-C: no time for a graceful quit, but nothing may outlive us.
+                drop(s);
+            } else {
+                s.browser.close().await;
+            }
+        }
+        self.seat = None;
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // A cancelled account: the ahead-launch must not outlive it. (Its Browser is
+        // killed by its own Drop when the task is cancelled.)
+        if let Some(a) = self.ahead.take() {
+            a.abort();
+        }
+    }
+}
+
+/// Admission, the spec's lock lines, the fixed pause, the launch, the journal.
+/// Returns the seat when this was the account's first admission.
+async fn launch(
+    ctx: Arc<Ctx>,
+    account: Arc<Account>,
+    req: Request,
+    profile_dir: Option<std::path::PathBuf>,
+    serial: u32,
+) -> (Result<Session, Failure>, Option<Seat>) {
+    let id = account.id;
+    let mut admission = ctx.scheduler.admit(req).await;
+    let seat = admission.take_seat();
+    if let Some((_, d)) = admission
+        .waits
+        .iter()
+        .find(|(r, _)| *r == super::scheduler::Reason::Memory)
+    {
+        ctx.memory.add_wait(*d);
+    }
+    let locked = ctx.scheduler.locked();
+    if locked {
+        ctx.journal
+            .emit(Event::new("launch_lock_acquired").account(id));
+    }
+    admission.pace().await;
+    let started = Instant::now();
+    let result = create(&ctx, &account, profile_dir, serial, admission.waited).await;
+    // Journal the release while still admitted: otherwise the next creation's
+    // `launch_lock_acquired` can be written before our `launch_lock_released`.
+    if locked {
+        ctx.journal
+            .emit(Event::new("launch_lock_released").account(id));
+    }
+    admission.finish(started.elapsed(), result.is_ok());
+    (result, seat)
+}
+
+/// Start the browser and journal the outcome.
+async fn create(
+    ctx: &Ctx,
+    account: &Account,
+    profile_dir: Option<std::path::PathBuf>,
+    serial: u32,
+    waited: Duration,
+) -> Result<Session, Failure> {
+    let id = account.id;
+    let settings = &ctx.plan.project.settings;
+    let ephemeral = match &profile_dir {
+        Some(_) => None,
+        None => Some(
+            profiles::ephemeral(&ctx.ephemeral_parent)
+                .map_err(|e| Failure::new(FailureKind::Launch, e.to_string()))?,
+        ),
+    };
+    let dir = match (&profile_dir, &ephemeral) {
+        (Some(d), _) => d.clone(),
+        (None, Some(p)) => p.path().to_path_buf(),
+        (None, None) => unreachable!("one of them"),
+    };
+    let mut spec = LaunchSpec::new(ctx.binaries.clone(), &dir);
+    spec.headless = !ctx.plan.headed;
+    spec.args = settings.browser.args.clone();
+    spec.window_size = settings.browser.window_size;
+    spec.proxy = account
+        .fields
+        .get("proxy")
+        .map(|v| v.value.clone())
+        .filter(|p| !p.is_empty());
+    spec.ports = ctx.ports.clone();
+    spec.request_timeout = settings.timeouts.webdriver;
+    spec.launch_timeout = settings.timeouts.launch;
+    spec.registry = Some(Arc::clone(&ctx.registry));
+    match Browser::launch(&spec).await {
+        Ok(browser) => {
+            let info = browser.info();
+            ctx.journal.emit(
+                Event::new("browser_created")
+                    .account(id)
+                    .with("pid", info.pid)
+                    .with("port", info.devtools_port)
+                    .with("driver_port", info.driver_port)
+                    .with("driver_pid", info.driver_pid)
+                    .with("session_id", info.session_id.as_str())
+                    .with("profile", info.profile.display().to_string())
+                    .with("launch", serial)
+                    .with("launch_ms", info.launch_time.as_millis() as u64)
+                    .with("admission_wait_ms", waited.as_millis() as u64),
+            );
+            ctx.memory.track((id, serial), info.driver_pid);
+            Ok(Session {
+                browser,
+                _ephemeral: ephemeral,
+                serial,
+                iterations: 0,
+            })
+        }
+        Err(e) => {
+            let message = crate::config::redact(&e.to_string(), account);
+            ctx.journal.emit(
+                Event::new("launch_failed")
+                    .account(id)
+                    .with("error", message.as_str()),
+            );
+            Err(Failure::new(FailureKind::Launch, message))
+        }
+    }
+}
