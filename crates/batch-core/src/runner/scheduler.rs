@@ -605,8 +605,16 @@ mod tests {
             cpu_held,
         };
         let plenty = readings(20 * GIB);
+        type Case = (
+            &'static str,
+            Policy,
+            View,
+            Request,
+            Readings,
+            Result<(), Reason>,
+        );
         #[rustfmt::skip]
-        let cases: Vec<(&str, Policy, View, Request, Readings, Result<(), Reason>)> = vec![
+        let cases: Vec<Case> = vec![
             ("nothing in the way", policy(None, auto), view(3, 1, 2, false), new, plenty, Ok(())),
             ("the cap is full", policy(Some(3), auto), view(3, 0, 2, false), new, plenty, Err(Reason::Cap)),
             ("a replacement passes a full cap", policy(Some(3), auto), view(3, 0, 2, false), replacement, plenty, Ok(())),
