@@ -1,63 +1,261 @@
-//! `cargo xtask bench`: launch strategies side by side in one run, printed as ratios
-//! (this machine is noisy: absolute times mean little, ratios measured together do).
+//! `cargo xtask bench`: the launch and pacing configurations side by side in one run,
+//! printed as a table and as ratios (this machine is noisy: absolute times mean
+//! little, ratios measured together do).
 //!
-//! Compared, for N accounts × 1 iteration of the demo workflow:
+//! Two workloads of the demo workflow (login in `before`, add-to-cart iterations),
+//! N accounts × Q iterations: 10 × 5 and 5 × 10. Per workload, each configuration:
+//! - `defaults` — no pacing flags (`--launch-interval auto`, the creation lock on);
 //! - `phase1` — the old tool: creation lock + 2.5 s inside it;
-//! - `lock-0` — creation lock, no pause;
-//! - `no-lock` — creations overlap (`--no-launch-lock --launch-interval 0`);
-//! - `sequential` — accounts one after another.
+//! - `interval-0` — creation lock, no pause (one creation at a time);
+//! - `no-lock` — creations overlap freely (`--no-launch-lock --launch-interval 0`);
+//! - `floor` — N bare Chromium processes at once, until each wrote
+//!   `DevToolsActivePort` (the same switches batch-cli gives Chromium, no WebDriver).
+//!
+//! Per configuration: all browsers ready (run start → last `browser_created`), total
+//! wall time, the runner's own peak RSS (`VmHWM`, from `run_finished`), the browsers'
+//! peak PSS (sampled every second: a lower bound), failed iterations, and whether the
+//! demo app counted exactly N × Q adds. `--rounds R` repeats everything, interleaved,
+//! and reports medians.
 
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
-use crate::scratch::Scratch;
+use crate::scratch::{Outcome, Scratch};
 use crate::util::{build_cli, flag};
+
+const CONFIGS: &[(&str, &[&str])] = &[
+    ("defaults", &["--concurrent"]),
+    ("phase1", &["--concurrent", "--launch-interval", "2.5s"]),
+    ("interval-0", &["--concurrent", "--launch-interval", "0"]),
+    (
+        "no-lock",
+        &["--concurrent", "--no-launch-lock", "--launch-interval", "0"],
+    ),
+];
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    ready: f64,
+    total: f64,
+    rss_mib: f64,
+    pss_mib: f64,
+    failed: u64,
+    exact: bool,
+}
 
 pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     crate::deps::ensure()?;
-    let accounts: u32 = flag(args, "--accounts", 10)?;
-    let scratch = Scratch::new(build_cli(true)?, accounts)?;
-    let variants: &[(&str, &[&str])] = &[
-        ("phase1", &["--concurrent", "--launch-interval", "2.5s"]),
-        ("lock-0", &["--concurrent", "--launch-interval", "0"]),
-        (
-            "no-lock",
-            &["--concurrent", "--no-launch-lock", "--launch-interval", "0"],
-        ),
-        ("sequential", &["--launch-interval", "0"]),
-    ];
-    let mut results = Vec::new();
-    for (name, flags) in variants {
-        let t = Instant::now();
-        let out = scratch.run(flags)?;
-        let secs = t.elapsed().as_secs_f64();
-        if out.code != Some(0) {
-            bail!("{name}: batch-cli failed: {}", out.stderr);
+    let rounds: u32 = flag(args, "--rounds", 1)?;
+    let scratch = Scratch::new(build_cli(true)?, 10)?;
+    let workloads = [(10u32, 5u32), (5, 10)];
+    // results[workload][config] = figures per round; the floor is the last config.
+    let mut results: Vec<Vec<Vec<Figures>>> = vec![vec![Vec::new(); CONFIGS.len() + 1]; 2];
+    for round in 1..=rounds {
+        for (w, &(n, q)) in workloads.iter().enumerate() {
+            for (c, (name, flags)) in CONFIGS.iter().enumerate() {
+                let before = scratch.adds();
+                let t = Instant::now();
+                let out = scratch.run_with(n, q, flags)?;
+                let total = t.elapsed().as_secs_f64();
+                if out.code.is_none() {
+                    bail!("{name}: batch-cli was killed: {}", out.stderr);
+                }
+                let f = figures(&out, total, scratch.adds() - before == u64::from(n * q));
+                eprintln!(
+                    "round {round}, {n}×{q}, {name}: ready {:.1} s, total {:.1} s, exit {:?}",
+                    f.ready, f.total, out.code
+                );
+                results[w][c].push(f);
+            }
+            let ready = floor(n)?;
+            eprintln!("round {round}, {n}×{q}, floor: {ready:.2} s");
+            results[w][CONFIGS.len()].push(Figures {
+                ready,
+                exact: true,
+                ..Figures::default()
+            });
         }
-        let peak = out
+    }
+    for (w, &(n, q)) in workloads.iter().enumerate() {
+        print_table(n, q, rounds, &results[w]);
+    }
+    Ok(())
+}
+
+fn figures(out: &Outcome, total: f64, exact: bool) -> Figures {
+    let ts = |e: &serde_json::Value| {
+        time::OffsetDateTime::parse(
+            e["ts"].as_str().unwrap_or_default(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()
+    };
+    let start = out.events.first().and_then(ts);
+    let ready = out
+        .named("browser_created")
+        .iter()
+        .filter_map(|e| ts(e))
+        .max();
+    let finished = out.named("run_finished");
+    let finished = finished.first();
+    Figures {
+        ready: match (start, ready) {
+            (Some(s), Some(r)) => (r - s).as_seconds_f64(),
+            _ => f64::NAN,
+        },
+        total,
+        rss_mib: finished
+            .and_then(|e| e["runner_peak_rss_bytes"].as_u64())
+            .map_or(f64::NAN, |b| b as f64 / 1048576.0),
+        pss_mib: out
             .named("memory_sample")
             .iter()
             .filter_map(|e| e["browsers_pss_bytes"].as_u64())
             .max()
-            .unwrap_or(0);
-        eprintln!("{name}: {secs:.1} s");
-        results.push((*name, secs, peak));
+            .map_or(0.0, |b| b as f64 / 1048576.0),
+        failed: finished
+            .and_then(|e| e["iterations_failed"].as_u64())
+            .unwrap_or(u64::MAX),
+        exact,
     }
-    let base = results[0].1;
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
+    let med = |c: usize, f: fn(&Figures) -> f64| median(rows[c].iter().map(f).collect());
+    let floor = med(CONFIGS.len(), |f| f.ready);
+    let phase1_total = med(1, |f| f.total);
     println!(
-        "\n{accounts} accounts × 1 iteration, all variants in this one run (speed-up = phase1 time / variant time):"
+        "\n{n} accounts × {q} iterations (medians of {rounds} round(s), all in this one run):"
     );
     println!(
-        "{:<12} {:>8} {:>10} {:>16}",
-        "variant", "seconds", "speed-up", "peak PSS (MiB)"
+        "{:<11} {:>9} {:>9} {:>12} {:>13} {:>10} {:>12} {:>7} {:>6}",
+        "config",
+        "ready s",
+        "total s",
+        "ready/floor",
+        "total/phase1",
+        "RSS MiB",
+        "peak PSS MiB",
+        "failed",
+        "exact"
     );
-    for (name, secs, peak) in &results {
+    for (c, (name, _)) in CONFIGS.iter().enumerate() {
+        let failed: u64 = rows[c].iter().map(|f| f.failed).sum();
+        let exact = rows[c].iter().all(|f| f.exact);
+        let (ready, total) = (med(c, |f| f.ready), med(c, |f| f.total));
         println!(
-            "{name:<12} {secs:>8.1} {:>9.2}× {:>16}",
-            base / secs,
-            peak >> 20
+            "{name:<11} {ready:>9.2} {total:>9.2} {:>11.2}× {:>12.2}× {:>10.1} {:>12.0} {failed:>7} {:>6}",
+            ready / floor,
+            total / phase1_total,
+            med(c, |f| f.rss_mib),
+            med(c, |f| f.pss_mib),
+            if exact { "yes" } else { "NO" },
         );
     }
-    Ok(())
+    println!("{:<11} {floor:>9.2} {:>9} {:>11.2}×", "floor", "—", 1.0);
+}
+
+/// N bare Chromium processes started at once; seconds until every one has written
+/// `DevToolsActivePort` into its fresh profile. Each runs in its own process group,
+/// killed (and its profile removed) before returning.
+fn floor(n: u32) -> anyhow::Result<f64> {
+    let chromium = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .context("no chromium found")?;
+    let root = tempfile::Builder::new()
+        .prefix("batch-bench-floor-")
+        .tempdir()?;
+    let dirs: Vec<PathBuf> = (0..n).map(|i| root.path().join(format!("p{i}"))).collect();
+    let mut group = Group(Vec::new());
+    let t = Instant::now();
+    for d in &dirs {
+        let mut cmd = Command::new(&chromium);
+        cmd.args(floor_switches(d))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        group.0.push(cmd.spawn().context("starting chromium")?);
+    }
+    let deadline = t + Duration::from_secs(60);
+    for d in &dirs {
+        while !std::fs::read_to_string(d.join("DevToolsActivePort"))
+            .is_ok_and(|s| s.lines().nth(1).is_some_and(|l| !l.is_empty()))
+        {
+            if Instant::now() > deadline {
+                bail!(
+                    "chromium did not write {}/DevToolsActivePort in 60 s",
+                    d.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let ready = t.elapsed().as_secs_f64();
+    drop(group);
+    Ok(ready)
+}
+
+/// The switches batch-cli's launcher gives Chromium (crates/launcher/src/browser.rs),
+/// minus WebDriver, plus the kernel-chosen DevTools port.
+fn floor_switches(profile: &Path) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--disable-breakpad",
+        "--window-size=1280,800",
+        "--headless=new",
+        "--remote-debugging-port=0",
+    ]
+    .map(String::from)
+    .to_vec();
+    if is_root() {
+        v.push("--no-sandbox".into());
+    }
+    v.push(format!("--user-data-dir={}", profile.display()));
+    v.push("about:blank".into());
+    v
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Kills each child's whole process group (Chromium's helpers too) and reaps it.
+struct Group(Vec<Child>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            // SIGKILL to the group: `kill -9 -PGID`.
+            let _ = Command::new("kill")
+                .args(["-9", "--", &format!("-{}", c.id())])
+                .status();
+            let _ = c.wait();
+        }
+        // Give the helpers a moment to die before the profiles are removed.
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

@@ -47,10 +47,31 @@ impl Scratch {
 
     /// `batch-cli single --step 1 --quantity 1 --accounts 1-N --json FLAGS`.
     pub(crate) fn run(&self, flags: &[&str]) -> anyhow::Result<Outcome> {
+        self.run_with(self.accounts, 1, flags)
+    }
+
+    /// Total adds the demo app has counted so far, over all users.
+    pub(crate) fn adds(&self) -> u64 {
+        let site = self.site.as_ref().expect("site lives until drop");
+        site.counts()
+            .users
+            .values()
+            .map(|u| u.items.values().sum::<u64>())
+            .sum()
+    }
+
+    /// `batch-cli single --step 1 --quantity Q --accounts 1-N --json FLAGS`.
+    pub(crate) fn run_with(
+        &self,
+        accounts: u32,
+        quantity: u32,
+        flags: &[&str],
+    ) -> anyhow::Result<Outcome> {
         let site = self.site.as_ref().expect("site lives until drop");
         let out = Command::new(&self.cli)
-            .args(["single", "--step", "1", "--quantity", "1", "--json"])
-            .args(["--accounts", &format!("1-{}", self.accounts)])
+            .args(["single", "--step", "1", "--json"])
+            .args(["--quantity", &quantity.to_string()])
+            .args(["--accounts", &format!("1-{accounts}")])
             .args(flags)
             .arg("--config")
             .arg(self.dir.join("batch.toml"))
@@ -86,7 +107,10 @@ fn write_project(dir: &Path, accounts: u32) -> anyhow::Result<()> {
         })
         .collect();
     std::fs::write(dir.join("accounts.toml"), acc)?;
-    std::fs::write(dir.join("batch.toml"), "[profiles]\nephemeral = true\n")?;
+    std::fs::write(
+        dir.join("batch.toml"),
+        "[profiles]\nephemeral = true\n[resources]\nsample_interval = \"1s\"\n",
+    )?;
     let workflow = std::fs::read_to_string(crate::util::root().join("examples/demo/workflow.toml"))
         .context("reading the demo workflow")?;
     std::fs::write(dir.join("workflow.toml"), workflow)?;

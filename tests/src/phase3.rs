@@ -1,0 +1,173 @@
+//! Phase 3 end to end: the scheduler's defaults (adaptive pacing), and the browser
+//! pool's reuse and retirement — against the demo app, asserting what it saw.
+
+use std::collections::BTreeMap;
+
+use crate::harness::{Project, events, named, report, step1};
+
+fn ts(e: &serde_json::Value) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(
+        e["ts"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_is_adaptive_pacing_and_creations_overlap() {
+    let p = Project::new(4).await;
+    // No pacing flags at all: the defaults.
+    let run = p
+        .run(&step1("1-4", &["--quantity", "2", "--concurrent"]))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let events = events(&p.run_dir());
+    assert_eq!(events[0]["launch_interval"], "auto");
+    assert_eq!(events[0]["launch_interval_ms"], serde_json::Value::Null);
+    // Every creation was admitted by the scheduler, once, before it was created.
+    let admitted = named(&events, "admitted");
+    assert_eq!(admitted.len(), 4, "{admitted:?}");
+    for n in 1..=4u64 {
+        let pos = |name: &str| {
+            events
+                .iter()
+                .position(|e| e["event"] == name && e["account"] == n)
+                .unwrap_or_else(|| panic!("no {name} for account {n}"))
+        };
+        assert!(pos("admitted") < pos("launch_lock_acquired"));
+        assert!(pos("launch_lock_acquired") < pos("browser_created"));
+        assert!(pos("browser_created") < pos("launch_lock_released"));
+    }
+    // With two cores the pacer starts at two creations at once: the lock lines of two
+    // accounts interleave, which Phase 1's lock never allows.
+    let mut holding = 0usize;
+    let mut most = 0usize;
+    for e in &events {
+        match e["event"].as_str().unwrap() {
+            "launch_lock_acquired" => {
+                holding += 1;
+                most = most.max(holding);
+            }
+            "launch_lock_released" => holding -= 1,
+            _ => {}
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        most >= cores.min(2),
+        "at most {most} creations overlapped on {cores} cores"
+    );
+    // The human view still shows the spec's three lines per account.
+    let run2 = p.run(&step1("1", &["--quantity", "1"])).await;
+    assert_eq!(run2.code, Some(0));
+    for line in [
+        "[account 1] browser creation lock acquired",
+        "[account 1] browser created",
+        "[account 1] browser creation lock released",
+    ] {
+        assert!(
+            run2.stdout.lines().any(|l| l == line),
+            "{line}: {}",
+            run2.stdout
+        );
+    }
+    for n in 1..=4 {
+        let user = format!("user-{n}");
+        let want = if n == 1 {
+            BTreeMap::from([(1, 2), (2, 1)])
+        } else {
+            BTreeMap::from([(1, 1), (2, 1)])
+        };
+        assert_eq!(p.adds(&user), want, "{user}");
+    }
+    p.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_are_retired_after_the_configured_count_and_replaced_ahead() {
+    let p = Project::new(2).await;
+    // Ephemeral profiles: the successor can be launched while the old one still works.
+    p.write(
+        "batch.toml",
+        "[profiles]\nephemeral = true\n[pool]\nretire_after = 2\n",
+    );
+    let run = p
+        .run(&step1(
+            "1,2",
+            &["--quantity", "5", "--concurrent", "--json"],
+        ))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let events = events(&p.run_dir());
+    for n in 1..=2u64 {
+        let of = |name: &str| -> Vec<&serde_json::Value> {
+            named(&events, name)
+                .into_iter()
+                .filter(|e| e["account"] == n)
+                .collect()
+        };
+        // 5 iterations, 2 per browser: browsers 1, 2, 3; retired after 2 and 4.
+        let created = of("browser_created");
+        assert_eq!(created.len(), 3, "account {n}");
+        let retired = of("browser_retired");
+        assert_eq!(retired.len(), 2, "account {n}: {retired:?}");
+        assert!(
+            retired
+                .iter()
+                .all(|r| r["reason"] == "iterations" && r["iterations"] == 2)
+        );
+        // The successors were launched ahead: each created before its predecessor
+        // was retired.
+        assert_eq!(of("launch_ahead").len(), 2, "account {n}");
+        for (successor, old) in created[1..].iter().zip(&retired) {
+            assert!(
+                ts(successor) <= ts(old),
+                "account {n}: {successor} after {old}"
+            );
+        }
+        // Distinct browsers.
+        let pids: std::collections::HashSet<_> = created.iter().map(|e| e["pid"].clone()).collect();
+        assert_eq!(pids.len(), 3);
+        // `before` ran for each browser: three logins as the server saw them.
+        let user = format!("user-{n}");
+        assert_eq!(p.site.counts().users[&user].logins, 3, "{user}");
+        assert_eq!(
+            p.adds(&user),
+            (1..=5).map(|i| (i, 1)).collect::<BTreeMap<u32, u64>>(),
+            "{user}"
+        );
+    }
+    let r = report(&p.run_dir());
+    assert_eq!(r["totals"]["iterations_ok"], 10);
+    assert_eq!(r["totals"]["browser_launches"], 6);
+    assert_eq!(r["totals"]["retries"], 0);
+    assert!(named(&events, "browser_crashed").is_empty());
+    p.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_profile_is_retired_first_and_its_successor_reuses_the_login() {
+    let p = Project::new(1).await;
+    p.write("batch.toml", "[pool]\nretire_after = 1\n");
+    let run = p
+        .run(&step1("1", &["--quantity", "3", "--launch-interval", "0"]))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let events = events(&p.run_dir());
+    let created = named(&events, "browser_created");
+    let retired = named(&events, "browser_retired");
+    assert_eq!((created.len(), retired.len()), (3, 2));
+    // One profile cannot hold two Chromiums: no launch ahead, each successor starts
+    // after its predecessor is gone, on the same profile directory.
+    assert!(named(&events, "launch_ahead").is_empty());
+    for (old, successor) in retired.iter().zip(&created[1..]) {
+        assert!(ts(old) <= ts(successor));
+    }
+    assert!(
+        created
+            .iter()
+            .all(|c| c["profile"] == created[0]["profile"])
+    );
+    assert_eq!(p.adds("user-1"), BTreeMap::from([(1, 1), (2, 1), (3, 1)]));
+    p.assert_nothing_left();
+}
