@@ -36,6 +36,9 @@ struct AccountRun {
     session: Option<Session>,
     report: AccountReport,
     values: BTreeMap<String, Value>,
+    /// A launch error that cannot get better (a missing binary, a refused spawn):
+    /// every later iteration fails with it at once instead of retrying.
+    launch_broken: Option<Failure>,
 }
 
 pub(crate) async fn run_account(
@@ -56,6 +59,7 @@ pub(crate) async fn run_account(
         profile,
         session: None,
         values: BTreeMap::new(),
+        launch_broken: None,
     };
     let cancel = run.ctx.cancel.clone();
     let interrupted = tokio::select! {
@@ -153,16 +157,19 @@ impl AccountRun {
                 };
                 self.failure_screenshot(step.id, iteration, attempt + 1)
                     .await;
-                let needs_new = failure.kind.needs_new_browser()
-                    || self
-                        .session
-                        .as_ref()
-                        .is_some_and(|s| s.browser.health().is_some());
+                // A suspected loss is confirmed (processes + one cheap request) before
+                // the browser is replaced; see `launcher::confirm_loss`.
+                let needs_new = match &self.session {
+                    Some(s) => launcher::confirm_loss(&s.browser, failure.kind)
+                        .await
+                        .is_some(),
+                    None => failure.kind.needs_new_browser(),
+                };
                 if needs_new {
                     self.drop_browser(&failure).await;
                     before_done = false;
                 }
-                if attempt < self.ctx.plan.retries {
+                if attempt < self.ctx.plan.retries && !failure.permanent {
                     attempt += 1;
                     self.report.retries += 1;
                     let backoff = self.ctx.plan.project.settings.retry.backoff
@@ -181,7 +188,7 @@ impl AccountRun {
                     continue;
                 }
                 self.fail_iteration(step.id, iteration, attempt + 1, &failure);
-                if failure.in_before {
+                if failure.in_before || failure.permanent {
                     before_broken = Some(failure);
                 }
                 break;
@@ -224,6 +231,9 @@ impl AccountRun {
         iteration: u32,
         before_done: &mut bool,
     ) -> Result<(), Failure> {
+        if let Some(f) = &self.launch_broken {
+            return Err(f.clone());
+        }
         if self.session.is_none() {
             self.launch().await?;
             *before_done = false;
@@ -232,9 +242,9 @@ impl AccountRun {
             self.actions(step, 0, &step.before)
                 .await
                 .map_err(|f| Failure {
-                    kind: f.kind,
                     message: format!("before: {}", f.message),
                     in_before: true,
+                    ..f
                 })?;
             *before_done = true;
         }
@@ -354,7 +364,11 @@ impl AccountRun {
                         .account(id)
                         .with("error", message.as_str()),
                 );
-                Err(Failure::new(FailureKind::Launch, message))
+                let failure = Failure::launch(&e, message);
+                if failure.permanent {
+                    self.launch_broken = Some(failure.clone());
+                }
+                Err(failure)
             }
         }
     }

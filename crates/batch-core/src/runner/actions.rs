@@ -24,6 +24,8 @@ pub(crate) struct Failure {
     pub(crate) message: String,
     /// Whether it happened in the step's `before`.
     pub(crate) in_before: bool,
+    /// Whether trying again cannot help (a launch that can never succeed).
+    pub(crate) permanent: bool,
 }
 
 impl Failure {
@@ -32,6 +34,16 @@ impl Failure {
             kind,
             message: message.into(),
             in_before: false,
+            permanent: false,
+        }
+    }
+
+    /// A failed launch, `message` being its redacted text: permanent unless
+    /// [`launcher::LaunchError::is_transient`].
+    pub(crate) fn launch(e: &launcher::LaunchError, message: String) -> Self {
+        Failure {
+            permanent: !e.is_transient(),
+            ..Failure::new(FailureKind::Launch, message)
         }
     }
 }
@@ -480,6 +492,38 @@ mod tests {
             format!("{:?}", by("xpath://button[1]")),
             format!("{:?}", By::XPath("//button[1]".to_string()))
         );
+    }
+
+    #[test]
+    fn only_launch_errors_that_can_get_better_are_retried() {
+        use launcher::LaunchError;
+        for (e, permanent) in [
+            (
+                LaunchError::NotFound {
+                    what: "chromedriver",
+                    looked: "PATH".into(),
+                },
+                true,
+            ),
+            (
+                LaunchError::Spawn {
+                    program: "/nope".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                },
+                true,
+            ),
+            (LaunchError::Timeout { secs: 30.0 }, false),
+            (
+                LaunchError::Session {
+                    reason: "chrome exited".into(),
+                },
+                false,
+            ),
+        ] {
+            let f = Failure::launch(&e, e.to_string());
+            assert_eq!(f.permanent, permanent, "{e}");
+            assert_eq!(f.kind, FailureKind::Launch);
+        }
     }
 
     #[test]
