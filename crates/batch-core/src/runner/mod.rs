@@ -8,6 +8,7 @@
 
 mod account;
 mod actions;
+mod exec;
 mod rundir;
 
 use std::path::{Path, PathBuf};
