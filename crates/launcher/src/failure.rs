@@ -109,6 +109,69 @@ pub fn classify(err: &WebDriverError) -> FailureKind {
     }
 }
 
+/// One line saying what went wrong: the driver's own message when it sent one (it
+/// starts with the W3C code, e.g. `element click intercepted: …`), else the error's
+/// first line. thirtyfour's `Display` puts the driver's message on later, indented
+/// lines, which a one-line summary would lose.
+pub fn summary(err: &WebDriverError) -> String {
+    let line = match info(err) {
+        Some(i) => i
+            .value
+            .message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        None => String::new(),
+    };
+    if line.is_empty() {
+        err.to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    } else {
+        line
+    }
+}
+
+/// The driver's answer, for the variants that carry one.
+fn info(err: &WebDriverError) -> Option<&WebDriverErrorInfo> {
+    use WebDriverErrorInner as E;
+    match err.as_inner() {
+        E::NotInSpec(i)
+        | E::ElementClickIntercepted(i)
+        | E::ElementNotInteractable(i)
+        | E::InsecureCertificate(i)
+        | E::InvalidArgument(i)
+        | E::InvalidCookieDomain(i)
+        | E::InvalidElementState(i)
+        | E::InvalidSelector(i)
+        | E::InvalidSessionId(i)
+        | E::JavascriptError(i)
+        | E::MoveTargetOutOfBounds(i)
+        | E::NoSuchAlert(i)
+        | E::NoSuchCookie(i)
+        | E::NoSuchElement(i)
+        | E::NoSuchFrame(i)
+        | E::NoSuchWindow(i)
+        | E::ScriptTimeout(i)
+        | E::SessionNotCreated(i)
+        | E::StaleElementReference(i)
+        | E::WebDriverTimeout(i)
+        | E::UnableToSetCookie(i)
+        | E::UnableToCaptureScreen(i)
+        | E::UnexpectedAlertOpen(i)
+        | E::UnknownCommand(i)
+        | E::UnknownError(i)
+        | E::UnknownMethod(i)
+        | E::UnsupportedOperation(i) => Some(i),
+        _ => None,
+    }
+}
+
 /// An `unknown error` or a non-W3C code (chromedriver's `tab crashed`,
 /// `disconnected`, `chrome not reachable`): decide by the code, then by the message
 /// with every element description (`<…>`) removed, so page markup cannot match.
@@ -379,6 +442,24 @@ mod tests {
         for (what, err, expected) in cases {
             check(what, err, expected);
         }
+    }
+
+    #[test]
+    fn summaries_keep_the_drivers_message() {
+        let e = response(
+            400,
+            "element click intercepted",
+            "element click intercepted: Element <button> is not clickable\n  (Session info: chrome=156)",
+        );
+        assert_eq!(
+            summary(&e),
+            "element click intercepted: Element <button> is not clickable"
+        );
+        let e = WebDriverError::HttpError("error sending request for url (x)".into());
+        assert_eq!(
+            summary(&e),
+            "The WebDriver request returned an error: error sending request for url (x)"
+        );
     }
 
     #[test]

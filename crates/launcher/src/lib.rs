@@ -42,7 +42,7 @@ pub use binaries::{Binaries, Versions};
 pub use browser::{Browser, BrowserInfo, LaunchSpec};
 pub use creation_lock::{CreationGuard, CreationLock};
 pub use error::LaunchError;
-pub use failure::{FailureKind, classify, confirm_loss};
+pub use failure::{FailureKind, classify, confirm_loss, summary};
 pub use proc::{process_alive, tree_pss_bytes};
 pub use registry::{ReapReport, Registry, runtime_dir};
 

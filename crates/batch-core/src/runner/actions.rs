@@ -91,7 +91,7 @@ fn by(selector: &str) -> By {
 
 fn wd(what: &str) -> impl FnOnce(WebDriverError) -> Failure + '_ {
     move |e| {
-        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        let first = launcher::summary(&e);
         Failure::new(launcher::classify(&e), format!("{what}: {first}"))
     }
 }
