@@ -223,3 +223,49 @@ fn harness_workflow_with(actions: &str) -> String {
     let end = start + WORKFLOW[start..].find("]\n").expect("end of actions");
     format!("{}{actions}{}", &WORKFLOW[..start], &WORKFLOW[end..])
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_runner_takes_its_exec_programs_and_their_grandchildren_with_it() {
+    let p = Project::new(1).await;
+    let _cleanup = KillOnDrop(&p, &["bg-1.pid", "main-1.pid", "pgid-1"]);
+    p.write(
+        "workflow.toml",
+        r##"
+base_url = "http://127.0.0.1:9"
+[[steps]]
+id = 1
+actions = [
+  { exec = ["sh", "-c", "echo $$ > main-1.pid; awk '{{print $5}}' /proc/$$/stat > pgid-1; sleep 300 & echo $! > bg-1.pid; sleep 300"], timeout = "5m" },
+]
+"##,
+    );
+    let mut runner = p
+        .command(&step1("1", &["--launch-interval", "0"]))
+        .spawn()
+        .expect("batch-cli starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !p.path("bg-1.pid").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the program never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (main, bg) = (pid_file(&p, "main-1.pid"), pid_file(&p, "bg-1.pid"));
+    assert!(alive(main) && alive(bg));
+    signal(runner.id().unwrap(), nix::sys::signal::Signal::SIGKILL);
+    let _ = runner.wait().await;
+    // The supervisor's parent-death signal kills the whole group, grandchild too.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(main) || alive(bg) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left running after the runner died: main {main} {}, grandchild {bg} {}",
+            alive(main),
+            alive(bg)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!group_has_members(pid_file(&p, "pgid-1")));
+    p.assert_nothing_left();
+}
