@@ -269,3 +269,51 @@ actions = [
     assert!(!group_has_members(pid_file(&p, "pgid-1")));
     p.assert_nothing_left();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_that_cannot_get_better_fails_the_iterations_at_once_without_retries() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new(1).await;
+    // Executable, but its interpreter does not exist: spawning it fails every time.
+    p.write("broken-driver", "#!/nonexistent/interpreter\n");
+    std::fs::set_permissions(
+        p.path("broken-driver"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    p.write(
+        "batch.toml",
+        "[browser]\nchromedriver = \"./broken-driver\"\n",
+    );
+    let run = p
+        .run(&step1(
+            "1",
+            &[
+                "--quantity",
+                "3",
+                "--retries",
+                "2",
+                "--launch-interval",
+                "0",
+            ],
+        ))
+        .await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let events = events(&p.run_dir());
+    assert!(named(&events, "retry").is_empty(), "{events:#?}");
+    let launches = named(&events, "launch_failed");
+    assert_eq!(launches.len(), 1, "tried once: {events:#?}");
+    let error = launches[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot start") && error.contains("broken-driver"),
+        "{error}"
+    );
+    let failed = named(&events, "iteration_failed");
+    assert_eq!(failed.len(), 3);
+    for f in failed {
+        assert_eq!(f["kind"], "launch", "{f}");
+        assert!(f["error"].as_str().unwrap().contains("cannot start"), "{f}");
+    }
+    assert_eq!(p.site.counts().users.len(), 0, "the server saw nobody");
+    p.assert_nothing_left();
+}
