@@ -85,6 +85,10 @@ pub(crate) struct GroupKill(i32);
 
 impl GroupKill {
     fn kill(&self) {
+        // Never killpg(0): that is our own process group.
+        if self.0 <= 1 {
+            return;
+        }
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(self.0),
             nix::sys::signal::Signal::SIGKILL,
@@ -149,6 +153,7 @@ impl Contained {
     /// future is dropped.
     pub(crate) async fn run(mut self, timeout: Duration) -> std::io::Result<Outcome> {
         let mut child = self.cmd.spawn()?;
+        // The supervisor leads the group: its pid is the group's id.
         let group = GroupKill(child.id().map_or(0, |p| p as i32));
         let (so, se) = (child.stdout.take(), child.stderr.take());
         let (mut stdout, mut stderr) = (Tail::default(), Tail::default());
