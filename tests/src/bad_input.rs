@@ -162,6 +162,36 @@ const CASES: &[Case] = &[
         args: &["--accounts", "1"],
         expect: &["workflow.toml:5", "environment"],
     },
+    Case {
+        name: "managed switch in browser args",
+        files: &[(
+            "batch.toml",
+            "[browser]\nargs = [\n  \"--lang=en\",\n  \"--remote-debugging-port=9222\",\n]\n",
+        )],
+        args: &["--accounts", "1"],
+        expect: &["batch.toml:4", "browser.args", "--remote-debugging-port"],
+    },
+    Case {
+        name: "profile switch in browser args",
+        files: &[(
+            "batch.toml",
+            "[browser]\nargs = [\"--user-data-dir=/tmp/x\"]\n",
+        )],
+        args: &["--accounts", "1"],
+        expect: &["batch.toml:2", "browser.args", "--user-data-dir"],
+    },
+    Case {
+        name: "privileged port range",
+        files: &[("batch.toml", "[ports]\nrange = \"80-8080\"\n")],
+        args: &["--accounts", "1"],
+        expect: &["batch.toml:2", "ports.range", "below 1024"],
+    },
+    Case {
+        name: "port range too small",
+        files: &[("batch.toml", "\n[ports]\nrange = \"30000-30000\"\n")],
+        args: &["--accounts", "1"],
+        expect: &["batch.toml:3", "ports.range", "too small"],
+    },
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,7 @@ mod registry;
 pub use binaries::{Binaries, Versions};
 pub use browser::{Browser, BrowserInfo, LaunchSpec};
 pub use error::LaunchError;
-pub use failure::{FailureKind, classify};
+pub use failure::{FailureKind, classify, confirm_loss, summary};
 pub use proc::{process_alive, tree_pss_bytes, trees_pss_bytes};
 pub use registry::{ReapReport, Registry, runtime_dir};
 

@@ -67,6 +67,12 @@ async fn chromium_killed_browser_is_seen_by_health_and_drop_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let b = Browser::launch(&spec(dir.path())).await.unwrap();
     let info = b.info().clone();
+    // A live browser that answers is not lost, whatever the error suggested.
+    assert_eq!(crate::confirm_loss(&b, FailureKind::Timeout).await, None);
+    assert_eq!(
+        crate::confirm_loss(&b, FailureKind::ActionFailed).await,
+        None
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(info.pid as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -76,6 +82,10 @@ async fn chromium_killed_browser_is_seen_by_health_and_drop_cleans_up() {
     assert_eq!(b.health(), Some(FailureKind::BrowserGone));
     let err = b.driver().goto("about:blank").await.unwrap_err();
     assert!(crate::classify(&err).needs_new_browser(), "{err}");
+    assert_eq!(
+        crate::confirm_loss(&b, crate::classify(&err)).await,
+        Some(FailureKind::BrowserGone)
+    );
     drop(b);
     assert!(!process_alive(info.driver_pid));
     wait_until("every process on the profile to go", || {

@@ -324,7 +324,10 @@ fn lock_dir_for(xdg_runtime_dir: Option<&Path>, uid: u32) -> PathBuf {
     }
 }
 
-fn validate_range(range: &RangeInclusive<u16>) -> Result<(), PortError> {
+/// What [`PortAllocator::new`] refuses in a range (an inverted one, or one reaching
+/// below 1024), checked without creating anything: config validation calls it so a
+/// bad range is an input error before anything is locked or launched.
+pub fn validate_range(range: &RangeInclusive<u16>) -> Result<(), PortError> {
     let (start, end) = (*range.start(), *range.end());
     let reason = if start > end {
         "the start is after the end"

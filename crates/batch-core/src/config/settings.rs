@@ -157,11 +157,18 @@ fn browser(
             "headed" => b.headed = doc.boolean(v, field)?,
             "args" => {
                 let expected = "an array of strings, like [\"--lang=en\"]";
-                b.args = doc
-                    .array(v, field, expected)?
-                    .iter()
-                    .map(|a| doc.string(a, field, expected).map(str::to_owned))
-                    .collect::<Result<_, _>>()?;
+                b.args = Vec::new();
+                for a in doc.array(v, field, expected)? {
+                    let arg = doc.string(a, field, expected)?;
+                    if let Some((switch, hint)) = managed_switch(arg) {
+                        return Err(doc.err(
+                            a.span(),
+                            field,
+                            format!("{arg:?} overrides --{switch}, which batch-cli manages ({hint}; expected other switches)"),
+                        ));
+                    }
+                    b.args.push(arg.to_owned());
+                }
             }
             "window_size" => {
                 let expected = "WIDTHxHEIGHT, like \"1280x800\"";
@@ -225,26 +232,90 @@ fn profiles(
 fn ports(doc: &Doc<'_>, t: &DeTable<'_>, p: &mut PortSettings) -> Result<(), ConfigError> {
     each(t, "ports", |key, field, v| {
         match key.get_ref().as_ref() {
-            "range" => {
-                let expected = "\"LOW-HIGH\" with 1 <= LOW <= HIGH <= 65535, like \"20000-40000\"";
-                let s = doc.string(v, field, expected)?;
-                let range = s.split_once('-').and_then(|(lo, hi)| {
-                    let lo: u16 = lo.trim().parse().ok()?;
-                    let hi: u16 = hi.trim().parse().ok()?;
-                    (lo >= 1 && lo <= hi).then_some((lo, hi))
-                });
-                p.range = Some(range.ok_or_else(|| {
-                    doc.err(
-                        v.span(),
-                        field,
-                        format!("{s:?} is not a port range (expected {expected})"),
-                    )
-                })?);
-            }
+            "range" => p.range = Some(port_range(doc, v, field)?),
             _ => return Err(doc.unknown_key(key, "ports", &["range"])),
         }
         Ok(())
     })
+}
+
+/// `"LOW-HIGH"`, refused here if the port allocator would refuse it later (after
+/// profiles were locked): inverted, below 1024, above 65535, or too small for one
+/// browser (each needs a driver port and a DevTools port).
+fn port_range(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<(u16, u16), ConfigError> {
+    let expected = "\"LOW-HIGH\" with 1024 <= LOW < HIGH <= 65535, like \"20000-40000\"";
+    let s = doc.string(v, field, expected)?;
+    let bad = |why: &str| {
+        doc.err(
+            v.span(),
+            field,
+            format!("{s:?} {why} (expected {expected})"),
+        )
+    };
+    let (lo, hi) = s
+        .split_once('-')
+        .and_then(|(lo, hi)| {
+            Some((
+                lo.trim().parse::<u32>().ok()?,
+                hi.trim().parse::<u32>().ok()?,
+            ))
+        })
+        .ok_or_else(|| bad("is not a port range"))?;
+    if lo > 65535 || hi > 65535 {
+        return Err(bad("is not a port range: ports end at 65535"));
+    }
+    let (lo, hi) = (lo as u16, hi as u16);
+    if let Err(ports::PortError::InvalidRange { reason, .. }) = ports::validate_range(&(lo..=hi)) {
+        return Err(bad(&format!("is not a usable port range: {reason}")));
+    }
+    if hi - lo + 1 < 2 {
+        return Err(bad(
+            "is too small: every browser needs two ports (its driver's and its DevTools port)",
+        ));
+    }
+    Ok((lo, hi))
+}
+
+/// Chromium switches batch-cli sets itself, per browser, and verifies; a
+/// `[browser] args` entry overriding one would break a guarantee (unique, verified
+/// ports; one profile per account; per-account proxies) — so it is refused, with
+/// what to use instead.
+const MANAGED_SWITCHES: &[(&str, &str)] = &[
+    (
+        "remote-debugging-port",
+        "batch-cli chooses and verifies each browser's DevTools port; use [ports] range to restrict it",
+    ),
+    (
+        "remote-debugging-address",
+        "the DevTools endpoint is always 127.0.0.1",
+    ),
+    (
+        "remote-debugging-pipe",
+        "batch-cli talks to Chromium through its verified DevTools port",
+    ),
+    (
+        "user-data-dir",
+        "each account has its own profile; use [profiles] root to move them",
+    ),
+    (
+        "proxy-server",
+        "set `proxy` per account in the accounts file",
+    ),
+    (
+        "headless",
+        "headless is the default; use --headed or [browser] headed = true for windows",
+    ),
+];
+
+/// `Some((switch, hint))` if `arg` is (a spelling of) a managed switch:
+/// `--name`, `-name`, `--name=value`.
+pub(crate) fn managed_switch(arg: &str) -> Option<(&'static str, &'static str)> {
+    let name = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'))?;
+    let name = name.split_once('=').map_or(name, |(n, _)| n).trim();
+    MANAGED_SWITCHES
+        .iter()
+        .find(|(m, _)| name.eq_ignore_ascii_case(m))
+        .copied()
 }
 
 fn resources(doc: &Doc<'_>, t: &DeTable<'_>, r: &mut ResourceSettings) -> Result<(), ConfigError> {
@@ -533,6 +604,79 @@ launch = "45s"
     }
 
     #[test]
+    fn managed_switches_are_refused_with_their_line() {
+        for (arg, switch) in [
+            (
+                "--remote-debugging-port=9222",
+                Some("remote-debugging-port"),
+            ),
+            ("--remote-debugging-port", Some("remote-debugging-port")),
+            ("-remote-debugging-port=1", Some("remote-debugging-port")),
+            (
+                "--remote-debugging-address=0.0.0.0",
+                Some("remote-debugging-address"),
+            ),
+            ("--remote-debugging-pipe", Some("remote-debugging-pipe")),
+            ("--user-data-dir=/tmp/p", Some("user-data-dir")),
+            ("--User-Data-Dir=/tmp/p", Some("user-data-dir")),
+            ("--proxy-server=http://p:3128", Some("proxy-server")),
+            ("--headless", Some("headless")),
+            ("--headless=old", Some("headless")),
+            ("--lang=en", None),
+            ("--remote-debugging-portal", None),
+            ("--proxy-bypass-list=*.local", None),
+            ("user-data-dir", None),
+        ] {
+            assert_eq!(managed_switch(arg).map(|(s, _)| s), switch, "{arg}");
+            let text = format!("[browser]\nargs = [\"--mute-audio\", {arg:?}]\n");
+            let (_dir, _root, got) = load(&text);
+            match switch {
+                Some(s) => {
+                    let e = got.expect_err(arg).to_string();
+                    assert!(
+                        e.contains("batch.toml:2: browser.args:")
+                            && e.contains(&format!("overrides --{s}, which batch-cli manages")),
+                        "{arg}: {e}"
+                    );
+                }
+                None => assert!(got.is_ok(), "{arg}: {:?}", got.err()),
+            }
+        }
+    }
+
+    #[test]
+    fn port_ranges_the_allocator_would_refuse_are_input_errors() {
+        for (range, expected) in [
+            ("20000-40000", Ok((20000, 40000))),
+            ("1024-1025", Ok((1024, 1025))),
+            ("65534-65535", Ok((65534, 65535))),
+            (" 30000 - 30010 ", Ok((30000, 30010))),
+            ("40000-20000", Err("the start is after the end")),
+            ("80-8080", Err("ports below 1024 are privileged")),
+            ("1-2", Err("ports below 1024 are privileged")),
+            ("30000-30000", Err("is too small")),
+            ("60000-70000", Err("ports end at 65535")),
+            ("0-100000", Err("ports end at 65535")),
+            ("20000", Err("is not a port range")),
+            ("a-b", Err("is not a port range")),
+        ] {
+            let (_dir, _root, got) = load(&format!("\n[ports]\nrange = {range:?}\n"));
+            match expected {
+                Ok(r) => assert_eq!(got.unwrap().ports.range, Some(r), "{range}"),
+                Err(why) => {
+                    let e = got.expect_err(range);
+                    let shown = e.to_string();
+                    assert_eq!(e.line(), Some(3), "{shown}");
+                    assert!(
+                        shown.contains("batch.toml:3: ports.range:") && shown.contains(why),
+                        "{range}: {shown}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn errors() {
         let check = |text: &str, line: Option<usize>, message: &str| {
             let (_dir, _root, got) = load(text);
@@ -599,14 +743,14 @@ launch = "45s"
             "pool: unknown key \"idle\" (expected one of: retire_after, max_browser_memory)",
         );
         check(
-            "[ports]\nrange = \"40000-20000\"\n",
-            Some(2),
-            "ports.range: \"40000-20000\" is not a port range",
-        );
-        check(
             "[ports]\nrange = \"1-70000\"\n",
             Some(2),
             "not a port range",
+        );
+        check(
+            "[browser]\nargs = [\n  \"--lang=en\",\n  \"--remote-debugging-port=9222\",\n]\n",
+            Some(4),
+            "batch.toml:4: browser.args: \"--remote-debugging-port=9222\" overrides --remote-debugging-port, which batch-cli manages",
         );
         check(
             "[resources]\nmin_available_memory = \"1 gig\"\n",

@@ -33,6 +33,9 @@ struct AccountRun {
     values: BTreeMap<String, Value>,
     /// Iterations of the whole run for this account (steps × quantity).
     total: u64,
+    /// A launch error that cannot get better (a missing binary, a refused spawn):
+    /// every later iteration fails with it at once instead of retrying.
+    launch_broken: Option<Failure>,
 }
 
 pub(crate) async fn run_account(
@@ -63,6 +66,7 @@ pub(crate) async fn run_account(
         profile,
         values: BTreeMap::new(),
         total,
+        launch_broken: None,
     };
     let cancel = run.ctx.cancel.clone();
     let interrupted = tokio::select! {
@@ -166,13 +170,17 @@ impl AccountRun {
                 };
                 self.failure_screenshot(step.id, iteration, attempt + 1)
                     .await;
-                let needs_new = failure.kind.needs_new_browser()
-                    || self.pool.browser().is_some_and(|b| b.health().is_some());
+                // A suspected loss is confirmed (processes + one cheap request) before
+                // the browser is replaced; see `launcher::confirm_loss`.
+                let needs_new = match self.pool.browser() {
+                    Some(b) => launcher::confirm_loss(b, failure.kind).await.is_some(),
+                    None => failure.kind.needs_new_browser(),
+                };
                 if needs_new {
                     self.pool.discard(&failure).await;
                     before_done = false;
                 }
-                if attempt < self.ctx.plan.retries {
+                if attempt < self.ctx.plan.retries && !failure.permanent {
                     attempt += 1;
                     self.report.retries += 1;
                     let backoff = self.ctx.plan.project.settings.retry.backoff
@@ -191,7 +199,7 @@ impl AccountRun {
                     continue;
                 }
                 self.fail_iteration(step.id, iteration, attempt + 1, &failure);
-                if failure.in_before {
+                if failure.in_before || failure.permanent {
                     before_broken = Some(failure);
                 }
                 break;
@@ -234,16 +242,28 @@ impl AccountRun {
         iteration: u32,
         before_done: &mut bool,
     ) -> Result<(), Failure> {
-        if self.pool.checkout(self.remaining()).await? {
+        if let Some(f) = &self.launch_broken {
+            return Err(f.clone());
+        }
+        let fresh = match self.pool.checkout(self.remaining()).await {
+            Ok(fresh) => fresh,
+            Err(f) => {
+                if f.permanent {
+                    self.launch_broken = Some(f.clone());
+                }
+                return Err(f);
+            }
+        };
+        if fresh {
             *before_done = false;
         }
         if !*before_done {
             self.actions(step, 0, &step.before)
                 .await
                 .map_err(|f| Failure {
-                    kind: f.kind,
                     message: format!("before: {}", f.message),
                     in_before: true,
+                    ..f
                 })?;
             *before_done = true;
         }

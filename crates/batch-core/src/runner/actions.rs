@@ -24,6 +24,8 @@ pub(crate) struct Failure {
     pub(crate) message: String,
     /// Whether it happened in the step's `before`.
     pub(crate) in_before: bool,
+    /// Whether trying again cannot help (a launch that can never succeed).
+    pub(crate) permanent: bool,
 }
 
 impl Failure {
@@ -32,6 +34,16 @@ impl Failure {
             kind,
             message: message.into(),
             in_before: false,
+            permanent: false,
+        }
+    }
+
+    /// A failed launch, `message` being its redacted text: permanent unless
+    /// [`launcher::LaunchError::is_transient`].
+    pub(crate) fn launch(e: &launcher::LaunchError, message: String) -> Self {
+        Failure {
+            permanent: !e.is_transient(),
+            ..Failure::new(FailureKind::Launch, message)
         }
     }
 }
@@ -79,7 +91,7 @@ fn by(selector: &str) -> By {
 
 fn wd(what: &str) -> impl FnOnce(WebDriverError) -> Failure + '_ {
     move |e| {
-        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        let first = launcher::summary(&e);
         Failure::new(launcher::classify(&e), format!("{what}: {first}"))
     }
 }
@@ -376,7 +388,9 @@ fn key_text(name: &str) -> String {
     char::from(key).to_string()
 }
 
-/// Run a program that drives the same browser; see the spec's `exec`.
+/// Run a program that drives the same browser; see the spec's `exec`. It runs
+/// contained (see `exec.rs`): its whole process group is gone when this returns or
+/// is dropped. Its output tails go to `logs/account-<id>.log` in the run directory.
 async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Result<(), Failure> {
     let vars = env.vars;
     let mut rendered = Vec::new();
@@ -385,13 +399,24 @@ async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Resu
     }
     let shown: Vec<&str> = rendered.iter().map(|r| r.redacted.as_str()).collect();
     let shown = shown.join(" ");
-    let mut cmd = tokio::process::Command::new(&rendered[0].value);
-    cmd.args(rendered[1..].iter().map(|r| r.value.as_str()))
-        .current_dir(env.exec_dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+    let program = rendered[0].value.as_str();
+    if super::exec::resolve(program, env.exec_dir).is_none() {
+        return Err(Failure::new(
+            FailureKind::ActionFailed,
+            format!(
+                "exec {shown}: cannot start: {program:?} is not an executable file (looked {})",
+                if program.contains('/') {
+                    format!("in {}", env.exec_dir.display())
+                } else {
+                    "in PATH".to_string()
+                }
+            ),
+        ));
+    }
+    let mut contained =
+        super::exec::Contained::new(program, rendered[1..].iter().map(|r| r.value.as_str()));
+    let cmd = contained.command();
+    cmd.current_dir(env.exec_dir)
         .env("BATCH_WEBDRIVER_URL", &env.info.webdriver_url)
         .env("BATCH_SESSION_ID", &env.info.session_id)
         .env(
@@ -415,39 +440,74 @@ async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Resu
             .collect();
         cmd.env(format!("BATCH_ACCOUNT_{name}"), &v.value);
     }
-    let child = cmd.spawn().map_err(|e| {
+    let out = contained.run(timeout).await.map_err(|e| {
         Failure::new(
             FailureKind::ActionFailed,
             format!("exec {shown}: cannot start: {e}"),
         )
     })?;
-    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(r) => {
-            r.map_err(|e| Failure::new(FailureKind::ActionFailed, format!("exec {shown}: {e}")))?
-        }
-        Err(_) => {
-            return Err(Failure::new(
-                FailureKind::ActionFailed,
-                format!("exec {shown}: killed after {timeout:?}"),
-            ));
-        }
+    let ended = match out.status {
+        Some(status) => status.to_string(),
+        None => format!("timed out after {timeout:?}; its process group was killed"),
     };
-    if out.status.success() {
-        return Ok(());
+    log_exec(env, &shown, &ended, &out);
+    match out.status {
+        Some(status) if status.success() => Ok(()),
+        _ => {
+            let stderr = out.stderr.text();
+            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let detail = if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", tail.join(" | "))
+            };
+            Err(Failure::new(
+                FailureKind::ActionFailed,
+                format!("exec {shown}: {ended}{detail}"),
+            ))
+        }
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = stderr
-        .lines()
-        .rev()
-        .take(3)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    Err(Failure::new(
-        FailureKind::ActionFailed,
-        format!("exec {shown}: {} {}", out.status, tail.join(" | ")),
-    ))
+}
+
+/// Append an exec's record to the account's log. The program's output is written as
+/// it printed it except for the account's secrets, which are redacted like
+/// everywhere else; anything else secret it prints is the program's business.
+fn log_exec(env: &ActionEnv<'_>, shown: &str, ended: &str, out: &super::exec::Outcome) {
+    let vars = env.vars;
+    let mut record = format!(
+        "--- {} step {} iteration {}: exec {shown}: {ended}\n",
+        crate::journal::now_rfc3339(),
+        vars.step,
+        vars.iteration
+    );
+    for (name, tail) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = tail.text();
+        if text.is_empty() {
+            continue;
+        }
+        let skipped = if tail.dropped > 0 {
+            format!(
+                " (last {} bytes; {} earlier bytes dropped)",
+                text.len(),
+                tail.dropped
+            )
+        } else {
+            String::new()
+        };
+        record.push_str(&format!("[{name}]{skipped}\n"));
+        record.push_str(&redact(&text, vars.account));
+        if !text.ends_with('\n') {
+            record.push('\n');
+        }
+    }
+    let path = env
+        .run_dir
+        .join("logs")
+        .join(format!("account-{}.log", vars.account.id));
+    if let Err(e) = super::exec::append_log(&path, &record) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the exec log");
+    }
 }
 
 #[cfg(test)]
@@ -480,6 +540,38 @@ mod tests {
             format!("{:?}", by("xpath://button[1]")),
             format!("{:?}", By::XPath("//button[1]".to_string()))
         );
+    }
+
+    #[test]
+    fn only_launch_errors_that_can_get_better_are_retried() {
+        use launcher::LaunchError;
+        for (e, permanent) in [
+            (
+                LaunchError::NotFound {
+                    what: "chromedriver",
+                    looked: "PATH".into(),
+                },
+                true,
+            ),
+            (
+                LaunchError::Spawn {
+                    program: "/nope".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                },
+                true,
+            ),
+            (LaunchError::Timeout { secs: 30.0 }, false),
+            (
+                LaunchError::Session {
+                    reason: "chrome exited".into(),
+                },
+                false,
+            ),
+        ] {
+            let f = Failure::launch(&e, e.to_string());
+            assert_eq!(f.permanent, permanent, "{e}");
+            assert_eq!(f.kind, FailureKind::Launch);
+        }
     }
 
     #[test]

@@ -9,8 +9,10 @@
 
 mod account;
 mod actions;
+mod exec;
 pub(crate) mod pacer;
 mod pool;
+mod rundir;
 pub(crate) mod scheduler;
 
 use std::path::{Path, PathBuf};
@@ -101,26 +103,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     }
 }
 
-fn private_dir(path: &Path) -> Result<(), RunError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io_err(path))
-}
-
-/// A new run id: UTC time to the second plus 4 random-ish hex digits, so that two runs
-/// started in the same second (e.g. two processes) get different directories.
-fn new_run_id() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
-    let salt = (std::process::id() as u64 ^ now.nanosecond() as u64)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        >> 48;
-    format!("{}-{:04x}", now.format(&fmt).expect("utc formats"), salt)
-}
-
 /// Run the plan to the end (or until `cancel`), leaving a run directory behind.
 pub async fn run(
     plan: Plan,
@@ -184,9 +166,8 @@ pub async fn run(
         None => None,
     };
 
-    let run_id = new_run_id();
-    let run_dir = plan.output.join(&run_id);
-    private_dir(&run_dir)?;
+    let (run_id, run_dir) =
+        rundir::create_run_dir(&plan.output, rundir::new_run_id).map_err(io_err(&plan.output))?;
     let journal_path = run_dir.join("events.jsonl");
     let journal = Journal::open(&journal_path, observer).map_err(io_err(&journal_path))?;
     let started_at = now_rfc3339();

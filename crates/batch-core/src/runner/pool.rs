@@ -342,7 +342,7 @@ async fn create(
                     .account(id)
                     .with("error", message.as_str()),
             );
-            Err(Failure::new(FailureKind::Launch, message))
+            Err(Failure::launch(&e, message))
         }
     }
 }

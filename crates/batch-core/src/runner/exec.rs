@@ -1,0 +1,384 @@
+//! Running an `exec` program contained: it and everything it starts live in one
+//! process group that dies with the iteration — on success, failure, timeout,
+//! cancellation, and the runner's own death.
+//!
+//! - The program runs under a tiny `/bin/sh` supervisor that leads a new process
+//!   group and carries `PR_SET_PDEATHSIG = SIGTERM`; its trap answers that signal
+//!   with `kill -KILL 0`, so a killed runner takes the whole group — grandchildren
+//!   included — with it. (A parent-death signal on the program itself would only
+//!   kill the program, not what it started.) The supervisor is spawned from the
+//!   calling task's thread, a runtime worker that lives as long as the runtime: the
+//!   signal fires when the *spawning thread* exits, so never from `spawn_blocking`.
+//! - [`Contained::run`] waits for the program's *exit*, not for EOF on its pipes: a
+//!   background grandchild holding stdout open cannot turn a success into a timeout.
+//!   After the exit it reads what is buffered for at most [`GRACE`], then kills the
+//!   group.
+//! - On timeout, or when the future is dropped (the account was cancelled), a
+//!   [`GroupKill`] guard kills the group with `SIGKILL`.
+//! - Output is bounded: only the last [`TAIL_BYTES`] of stdout and of stderr are
+//!   kept in memory.
+//!
+//! This module does not render templates, build the environment or write logs; the
+//! `exec` action in `actions.rs` does.
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+/// How much of each stream is kept: the last 64 KiB.
+pub(crate) const TAIL_BYTES: usize = 64 * 1024;
+
+/// How long to read what is left in the pipes after the program exited.
+pub(crate) const GRACE: Duration = Duration::from_millis(250);
+
+/// The supervisor: run the program in the background so that `wait` can be
+/// interrupted by the trap, and exit with its status. (Being an asynchronous command
+/// of a non-interactive shell, the program starts with SIGINT and SIGQUIT ignored;
+/// nothing sends it those, as its group is not the terminal's.)
+const SUPERVISOR: &str = "trap 'kill -KILL 0' TERM; \"$@\" & wait $!";
+
+/// The last [`TAIL_BYTES`] of a stream.
+#[derive(Debug, Default)]
+pub(crate) struct Tail {
+    bytes: VecDeque<u8>,
+    /// How many earlier bytes were dropped.
+    pub(crate) dropped: u64,
+}
+
+impl Tail {
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend(chunk);
+        let over = self.bytes.len().saturating_sub(TAIL_BYTES);
+        if over > 0 {
+            self.bytes.drain(..over);
+            self.dropped += over as u64;
+        }
+    }
+
+    /// The kept bytes as text (lossy).
+    pub(crate) fn text(&self) -> String {
+        let (a, b) = self.bytes.as_slices();
+        let mut v = Vec::with_capacity(a.len() + b.len());
+        v.extend_from_slice(a);
+        v.extend_from_slice(b);
+        String::from_utf8_lossy(&v).into_owned()
+    }
+}
+
+/// How a contained program ended.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// `None`: it ran out of time and its group was killed.
+    pub(crate) status: Option<ExitStatus>,
+    pub(crate) stdout: Tail,
+    pub(crate) stderr: Tail,
+}
+
+/// Kills a process group with `SIGKILL` when dropped (or when asked).
+#[derive(Debug)]
+pub(crate) struct GroupKill(i32);
+
+impl GroupKill {
+    fn kill(&self) {
+        // Never killpg(0): that is our own process group.
+        if self.0 <= 1 {
+            return;
+        }
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `program args…`, ready to get its environment and directory, then [`Contained::run`].
+pub(crate) struct Contained {
+    cmd: Command,
+}
+
+impl Contained {
+    /// The supervised command line for `program args…`.
+    pub(crate) fn new<S: AsRef<OsStr>>(program: &str, args: impl IntoIterator<Item = S>) -> Self {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(SUPERVISOR)
+            .arg("batch-cli-exec")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid,
+        // signal), touching no memory of the parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The runner died before the prctl: nobody would ever signal us.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("the runner is gone"));
+                }
+                // A signal ignored on entry cannot be trapped by sh: restore defaults
+                // (a runner started from a background job ignores SIGINT, maybe more).
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        Contained { cmd }
+    }
+
+    /// The command, to add environment variables and the working directory.
+    pub(crate) fn command(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+
+    /// Run to exit or `timeout`; the group is gone when this returns — or when the
+    /// future is dropped.
+    pub(crate) async fn run(mut self, timeout: Duration) -> std::io::Result<Outcome> {
+        let mut child = self.cmd.spawn()?;
+        // The supervisor leads the group: its pid is the group's id.
+        let group = GroupKill(child.id().map_or(0, |p| p as i32));
+        let (so, se) = (child.stdout.take(), child.stderr.take());
+        let (mut stdout, mut stderr) = (Tail::default(), Tail::default());
+        let status = {
+            let pumps = async { tokio::join!(pump(so, &mut stdout), pump(se, &mut stderr)) };
+            tokio::pin!(pumps);
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut drained = false;
+            let status = loop {
+                tokio::select! {
+                    st = child.wait() => break Some(st?),
+                    _ = &mut pumps, if !drained => drained = true,
+                    _ = tokio::time::sleep_until(deadline) => break None,
+                }
+            };
+            if status.is_some() && !drained {
+                // A grandchild may hold the pipes: take what is there, briefly.
+                drained = tokio::time::timeout(GRACE, &mut pumps).await.is_ok();
+            }
+            group.kill();
+            if !drained {
+                // Every writer is dead now: what is left in the pipes comes at once.
+                let _ = tokio::time::timeout(GRACE, &mut pumps).await;
+            }
+            status
+        };
+        if status.is_none() {
+            // Reap the supervisor (SIGKILLed with its group).
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        }
+        Ok(Outcome {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+async fn pump(pipe: Option<impl AsyncRead + Unpin>, tail: &mut Tail) {
+    let Some(mut pipe) = pipe else { return };
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.push(&buf[..n]);
+    }
+}
+
+/// Where `program` would be found (a path with a `/` is relative to `dir`; a bare
+/// name is searched in `PATH`), if it exists as an executable file.
+pub(crate) fn resolve(program: &str, dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = dir.join(program);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| dir.join(d).join(program))
+        .find(|p| executable(p))
+}
+
+/// Append one exec's record to `path` (created 0600 in a 0700 directory).
+pub(crate) fn append_log(path: &Path, record: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(record.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn sh(script: &str) -> Contained {
+        Contained::new("sh", ["-c", script])
+    }
+
+    fn alive(pid: i32) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        !matches!(state, None | Some("Z") | Some("X"))
+    }
+
+    fn pid_in(dir: &Path, name: &str) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(t) = std::fs::read_to_string(dir.join(name))
+                && let Ok(p) = t.trim().parse()
+            {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "{name} never written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn gone(pid: i32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(pid) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_grandchild_holding_the_pipes_does_not_make_a_success_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = sh("echo out; echo err >&2; sleep 300 & echo $! > bg.pid; exit 0");
+        c.command().current_dir(dir.path());
+        let started = Instant::now();
+        let out = c.run(Duration::from_secs(60)).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(out.status.unwrap().success());
+        assert_eq!(out.stdout.text(), "out\n");
+        assert_eq!(out.stderr.text(), "err\n");
+        assert!(
+            gone(pid_in(dir.path(), "bg.pid")),
+            "the grandchild was killed"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = sh("sleep 300 & echo $! > bg.pid; echo $$ > main.pid; sleep 300");
+        c.command().current_dir(dir.path());
+        let out = c.run(Duration::from_millis(500)).await.unwrap();
+        assert!(out.status.is_none());
+        assert!(gone(pid_in(dir.path(), "bg.pid")));
+        assert!(gone(pid_in(dir.path(), "main.pid")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_the_future_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = sh("sleep 300 & echo $! > bg.pid; sleep 300");
+        c.command().current_dir(dir.path());
+        let task = tokio::spawn(c.run(Duration::from_secs(300)));
+        let bg = pid_in(dir.path(), "bg.pid");
+        task.abort();
+        let _ = task.await;
+        assert!(gone(bg));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_supervisor_kills_the_group_when_told_its_parent_died() {
+        // PR_SET_PDEATHSIG delivers SIGTERM to the supervisor; deliver it by hand.
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = sh("sleep 300 & echo $! > bg.pid; sleep 300");
+        c.command().current_dir(dir.path());
+        let task = tokio::spawn(c.run(Duration::from_secs(300)));
+        let bg = pid_in(dir.path(), "bg.pid");
+        let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(bg))).unwrap();
+        nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the program ended with its supervisor")
+            .unwrap()
+            .unwrap();
+        assert!(!out.status.unwrap().success());
+        assert!(gone(bg));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn output_is_bounded_and_exit_codes_pass_through() {
+        let c = sh("head -c 300000 /dev/zero | tr '\\0' x; echo; echo last; exit 3");
+        let out = c.run(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(out.status.unwrap().code(), Some(3));
+        assert!(out.stdout.text().len() <= TAIL_BYTES);
+        assert!(out.stdout.text().ends_with("x\nlast\n"));
+        assert_eq!(out.stdout.dropped as usize, 300000 + 6 - TAIL_BYTES);
+    }
+
+    #[test]
+    fn programs_are_resolved_like_the_shell_would() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(resolve("sh", dir.path()).is_some());
+        assert!(resolve("surely-no-such-program-here", dir.path()).is_none());
+        assert!(resolve("./x.sh", dir.path()).is_none());
+        std::fs::write(dir.path().join("x.sh"), "#!/bin/sh\n").unwrap();
+        assert!(resolve("./x.sh", dir.path()).is_none(), "not executable");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path().join("x.sh"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        assert_eq!(
+            resolve("./x.sh", dir.path()),
+            Some(dir.path().join("./x.sh"))
+        );
+    }
+
+    #[test]
+    fn logs_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs").join("account-1.log");
+        append_log(&log, "a\n").unwrap();
+        append_log(&log, "b\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "a\nb\n");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&log), 0o600);
+        assert_eq!(mode(log.parent().unwrap()), 0o700);
+    }
+}
