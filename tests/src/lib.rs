@@ -12,6 +12,8 @@
 mod bad_input;
 #[cfg(test)]
 mod foundation;
+#[cfg(test)]
+mod guarantees;
 pub mod harness;
 #[cfg(test)]
 mod recovery;
