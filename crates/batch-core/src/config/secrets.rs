@@ -39,6 +39,8 @@ pub struct Secrets {
 struct Inner {
     /// Each secret as characters, longest first, non-empty, without duplicates.
     values: Vec<Vec<char>>,
+    /// Per secret, every byte a match of it can start with.
+    starts: Vec<[bool; 256]>,
     /// Every byte a match can start with, over all secrets.
     first_bytes: [bool; 256],
 }
@@ -69,15 +71,23 @@ impl Secrets {
         // Longest first, so that a secret containing another is replaced whole.
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         let mut first_bytes = [false; 256];
+        let mut starts = Vec::with_capacity(values.len());
         for v in &values {
+            let mut start = [false; 256];
             for form in base_forms(v[0]) {
-                first_bytes[usize::from(form[0])] = true;
+                start[usize::from(form[0])] = true;
             }
-            first_bytes[usize::from(b'%')] = true;
+            start[usize::from(b'%')] = true;
+            start[usize::from(b'\\')] = true;
+            for (all, one) in first_bytes.iter_mut().zip(start) {
+                *all |= one;
+            }
+            starts.push(start);
         }
         Secrets {
             inner: Arc::new(Inner {
                 values,
+                starts,
                 first_bytes,
             }),
         }
@@ -144,7 +154,9 @@ impl Secrets {
                     .inner
                     .values
                     .iter()
-                    .filter_map(|s| match_at(bytes, i, s))
+                    .zip(&self.inner.starts)
+                    .filter(|(_, start)| start[usize::from(bytes[i])])
+                    .filter_map(|(s, _)| match_at(bytes, i, s))
                     .max();
                 if let Some(end) = end {
                     out.extend_from_slice(REDACTED.as_bytes());
