@@ -119,7 +119,22 @@ async fn an_env_secret_in_a_url_never_shows_in_any_form_anywhere_even_with_debug
   { goto = "{base_url}/item/{iteration}" },"##,
         ),
     );
-    let mut cmd = p.command(&step1("1", &["--retries", "0", "--launch-interval", "0"]));
+    // Credentials in a URL on the command line are secrets too (run_started.argv).
+    let base_url = p
+        .site
+        .base_url()
+        .replace("http://", "http://argv-user:argv-pw-31@");
+    let mut cmd = p.command(&step1(
+        "1",
+        &[
+            "--retries",
+            "0",
+            "--launch-interval",
+            "0",
+            "--base-url",
+            &base_url,
+        ],
+    ));
     // Debug everywhere, and an attempt to raise the WebDriver client's own logging:
     // neither may show a request body (the typed password) or the key.
     cmd.env("E2E_API_KEY", API_KEY).env(
@@ -157,6 +172,16 @@ async fn an_env_secret_in_a_url_never_shows_in_any_form_anywhere_even_with_debug
 
     // No form of the key anywhere: stdout, stderr, every file of the run directory,
     // and `batch-cli report` (human and JSON).
+    let argv = events[0]["argv"].as_array().unwrap();
+    assert!(
+        argv.iter()
+            .any(|a| a.as_str().unwrap().starts_with("http://***@127.0.0.1:")),
+        "{argv:?}"
+    );
+    for (path, text) in all_files(&dir) {
+        assert!(!text.contains("argv-pw-31"), "{}", path.display());
+    }
+    assert!(!stdout.contains("argv-pw-31") && !stderr.contains("argv-pw-31"));
     assert_no_form_of(API_KEY, "stdout", &stdout);
     assert_no_form_of(API_KEY, "stderr", &stderr);
     for (path, text) in all_files(&dir) {
