@@ -385,3 +385,47 @@ async fn a_proxy_with_credentials_is_refused_before_anything_launches() {
     assert!(p.run_dirs().is_empty(), "nothing ran");
     p.assert_nothing_left();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_cannot_be_written_stops_the_run_with_exit_3_naming_it() {
+    let p = Project::new(1).await;
+    let mut cmd = p.command(&step1("1", &["--launch-interval", "0"]));
+    // A file-size limit smaller than the first journal line: the write fails with
+    // EFBIG, as on a full disk (SIGXFSZ ignored, so the write just fails).
+    // SAFETY: setrlimit and signal are async-signal-safe and touch no parent memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 200,
+                rlim_max: 200,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let dir = p.run_dir();
+    let journal = dir.join("events.jsonl");
+    assert!(
+        stderr.contains(&format!(
+            "{}: the journal could not be written",
+            journal.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The first line did not fit: it was cut off again, and nothing was shown that is
+    // not on disk.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(text, "", "the journal holds only whole lines");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, "", "nothing shown that is not in the journal");
+    // The run stopped before any work.
+    assert!(p.adds("user-1").is_empty());
+    p.assert_nothing_left();
+}

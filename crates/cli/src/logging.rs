@@ -40,6 +40,7 @@ pub(crate) fn never_a_body(meta: &Metadata<'_>) -> bool {
 pub(crate) fn init() {
     let user = EnvFilter::try_from_env("BATCH_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(|| Quiet(std::io::stderr()))
         .with_filter(user)
         .with_filter(filter_fn(never_a_body));
