@@ -14,6 +14,8 @@ mod bad_input;
 mod foundation;
 #[cfg(test)]
 mod guarantees;
+#[cfg(test)]
+mod guarantees_io;
 pub mod harness;
 #[cfg(test)]
 mod phase3;

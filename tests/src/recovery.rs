@@ -244,6 +244,12 @@ async fn sigterm_mid_run_exits_130_with_everything_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_mid_run_exits_130_with_everything_closed_and_the_journal_valid() {
+    // The terminal went away: handled like SIGTERM.
+    interrupted_cleanly(Signal::SIGHUP, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_to_the_whole_process_group_exits_130_with_everything_closed() {
     // What a terminal's Ctrl-C does: SIGINT to every process of the foreground group.
     interrupted_cleanly(Signal::SIGINT, true).await;

@@ -48,6 +48,7 @@ pub struct Plan {
     pub retries: u32,
     /// Where run directories go.
     pub output: PathBuf,
-    /// The command line as given (recorded in the journal; holds no secrets).
+    /// The command line as given (recorded in the journal, which redacts the
+    /// credentials of any URL in it).
     pub argv: Vec<String>,
 }

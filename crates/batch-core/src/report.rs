@@ -106,6 +106,21 @@ impl Report {
         self.totals = t;
     }
 
+    /// Every recorded value and error redacted: the report never shows a secret, even
+    /// one that got past the runner.
+    pub fn redact(&mut self, secrets: &crate::config::Secrets) {
+        for a in &mut self.accounts {
+            if let Some(e) = &a.last_error {
+                a.last_error = Some(secrets.redact(e));
+            }
+            a.values = a
+                .values
+                .iter()
+                .map(|(k, v)| (secrets.redact(k), secrets.redact_value(v)))
+                .collect();
+        }
+    }
+
     /// Write `path` atomically, mode 0600.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         write_atomically(

@@ -1,5 +1,6 @@
 //! One function per subcommand. Each returns the process exit code; errors are
-//! printed here, to stderr, naming the file, field or argument at fault.
+//! printed here, to stderr, naming the file, field or argument at fault. All output
+//! goes through `outln!`/`errln!`: a closed stdout or stderr never stops a run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ pub(crate) async fn dispatch(command: Command) -> i32 {
 }
 
 fn usage(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("error: {msg}");
+    errln!("error: {msg}");
     exit::USAGE
 }
 
@@ -134,34 +135,95 @@ async fn run_command(step: Option<u32>, steps: Option<String>, a: RunArgs) -> i3
     match batch_core::runner::run(plan, observer, cancel).await {
         Ok(outcome) => {
             if !json {
-                println!("report: {}", outcome.run_dir.join("report.json").display());
+                outln!("report: {}", outcome.run_dir.join("report.json").display());
             }
             outcome.exit_code
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             e.exit_code()
         }
     }
 }
 
-/// Ctrl-C or SIGTERM: stop everything cleanly (exit 130 after the journal is flushed).
+/// Ctrl-C, SIGTERM or SIGHUP (the terminal went away): stop everything cleanly —
+/// every browser closed, the journal and report complete — then exit 130.
+///
+/// A second Ctrl-C (or SIGTERM) during that teardown means "now": every process
+/// group we started is killed and we exit 130 at once, without waiting for the
+/// teardown (the next run reaps anything left, such as ephemeral profiles).
 fn spawn_signal_handler(cancel: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) else {
             return;
         };
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        errln!("interrupted ({name}): closing every browser… (Ctrl-C again to force)");
+        cancel.cancel();
+        // Further SIGHUPs are ignored: a vanished terminal may send more than one.
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        eprintln!("interrupted: closing every browser…");
-        cancel.cancel();
+        let killed = kill_our_process_groups();
+        errln!("interrupted again: killed {killed} process group(s), exiting now");
+        std::process::exit(exit::INTERRUPTED);
     });
+}
+
+/// SIGKILL to the process group of each of our children (every ChromeDriver leads
+/// its own group, which holds its Chromium), and to the child itself. Returns how
+/// many children there were.
+fn kill_our_process_groups() -> usize {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::unistd::Pid;
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command's closing parenthesis: state, ppid, pgrp, …
+        let mut fields = stat
+            .rsplit_once(')')
+            .map_or("", |(_, r)| r)
+            .split_whitespace();
+        let (_state, ppid, pgrp) = (fields.next(), fields.next(), fields.next());
+        let (Some(ppid), Some(pgrp)) = (
+            ppid.and_then(|p| p.parse::<u32>().ok()),
+            pgrp.and_then(|p| p.parse::<i32>().ok()),
+        ) else {
+            continue;
+        };
+        if ppid != me {
+            continue;
+        }
+        if pgrp == pid as i32 {
+            let _ = killpg(Pid::from_raw(pgrp), Signal::SIGKILL);
+        }
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        killed += 1;
+    }
+    killed
 }
 
 fn validate(path: &Path) -> i32 {
@@ -174,7 +236,7 @@ fn validate(path: &Path) -> i32 {
     if let Err(e) = config::check_templates(&project.workflow, &all, &steps) {
         return usage(e);
     }
-    println!(
+    outln!(
         "ok: {} ({} accounts, {} steps, {} actions)",
         project.settings.config_path.display(),
         project.accounts.accounts.len(),
@@ -200,7 +262,7 @@ async fn doctor(path: &Path) -> i32 {
     };
     let mut bad = 0;
     let mut report = |ok: bool, what: &str, detail: String| {
-        println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
+        outln!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
         if !ok {
             bad += 1;
         }
@@ -292,7 +354,7 @@ fn tempfile_dir() -> std::io::Result<profiles::Profile> {
 fn load_for_profiles(path: &Path) -> Result<(Project, profiles::ProfileStore), i32> {
     let project = config::load_project(path).map_err(usage)?;
     let store = profiles::ProfileStore::open(&project.settings.profiles.root).map_err(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         exit::ENVIRONMENT
     })?;
     Ok((project, store))
@@ -306,9 +368,9 @@ fn profiles(action: ProfilesCommand, path: &Path) -> i32 {
     match action {
         ProfilesCommand::List => match store.list() {
             Ok(list) => {
-                println!("{:<10} {:>10} {:<7} path", "account", "size", "in use");
+                outln!("{:<10} {:>10} {:<7} path", "account", "size", "in use");
                 for p in list {
-                    println!(
+                    outln!(
                         "{:<10} {:>7} MiB {:<7} {}",
                         p.account,
                         p.size_bytes >> 20,
@@ -319,20 +381,20 @@ fn profiles(action: ProfilesCommand, path: &Path) -> i32 {
                 exit::OK
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 exit::ENVIRONMENT
             }
         },
         ProfilesCommand::Clean => match store.clean() {
             Ok(cleaned) => {
-                println!("removed {} stale lock file(s)", cleaned.len());
+                outln!("removed {} stale lock file(s)", cleaned.len());
                 for c in cleaned {
-                    println!("  {}", c.display());
+                    outln!("  {}", c.display());
                 }
                 exit::OK
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 exit::ENVIRONMENT
             }
         },
@@ -344,10 +406,10 @@ fn profiles(action: ProfilesCommand, path: &Path) -> i32 {
             let mut code = exit::OK;
             for id in ids {
                 match store.reset(&id.to_string()) {
-                    Ok(true) => println!("account {id}: profile deleted"),
-                    Ok(false) => println!("account {id}: no profile"),
+                    Ok(true) => outln!("account {id}: profile deleted"),
+                    Ok(false) => outln!("account {id}: no profile"),
                     Err(e) => {
-                        eprintln!("error: account {id}: {e}");
+                        errln!("error: account {id}: {e}");
                         code = exit::SOME_FAILED;
                     }
                 }
@@ -369,17 +431,20 @@ fn report(run_dir: &Path, json: bool) -> i32 {
         }
     };
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&r).expect("report serializes")
         );
         return exit::OK;
     }
-    println!(
+    outln!(
         "run {}  {} → {}  exit {}",
-        r.run_id, r.started_at, r.finished_at, r.exit_code
+        r.run_id,
+        r.started_at,
+        r.finished_at,
+        r.exit_code
     );
-    println!(
+    outln!(
         "totals: {} iterations ok, {} failed, {} browser launches, {} retries",
         r.totals.iterations_ok,
         r.totals.iterations_failed,
@@ -387,7 +452,7 @@ fn report(run_dir: &Path, json: bool) -> i32 {
         r.totals.retries
     );
     for a in &r.accounts {
-        println!(
+        outln!(
             "  account {:<6} {:<11} ok {:<4} failed {:<4} launches {:<3} retries {}{}",
             a.id,
             a.status,

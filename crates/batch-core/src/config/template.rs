@@ -1,5 +1,6 @@
 //! Templates (`"{base_url}/item/{iteration}"`): parsing, rendering with secrets
-//! redacted, and [`redact`] for arbitrary text such as a browser's error message.
+//! redacted, and [`redact`] for arbitrary text such as a browser's error message
+//! (the matching itself lives in the `secrets` module).
 //!
 //! Main items: [`Template::parse`], [`Template::render`], [`redact`], and
 //! [`EnvLookup`] / [`process_env`], the one place `{env.NAME}` values are read from.
@@ -198,55 +199,16 @@ fn parse_variable(name: &str) -> Result<Part, String> {
     }
 }
 
-/// `fn(text, account) -> text`: every occurrence of each non-empty secret field value
-/// of `account` replaced by `***` — also in its URL-encoded and JSON-escaped forms,
-/// as a browser may report a URL or a script it was given.
+/// `fn(text, account) -> text`: every form of each secret field value of `account`
+/// replaced by `***` (see [`Secrets`](super::Secrets), which a run builds once for
+/// all its secrets; this is the same for one account).
 pub fn redact(text: &str, account: &Account) -> String {
-    let secrets: Vec<&str> = account
-        .fields
-        .values()
-        .filter(|v| v.secret)
-        .map(|v| v.value.as_str())
-        .collect();
-    redact_values(text, &secrets)
+    super::Secrets::of_account(account).redact(text)
 }
 
-/// [`redact`] for an explicit list of secret values (for example `{env.NAME}` values
-/// a step used).
+/// [`redact`] for an explicit list of secret values.
 pub fn redact_values(text: &str, secrets: &[&str]) -> String {
-    let mut forms: Vec<String> = Vec::new();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        forms.push((*secret).to_owned());
-        let encoded = percent_encode(secret);
-        forms.push(encoded.to_ascii_lowercase());
-        forms.push(encoded.replace("%20", "+"));
-        forms.push(encoded);
-        if let Ok(json) = serde_json::to_string(secret) {
-            forms.push(json[1..json.len() - 1].to_owned());
-        }
-    }
-    // Longest first, so a secret containing another is replaced whole.
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    forms.dedup();
-    let mut out = text.to_owned();
-    for form in &forms {
-        if out.contains(form.as_str()) {
-            out = out.replace(form.as_str(), REDACTED);
-        }
-    }
-    out
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    super::Secrets::new(secrets).redact(text)
 }
 
 #[cfg(test)]

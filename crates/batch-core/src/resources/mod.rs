@@ -213,7 +213,13 @@ mod tests {
     fn journal() -> (tempfile::TempDir, Journal, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
-        let j = Journal::open(&path, Arc::new(|_| {})).unwrap();
+        let j = Journal::open(
+            &path,
+            Arc::new(|_| {}),
+            Default::default(),
+            Default::default(),
+        )
+        .unwrap();
         (dir, j, path)
     }
 

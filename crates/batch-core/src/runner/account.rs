@@ -294,6 +294,7 @@ impl AccountRun {
             run_dir: &ctx.run_dir,
             exec_dir: &project.settings.root,
             values: &mut self.values,
+            secrets: ctx.journal.secrets(),
         };
         run_actions(actions, &mut env).await
     }

@@ -1,7 +1,8 @@
 //! Executing workflow actions on a live browser.
 //!
 //! Every action renders its templates first (the redacted form is what errors and
-//! journals show), then talks to the browser with a hard deadline, so a hung driver
+//! journals show; every message and recorded value also goes through the run's
+//! [`Secrets`], which catch the forms a browser gives a secret back in), then talks to the browser with a hard deadline, so a hung driver
 //! surfaces as [`FailureKind::Timeout`] instead of a stuck account. Waiting actions
 //! poll the page; running out of time there is an ordinary action failure — the
 //! browser answered, the page just never got there.
@@ -15,7 +16,7 @@ use launcher::thirtyfour::{Key, WebElement};
 use launcher::{BrowserInfo, FailureKind};
 use serde_json::Value;
 
-use crate::config::{Action, ActionKind, Rendered, Template, TimeoutSettings, Vars, redact};
+use crate::config::{Action, ActionKind, Rendered, Secrets, Template, TimeoutSettings, Vars};
 
 /// A failed action: what kind of failure, and a message safe to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub(crate) struct ActionEnv<'a> {
     pub(crate) run_dir: &'a Path,
     pub(crate) exec_dir: &'a Path,
     pub(crate) values: &'a mut BTreeMap<String, Value>,
+    /// The run's secrets: every message and recorded value goes through them.
+    pub(crate) secrets: &'a Secrets,
 }
 
 /// Run actions in order; stop at the first failure.
@@ -70,7 +73,7 @@ pub(crate) async fn run_actions(
             let where_ = format!("{}:{}", env.workflow_file, action.line);
             Failure::new(
                 f.kind,
-                format!("{where_}: {}", redact(&f.message, env.vars.account)),
+                format!("{where_}: {}", env.secrets.redact(&f.message)),
             )
         })?;
     }
@@ -292,7 +295,7 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             };
             let name = into.clone().unwrap_or_else(|| selector.source.clone());
             env.values
-                .insert(name, Value::String(redact(&value, vars.account)));
+                .insert(name, Value::String(env.secrets.redact(&value)));
             Ok(())
         }
         ActionKind::Script { js, into } => {
@@ -304,12 +307,7 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             )
             .await?;
             if let Some(name) = into {
-                let v = ret.json().clone();
-                let v = match v {
-                    Value::String(s) => Value::String(redact(&s, vars.account)),
-                    other => serde_json::from_str(&redact(&other.to_string(), vars.account))
-                        .unwrap_or(Value::Null),
-                };
+                let v = env.secrets.redact_value(ret.json());
                 env.values.insert(name.clone(), v);
             }
             Ok(())
@@ -471,7 +469,7 @@ async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Resu
 }
 
 /// Append an exec's record to the account's log. The program's output is written as
-/// it printed it except for the account's secrets, which are redacted like
+/// it printed it except for the run's secrets, which are redacted like
 /// everywhere else; anything else secret it prints is the program's business.
 fn log_exec(env: &ActionEnv<'_>, shown: &str, ended: &str, out: &super::exec::Outcome) {
     let vars = env.vars;
@@ -496,7 +494,7 @@ fn log_exec(env: &ActionEnv<'_>, shown: &str, ended: &str, out: &super::exec::Ou
             String::new()
         };
         record.push_str(&format!("[{name}]{skipped}\n"));
-        record.push_str(&redact(&text, vars.account));
+        record.push_str(&env.secrets.redact(&text));
         if !text.ends_with('\n') {
             record.push('\n');
         }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use launcher::{Binaries, Registry};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Account, ConfigError, LaunchInterval};
+use crate::config::{Account, ConfigError, LaunchInterval, Secrets};
 use crate::journal::{Event, Journal, Observer, now_rfc3339};
 use crate::report::{AccountReport, Report};
 use crate::resources::{CpuPressure, Memory};
@@ -60,6 +60,15 @@ pub enum RunError {
     /// No usable browser or driver (exit 3).
     #[error(transparent)]
     Environment(#[from] launcher::LaunchError),
+    /// Writing the journal failed mid-run (disk full, I/O error): the run was stopped
+    /// there, and the file ends with its last complete line (exit 3).
+    #[error("{path}: the journal could not be written ({reason}); the run was stopped")]
+    Journal {
+        /// The journal's path.
+        path: PathBuf,
+        /// What the OS said.
+        reason: String,
+    },
     /// The run directory or journal could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -75,9 +84,10 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Config(_) | RunError::ProfileInUse { .. } => exit::USAGE,
-            RunError::Environment(_) | RunError::Profiles(_) | RunError::Io { .. } => {
-                exit::ENVIRONMENT
-            }
+            RunError::Environment(_)
+            | RunError::Profiles(_)
+            | RunError::Io { .. }
+            | RunError::Journal { .. } => exit::ENVIRONMENT,
         }
     }
 }
@@ -169,7 +179,13 @@ pub async fn run(
     let (run_id, run_dir) =
         rundir::create_run_dir(&plan.output, rundir::new_run_id).map_err(io_err(&plan.output))?;
     let journal_path = run_dir.join("events.jsonl");
-    let journal = Journal::open(&journal_path, observer).map_err(io_err(&journal_path))?;
+    let secrets = {
+        let accounts: Vec<&Account> = accounts.iter().collect();
+        let env = crate::config::process_env;
+        Secrets::for_run(&plan.project.workflow, &accounts, &plan.argv, &env)
+    };
+    let journal = Journal::open(&journal_path, observer, secrets, cancel.clone())
+        .map_err(io_err(&journal_path))?;
     let started_at = now_rfc3339();
     journal.emit(
         Event::new("run_started")
@@ -282,6 +298,10 @@ pub async fn run(
     } else {
         exit::SOME_FAILED
     };
+    if journal.failure().is_some() {
+        report.exit_code = exit::ENVIRONMENT;
+    }
+    report.redact(journal.secrets());
     journal.emit(
         Event::new("run_finished")
             .with("exit_code", report.exit_code)
@@ -294,13 +314,15 @@ pub async fn run(
     );
     journal.sync();
     let report_path = run_dir.join("report.json");
-    report.write(&report_path).map_err(io_err(&report_path))?;
-    if let Some(e) = journal.take_error() {
-        return Err(RunError::Io {
+    let written = report.write(&report_path);
+    journal.close();
+    if let Some(reason) = journal.failure() {
+        return Err(RunError::Journal {
             path: journal_path,
-            source: e,
+            reason,
         });
     }
+    written.map_err(io_err(&report_path))?;
     Ok(RunOutcome {
         exit_code: report.exit_code,
         run_dir,

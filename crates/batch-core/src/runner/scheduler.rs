@@ -660,7 +660,13 @@ mod tests {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
-        let journal = Journal::open(&path, Arc::new(|_| {})).unwrap();
+        let journal = Journal::open(
+            &path,
+            Arc::new(|_| {}),
+            Default::default(),
+            Default::default(),
+        )
+        .unwrap();
         let probe = Arc::new(FakeProbe {
             available: AtomicU64::new(available),
         });
