@@ -67,9 +67,30 @@ impl Scratch {
         quantity: u32,
         flags: &[&str],
     ) -> anyhow::Result<Outcome> {
+        self.run_step(1, accounts, quantity, flags)
+    }
+
+    /// Append to a file of the project (e.g. one more step to the workflow).
+    pub(crate) fn append(&self, name: &str, text: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join(name))?;
+        f.write_all(text.as_bytes())?;
+        Ok(())
+    }
+
+    /// `batch-cli single --step S --quantity Q --accounts 1-N --json FLAGS`.
+    pub(crate) fn run_step(
+        &self,
+        step: u32,
+        accounts: u32,
+        quantity: u32,
+        flags: &[&str],
+    ) -> anyhow::Result<Outcome> {
         let site = self.site.as_ref().expect("site lives until drop");
         let out = Command::new(&self.cli)
-            .args(["single", "--step", "1", "--json"])
+            .args(["single", "--step", &step.to_string(), "--json"])
             .args(["--quantity", &quantity.to_string()])
             .args(["--accounts", &format!("1-{accounts}")])
             .args(flags)

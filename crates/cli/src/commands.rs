@@ -301,7 +301,7 @@ async fn doctor(path: &Path) -> i32 {
                 a >= need,
                 "memory",
                 format!(
-                    "{} MiB available (creations wait below {} MiB; ~300 MiB per browser)",
+                    "{} MiB available (creations wait unless {} MiB stay free beyond the learned per-browser cost, ~300 MiB)",
                     a >> 20,
                     need >> 20
                 ),
@@ -309,6 +309,31 @@ async fn doctor(path: &Path) -> i32 {
         }
         None => report(false, "memory", "cannot read available memory".into()),
     }
+    report(
+        true,
+        "memory limit",
+        match batch_core::resources::cgroup_memory_limit() {
+            Some(l) => format!(
+                "this cgroup is limited to {} MiB: admission counts against the limit",
+                l >> 20
+            ),
+            None => "no cgroup memory limit: admission counts against the host".into(),
+        },
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let psi = std::path::Path::new("/proc/pressure/cpu").exists();
+    report(
+        true,
+        "cpu",
+        format!(
+            "{cores} core(s); pressure from {} (adaptive pacing starts at {cores} creations at once)",
+            if psi {
+                "/proc/pressure/cpu"
+            } else {
+                "the load average (no PSI here)"
+            }
+        ),
+    );
     let runtime = launcher::runtime_dir();
     match launcher::Registry::open(&runtime) {
         Ok(_) => report(true, "runtime dir", runtime.display().to_string()),

@@ -34,6 +34,7 @@ use clap::Parser;
 fn main() {
     let cli = args::Cli::parse();
     logging::init();
+    raise_fd_limit();
     // Worker threads live as long as the runtime: browsers are spawned from them, and
     // PR_SET_PDEATHSIG fires when the spawning *thread* exits.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -44,4 +45,18 @@ fn main() {
     // Dropping the runtime waits for nothing that matters: every browser is already closed.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     std::process::exit(code);
+}
+
+/// Raise the soft limit on open files to the hard limit. Every account holds its
+/// persistent profile's lock (one descriptor) for the whole run, and every browser a
+/// few pipes and sockets: the common soft limit of 1024 would fail a 1000-account
+/// batch at start-up, while the hard limit (usually 512 Ki or more) is ours to take.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::debug!("cannot raise the open-files limit from {soft} to {hard}: {e}");
+    }
 }
