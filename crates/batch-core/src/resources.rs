@@ -1,6 +1,6 @@
 //! Watching memory: a sampler off the hot path, and a gate new browser creations pass.
 //!
-//! Figures come from the system's *available* memory (sysinfo) and each browser's
+//! Figures come from the system's *available* memory (`/proc/meminfo`) and each browser's
 //! process-tree PSS (`/proc/PID/smaps_rollup`): RSS sums count shared pages once per
 //! process and overcount a browser about 5×. A sample costs tens of milliseconds
 //! (hundreds under load), so the sampler runs every few seconds in its own task, and
@@ -31,12 +31,9 @@ struct Inner {
     report: MemoryReport,
 }
 
-/// System available memory in bytes, fresh.
+/// System available memory in bytes, fresh (`MemAvailable` of `/proc/meminfo`).
 pub fn available_memory() -> Option<u64> {
-    let mut sys = sysinfo::System::new().ok()?;
-    sys.refresh_memory();
-    let a = sys.available_memory();
-    (a > 0).then_some(a)
+    fsutil::proc::mem_available().filter(|a| *a > 0)
 }
 
 impl Memory {

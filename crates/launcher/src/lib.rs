@@ -37,14 +37,17 @@ mod error;
 mod failure;
 mod proc;
 mod registry;
+mod subreaper;
 
 pub use binaries::{Binaries, Versions};
 pub use browser::{Browser, BrowserInfo, LaunchSpec};
 pub use creation_lock::{CreationGuard, CreationLock};
 pub use error::LaunchError;
 pub use failure::{FailureKind, classify};
+pub use fsutil::{open_runtime_dir, runtime_dir};
 pub use proc::{process_alive, tree_pss_bytes};
-pub use registry::{ReapReport, Registry, runtime_dir};
+pub use registry::{ReapReport, Registry};
+pub use subreaper::{Finished, become_subreaper, finish_descendants, reap_adopted};
 
 /// Re-exported so users of [`Browser::driver`] need no direct thirtyfour dependency.
 pub use thirtyfour;

@@ -96,12 +96,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
 }
 
 fn private_dir(path: &Path) -> Result<(), RunError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io_err(path))
+    fsutil::private_dir(path).map_err(io_err(path))
 }
 
 /// A new run id: UTC time to the second plus 4 random-ish hex digits, so that two runs
