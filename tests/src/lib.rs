@@ -14,4 +14,6 @@ mod bad_input;
 mod foundation;
 pub mod harness;
 #[cfg(test)]
+mod reaping;
+#[cfg(test)]
 mod recovery;
