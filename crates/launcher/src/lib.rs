@@ -7,12 +7,17 @@
 //!   tool's Phase 1), when the caller wants that.
 //! - [`Registry`] records every live browser of this process on disk so that the next
 //!   process can reap what a killed one left ([`Registry::reap`]).
+//! - [`become_subreaper`], [`reap_adopted`] and [`finish_descendants`] let the runner
+//!   reap every orphan of its browsers (Chrome's children after a group kill, its
+//!   crashpad handlers), so it exits only after everything it started is gone.
 //! - [`classify`] turns a WebDriver error into a [`FailureKind`]: is the browser gone,
 //!   the driver gone, the page crashed, or did just the action fail?
 //!
 //! Orphans are impossible by construction: the driver runs in its own process group
 //! with `PR_SET_PDEATHSIG`, Chromium is started through `setpriv --pdeathsig KILL`,
-//! and a [`Browser`] kills its whole process group when dropped.
+//! and a [`Browser`] kills its whole process group when dropped. Every ChromeDriver
+//! carries its runner's `BATCH_CLI_RUNNER` environment marker, which Chrome and its
+//! crashpad handlers inherit: how a later reaper knows them.
 //!
 //! This crate does not decide *when* to launch, how many at once, or what to retry:
 //! that policy lives in `batch-core`. It never prints.
