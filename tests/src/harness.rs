@@ -28,6 +28,14 @@ actions = [
 ]
 "##;
 
+/// The demo workflow with a pause per iteration, so a test can strike mid-run.
+pub fn slow_workflow() -> String {
+    WORKFLOW.replace(
+        "{ wait_text = \"#done\", contains = \"added {iteration}\" },",
+        "{ wait_text = \"#done\", contains = \"added {iteration}\" },\n  { sleep = \"400ms\" },",
+    )
+}
+
 /// Path of the built `batch-cli` (next to this test binary's `deps/` directory).
 pub fn cli_path() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -210,29 +218,44 @@ pub fn accounts_toml(n: u32) -> String {
 
 fn processes_mentioning(needle: &str) -> Vec<u32> {
     let me = std::process::id();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me)
+    fsutil::proc::pids()
+        .into_iter()
+        .filter(|pid| *pid != me && fsutil::proc::alive(*pid))
         .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                .unwrap_or("Z");
-            state != "Z" && state != "X"
+            fsutil::proc::args(*pid)
+                .is_some_and(|args| args.iter().any(|a| a.to_string_lossy().contains(needle)))
         })
+        .collect()
+}
+
+/// Children of this test process (zombie or live) as `pid comm state`: with
+/// [`become_subreaper`], whatever a finished `batch-cli` left behind lands here.
+pub fn my_children() -> Vec<String> {
+    let me = std::process::id();
+    fsutil::proc::pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, fsutil::proc::stat(pid)?)))
+        .filter(|(_, s)| s.ppid == me)
+        .map(|(pid, s)| format!("{pid} {} {}", s.comm, s.state))
+        .collect()
+}
+
+/// Make this test process the reaper of its orphaned descendants, so that a test
+/// can see (and then reap) what a `batch-cli` run left behind.
+pub fn become_subreaper() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+}
+
+/// Live processes started by the `batch-cli` process `runner_pid` (they carry its
+/// `BATCH_CLI_RUNNER=<pid>.<start>.<boot>` environment marker).
+pub fn marked_by(runner_pid: u32) -> Vec<u32> {
+    let prefix = format!("BATCH_CLI_RUNNER={runner_pid}.");
+    fsutil::proc::pids()
+        .into_iter()
+        .filter(|pid| fsutil::proc::alive(*pid))
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(needle)
-                })
-                .unwrap_or(false)
+            fsutil::proc::environ(*pid)
+                .is_some_and(|env| env.iter().any(|e| e.to_string_lossy().starts_with(&prefix)))
         })
         .collect()
 }

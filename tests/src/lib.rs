@@ -20,4 +20,6 @@ pub mod harness;
 #[cfg(test)]
 mod phase3;
 #[cfg(test)]
+mod reaping;
+#[cfg(test)]
 mod recovery;

@@ -8,14 +8,6 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-/// The demo workflow with a pause per iteration, so a test can strike mid-run.
-fn slow_workflow() -> String {
-    WORKFLOW.replace(
-        "{ wait_text = \"#done\", contains = \"added {iteration}\" },",
-        "{ wait_text = \"#done\", contains = \"added {iteration}\" },\n  { sleep = \"400ms\" },",
-    )
-}
-
 fn all_iterations_seen(p: &Project, user: &str, quantity: u32) {
     let adds = p.adds(user);
     for i in 1..=quantity {

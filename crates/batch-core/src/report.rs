@@ -123,9 +123,10 @@ impl Report {
 
     /// Write `path` atomically, mode 0600.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        write_atomically(
+        fsutil::write_atomic(
             path,
             &serde_json::to_vec_pretty(self).expect("report serializes"),
+            0o600,
         )
     }
 
@@ -135,22 +136,6 @@ impl Report {
         serde_json::from_slice(&bytes)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
-}
-
-/// Temp file in the same directory, fsync, rename: all or nothing.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -187,6 +172,10 @@ mod tests {
         let p = dir.path().join("report.json");
         r.write(&p).unwrap();
         assert_eq!(Report::read(&p).unwrap(), r);
-        assert!(!p.with_extension("tmp").exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 }

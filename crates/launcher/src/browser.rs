@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use thirtyfour::{ChromiumLikeCapabilities, DesiredCapabilities, WebDriver};
 
 use crate::driver::{self, DriverProcess};
-use crate::registry::{RecordGuard, create_private_dir};
+use crate::registry::RecordGuard;
 use crate::{Binaries, FailureKind, LaunchError, Registry, process_alive, runtime_dir};
 
 /// Everything needed to start one browser.
@@ -400,7 +400,10 @@ fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
         return Ok(chromium.to_path_buf());
     };
     let dir = runtime_dir().join("bin");
-    create_private_dir(&dir)?;
+    fsutil::private_dir(&dir).map_err(|source| LaunchError::Io {
+        path: dir.clone(),
+        source,
+    })?;
     let script = format!(
         "#!/bin/sh\n# written by batch-cli: chromium dies when its chromedriver dies\nexec {} --pdeathsig KILL '{}' \"$@\"\n",
         setpriv.display(),
@@ -409,15 +412,12 @@ fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
     let name = format!("chromium-{:016x}", fnv1a(script.as_bytes()));
     let path = dir.join(name);
     if std::fs::read_to_string(&path).ok().as_deref() != Some(&script) {
-        use std::os::unix::fs::PermissionsExt;
-        let io = |source| LaunchError::Io {
-            path: path.clone(),
-            source,
-        };
-        let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-        std::fs::write(&tmp, &script).map_err(io)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        fsutil::write_atomic(&path, script.as_bytes(), 0o700).map_err(|source| {
+            LaunchError::Io {
+                path: path.clone(),
+                source,
+            }
+        })?;
     }
     Ok(path)
 }

@@ -37,6 +37,9 @@ pub(crate) async fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0)
+        // Inherited by Chrome and its crashpad handlers: how a later reaper knows them
+        // (see `registry`).
+        .env(crate::registry::RUNNER_ENV, crate::registry::me().tag())
         .kill_on_drop(true);
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {

@@ -54,6 +54,10 @@ pub enum LaunchError {
     /// A port lease failed.
     #[error(transparent)]
     Port(#[from] ports::PortError),
+    /// The runtime directory is missing and cannot be created, or another user could
+    /// have prepared it (exit 3).
+    #[error(transparent)]
+    RuntimeDir(#[from] fsutil::RuntimeDirError),
     /// Runtime-directory or registry I/O.
     #[error("{path}: {source}")]
     Io {
@@ -69,7 +73,7 @@ impl LaunchError {
     pub fn is_transient(&self) -> bool {
         !matches!(
             self,
-            LaunchError::NotFound { .. } | LaunchError::Spawn { .. }
+            LaunchError::NotFound { .. } | LaunchError::Spawn { .. } | LaunchError::RuntimeDir(_)
         )
     }
 }

@@ -5,12 +5,17 @@
 //!   answered by the Chrome that owns that profile before handing the browser out.
 //! - [`Registry`] records every live browser of this process on disk so that the next
 //!   process can reap what a killed one left ([`Registry::reap`]).
+//! - [`become_subreaper`], [`reap_adopted`] and [`finish_descendants`] let the runner
+//!   reap every orphan of its browsers (Chrome's children after a group kill, its
+//!   crashpad handlers), so it exits only after everything it started is gone.
 //! - [`classify`] turns a WebDriver error into a [`FailureKind`]: is the browser gone,
 //!   the driver gone, the page crashed, or did just the action fail?
 //!
 //! Orphans are impossible by construction: the driver runs in its own process group
 //! with `PR_SET_PDEATHSIG`, Chromium is started through `setpriv --pdeathsig KILL`,
-//! and a [`Browser`] kills its whole process group when dropped.
+//! and a [`Browser`] kills its whole process group when dropped. Every ChromeDriver
+//! carries its runner's `BATCH_CLI_RUNNER` environment marker, which Chrome and its
+//! crashpad handlers inherit: how a later reaper knows them.
 //!
 //! This crate does not decide *when* to launch, how many at once, or what to retry:
 //! that policy lives in `batch-core`. It never prints.
@@ -34,13 +39,16 @@ mod error;
 mod failure;
 mod proc;
 mod registry;
+mod subreaper;
 
 pub use binaries::{Binaries, Versions};
 pub use browser::{Browser, BrowserInfo, LaunchSpec};
 pub use error::LaunchError;
 pub use failure::{FailureKind, classify, confirm_loss, summary};
+pub use fsutil::{open_runtime_dir, runtime_dir};
 pub use proc::{process_alive, tree_pss_bytes, trees_pss_bytes};
-pub use registry::{ReapReport, Registry, runtime_dir};
+pub use registry::{ReapReport, Registry};
+pub use subreaper::{Finished, become_subreaper, finish_descendants, reap_adopted};
 
 /// Re-exported so users of [`Browser::driver`] need no direct thirtyfour dependency.
 pub use thirtyfour;

@@ -1,4 +1,4 @@
-//! Small `/proc` readers: is a process alive, which processes are in a group, how much
+//! Small `/proc` queries over [`fsutil::proc`]: is a process alive, how much
 //! memory a process tree really uses (PSS, because RSS sums count shared pages once per
 //! process and overcount a browser about 5×).
 
@@ -6,34 +6,18 @@ use std::path::Path;
 
 /// Whether `pid` names a live (not zombie) process.
 pub fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat_field(&stat, 0).is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
-/// Field `n` (0 = state) after the `(comm)` part of `/proc/PID/stat`.
-fn stat_field(stat: &str, n: usize) -> Option<&str> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(n)
+    fsutil::proc::alive(pid)
 }
 
 /// All live pids, with their process group id and parent pid.
 pub(crate) fn all_processes() -> Vec<ProcEntry> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    fsutil::proc::pids()
+        .into_iter()
         .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let state = stat_field(&stat, 0)?;
-            if state == "Z" || state == "X" {
-                return None;
-            }
+            let stat = fsutil::proc::stat(pid).filter(|s| !s.is_zombie())?;
             Some(ProcEntry {
                 pid,
-                ppid: stat_field(&stat, 1)?.parse().ok()?,
-                pgid: stat_field(&stat, 2)?.parse().ok()?,
+                ppid: stat.ppid,
             })
         })
         .collect()
@@ -44,18 +28,6 @@ pub(crate) fn all_processes() -> Vec<ProcEntry> {
 pub(crate) struct ProcEntry {
     pub(crate) pid: u32,
     pub(crate) ppid: u32,
-    pub(crate) pgid: u32,
-}
-
-/// The process's command line, arguments joined by spaces.
-pub(crate) fn cmdline(pid: u32) -> Option<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        raw.split(|b| *b == 0)
-            .map(|s| String::from_utf8_lossy(s))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
 }
 
 /// Proportional set size of `root` and all its descendants, in bytes. Processes that
@@ -172,7 +144,6 @@ mod tests {
         assert!(process_alive(me));
         assert!(tree_pss_bytes(me).unwrap() > 0);
         assert!(all_processes().iter().any(|p| p.pid == me));
-        assert!(cmdline(me).is_some());
     }
 
     #[test]
@@ -193,12 +164,5 @@ mod tests {
         drop(l);
         assert!(!holds_listener(std::process::id(), port));
         assert_eq!(listener_owner(port), None);
-    }
-
-    #[test]
-    fn stat_fields_skip_comm_with_spaces() {
-        let stat = "42 (a b) c) S 1 42 42 0";
-        assert_eq!(stat_field(stat, 0), Some("S"));
-        assert_eq!(stat_field(stat, 2), Some("42"));
     }
 }

@@ -115,8 +115,8 @@ async fn chromium_ports_from_a_range_are_used_and_verified() {
 }
 
 fn no_process_uses(profile: &std::path::Path) -> bool {
-    let needle = format!("--user-data-dir={}", profile.display());
+    let needle = std::ffi::OsString::from(format!("--user-data-dir={}", profile.display()));
     !crate::proc::all_processes()
         .iter()
-        .any(|p| crate::proc::cmdline(p.pid).is_some_and(|c| c.contains(&needle)))
+        .any(|p| fsutil::proc::args(p.pid).is_some_and(|a| fsutil::proc::has_element(&a, &needle)))
 }

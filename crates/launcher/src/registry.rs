@@ -1,32 +1,59 @@
-//! The on-disk registry of live browsers, so a later process can reap what a killed
-//! one left — and only that.
+//! The on-disk registry of live browsers, so that a later process can reap what a
+//! killed one left — and only that.
 //!
-//! Layout under [`runtime_dir`]:
-//! - `runners/<pid>.lock` — held (flock) by each live runner for its whole life. The
-//!   kernel drops the lock when the process dies, however it dies, so "lock free"
-//!   proves "runner dead" without trusting pids.
-//! - `browsers/<runner-pid>-<pgid>.json` — one per live browser: its process group,
-//!   driver and Chrome pids and profile. Removed when the browser is closed.
+//! Layout under the directory given to [`Registry::open`] (the runtime directory,
+//! see [`fsutil::runtime_dir`]):
+//! - `runners/<pid>.<start>.lock` — held (flock) by each live runner for its whole
+//!   life; `<start>` is the runner's start time, so a runner whose pid was reused is
+//!   never taken for alive. The kernel drops the lock when the process dies, however
+//!   it dies, so "lock free" proves "runner dead". The file is created under a temp
+//!   name, locked, and only then renamed into place: no reaper ever sees it unlocked.
+//! - `browsers/<pid>.<start>-<pgid>.json` — one per live browser: the runner's
+//!   identity, the browser's process group, the identities (pid + start time + boot
+//!   id) of its driver and Chrome, and its profile. Removed when the browser closes.
 //!
-//! [`Registry::reap`] kills only processes that are in a recorded group *and* are
-//! ChromeDriver or Chromium, or that run on a recorded profile directory; a reused
-//! pid of an unrelated program is left alone.
+//! What [`Registry::reap`] kills for the record of a dead runner (same boot only; a
+//! record from a previous boot is just dropped), among live processes:
+//! - a recorded process whose start time still matches (a reused pid does not);
+//! - a process carrying the dead runner's exact `BATCH_CLI_RUNNER=<pid>.<start>.<boot>`
+//!   environment element: [`driver`](crate::driver) sets it on every ChromeDriver,
+//!   and Chrome and Chrome's crashpad handlers (which leave the process group and the
+//!   session) inherit it;
+//! - a process in the browser's process group whose argv has the exact element
+//!   `--user-data-dir=<profile>` (never a substring: `account-1` is not `account-10`)
+//!   and that started after the driver.
+//!
+//! Nothing else is touched: not a live runner's browsers, not a stranger on a reused
+//! pid, not another user's processes (their environ is unreadable).
 
-use std::fs::File;
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
 
+use fsutil::proc::{Identity, Stat};
 use serde::{Deserialize, Serialize};
 
 use crate::LaunchError;
-use crate::proc::{all_processes, cmdline};
 
-/// This user's runtime directory for batch-cli: `$XDG_RUNTIME_DIR/batch-cli`, else
-/// `/tmp/batch-cli-<uid>`. Not created here.
-pub fn runtime_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(d) if d.is_dir() => d.join("batch-cli"),
-        _ => std::env::temp_dir().join(format!("batch-cli-{}", nix::unistd::getuid())),
-    }
+/// The environment variable that marks every process a runner's launcher starts.
+pub(crate) const RUNNER_ENV: &str = "BATCH_CLI_RUNNER";
+
+/// A temp runner lock file older than this, and unlocked, is litter of a runner
+/// killed while registering.
+const STALE_TEMP: Duration = Duration::from_secs(60);
+
+static ME: LazyLock<Identity> = LazyLock::new(Identity::current);
+
+/// This process's identity as a runner.
+pub(crate) fn me() -> &'static Identity {
+    &ME
+}
+
+/// `BATCH_CLI_RUNNER=<tag>` for the runner `who`: the exact environment element.
+pub(crate) fn marker_of(who: &Identity) -> OsString {
+    OsString::from(format!("{RUNNER_ENV}={}", who.tag()))
 }
 
 /// A live runner's registration; see the module docs.
@@ -47,12 +74,12 @@ pub struct ReapReport {
     pub profiles: Vec<PathBuf>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
-    runner: u32,
+    runner: Identity,
     pgid: u32,
-    driver_pid: u32,
-    chrome_pid: Option<u32>,
+    /// Driver first, then Chrome.
+    processes: Vec<Identity>,
     profile: PathBuf,
 }
 
@@ -75,41 +102,37 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
     }
 }
 
-/// Create `dir` (and parents) mode 0700, and refuse one that another user owns or
-/// others can write: the runtime dir may live in the shared /tmp, and we execute a
-/// script from it.
-pub(crate) fn create_private_dir(dir: &Path) -> Result<(), LaunchError> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io(dir))?;
-    let meta = std::fs::symlink_metadata(dir).map_err(io(dir))?;
-    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
-        return Err(LaunchError::Io {
-            path: dir.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                "not a private directory of this user (expected owner = us, no group/other write)",
-            ),
-        });
-    }
-    Ok(())
+fn runner_lock_name(who: &Identity) -> String {
+    format!("{}.{}.lock", who.pid, who.start_time)
 }
 
 impl Registry {
-    /// Register this process as a live runner under `dir` (created 0700).
+    /// Register this process as a live runner under `dir`, which is created (0700)
+    /// and must be trusted from `/` down (see [`fsutil::check_trusted_path`]): a
+    /// directory another user prepared is refused with [`LaunchError::RuntimeDir`].
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, LaunchError> {
         let dir = dir.into();
-        for sub in ["runners", "browsers"] {
-            create_private_dir(&dir.join(sub))?;
+        let trusted = fsutil::private_dir(&dir).and_then(|()| fsutil::check_trusted_path(&dir));
+        if let Err(source) = trusted {
+            return Err(fsutil::RuntimeDirError { path: dir, source }.into());
         }
-        let path = dir
-            .join("runners")
-            .join(format!("{}.lock", std::process::id()));
-        let file = File::create(&path).map_err(io(&path))?;
-        file.lock().map_err(io(&path))?;
+        for sub in ["runners", "browsers"] {
+            let sub = dir.join(sub);
+            fsutil::private_dir(&sub).map_err(io(&sub))?;
+        }
+        let runners = dir.join("runners");
+        // Create under a temp name, lock, then rename into place: a reaper never sees
+        // our lock file unlocked, so it can never remove it from under us.
+        let temp = tempfile::Builder::new()
+            .prefix(".new-")
+            .tempfile_in(&runners)
+            .map_err(io(&runners))?;
+        temp.as_file().lock().map_err(io(temp.path()))?;
+        let path = runners.join(runner_lock_name(me()));
+        let file = temp.persist(&path).map_err(|e| LaunchError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
         Ok(Registry {
             dir,
             _runner_lock: file,
@@ -128,97 +151,165 @@ impl Registry {
         chrome_pid: Option<u32>,
         profile: &Path,
     ) -> Result<RecordGuard, LaunchError> {
-        let runner = std::process::id();
+        let runner = me().clone();
         let path = self
             .dir
             .join("browsers")
-            .join(format!("{runner}-{pgid}.json"));
+            .join(format!("{}.{}-{pgid}.json", runner.pid, runner.start_time));
+        let processes = std::iter::once(driver_pid)
+            .chain(chrome_pid)
+            .filter_map(Identity::of)
+            .collect();
         let rec = Record {
             runner,
             pgid,
-            driver_pid,
-            chrome_pid,
+            processes,
             profile: profile.to_path_buf(),
         };
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&rec).expect("record serializes"))
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        let bytes = serde_json::to_vec(&rec).expect("record serializes");
+        fsutil::write_atomic(&path, &bytes, 0o600).map_err(io(&path))?;
         Ok(RecordGuard { path })
     }
 
-    /// Kill what dead runners left (their drivers and Chromes) and drop their records.
-    /// Live runners' browsers, including this process's, are never touched.
+    /// Kill what dead runners left (their drivers, Chromes and crashpad handlers) and
+    /// drop their records. Live runners' browsers, including this process's, are
+    /// never touched; see the module docs for how processes are identified.
     pub fn reap(&self) -> Result<ReapReport, LaunchError> {
         let browsers = self.dir.join("browsers");
         let mut report = ReapReport::default();
+        let mut dead = Vec::new();
         let entries = std::fs::read_dir(&browsers).map_err(io(&browsers))?;
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let Ok(rec) = serde_json::from_slice::<Record>(&bytes) else {
-                // A torn write from a runner killed mid-rename: nothing to act on.
-                if path.extension().is_some_and(|e| e == "tmp")
-                    && !self.runner_alive(runner_of(&path))
-                {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                // A temp file of an atomic write; litter once its writer is dead.
+                if is_old(&path) {
                     let _ = std::fs::remove_file(&path);
                 }
                 continue;
+            }
+            let Ok(rec) = std::fs::read(&path)
+                .map_err(drop)
+                .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(drop))
+            else {
+                continue;
             };
-            if rec.runner == std::process::id() || self.runner_alive(Some(rec.runner)) {
+            if rec.runner == *me() || self.runner_alive(&rec.runner) {
                 continue;
             }
-            report.killed.extend(kill_leftovers(&rec));
-            report.profiles.push(rec.profile.clone());
+            if rec.runner.this_boot() {
+                report.profiles.push(rec.profile.clone());
+                dead.push(rec);
+            }
             report.records += 1;
             let _ = std::fs::remove_file(&path);
         }
-        // Lock files of dead runners are litter; remove them (a live one stays locked).
-        if let Ok(runners) = std::fs::read_dir(self.dir.join("runners")) {
-            for e in runners.flatten() {
-                let pid = e
-                    .path()
-                    .file_stem()
-                    .and_then(|s| s.to_str()?.parse::<u32>().ok());
-                if pid.is_some_and(|p| p != std::process::id()) && !self.runner_alive(pid) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
+        if !dead.is_empty() {
+            report.killed = kill_leftovers(&dead);
         }
+        self.remove_dead_runner_locks();
         Ok(report)
     }
 
-    fn runner_alive(&self, runner: Option<u32>) -> bool {
-        let Some(runner) = runner else { return false };
-        let path = self.dir.join("runners").join(format!("{runner}.lock"));
+    /// Lock files of dead runners are litter; a live runner's stays locked.
+    fn remove_dead_runner_locks(&self) {
+        let Ok(runners) = std::fs::read_dir(self.dir.join("runners")) else {
+            return;
+        };
+        for e in runners.flatten() {
+            let path = e.path();
+            let is_temp = e.file_name().to_string_lossy().starts_with('.');
+            if is_temp && !is_old(&path) {
+                continue;
+            }
+            if path.file_name() == Some(OsStr::new(&runner_lock_name(me()))) {
+                continue;
+            }
+            // Only a free lock is removed, and a runner's final name is only ever
+            // created locked (by rename): a free one will never be taken again.
+            if let Ok(f) = File::open(&path)
+                && f.try_lock().is_ok()
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
+    fn runner_alive(&self, runner: &Identity) -> bool {
+        if !runner.this_boot() {
+            return false;
+        }
+        let path = self.dir.join("runners").join(runner_lock_name(runner));
         match File::open(&path) {
-            // Free lock: its owner is dead (or never finished registering).
-            Ok(f) => f.try_lock_shared().is_err(),
+            // A free lock: its owner is dead.
+            Ok(f) => matches!(f.try_lock_shared(), Err(TryLockError::WouldBlock)),
+            // Records are written only after the runner's lock is in place.
             Err(_) => false,
         }
     }
 }
 
-fn runner_of(path: &Path) -> Option<u32> {
-    path.file_name()?.to_str()?.split('-').next()?.parse().ok()
+fn is_old(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| {
+            SystemTime::now()
+                .duration_since(t)
+                .is_ok_and(|age| age > STALE_TEMP)
+        })
 }
 
-fn kill_leftovers(rec: &Record) -> Vec<u32> {
-    let profile_arg = format!("--user-data-dir={}", rec.profile.display());
+/// One live process, as the reaper sees it.
+#[derive(Debug)]
+struct Seen {
+    pid: u32,
+    stat: Stat,
+    args: Vec<OsString>,
+    environ: Vec<OsString>,
+}
+
+/// Whether `p` is a leftover of the (dead runner's) record `rec`; see the module docs.
+fn is_leftover(rec: &Record, p: &Seen) -> bool {
+    if p.stat.is_zombie() || !rec.runner.this_boot() {
+        return false;
+    }
+    let recorded = rec
+        .processes
+        .iter()
+        .any(|id| id.pid == p.pid && id.matches(&p.stat));
+    let marked = fsutil::proc::has_element(&p.environ, &marker_of(&rec.runner));
+    let driver_start = rec.processes.first().map_or(u64::MAX, |d| d.start_time);
+    let mut profile_arg = OsString::from("--user-data-dir=");
+    profile_arg.push(&rec.profile);
+    let on_profile = p.stat.pgid == rec.pgid
+        && p.stat.start_time >= driver_start
+        && fsutil::proc::has_element(&p.args, &profile_arg);
+    recorded || marked || on_profile
+}
+
+fn kill_leftovers(dead: &[Record]) -> Vec<u32> {
     let mut killed = Vec::new();
-    for p in all_processes() {
-        let Some(cmd) = cmdline(p.pid) else { continue };
-        let ours_by_group =
-            p.pgid == rec.pgid && (cmd.contains("chromedriver") || cmd.contains("chrom"));
-        let ours_by_profile = cmd.contains(&profile_arg);
-        if ours_by_group || ours_by_profile {
+    for pid in fsutil::proc::pids() {
+        if pid == std::process::id() {
+            continue;
+        }
+        let Some(stat) = fsutil::proc::stat(pid) else {
+            continue;
+        };
+        let seen = Seen {
+            pid,
+            stat,
+            args: fsutil::proc::args(pid).unwrap_or_default(),
+            environ: fsutil::proc::environ(pid).unwrap_or_default(),
+        };
+        if dead.iter().any(|rec| is_leftover(rec, &seen)) {
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p.pid as i32),
+                nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            killed.push(p.pid);
+            tracing::debug!(pid, "reaped a dead runner's leftover");
+            killed.push(pid);
         }
     }
     killed
@@ -228,37 +319,206 @@ fn kill_leftovers(rec: &Record) -> Vec<u32> {
 mod tests {
     use super::*;
 
+    fn identity(pid: u32, start_time: u64) -> Identity {
+        Identity {
+            pid,
+            start_time,
+            boot_id: fsutil::proc::boot_id().to_owned(),
+        }
+    }
+
+    fn stat(pgid: u32, start_time: u64, state: char) -> Stat {
+        Stat {
+            comm: "chromium".into(),
+            state,
+            ppid: 1,
+            pgid,
+            sid: pgid,
+            start_time,
+        }
+    }
+
+    fn elements(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
     #[test]
-    fn reap_kills_a_dead_runners_browser_and_spares_live_ones() {
+    fn leftover_cases() {
+        let dead_runner = identity(500, 1000);
+        let rec = Record {
+            runner: dead_runner.clone(),
+            pgid: 600,
+            processes: vec![identity(600, 2000), identity(610, 2100)],
+            profile: PathBuf::from("/p/profiles/account-1"),
+        };
+        let marker = marker_of(&dead_runner).into_string().unwrap();
+        let other_marker = marker_of(&identity(501, 1000)).into_string().unwrap();
+        let check = |pid: u32, stat: Stat, args: &[&str], env: &[&str], expected: bool| {
+            let seen = Seen {
+                pid,
+                stat,
+                args: elements(args),
+                environ: elements(env),
+            };
+            assert_eq!(is_leftover(&rec, &seen), expected, "{seen:?}");
+        };
+        // Recorded processes, still the same ones.
+        check(600, stat(600, 2000, 'S'), &[], &[], true);
+        check(610, stat(600, 2100, 'S'), &[], &[], true);
+        // The same pid with another start time: reused by a stranger.
+        check(610, stat(42, 9999, 'S'), &["sleep", "100"], &[], false);
+        check(600, stat(600, 2001, 'S'), &[], &[], false);
+        // Zombies are not killed (and cannot be).
+        check(600, stat(600, 2000, 'Z'), &[], &[], false);
+        // Crashpad: own group and session, but the dead runner's exact marker.
+        check(
+            700,
+            stat(700, 2200, 'S'),
+            &["chrome_crashpad_handler"],
+            &[&marker],
+            true,
+        );
+        // Another runner's marker, or a marker that merely starts the same.
+        check(701, stat(701, 2200, 'S'), &[], &[&other_marker], false);
+        check(
+            702,
+            stat(702, 2200, 'S'),
+            &[],
+            &[&format!("{marker}0")],
+            false,
+        );
+        // In the group, on the profile: exact argv element only.
+        let on = "--user-data-dir=/p/profiles/account-1";
+        check(620, stat(600, 2300, 'S'), &["chromium", on], &[], true);
+        check(
+            621,
+            stat(600, 2300, 'S'),
+            &["chromium", "--user-data-dir=/p/profiles/account-10"],
+            &[],
+            false,
+        );
+        check(
+            622,
+            stat(600, 2300, 'S'),
+            &["chromium", &format!("{on}0")],
+            &[],
+            false,
+        );
+        check(
+            623,
+            stat(600, 2300, 'S'),
+            &[
+                "chromium",
+                "--x",
+                "--user-data-dir",
+                "/p/profiles/account-1",
+            ],
+            &[],
+            false,
+        );
+        // On the profile but in another group (e.g. a new runner's browser on it).
+        check(624, stat(800, 2300, 'S'), &["chromium", on], &[], false);
+        // In the group, on the profile, but older than the driver: not ours.
+        check(625, stat(600, 1500, 'S'), &["chromium", on], &[], false);
+    }
+
+    #[test]
+    fn a_record_from_another_boot_is_dropped_without_killing() {
+        let old = Identity {
+            boot_id: "a-previous-boot".into(),
+            ..identity(500, 1000)
+        };
+        let me = Identity::current();
+        let rec = Record {
+            runner: old.clone(),
+            pgid: me.pid,
+            processes: vec![Identity {
+                boot_id: old.boot_id.clone(),
+                ..me.clone()
+            }],
+            profile: PathBuf::from("/p"),
+        };
+        let seen = Seen {
+            pid: me.pid,
+            stat: fsutil::proc::stat(me.pid).unwrap(),
+            args: elements(&["x", "--user-data-dir=/p"]),
+            environ: vec![marker_of(&old)],
+        };
+        assert!(!is_leftover(&rec, &seen));
+
         let dir = tempfile::tempdir().unwrap();
-        let reg = Registry::open(dir.path()).unwrap();
-        // A fake "browser" of a dead runner: a process whose argv names the profile.
-        let profile = dir.path().join("profile-x");
-        // `read` is a shell builtin: killing the shell leaves no grandchild that
-        // would hold the test's output open.
-        let mut child = std::process::Command::new("sh")
-            .args([
-                "-c",
-                "read line",
-                &format!("--user-data-dir={}", profile.display()),
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let dead_runner = 999_999; // no lock file: dead
+        let reg = Registry::open(dir.path().join("rt")).unwrap();
+        let path = reg.dir().join("browsers").join("500.1000-1.json");
+        std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
+        let report = reg.reap().unwrap();
+        assert_eq!(report.records, 1);
+        assert!(report.killed.is_empty());
+        assert!(report.profiles.is_empty());
+        assert!(!path.exists());
+    }
+
+    /// A process killed and reaped when dropped, even if the test fails. `read` is a
+    /// shell builtin: killing the shell leaves no grandchild holding the output open.
+    struct Stand(std::process::Child);
+
+    impl Stand {
+        fn new(args: &[&str]) -> Self {
+            let child = std::process::Command::new("sh")
+                .args(["-c", "read line"])
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            // /proc/PID/cmdline is empty for a moment after the exec.
+            let pid = child.id();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while fsutil::proc::args(pid).unwrap_or_default().len() < 3 {
+                assert!(std::time::Instant::now() < deadline, "sh never ran");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Stand(child)
+        }
+    }
+
+    impl Drop for Stand {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn reap_kills_a_dead_runners_browser_and_spares_live_ones_and_strangers() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path().join("rt")).unwrap();
+        let profile = dir.path().join("account-1");
+        let arg = format!("--user-data-dir={}", profile.display());
+        // A dead runner's "Chrome" (in the test's group, on the profile), a neighbour
+        // on account-10, and a stranger whose pid the record names with a wrong
+        // start time.
+        let mut leftover = Stand::new(&[&arg]);
+        let neighbour = Stand::new(&[&format!("{arg}0")]);
+        let stranger = Stand::new(&["unrelated"]);
+        let group = fsutil::proc::stat(leftover.0.id()).unwrap().pgid;
+        let dead_runner = identity(999_999, 1);
+        let stranger_id = Identity::of(stranger.0.id()).unwrap();
         let rec = Record {
             runner: dead_runner,
-            pgid: 0,
-            driver_pid: 0,
-            chrome_pid: None,
+            pgid: group,
+            processes: vec![
+                identity(group, 0),
+                Identity {
+                    start_time: stranger_id.start_time + 1,
+                    ..stranger_id
+                },
+            ],
             profile: profile.clone(),
         };
+        let browsers = reg.dir().join("browsers");
         std::fs::write(
-            dir.path()
-                .join("browsers")
-                .join(format!("{dead_runner}-1.json")),
+            browsers.join("999999.1-1.json"),
             serde_json::to_vec(&rec).unwrap(),
         )
         .unwrap();
@@ -266,37 +526,82 @@ mod tests {
         let mine = reg.record(1, 1, None, &dir.path().join("mine")).unwrap();
 
         let report = reg.reap().unwrap();
-        let status = child.wait().unwrap();
+        let status = leftover.0.wait().unwrap();
         assert!(!status.success(), "the leftover was killed");
         assert_eq!(report.records, 1);
-        assert_eq!(report.killed, vec![child.id()]);
+        assert_eq!(report.killed, vec![leftover.0.id()]);
         assert_eq!(report.profiles, vec![profile]);
+        assert!(
+            fsutil::proc::alive(neighbour.0.id()),
+            "account-10 untouched"
+        );
+        assert!(fsutil::proc::alive(stranger.0.id()), "reused pid untouched");
         assert!(mine.path.exists());
         drop(mine);
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("browsers"))
-                .unwrap()
-                .count(),
-            0
-        );
+        assert_eq!(std::fs::read_dir(&browsers).unwrap().count(), 0);
     }
 
     #[test]
-    fn a_directory_others_can_write_is_refused() {
+    fn runners_are_alive_by_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path().join("rt")).unwrap();
+        let me = me().clone();
+        assert!(reg.runner_alive(&me));
+        let check = |who: Identity, expected: bool| {
+            assert_eq!(reg.runner_alive(&who), expected, "{who:?}");
+        };
+        check(identity(999_999, 1), false);
+        // Our pid with another start time: a runner that died, its pid reused by us.
+        check(
+            Identity {
+                start_time: me.start_time + 1,
+                ..me.clone()
+            },
+            false,
+        );
+        check(
+            Identity {
+                boot_id: "another".into(),
+                ..me.clone()
+            },
+            false,
+        );
+        // A dead runner's lock file is removed by a reap; ours stays.
+        let stale = reg.dir().join("runners/999999.1.lock");
+        std::fs::write(&stale, "").unwrap();
+        reg.reap().unwrap();
+        assert!(!stale.exists());
+        assert!(
+            reg.dir()
+                .join("runners")
+                .join(runner_lock_name(&me))
+                .exists()
+        );
+        assert!(reg.runner_alive(&me));
+    }
+
+    #[test]
+    fn a_runtime_dir_another_user_prepared_is_refused() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let shared = dir.path().join("shared");
         std::fs::create_dir(&shared).unwrap();
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(create_private_dir(&shared).is_err());
-        assert!(create_private_dir(&dir.path().join("mine")).is_ok());
-    }
-
-    #[test]
-    fn a_live_runner_is_seen_as_alive() {
-        let dir = tempfile::tempdir().unwrap();
-        let reg = Registry::open(dir.path()).unwrap();
-        assert!(reg.runner_alive(Some(std::process::id())));
-        assert!(!reg.runner_alive(Some(999_999)));
+        let err = Registry::open(&shared).unwrap_err();
+        assert!(matches!(err, LaunchError::RuntimeDir(_)), "{err}");
+        assert!(
+            err.to_string().contains("writable by group or others"),
+            "{err}"
+        );
+        if nix::unistd::geteuid().is_root() {
+            let theirs = dir.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            let err = Registry::open(&theirs).unwrap_err().to_string();
+            assert!(err.contains("owned by uid 65534"), "{err}");
+        }
+        let under_link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &under_link).unwrap();
+        assert!(Registry::open(under_link.join("rt")).is_err());
     }
 }

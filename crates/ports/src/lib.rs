@@ -38,22 +38,20 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 use std::ops::RangeInclusive;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use fs4::fs_std::FileExt;
+use fsutil::LockOutcome;
 
 /// The most candidates one [`PortAllocator::lease`] call looks at before giving up.
 const MAX_TRIES: usize = 10_000;
 
-/// How often one port's lock file is reopened when a releasing holder unlinked it
-/// between our `open` and our `flock` (see [`lock_port_file`]).
+/// How often a vanished lock directory is recreated (see [`lock_port_file`]).
 const MAX_REOPEN: usize = 3;
 
 /// Ports leased by this process, shared by every allocator in it.
@@ -303,25 +301,11 @@ impl Drop for PortLease {
     }
 }
 
-/// Where port lock files live by default: `$XDG_RUNTIME_DIR/batch-cli/ports` if
-/// `XDG_RUNTIME_DIR` is set and names a directory, else `/tmp/batch-cli-<uid>/ports`.
-///
-/// The fallback is `/tmp` itself, not `$TMPDIR`: every process of the user on this
-/// host must agree on the directory, whatever its environment says.
+/// Where port lock files live by default: `<runtime dir>/ports`, the one directory
+/// every batch-cli process of this user agrees on (see [`fsutil::runtime_dir`]):
+/// a lock only excludes those who look in the same place.
 pub fn default_lock_dir() -> PathBuf {
-    lock_dir_for(
-        std::env::var_os("XDG_RUNTIME_DIR")
-            .as_deref()
-            .map(Path::new),
-        nix::unistd::getuid().as_raw(),
-    )
-}
-
-fn lock_dir_for(xdg_runtime_dir: Option<&Path>, uid: u32) -> PathBuf {
-    match xdg_runtime_dir {
-        Some(dir) if dir.is_absolute() && dir.is_dir() => dir.join("batch-cli").join("ports"),
-        _ => PathBuf::from(format!("/tmp/batch-cli-{uid}")).join("ports"),
-    }
+    fsutil::runtime_dir().join("ports")
 }
 
 /// What [`PortAllocator::new`] refuses in a range (an inverted one, or one reaching
@@ -344,73 +328,31 @@ fn range_len(range: &RangeInclusive<u16>) -> usize {
 }
 
 fn create_lock_dir(dir: &Path) -> Result<(), PortError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| PortError::Io {
-            path: dir.to_owned(),
-            source,
-        })
+    fsutil::private_dir(dir).map_err(|source| PortError::Io {
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 /// Takes the exclusive, non-blocking flock on `path`: `Some(file)` holding it, or
-/// `None` if another open file holds it.
-///
-/// The classic lock-file-unlink race: holder H drops its lease, which unlinks the
-/// lock file and then closes (unlocks) it. A contender C that opened the path just
-/// before the unlink still has the *old* inode open; once H closes, C's flock on that
-/// inode succeeds — but the path no longer names it, and a third process D opening
-/// the path now creates a fresh file and locks that too. Both would believe they own
-/// the port. So after locking we check that the path still names the inode we
-/// locked (same device and inode number); if not, we lost the race and reopen.
+/// `None` if another open file holds it. [`fsutil::lock_file`] re-checks the inode
+/// after locking (the lock-file-unlink race: a lease's drop unlinks its file).
 fn lock_port_file(path: &Path, lock_dir: &Path) -> Result<Option<File>, PortError> {
     let io_error = |source| PortError::Io {
         path: path.to_owned(),
         source,
     };
     for _ in 0..MAX_REOPEN {
-        let file = match open_lock_file(path) {
-            Ok(file) => file,
+        match fsutil::lock_file(path, true).map_err(io_error)? {
+            LockOutcome::Held(file) => return Ok(Some(file)),
+            LockOutcome::Busy => return Ok(None),
             // The lock directory vanished (e.g. a /tmp cleaner): recreate it.
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                create_lock_dir(lock_dir)?;
-                open_lock_file(path).map_err(io_error)?
-            }
-            Err(error) => return Err(io_error(error)),
-        };
-        if !file.try_lock_exclusive().map_err(io_error)? {
-            return Ok(None);
-        }
-        if names_same_file(&file, path).map_err(io_error)? {
-            return Ok(Some(file));
+            LockOutcome::Gone => create_lock_dir(lock_dir)?,
+            // Someone keeps replacing the file under us: treat the port as busy.
+            LockOutcome::Replaced => return Ok(None),
         }
     }
-    // Someone keeps replacing the file under us: treat the port as busy.
     Ok(None)
-}
-
-fn open_lock_file(path: &Path) -> io::Result<File> {
-    // O_NOFOLLOW: never create or lock through a symlink planted in the lock dir.
-    // std opens with O_CLOEXEC, so children never inherit (and keep) the lock.
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)
-}
-
-/// Whether `path` still names the inode `file` has open.
-fn names_same_file(file: &File, path: &Path) -> io::Result<bool> {
-    let opened = file.metadata()?;
-    match fs::symlink_metadata(path) {
-        Ok(named) => Ok(named.dev() == opened.dev() && named.ino() == opened.ino()),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(error) => Err(error),
-    }
 }
 
 /// Whether a TCP listener could bind `port` on loopback right now.
@@ -515,15 +457,15 @@ mod tests {
     fn flock_conflicts_between_two_opens_in_one_process() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1.lock");
-        let first = open_lock_file(&path).unwrap();
-        let second = open_lock_file(&path).unwrap();
-        assert!(first.try_lock_exclusive().unwrap());
+        let first = fsutil::open_lock_file(&path, true).unwrap();
+        let second = fsutil::open_lock_file(&path, true).unwrap();
+        assert!(first.try_lock().is_ok());
         assert!(
-            !second.try_lock_exclusive().unwrap(),
+            second.try_lock().is_err(),
             "flock is per open file description"
         );
         drop(first);
-        assert!(second.try_lock_exclusive().unwrap());
+        assert!(second.try_lock().is_ok());
     }
 
     #[test]
@@ -705,40 +647,8 @@ mod tests {
     }
 
     #[test]
-    fn names_same_file_sees_the_unlink_race() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("1.lock");
-        let check = |prepare: &dyn Fn(), expected: bool| {
-            let file = open_lock_file(&path).unwrap();
-            prepare();
-            assert_eq!(names_same_file(&file, &path).unwrap(), expected);
-            let _ = fs::remove_file(&path);
-        };
-        check(&|| {}, true);
-        check(&|| fs::remove_file(&path).unwrap(), false);
-        check(
-            &|| {
-                fs::remove_file(&path).unwrap();
-                open_lock_file(&path).unwrap();
-            },
-            false,
-        );
-    }
-
-    #[test]
-    fn default_lock_dir_cases() {
-        let runtime = tempfile::tempdir().unwrap();
-        let missing = runtime.path().join("missing");
-        let check = |xdg: Option<&Path>, expected: PathBuf| {
-            assert_eq!(lock_dir_for(xdg, 1000), expected, "XDG_RUNTIME_DIR={xdg:?}");
-        };
-        let fallback = PathBuf::from("/tmp/batch-cli-1000/ports");
-        check(Some(runtime.path()), runtime.path().join("batch-cli/ports"));
-        check(None, fallback.clone());
-        check(Some(&missing), fallback.clone());
-        check(Some(Path::new("")), fallback.clone());
-        check(Some(Path::new("relative")), fallback);
-        assert!(default_lock_dir().ends_with("ports"));
+    fn default_lock_dir_is_under_the_runtime_dir() {
+        assert_eq!(default_lock_dir(), fsutil::runtime_dir().join("ports"));
     }
 
     // --- Across processes: the test binary re-executes itself as a child. ---

@@ -13,12 +13,11 @@
 //! locking we check that the path still names the inode we locked; if not, we lost
 //! that race and start again.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use fs4::fs_std::FileExt;
+use fsutil::LockOutcome;
 
 use crate::ProfileError;
 
@@ -63,21 +62,14 @@ pub(crate) fn lock_dir(dir: &Path, create_dir: bool) -> Result<DirLock, ProfileE
         if create_dir {
             make_private_dir(dir)?;
         }
-        let file = match open_lock_file(&path, true) {
-            Ok(file) => file,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                if create_dir {
-                    continue;
-                }
-                return Ok(DirLock::Gone);
-            }
-            Err(error) => return Err(ProfileError::io(&path)(error)),
-        };
-        if !file.try_lock_exclusive().map_err(ProfileError::io(&path))? {
-            return Ok(DirLock::Busy);
-        }
-        if names_same_file(&file, &path).map_err(ProfileError::io(&path))? {
-            return Ok(DirLock::Held(HeldLock(file)));
+        // The lock file is always created; only a missing *directory* is `Gone`.
+        // `fsutil::lock_file` re-checks that the path still names the inode it locked.
+        match fsutil::lock_file(&path, true).map_err(ProfileError::io(&path))? {
+            LockOutcome::Held(file) => return Ok(DirLock::Held(HeldLock(file))),
+            LockOutcome::Busy => return Ok(DirLock::Busy),
+            LockOutcome::Gone if create_dir => continue,
+            LockOutcome::Gone => return Ok(DirLock::Gone),
+            LockOutcome::Replaced => continue,
         }
     }
     Err(ProfileError::Vanished {
@@ -90,9 +82,9 @@ pub(crate) fn lock_dir(dir: &Path, create_dir: bool) -> Result<DirLock, ProfileE
 /// created).
 pub(crate) fn is_locked(dir: &Path) -> Result<bool, ProfileError> {
     let path = dir.join(LOCK_FILE);
-    match open_lock_file(&path, false) {
+    match fsutil::open_lock_file(&path, false) {
         Ok(file) => {
-            let free = file.try_lock_exclusive().map_err(ProfileError::io(&path))?;
+            let free = file.try_lock().is_ok();
             // Give a lock taken for the probe back at once (see `HeldLock`).
             drop(free.then_some(HeldLock(file)));
             Ok(!free)
@@ -102,36 +94,9 @@ pub(crate) fn is_locked(dir: &Path) -> Result<bool, ProfileError> {
     }
 }
 
-/// Creates `dir` and missing parents with mode 0700; an existing one is fine.
+/// Creates `dir` and missing parents with mode 0700 (see [`fsutil::private_dir`]).
 pub(crate) fn make_private_dir(dir: &Path) -> Result<(), ProfileError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(ProfileError::io(dir))
-}
-
-fn open_lock_file(path: &Path, create: bool) -> io::Result<File> {
-    // O_NOFOLLOW: never lock (or create) through a symlink planted in the profile.
-    // std opens with O_CLOEXEC, so Chromium never inherits (and keeps) the lock.
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)
-}
-
-/// Whether `path` still names the inode `file` has open.
-fn names_same_file(file: &File, path: &Path) -> io::Result<bool> {
-    let opened = file.metadata()?;
-    match fs::symlink_metadata(path) {
-        Ok(named) => Ok(named.dev() == opened.dev() && named.ino() == opened.ino()),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(error) => Err(error),
-    }
+    fsutil::private_dir(dir).map_err(ProfileError::io(dir))
 }
 
 #[cfg(test)]
@@ -160,19 +125,20 @@ mod tests {
 
     #[test]
     fn a_lock_on_a_removed_directory_guards_nothing() {
+        use std::fs;
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("p");
         let DirLock::Held(_first) = lock_dir(&dir, true).unwrap() else {
             panic!("not held")
         };
         // A contender opened the lock file before the directory was removed ...
-        let stale = open_lock_file(&dir.join(LOCK_FILE), false).unwrap();
+        let stale = fsutil::open_lock_file(&dir.join(LOCK_FILE), false).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         // ... and a new directory appeared at the same path.
         let DirLock::Held(_second) = lock_dir(&dir, true).unwrap() else {
             panic!("not held")
         };
-        assert!(!names_same_file(&stale, &dir.join(LOCK_FILE)).unwrap());
+        assert!(!fsutil::names_same_file(&stale, &dir.join(LOCK_FILE)).unwrap());
     }
 
     #[test]

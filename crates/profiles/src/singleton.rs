@@ -218,14 +218,14 @@ enum Usage {
 
 fn chrome_uses_dir(pid: i32, dir: &Path) -> Usage {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let cmdline = match fs::read(proc_dir.join("cmdline")) {
-        Ok(cmdline) => cmdline,
+    let args = match fs::read(proc_dir.join("cmdline")) {
+        Ok(raw) => fsutil::proc::split_nul(&raw),
         // It exited since we looked: nobody uses the profile.
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Usage::DoesNot,
         Err(_) => return Usage::Unknown,
     };
     let cwd = fs::read_link(proc_dir.join("cwd")).ok();
-    let uses = user_data_dirs(&cmdline).any(|value| {
+    let uses = user_data_dirs(&args).any(|value| {
         let value = Path::new(value);
         // A relative --user-data-dir is relative to that process's working directory.
         let value = match &cwd {
@@ -238,15 +238,10 @@ fn chrome_uses_dir(pid: i32, dir: &Path) -> Usage {
 }
 
 /// Values of `--user-data-dir=` (or `-user-data-dir=`, which Chromium also accepts on
-/// POSIX) in a NUL-separated `/proc/<pid>/cmdline`.
-fn user_data_dirs(cmdline: &[u8]) -> impl Iterator<Item = &OsStr> {
-    use std::os::unix::ffi::OsStrExt;
-    cmdline.split(|&b| b == 0).filter_map(|arg| {
-        let value = arg
-            .strip_prefix(b"--user-data-dir=")
-            .or_else(|| arg.strip_prefix(b"-user-data-dir="))?;
-        Some(OsStr::from_bytes(value))
-    })
+/// POSIX) among a process's arguments.
+fn user_data_dirs(args: &[std::ffi::OsString]) -> impl Iterator<Item = &OsStr> {
+    fsutil::proc::values_of(args, "--user-data-dir=")
+        .chain(fsutil::proc::values_of(args, "-user-data-dir="))
 }
 
 /// Same directory: same device and inode if both exist, else the same path text.
@@ -284,8 +279,9 @@ mod tests {
     #[test]
     fn user_data_dirs_cases() {
         let check = |cmdline: &[u8], expected: &[&str]| {
-            let got: Vec<_> = user_data_dirs(cmdline)
-                .map(|v| v.to_str().unwrap())
+            let args = fsutil::proc::split_nul(cmdline);
+            let got: Vec<_> = user_data_dirs(&args)
+                .map(|v| v.to_str().unwrap().to_owned())
                 .collect();
             assert_eq!(
                 got,

@@ -8,7 +8,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -84,7 +83,6 @@ impl ProfileStore {
         };
         // Held from here on: an early return below unlocks it again.
         let profile = Profile::persistent(path, account, file);
-        make_private(profile.path())?;
         clean_stale_singleton(profile.path())?;
         tracing::debug!(account, profile = %profile.path().display(), "profile acquired");
         Ok(profile)
@@ -207,17 +205,6 @@ fn account_order(account: &str) -> (bool, u128, &str) {
     }
 }
 
-/// Removes group and other permissions from a profile directory created by an older
-/// tool or by hand: it holds session cookies.
-fn make_private(dir: &Path) -> Result<(), ProfileError> {
-    let meta = fs::metadata(dir).map_err(ProfileError::io(dir))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(ProfileError::io(dir))?;
-    }
-    Ok(())
-}
-
 /// Total size of the files under `dir` and the newest modification time, without
 /// following symlinks. Chromium may be writing meanwhile: entries that vanish or
 /// cannot be read are skipped.
@@ -250,7 +237,7 @@ fn tree_stats(dir: &Path) -> (u64, Option<SystemTime>) {
 mod tests {
     use super::*;
     use crate::testutil::{dead_pid, fake_chromium};
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{PermissionsExt, symlink};
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777

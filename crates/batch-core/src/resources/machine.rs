@@ -19,17 +19,11 @@ use std::time::{Duration, Instant};
 
 /// Available memory in bytes, fresh; `None` if the kernel does not say.
 pub fn available_memory() -> Option<u64> {
-    let host = meminfo_available(&std::fs::read_to_string("/proc/meminfo").ok()?)?;
+    let host = fsutil::proc::mem_available()?;
     Some(match cgroup_headroom() {
         Some(room) => host.min(room),
         None => host,
     })
-}
-
-fn meminfo_available(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// The memory cgroup's limit, if it has one (for `doctor` and the docs).
@@ -210,11 +204,6 @@ mod tests {
 
     #[test]
     fn parsers() {
-        assert_eq!(
-            meminfo_available("MemTotal: 100 kB\nMemAvailable:   2048 kB\n"),
-            Some(2 << 20)
-        );
-        assert_eq!(meminfo_available("MemTotal: 100 kB\n"), None);
         for (text, expected) in [
             (
                 "0::/user.slice/x.scope\n",

@@ -354,14 +354,10 @@ pub(crate) fn screenshot_path(run_dir: &Path, account: u64, name: &str) -> PathB
 }
 
 pub(crate) fn save_png(path: &Path, png: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        fsutil::private_dir(dir)?;
     }
-    crate::report::write_atomically(path, png)
+    fsutil::write_atomic(path, png, 0o600)
 }
 
 fn key_text(name: &str) -> String {
