@@ -227,20 +227,12 @@ fn floor_switches(profile: &Path) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
-    if is_root() {
+    if crate::deps::is_root() {
         v.push("--no-sandbox".into());
     }
     v.push(format!("--user-data-dir={}", profile.display()));
     v.push("about:blank".into());
     v
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 /// Kills each child's whole process group (Chromium's helpers too) and reaps it.

@@ -21,7 +21,7 @@ pub(crate) fn ensure() -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    if !nix_is_root() {
+    if !is_root() {
         bail!(
             "missing {}: install them with\n    sudo apt-get update && sudo apt-get install -y {}",
             missing.join(", "),
@@ -44,7 +44,7 @@ pub(crate) fn ensure() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn nix_is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // `id -u` keeps xtask free of a libc dependency.
     Command::new("id")
         .arg("-u")

@@ -35,7 +35,8 @@ fn main() -> anyhow::Result<()> {
                  \x20 run     run the built-in demo (5 accounts × 10 iterations, concurrent)\n\
                  \x20 test    fmt check, clippy, the whole test suite with real Chromium\n\
                  \x20 stress  [--accounts N] [--rounds R]  collision stress run (default 20 × 50)\n\
-                 \x20 bench   [--accounts N]  launch strategies side by side, as ratios\n\
+                 \x20 stress  --many N [--hold SECS]  N accounts at once with the defaults\n\
+                 \x20 bench   [--rounds R]  pacing configurations side by side, as ratios\n\
                  \x20 deps    install Debian's chromium and chromium-driver if missing"
             );
             std::process::exit(if cmd == "help" || cmd == "--help" {
