@@ -244,6 +244,7 @@ pub async fn run(
             },
         },
         cores,
+        start_overlap: 2 * cores,
         // A third of the launch timeout: shrink well before launches time out.
         latency_budget: settings.timeouts.launch / 3,
     };

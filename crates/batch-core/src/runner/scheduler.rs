@@ -81,8 +81,10 @@ pub(crate) struct Policy {
     /// Accounts holding a browser at once (`None`: no cap).
     pub(crate) cap: Option<usize>,
     pub(crate) pacing: Pacing,
-    /// CPU cores (the pacer's starting overlap).
+    /// CPU cores (the pacer normalises launch latency by them).
     pub(crate) cores: usize,
+    /// Creations the pacer allows at once before it has learned anything.
+    pub(crate) start_overlap: usize,
     /// Launch latency above which the pacer shrinks whatever else it sees.
     pub(crate) latency_budget: Duration,
 }
@@ -298,7 +300,7 @@ impl Scheduler {
                     waiting: Vec::new(),
                     seats: 0,
                     in_flight: BTreeMap::new(),
-                    pacer: Pacer::new(policy.cores, policy.latency_budget),
+                    pacer: Pacer::new(policy.cores, policy.start_overlap, policy.latency_budget),
                     readings: None,
                 }),
                 notify: Notify::new(),
@@ -573,6 +575,7 @@ mod tests {
             cap,
             pacing,
             cores: 2,
+            start_overlap: 2,
             latency_budget: Duration::from_secs(10),
         }
     }
