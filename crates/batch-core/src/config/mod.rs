@@ -301,7 +301,7 @@ pub struct BrowserSettings {
 pub struct LaunchSettings {
     /// `lock` (default true).
     pub lock: bool,
-    /// `interval` (default `2.5s`; `"auto"` allowed).
+    /// `interval` (default `"auto"`; a duration such as `"2.5s"` for a fixed pause).
     pub interval: LaunchInterval,
     /// `max_concurrent` (default none: no cap).
     pub max_concurrent: Option<usize>,
