@@ -175,3 +175,52 @@ async fn a_persistent_profile_is_retired_first_and_its_successor_reuses_the_logi
     assert_eq!(p.adds("user-1"), BTreeMap::from([(1, 1), (2, 1), (3, 1)]));
     p.assert_nothing_left();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_our_environment_stay_out_of_the_drivers_and_chromes() {
+    let p = Project::new(0).await;
+    p.write(
+        "accounts.toml",
+        "[[accounts]]\nid = 1\nusername = \"user-1\"\npassword = { env = \"BATCH_E2E_SECRET_PW\" }\n",
+    );
+    p.write("workflow.toml", &crate::harness::slow_workflow());
+    let mut cmd = p.command(&step1("1", &["--quantity", "4", "--launch-interval", "0"]));
+    cmd.env("BATCH_E2E_SECRET_PW", "pass-1")
+        .env("BATCH_E2E_HARMLESS", "not-a-secret");
+    let child = cmd.spawn().unwrap();
+    let created =
+        crate::harness::wait_for_event(&p, "browser_created", |e| e["event"] == "browser_created")
+            .await;
+    for key in ["driver_pid", "pid"] {
+        let pid = created[key].as_u64().unwrap();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let environ = String::from_utf8_lossy(&environ);
+        assert!(
+            !environ.contains("BATCH_E2E_SECRET_PW"),
+            "{key} {pid} has the secret variable"
+        );
+        assert!(!environ.contains("pass-1"));
+        assert!(
+            environ.contains("BATCH_E2E_HARMLESS=not-a-secret"),
+            "{key}: other variables are kept"
+        );
+    }
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        p.adds("user-1"),
+        (1..=4).map(|i| (i, 1)).collect::<BTreeMap<u32, u64>>()
+    );
+    p.assert_nothing_left();
+}

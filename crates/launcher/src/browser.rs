@@ -41,6 +41,9 @@ pub struct LaunchSpec {
     pub launch_timeout: Duration,
     /// Where to record the browser for reaping by a later process.
     pub registry: Option<Arc<Registry>>,
+    /// Environment variables the driver and Chrome must not inherit (those holding
+    /// secrets).
+    pub env_remove: Vec<String>,
 }
 
 impl LaunchSpec {
@@ -57,6 +60,7 @@ impl LaunchSpec {
             request_timeout: Duration::from_secs(30),
             launch_timeout: Duration::from_secs(30),
             registry: None,
+            env_remove: Vec::new(),
         }
     }
 }
@@ -143,6 +147,7 @@ impl Browser {
             &spec.binaries.chromedriver,
             driver_port,
             spec.launch_timeout,
+            &spec.env_remove,
         )
         .await?;
         // From here on, any early return kills the driver and whatever Chrome it started.

@@ -30,8 +30,14 @@ pub(crate) async fn spawn(
     program: &Path,
     port: Option<u16>,
     timeout: Duration,
+    env_remove: &[String],
 ) -> Result<DriverProcess, LaunchError> {
     let mut cmd = Command::new(program);
+    // Chrome inherits the driver's environment: variables that hold a secret stay out
+    // of both (their /proc/PID/environ outlives nothing, but needs no secret either).
+    for name in env_remove {
+        cmd.env_remove(name);
+    }
     cmd.arg(format!("--port={}", port.unwrap_or(0)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -97,6 +97,9 @@ pub(crate) struct Ctx {
     pub(crate) plan: Plan,
     pub(crate) journal: Journal,
     pub(crate) scheduler: Scheduler,
+    /// Names of our environment variables whose value is a secret: kept out of the
+    /// driver's and Chrome's environment.
+    pub(crate) secret_env: Vec<String>,
     pub(crate) memory: Memory,
     pub(crate) binaries: Binaries,
     pub(crate) registry: Arc<Registry>,
@@ -254,6 +257,7 @@ pub async fn run(
     });
     let ctx = Arc::new(Ctx {
         scheduler: Scheduler::new(policy, probe, journal.clone()),
+        secret_env: secret_env(journal.secrets()),
         plan,
         journal: journal.clone(),
         memory: memory.clone(),
@@ -329,6 +333,19 @@ pub async fn run(
         run_dir,
         report,
     })
+}
+
+/// Variables of our environment whose whole value is a secret (`{ env = ... }`
+/// fields, `{env.NAME}` values, credentials): the driver and Chrome need none of them.
+fn secret_env(secrets: &Secrets) -> Vec<String> {
+    if secrets.is_empty() {
+        return Vec::new();
+    }
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(_, v)| !v.is_empty() && secrets.redact(v).trim() == "***")
+        .map(|(k, _)| k)
+        .collect()
 }
 
 /// The machine, as the scheduler reads it.

@@ -311,6 +311,7 @@ async fn create(
     spec.request_timeout = settings.timeouts.webdriver;
     spec.launch_timeout = settings.timeouts.launch;
     spec.registry = Some(Arc::clone(&ctx.registry));
+    spec.env_remove = ctx.secret_env.clone();
     match Browser::launch(&spec).await {
         Ok(browser) => {
             let info = browser.info();
