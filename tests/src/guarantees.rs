@@ -18,12 +18,7 @@ fn pid_file(p: &Project, name: &str) -> i32 {
 
 /// Whether `pid` is a live process (zombies count as gone).
 fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|r| r.split_whitespace().next());
-    !matches!(state, None | Some("Z") | Some("X"))
+    u32::try_from(pid).is_ok_and(fsutil::proc::alive)
 }
 
 /// Whether any live process is in process group `pgid`.

@@ -135,10 +135,7 @@ impl Project {
     /// Run `batch-cli ARGS` to the end (at most 5 minutes).
     pub async fn run(&self, args: &[&str]) -> Run {
         let child = self.command(args).spawn().expect("batch-cli starts");
-        let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
-            .await
-            .expect("batch-cli finished within 5 minutes")
-            .unwrap();
+        let out = finish(child, 300).await;
         Run {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -314,6 +311,14 @@ pub async fn wait_for_event(project: &Project, what: &str, pred: impl Fn(&Value)
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Wait (at most `secs`) for a spawned process to exit and collect what it printed.
+pub async fn finish(child: tokio::process::Child, secs: u64) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(secs), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the process finished within {secs} s"))
+        .expect("its output is readable")
 }
 
 /// Send a signal to a pid.

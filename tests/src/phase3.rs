@@ -205,13 +205,7 @@ async fn secrets_in_our_environment_stay_out_of_the_drivers_and_chromes() {
             "{key}: other variables are kept"
         );
     }
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        child.wait_with_output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let out = crate::harness::finish(child, 120).await;
     assert_eq!(
         out.status.code(),
         Some(0),

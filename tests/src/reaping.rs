@@ -218,10 +218,7 @@ async fn a_clean_run_leaves_no_zombie_and_no_process_behind() {
         .spawn()
         .unwrap();
     let runner_pid = child.id().unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = crate::harness::finish(child, 120).await;
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -146,10 +146,7 @@ async fn survives_with(batch_toml: &str, strike: impl Fn(&Value, &Project)) {
     })
     .await;
     strike(&created, &p);
-    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = crate::harness::finish(child, 180).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -272,10 +269,7 @@ async fn interrupted_cleanly(sig: Signal, whole_group: bool) {
     } else {
         signal(pid, sig);
     }
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = crate::harness::finish(child, 30).await;
     assert_eq!(
         out.status.code(),
         Some(130),
@@ -419,10 +413,7 @@ async fn creations_wait_for_memory_and_go_on_when_the_threshold_is_lowered() {
     assert!(p.adds("user-1").is_empty(), "nothing ran while waiting");
     // Lower the threshold of the running batch: its control file.
     std::fs::write(p.run_dir().join("min_available_memory"), "0").unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = crate::harness::finish(child, 60).await;
     assert_eq!(
         out.status.code(),
         Some(0),
