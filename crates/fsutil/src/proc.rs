@@ -128,6 +128,14 @@ pub fn mem_available() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// This process's peak resident set (`VmHWM` of `/proc/self/status`), in bytes.
+pub fn own_peak_rss() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// A process as it can be named across time: pid, start time and boot id. A pid is
 /// reused after its process is reaped; the triple is not (a new process with that
 /// pid starts later, and a reboot changes the boot id).
@@ -241,5 +249,6 @@ mod tests {
         check(Identity { pid, ..me.clone() }, false);
         assert!(!alive(pid));
         assert!(mem_available().unwrap() > 0);
+        assert!(own_peak_rss().unwrap() > 0);
     }
 }

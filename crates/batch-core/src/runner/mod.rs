@@ -315,7 +315,7 @@ pub async fn run(
             .with("iterations_failed", report.totals.iterations_failed)
             .with("browser_launches", report.totals.browser_launches)
             .with("retries", report.totals.retries)
-            .with("runner_peak_rss_bytes", own_peak_rss()),
+            .with("runner_peak_rss_bytes", fsutil::proc::own_peak_rss()),
     );
     journal.sync();
     let report_path = run_dir.join("report.json");
@@ -363,14 +363,6 @@ impl Probe for MachineProbe {
             pressure: self.cpu.read(),
         }
     }
-}
-
-/// This process's own peak resident set (`VmHWM`), for the benchmarks' memory column.
-fn own_peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// Every account as its own task — in every mode, so a panic is always that account's
