@@ -252,7 +252,9 @@ actions = [
     let _ = runner.wait().await;
     // The supervisor's parent-death signal kills the whole group, grandchild too.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while alive(main) || alive(bg) {
+    // (The group's leader may still be dying a moment after its members: wait for all.)
+    let pgid = pid_file(&p, "pgid-1");
+    while alive(main) || alive(bg) || group_has_members(pgid) {
         assert!(
             std::time::Instant::now() < deadline,
             "left running after the runner died: main {main} {}, grandchild {bg} {}",

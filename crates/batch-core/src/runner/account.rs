@@ -74,7 +74,7 @@ pub(crate) async fn run_account(
         _ = cancel.cancelled() => true,
         _ = run.all_steps().instrument(span) => false,
     };
-    run.pool.close(interrupted).await;
+    let seat = run.pool.close(interrupted).await;
     run.report.browser_launches = run.pool.launches;
     drop(run.profile.take());
     let mut report = run.report;
@@ -94,6 +94,8 @@ pub(crate) async fn run_account(
             .with("browser_launches", report.browser_launches)
             .with("retries", report.retries),
     );
+    // Only now may the next account (sequential mode, a full cap) take the seat.
+    drop(seat);
     report
 }
 

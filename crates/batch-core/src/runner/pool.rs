@@ -207,8 +207,9 @@ impl Pool {
     }
 
     /// The account is done: close everything (gracefully unless `interrupted`) and
-    /// give the seat back.
-    pub(crate) async fn close(&mut self, interrupted: bool) {
+    /// hand back the seat, for the caller to drop once the account is journaled done
+    /// (in sequential mode the next account must not start before that line).
+    pub(crate) async fn close(&mut self, interrupted: bool) -> Option<Seat> {
         if let Some(ahead) = self.ahead.take() {
             ahead.abort();
             if let Ok((Ok(session), _)) = ahead.await {
@@ -225,7 +226,7 @@ impl Pool {
                 s.browser.close().await;
             }
         }
-        self.seat = None;
+        self.seat.take()
     }
 }
 
