@@ -30,6 +30,23 @@ pub const PRIOR_BROWSER_COST: u64 = 400 << 20;
 /// One browser: the account it serves and its launch number within the account.
 pub type BrowserKey = (u64, u32);
 
+/// The running sampler task.
+#[derive(Debug)]
+pub struct Sampler {
+    stop: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    /// Stop sampling and wait for a sample in progress to be journaled, so that no
+    /// `memory_sample` can follow `run_finished` (aborting the task would not stop a
+    /// sample already running on a blocking thread).
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.handle.await;
+    }
+}
+
 /// Shared memory state: live browsers to sample, peaks seen, the reserve.
 #[derive(Debug, Clone)]
 pub struct Memory {
@@ -181,23 +198,25 @@ impl Memory {
         );
     }
 
-    /// Sample every `interval` until the returned handle is aborted.
-    pub fn spawn_sampler(
-        &self,
-        journal: Journal,
-        interval: Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    /// Sample every `interval` until [`Sampler::stop`].
+    pub fn spawn_sampler(&self, journal: Journal, interval: Duration) -> Sampler {
         let me = self.clone();
-        tokio::spawn(async move {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let token = stop.clone();
+        let handle = tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
                 let (me2, j2) = (me.clone(), journal.clone());
                 // /proc reads block: keep them off the runtime's workers.
                 let _ = tokio::task::spawn_blocking(move || me2.sample(&j2)).await;
             }
-        })
+        });
+        Sampler { stop, handle }
     }
 
     /// Count time creations waited for memory (for the report).

@@ -270,7 +270,7 @@ pub async fn run(
     });
 
     let reports = run_accounts(&ctx, accounts, held).await;
-    sampler.abort();
+    sampler.stop().await;
 
     let interrupted = cancel.is_cancelled();
     let mut report = Report {
