@@ -373,40 +373,57 @@ async fn run_accounts(
     accounts: Vec<Account>,
     held: Vec<Option<profiles::Profile>>,
 ) -> Vec<AccountReport> {
-    let ids: Vec<u64> = accounts.iter().map(|a| a.id).collect();
     let mut handles = Vec::new();
-    for (order, (account, profile)) in accounts.into_iter().zip(held).enumerate() {
-        let ctx = Arc::clone(ctx);
-        handles.push(tokio::spawn(account::run_account(
-            ctx, account, order, profile,
-        )));
-    }
     let mut out = Vec::new();
-    for (id, h) in ids.into_iter().zip(handles) {
-        out.push(match h.await {
-            Ok(r) => r,
-            // A panic in one account is that account's failure; its browser was killed
-            // by Drop while unwinding.
-            Err(e) => {
-                let msg = if e.is_panic() {
-                    "internal error (panic)"
-                } else {
-                    "task cancelled"
-                };
-                ctx.journal.emit(
-                    Event::new("account_done")
-                        .account(id)
-                        .with("status", "error")
-                        .with("error", msg),
-                );
-                AccountReport {
-                    id,
-                    status: "error".into(),
-                    last_error: Some(msg.into()),
-                    ..Default::default()
-                }
-            }
-        });
+    for (order, (account, profile)) in accounts.into_iter().zip(held).enumerate() {
+        let id = account.id;
+        let h = tokio::spawn(account::run_account(
+            Arc::clone(ctx),
+            account,
+            order,
+            profile,
+        ));
+        if ctx.plan.concurrent {
+            handles.push((id, h));
+        } else {
+            // Sequential: the cap of one admits whoever asks first, so the next
+            // account's task is started only once this one is done (plan order).
+            out.push(joined(ctx, id, h.await));
+        }
+    }
+    for (id, h) in handles {
+        out.push(joined(ctx, id, h.await));
     }
     out
+}
+
+/// An account task's report. A panic in one account is that account's failure; its
+/// browser was killed by Drop while unwinding.
+fn joined(
+    ctx: &Ctx,
+    id: u64,
+    result: Result<AccountReport, tokio::task::JoinError>,
+) -> AccountReport {
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = if e.is_panic() {
+                "internal error (panic)"
+            } else {
+                "task cancelled"
+            };
+            ctx.journal.emit(
+                Event::new("account_done")
+                    .account(id)
+                    .with("status", "error")
+                    .with("error", msg),
+            );
+            AccountReport {
+                id,
+                status: "error".into(),
+                last_error: Some(msg.into()),
+                ..Default::default()
+            }
+        }
+    }
 }
