@@ -366,8 +366,9 @@ impl Probe for MachineProbe {
 }
 
 /// Every account as its own task — in every mode, so a panic is always that account's
-/// failure; the scheduler decides who runs when (sequential mode: one at a time, in
-/// plan order). Results in plan order.
+/// failure; the scheduler decides when each may create a browser (sequential mode:
+/// a cap of one, with each task started after the previous one ended, for plan
+/// order). Results in plan order.
 async fn run_accounts(
     ctx: &Arc<Ctx>,
     accounts: Vec<Account>,
