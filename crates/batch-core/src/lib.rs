@@ -42,6 +42,7 @@ pub mod config;
 pub mod exit;
 pub mod journal;
 mod plan;
+pub mod render;
 pub mod report;
 pub mod resources;
 pub mod runner;

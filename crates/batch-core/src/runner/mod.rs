@@ -328,6 +328,11 @@ pub async fn run(
         });
     }
     written.map_err(io_err(&report_path))?;
+    // report.html and report.xml: rendered from the run directory, as `report` does.
+    crate::render::write_reports(&run_dir).map_err(|e| {
+        let (path, source) = e.into_io();
+        RunError::Io { path, source }
+    })?;
     Ok(RunOutcome {
         exit_code: report.exit_code,
         run_dir,
