@@ -2,20 +2,66 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  batch-cli validate --config batch.toml
+  batch-cli single --step 1 --accounts 1-5 --quantity 3 --concurrent
+  batch-cli run --accounts all --steps 1-2 --max-concurrent 8 --launch-interval auto
+  batch-cli run --accounts 1-100 --shard 2/4 --json > events.jsonl
+  batch-cli report runs/20260101-120000-ab12      # summary; rebuilds report.html/.xml
+  batch-cli completions bash > /etc/bash_completion.d/batch-cli
+
+Environment:
+  BATCH_LOG   tracing filter for stderr (default warn; -v info, -vv debug, -vvv trace)
+  NO_COLOR    no colour and no live progress view (plain lines), unless --color always";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  batch-cli single --step 1 --accounts 1-3 --quantity 5 --concurrent
+  batch-cli single --step 2 --accounts 1,4,7 --retries 0 --headed
+  batch-cli single --step 1 --accounts all --launch-interval 2.5s   # Phase 1 pacing";
 
 /// batch-cli: drive many accounts through a browser workflow at once, each in its own
 /// isolated Chromium.
 #[derive(Debug, Parser)]
-#[command(name = "batch-cli", version, about, propagate_version = true)]
+#[command(
+    name = "batch-cli",
+    version,
+    about,
+    propagate_version = true,
+    after_help = EXAMPLES
+)]
 pub(crate) struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); BATCH_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+    /// No live progress view: plain lines, and only errors from the log.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+    /// Colour and the live progress view: auto (a terminal, NO_COLOR unset), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, value_name = "WHEN")]
+    pub(crate) color: ColorChoice,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ColorChoice {
+    /// Colour and live bars when stdout is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always colour (the live view still needs a terminal).
+    Always,
+    /// Never colour; plain lines.
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run one step for the listed accounts.
+    #[command(after_help = RUN_EXAMPLES)]
     Single {
         /// The step id.
         #[arg(long)]
@@ -51,13 +97,19 @@ pub(crate) enum Command {
         #[arg(long, default_value = "batch.toml", global = true)]
         config: PathBuf,
     },
-    /// Print the summary of a finished run.
+    /// Print the summary of a finished run and rebuild its report.html and report.xml.
     Report {
         /// The run directory.
         run_dir: PathBuf,
         /// Print report.json as is.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:\n  batch-cli completions bash > ~/.local/share/bash-completion/completions/batch-cli\n  batch-cli completions zsh > ~/.zfunc/_batch-cli\n  batch-cli completions fish > ~/.config/fish/completions/batch-cli.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 

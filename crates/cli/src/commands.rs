@@ -12,14 +12,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{Command, ProfilesCommand, RunArgs};
 
-pub(crate) async fn dispatch(command: Command) -> i32 {
+pub(crate) async fn dispatch(command: Command, ui: crate::view::Ui) -> i32 {
     match command {
-        Command::Single { step, run } => run_command(Some(step), None, run).await,
-        Command::Run { steps, run } => run_command(None, Some(steps), run).await,
+        Command::Single { step, run } => run_command(Some(step), None, run, ui).await,
+        Command::Run { steps, run } => run_command(None, Some(steps), run, ui).await,
         Command::Validate { config } => validate(&config),
         Command::Doctor { config } => doctor(&config).await,
         Command::Profiles { action, config } => profiles(action, &config),
         Command::Report { run_dir, json } => report(&run_dir, json),
+        Command::Completions { shell } => {
+            let mut cmd = <crate::args::Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "batch-cli", &mut out);
+            use std::io::Write as _;
+            let _ = std::io::stdout().lock().write_all(&out);
+            exit::OK
+        }
     }
 }
 
@@ -114,7 +122,12 @@ fn build_plan(step: Option<u32>, steps: Option<String>, a: &RunArgs) -> Result<P
     })
 }
 
-async fn run_command(step: Option<u32>, steps: Option<String>, a: RunArgs) -> i32 {
+async fn run_command(
+    step: Option<u32>,
+    steps: Option<String>,
+    a: RunArgs,
+    ui: crate::view::Ui,
+) -> i32 {
     let plan = match build_plan(step, steps, &a) {
         Ok(p) => p,
         Err(msg) => return usage(msg),
@@ -122,16 +135,8 @@ async fn run_command(step: Option<u32>, steps: Option<String>, a: RunArgs) -> i3
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let json = a.json;
-    let observer: batch_core::journal::Observer = Arc::new(move |event| {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        if json {
-            let _ = writeln!(out, "{event}");
-        } else if let Some(line) = crate::view::line(event) {
-            let _ = writeln!(out, "{line}");
-        }
-        let _ = out.flush();
-    });
+    let printer = crate::view::Printer::new(ui, json);
+    let observer: batch_core::journal::Observer = Arc::new(move |event| printer.event(event));
     match batch_core::runner::run(plan, observer, cancel).await {
         Ok(outcome) => {
             if !json {
@@ -455,12 +460,22 @@ fn report(run_dir: &Path, json: bool) -> i32 {
             ));
         }
     };
+    // report.html and report.xml are rebuilt from the run directory each time (a run
+    // that died before its end has none yet; an older version's run gets them).
+    let rendered = batch_core::render::write_reports(run_dir);
+    let code = match &rendered {
+        Ok(_) => exit::OK,
+        Err(e) => {
+            errln!("error: {e}");
+            exit::ENVIRONMENT
+        }
+    };
     if json {
         outln!(
             "{}",
             serde_json::to_string_pretty(&r).expect("report serializes")
         );
-        return exit::OK;
+        return code;
     }
     outln!(
         "run {}  {} → {}  exit {}",
@@ -491,5 +506,9 @@ fn report(run_dir: &Path, json: bool) -> i32 {
                 .unwrap_or_default()
         );
     }
-    exit::OK
+    if let Ok(w) = rendered {
+        outln!("html: {}", w.html.display());
+        outln!("junit: {}", w.xml.display());
+    }
+    code
 }

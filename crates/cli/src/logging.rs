@@ -1,5 +1,6 @@
-//! The tracing subscriber: `BATCH_LOG` (default `warn`) to stderr, with two rules the
-//! user cannot override.
+//! The tracing subscriber: `BATCH_LOG` (default `warn`, or what `-v`/`-q` say) to
+//! stderr, printed above the live view's bars (never through them), with two rules
+//! the user cannot override.
 //!
 //! - The WebDriver client's libraries (thirtyfour, reqwest, hyper, h2, …) log whole
 //!   request bodies at `debug` and `trace` — including the text typed into a password
@@ -36,11 +37,23 @@ pub(crate) fn never_a_body(meta: &Metadata<'_>) -> bool {
     !BODY_LOGGERS.contains(&crate_name) || *meta.level() <= Level::INFO
 }
 
+/// The filter without `BATCH_LOG`: `-q` errors only, else `warn`, `-v` `info`, `-vv`
+/// `debug`, `-vvv` `trace`.
+pub(crate) fn default_level(verbose: u8, quiet: bool) -> &'static str {
+    match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    }
+}
+
 /// Install the subscriber (once, at start-up).
-pub(crate) fn init() {
-    let user = EnvFilter::try_from_env("BATCH_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+pub(crate) fn init(default: &str, ansi: bool) {
+    let user = EnvFilter::try_from_env("BATCH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let layer = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_writer(|| Quiet(std::io::stderr()))
         .with_filter(user)
         .with_filter(filter_fn(never_a_body));
@@ -53,7 +66,10 @@ struct Quiet<W>(W);
 
 impl<W: Write> Write for Quiet<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = self.0.write_all(buf);
+        // tracing-subscriber writes each event with one call: one suspend per line.
+        crate::view::suspend(|| {
+            let _ = self.0.write_all(buf);
+        });
         Ok(buf.len())
     }
 

@@ -20,7 +20,10 @@ macro_rules! outln {
 macro_rules! errln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        // Above the live view's bars, if there are any, instead of through them.
+        crate::view::suspend(|| {
+            let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        });
     }};
 }
 
@@ -33,7 +36,12 @@ use clap::Parser;
 
 fn main() {
     let cli = args::Cli::parse();
-    logging::init();
+    let env = |k: &str| std::env::var(k).ok();
+    let stdout_tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let stderr_tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let ui = view::Ui::decide(cli.color, cli.quiet, stdout_tty, env);
+    let log_color = view::Ui::decide(cli.color, cli.quiet, stderr_tty, env).color;
+    logging::init(logging::default_level(cli.verbose, cli.quiet), log_color);
     raise_fd_limit();
     // Orphans of our browsers (Chrome's children after a group kill, its crashpad
     // handlers) are re-parented to us, so that we can reap them and exit only after
@@ -49,7 +57,7 @@ fn main() {
         .expect("tokio runtime starts");
     let code = runtime.block_on(async {
         let reaper = tokio::spawn(reap_adopted_periodically());
-        let code = commands::dispatch(cli.command).await;
+        let code = commands::dispatch(cli.command, ui).await;
         reaper.abort();
         code
     });

@@ -1,7 +1,26 @@
-//! The human view: journal events turned into lines on stdout. With `--json` the
-//! events are printed as they are instead. Secrets never reach here: events carry
+//! The human view: journal events turned into what a person reads. Three forms:
+//!
+//! - **plain** ([`line`]): one line per event on stdout — when stdout is not a
+//!   terminal, with `NO_COLOR` / `--color never`, or with `--quiet`;
+//! - **live** ([`Live`]): on a terminal, one bar per account (status, step, iteration
+//!   i/Q, retries) plus a total with ETA, redrawn in place by indicatif; every other
+//!   line (the spec's lock lines, failures, the summary) is printed *above* the bars
+//!   through `MultiProgress::println`, so nothing tears them. More accounts than the
+//!   terminal has rows fold into a compact view: only active accounts get a row,
+//!   the rest are counted on one line;
+//! - `--json`: the journal's objects as they are (done by the caller).
+//!
+//! Besides, [`LogFiles`] keeps `logs/account-N.log` in the run directory: the plain
+//! lines of each account, with their time. Secrets never reach here: events carry
 //! only redacted text.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 fn s<'a>(e: &'a Value, k: &str) -> &'a str {
@@ -108,6 +127,407 @@ pub(crate) fn line(e: &Value) -> Option<String> {
         _ => return None,
     };
     Some(format!("{who}{text}"))
+}
+
+
+/// The bars of the live view, once it exists: log lines and `errln!` go through
+/// [`suspend`] so that they are printed above the bars instead of tearing them.
+static BARS: OnceLock<MultiProgress> = OnceLock::new();
+
+/// Run `f` (which writes to the terminal) with the bars cleared, then redraw them.
+pub(crate) fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    match BARS.get() {
+        Some(mp) => mp.suspend(f),
+        None => f(),
+    }
+}
+
+/// How the human view looks, decided once from the flags and the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ui {
+    /// Bars redrawn in place (else plain lines).
+    pub(crate) live: bool,
+    /// ANSI colours.
+    pub(crate) color: bool,
+}
+
+impl Ui {
+    /// `--color` and `-q` against the environment: colour on `auto` needs a terminal,
+    /// no `NO_COLOR` (any non-empty value) and a `TERM` other than `dumb`; the live
+    /// view needs stdout to be a terminal, colour, and no `--quiet`.
+    pub(crate) fn decide(
+        color: crate::args::ColorChoice,
+        quiet: bool,
+        stdout_is_tty: bool,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Ui {
+        use crate::args::ColorChoice;
+        let no_color = env("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = env("TERM").is_some_and(|t| t == "dumb");
+        let color = match color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stdout_is_tty && !no_color && !dumb,
+        };
+        Ui {
+            live: stdout_is_tty && color && !quiet && !dumb,
+            color,
+        }
+    }
+}
+
+/// One account as the live view sees it.
+#[derive(Debug, Clone, Default)]
+struct AccountState {
+    status: &'static str,
+    step: Option<u64>,
+    /// Iterations finished (ok or failed) in the current step.
+    in_step: u64,
+    ok: u64,
+    failed: u64,
+    retries: u64,
+}
+
+impl AccountState {
+    fn active(&self) -> bool {
+        matches!(self.status, "launching" | "running" | "retrying")
+    }
+    fn done(&self) -> bool {
+        self.status.starts_with("done")
+    }
+}
+
+/// The live view: [`Live::event`] for each journal object, on the journal's printer
+/// thread.
+pub(crate) struct Live {
+    mp: MultiProgress,
+    color: bool,
+    /// Terminal rows (for the compact view).
+    rows: usize,
+    quantity: u64,
+    steps: u64,
+    order: Vec<u64>,
+    accounts: BTreeMap<u64, AccountState>,
+    /// One bar per row; `shown[i]` is the account on row `i`.
+    bars: Vec<ProgressBar>,
+    shown: Vec<Option<u64>>,
+    /// "… N more running, M waiting, K done" in the compact view.
+    others: Option<ProgressBar>,
+    total: Option<ProgressBar>,
+}
+
+impl Live {
+    /// A live view drawing on stdout, for a terminal of `rows` lines.
+    pub(crate) fn new(color: bool, rows: usize) -> Live {
+        Live::with_target(ProgressDrawTarget::stdout(), color, rows)
+    }
+
+    fn with_target(target: ProgressDrawTarget, color: bool, rows: usize) -> Live {
+        let mp = MultiProgress::with_draw_target(target);
+        let _ = BARS.set(mp.clone());
+        Live {
+            mp,
+            color,
+            rows: rows.max(6),
+            quantity: 1,
+            steps: 1,
+            order: Vec::new(),
+            accounts: BTreeMap::new(),
+            bars: Vec::new(),
+            shown: Vec::new(),
+            others: None,
+            total: None,
+        }
+    }
+
+    fn style(&self, template: &str, colored: &str) -> ProgressStyle {
+        ProgressStyle::with_template(if self.color { colored } else { template })
+            .expect("a valid template")
+            .progress_chars("█▌ ")
+    }
+
+    /// Whether the accounts are folded (more than fit beside the total and a margin).
+    fn compact(&self) -> bool {
+        self.order.len() + 3 > self.rows
+    }
+
+    fn start(&mut self, e: &Value) {
+        self.order = e
+            .get("accounts")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        self.quantity = e.get("quantity").and_then(Value::as_u64).unwrap_or(1);
+        self.steps = e
+            .get("steps")
+            .and_then(Value::as_array)
+            .map_or(1, |s| s.len() as u64)
+            .max(1);
+        for id in &self.order {
+            self.accounts.insert(
+                *id,
+                AccountState {
+                    status: "waiting",
+                    ..Default::default()
+                },
+            );
+        }
+        let slots = if self.compact() {
+            self.rows.saturating_sub(4).max(1)
+        } else {
+            self.order.len()
+        };
+        let per = self.style(
+            "{prefix} [{bar:16}] {msg}",
+            "{prefix:.bold} [{bar:16.cyan/blue}] {msg}",
+        );
+        for i in 0..slots {
+            let bar = self.mp.add(
+                ProgressBar::new(self.steps * self.quantity).with_style(per.clone()),
+            );
+            self.bars.push(bar);
+            self.shown
+                .push((!self.compact()).then(|| self.order[i]));
+        }
+        if self.compact() {
+            let others = self.mp.add(
+                ProgressBar::new(0).with_style(self.style("{msg}", "{msg:.dim}")),
+            );
+            self.others = Some(others);
+        }
+        let total = self.mp.add(
+            ProgressBar::new(self.order.len() as u64 * self.steps * self.quantity).with_style(
+                self.style(
+                    "total [{bar:30}] {pos}/{len} iterations · {elapsed} elapsed · ETA {eta}",
+                    "{prefix:.bold}total [{bar:30.green/red}] {pos}/{len} iterations · {elapsed} elapsed · ETA {eta}",
+                ),
+            ),
+        );
+        total.enable_steady_tick(Duration::from_millis(500));
+        self.total = Some(total);
+    }
+
+    /// Take in one journal object: update the bars, print its line above them.
+    pub(crate) fn event(&mut self, e: &Value) {
+        let name = e.get("event").and_then(Value::as_str).unwrap_or("");
+        if name == "run_started" {
+            self.start(e);
+        }
+        if let Some(id) = e.get("account").and_then(Value::as_u64)
+            && let Some(a) = self.accounts.get_mut(&id)
+        {
+            match name {
+                "admission_wait" | "admitted" | "launch_lock_acquired" => {
+                    if !a.active() || a.status == "retrying" {
+                        a.status = "launching";
+                    }
+                }
+                "browser_created" | "launch_ahead" => a.status = "running",
+                "browser_crashed" | "launch_failed" => a.status = "launching",
+                "iteration_ok" | "iteration_failed" => {
+                    let step = e.get("step").and_then(Value::as_u64);
+                    if step != a.step {
+                        a.step = step;
+                        a.in_step = 0;
+                    }
+                    a.in_step += 1;
+                    if name == "iteration_ok" {
+                        a.ok += 1;
+                    } else {
+                        a.failed += 1;
+                    }
+                    if a.status == "retrying" {
+                        a.status = "running";
+                    }
+                    if let Some(t) = &self.total {
+                        t.inc(1);
+                    }
+                }
+                "retry" => {
+                    a.retries += 1;
+                    a.status = "retrying";
+                    a.step = e.get("step").and_then(Value::as_u64).or(a.step);
+                }
+                "account_done" => {
+                    a.status = match e.get("status").and_then(Value::as_str) {
+                        Some("ok") => "done ok",
+                        Some("failed") => "done, failed",
+                        Some("interrupted") => "interrupted",
+                        _ => "done, error",
+                    };
+                }
+                _ => {}
+            }
+        }
+        if name != "iteration_ok"
+            && let Some(l) = line(e)
+        {
+            let _ = self.mp.println(l);
+        }
+        self.redraw();
+        if name == "run_finished" {
+            self.finish();
+        }
+    }
+
+    /// Put the right accounts on the rows and refresh their text.
+    fn redraw(&mut self) {
+        if self.compact() {
+            // Keep an active account on its row; give free rows to the next active
+            // ones in plan order.
+            for slot in self.shown.iter_mut() {
+                if slot.is_some_and(|id| !self.accounts[&id].active()) {
+                    *slot = None;
+                }
+            }
+            let on: BTreeSet<u64> = self.shown.iter().flatten().copied().collect();
+            let mut next = self
+                .order
+                .iter()
+                .filter(|id| self.accounts[*id].active() && !on.contains(id));
+            for slot in self.shown.iter_mut().filter(|s| s.is_none()) {
+                match next.next() {
+                    Some(id) => *slot = Some(*id),
+                    None => break,
+                }
+            }
+            let hidden = next.count();
+            let waiting = self.accounts.values().filter(|a| a.status == "waiting").count();
+            let done = self.accounts.values().filter(|a| a.done()).count();
+            let failed = self
+                .accounts
+                .values()
+                .filter(|a| a.failed > 0 || a.status == "done, error")
+                .count();
+            if let Some(o) = &self.others {
+                o.set_message(format!(
+                    "… {hidden} more running · {waiting} waiting · {done} done · {failed} with failures ({} accounts)",
+                    self.order.len()
+                ));
+            }
+        }
+        let width = self.order.iter().map(|id| id.to_string().len()).max().unwrap_or(1);
+        for (bar, slot) in self.bars.iter().zip(&self.shown) {
+            let Some(id) = slot else {
+                bar.set_prefix(format!("{:>w$}", "", w = width + 8));
+                bar.set_position(0);
+                bar.set_message("");
+                continue;
+            };
+            let a = &self.accounts[id];
+            bar.set_prefix(format!("account {id:>width$}"));
+            bar.set_position(a.ok + a.failed);
+            let step = a.step.map_or("-".into(), |s| s.to_string());
+            let current = if a.done() {
+                a.in_step
+            } else {
+                (a.in_step + 1).min(self.quantity)
+            };
+            bar.set_message(format!(
+                "{:<13} step {step} · iteration {current}/{} · {} ok · {} failed · {} retries",
+                a.status, self.quantity, a.ok, a.failed, a.retries
+            ));
+        }
+    }
+
+    /// The run is over: the bars go, the lines above stay.
+    fn finish(&mut self) {
+        for b in self.bars.iter().chain(&self.others).chain(&self.total) {
+            b.finish_and_clear();
+        }
+        let _ = self.mp.clear();
+    }
+}
+
+/// `logs/account-N.log` in the run directory: the plain lines of each account, with
+/// their time, appended as the events arrive. A file that cannot be written is given
+/// up silently — the journal is the record, these are a convenience.
+#[derive(Default)]
+pub(crate) struct LogFiles {
+    dir: Option<PathBuf>,
+    open: BTreeMap<u64, std::fs::File>,
+}
+
+impl LogFiles {
+    /// Take in one journal object.
+    pub(crate) fn event(&mut self, e: &Value) {
+        let name = s(e, "event");
+        if name == "run_started" {
+            let dir = PathBuf::from(s(e, "run_dir")).join("logs");
+            if !s(e, "run_dir").is_empty() && fsutil::private_dir(&dir).is_ok() {
+                self.dir = Some(dir);
+            }
+            return;
+        }
+        let (Some(dir), Some(id)) = (&self.dir, e.get("account").and_then(Value::as_u64))
+        else {
+            return;
+        };
+        let Some(text) = line(e) else { return };
+        if !self.open.contains_key(&id) {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(dir.join(format!("account-{id}.log")))
+            {
+                Ok(f) => {
+                    self.open.insert(id, f);
+                }
+                Err(_) => return,
+            }
+        }
+        if let Some(f) = self.open.get_mut(&id) {
+            let _ = writeln!(f, "{} {text}", s(e, "ts"));
+        }
+        if name == "account_done" {
+            // A thousand accounts must not hold a thousand descriptors to the end.
+            self.open.remove(&id);
+        }
+    }
+}
+
+/// The observer's state: the live view or plain lines, and the log files.
+pub(crate) struct Printer {
+    live: Option<Mutex<Live>>,
+    logs: Mutex<LogFiles>,
+    json: bool,
+}
+
+impl Printer {
+    /// For a run: `--json` objects, the live view or plain lines.
+    pub(crate) fn new(ui: Ui, json: bool) -> Printer {
+        let live = (ui.live && !json).then(|| {
+            let rows = console::Term::stdout()
+                .size_checked()
+                .map_or(24, |(r, _)| r as usize);
+            Mutex::new(Live::new(ui.color, rows))
+        });
+        Printer {
+            live,
+            logs: Mutex::new(LogFiles::default()),
+            json,
+        }
+    }
+
+    /// Show one journal object.
+    pub(crate) fn event(&self, e: &Value) {
+        if let Ok(mut logs) = self.logs.lock() {
+            logs.event(e);
+        }
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{e}");
+            let _ = out.flush();
+        } else if let Some(live) = &self.live {
+            live.lock().unwrap_or_else(|p| p.into_inner()).event(e);
+        } else if let Some(l) = line(e) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{l}");
+            let _ = out.flush();
+        }
+    }
 }
 
 #[cfg(test)]
