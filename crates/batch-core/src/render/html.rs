@@ -46,6 +46,7 @@ svg.axis { width: 100%; height: 16px; }
 rect.wait-lock { fill: #b0bec5; } rect.wait-memory { fill: #ffb74d; } rect.wait-cpu { fill: #ce93d8; }
 rect.wait-cap { fill: #90caf9; } rect.lock { fill: #78909c; } rect.launch { fill: #1e88e5; }
 rect.ok { fill: #66bb6a; } rect.failed { fill: #e53935; } rect.attempt { fill: #ff8a65; }
+rect.ok, rect.failed, rect.attempt { stroke: #fff; stroke-width: 1; vector-effect: non-scaling-stroke; }
 rect.backoff { fill: #fff3e0; stroke: #ffb74d; stroke-width: .5; }
 .mark line { stroke-width: 2; } .crash line { stroke: #b71c1c; } .launch-failed line { stroke: #6a1b9a; }
 .retired line { stroke: #546e7a; } .after-failed line { stroke: #e65100; } .done line { stroke: #212121; }
@@ -244,8 +245,13 @@ fn account_svg(tl: &Timeline, id: u64) -> Markup {
                 @let x0 = x(s.start, tl.span);
                 // At least a sliver, so that a 20 ms iteration of an hour-long run shows.
                 @let w = (x(s.end, tl.span) - x0).max(1.0);
-                @let y = if s.lane == Lane::Browser { 2 } else { 16 };
-                rect class=(s.kind) x=(format!("{x0:.2}")) y=(y) width=(format!("{w:.2}")) height="12" {
+                // The lock is held around the launch: a thin bar under it, not over it.
+                @let (y, h) = match (s.lane, s.kind) {
+                    (Lane::Browser, "lock") => (11, 3),
+                    (Lane::Browser, _) => (2, 9),
+                    (Lane::Work, _) => (16, 12),
+                };
+                rect class=(s.kind) x=(format!("{x0:.2}")) y=(y) width=(format!("{w:.2}")) height=(h) {
                     title { (s.label) }
                 }
             }
