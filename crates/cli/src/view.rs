@@ -244,6 +244,17 @@ impl Live {
         ProgressStyle::with_template(if self.color { colored } else { template })
             .expect("a valid template")
             .progress_chars("█▌ ")
+            // indicatif's own ETA says "0s" before anything is done: say "?" instead.
+            .with_key(
+                "eta",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = if state.pos() == 0 {
+                        write!(w, "?")
+                    } else {
+                        write!(w, "{:#}", indicatif::HumanDuration(state.eta()))
+                    };
+                },
+            )
     }
 
     /// Whether the accounts are folded (more than fit beside the total and a margin).
@@ -263,11 +274,17 @@ impl Live {
             .and_then(Value::as_array)
             .map_or(1, |s| s.len() as u64)
             .max(1);
+        let first_step = e
+            .get("steps")
+            .and_then(Value::as_array)
+            .and_then(|s| s.first())
+            .and_then(Value::as_u64);
         for id in &self.order {
             self.accounts.insert(
                 *id,
                 AccountState {
                     status: "waiting",
+                    step: first_step,
                     ..Default::default()
                 },
             );
@@ -317,7 +334,9 @@ impl Live {
             && let Some(a) = self.accounts.get_mut(&id)
         {
             match name {
-                "admission_wait" | "admitted" | "launch_lock_acquired" => {
+                // In the admission queue: not yet worth a row of the compact view.
+                "admission_wait" if !a.active() => a.status = "queued",
+                "admitted" | "launch_lock_acquired" => {
                     if !a.active() || a.status == "retrying" {
                         a.status = "launching";
                     }
@@ -392,7 +411,11 @@ impl Live {
                 }
             }
             let hidden = next.count();
-            let waiting = self.accounts.values().filter(|a| a.status == "waiting").count();
+            let waiting = self
+                .accounts
+                .values()
+                .filter(|a| matches!(a.status, "waiting" | "queued"))
+                .count();
             let done = self.accounts.values().filter(|a| a.done()).count();
             let failed = self
                 .accounts
@@ -533,7 +556,92 @@ impl Printer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::ColorChoice;
     use serde_json::json;
+
+    #[test]
+    fn the_live_view_needs_a_terminal_colour_and_no_quiet() {
+        let env = |no_color: Option<&'static str>, term: &'static str| {
+            move |k: &str| match k {
+                "NO_COLOR" => no_color.map(String::from),
+                "TERM" => Some(term.to_string()),
+                _ => None,
+            }
+        };
+        let ui = |live, color| Ui { live, color };
+        for (choice, quiet, tty, no_color, term, expected) in [
+            (ColorChoice::Auto, false, true, None, "xterm", ui(true, true)),
+            (ColorChoice::Auto, false, false, None, "xterm", ui(false, false)),
+            (ColorChoice::Auto, false, true, Some("1"), "xterm", ui(false, false)),
+            // An empty NO_COLOR does not count (no-color.org).
+            (ColorChoice::Auto, false, true, Some(""), "xterm", ui(true, true)),
+            (ColorChoice::Auto, true, true, None, "xterm", ui(false, true)),
+            (ColorChoice::Auto, false, true, None, "dumb", ui(false, false)),
+            (ColorChoice::Never, false, true, None, "xterm", ui(false, false)),
+            (ColorChoice::Always, false, false, Some("1"), "xterm", ui(false, true)),
+            (ColorChoice::Always, false, true, Some("1"), "xterm", ui(true, true)),
+        ] {
+            assert_eq!(
+                Ui::decide(choice, quiet, tty, env(no_color, term)),
+                expected,
+                "{choice:?} quiet={quiet} tty={tty} NO_COLOR={no_color:?} TERM={term}"
+            );
+        }
+    }
+
+    fn live(accounts: u64, rows: usize) -> Live {
+        let mut l = Live::with_target(ProgressDrawTarget::hidden(), false, rows);
+        l.event(&json!({"event": "run_started", "accounts": (1..=accounts).collect::<Vec<_>>(), "steps": [1], "quantity": 3}));
+        l
+    }
+
+    #[test]
+    fn few_accounts_get_a_row_each_with_step_iteration_and_retries() {
+        let mut l = live(3, 40);
+        assert!(!l.compact());
+        assert_eq!(l.shown, [Some(1), Some(2), Some(3)]);
+        for e in [
+            json!({"event": "launch_lock_acquired", "account": 2}),
+            json!({"event": "browser_created", "account": 2}),
+            json!({"event": "iteration_ok", "account": 2, "step": 1, "iteration": 1}),
+            json!({"event": "retry", "account": 2, "step": 1, "iteration": 2, "attempt": 2}),
+        ] {
+            l.event(&e);
+        }
+        assert_eq!(
+            l.bars[1].message(),
+            "retrying      step 1 · iteration 2/3 · 1 ok · 0 failed · 1 retries"
+        );
+        assert_eq!(l.bars[1].position(), 1);
+        assert_eq!(l.bars[0].message(), "waiting       step 1 · iteration 1/3 · 0 ok · 0 failed · 0 retries");
+        assert_eq!(l.total.as_ref().unwrap().position(), 1);
+        assert_eq!(l.total.as_ref().unwrap().length(), Some(9));
+    }
+
+    #[test]
+    fn many_accounts_fold_into_active_rows_and_counts() {
+        // 10 rows: 6 account rows, the counts line, the total.
+        let mut l = live(50, 10);
+        assert!(l.compact());
+        assert_eq!(l.bars.len(), 6);
+        assert!(l.shown.iter().all(Option::is_none), "nobody active yet");
+        for id in [5, 9, 12] {
+            l.event(&json!({"event": "admission_wait", "account": id, "reason": "pacing"}));
+        }
+        assert!(l.shown.iter().all(Option::is_none), "queued is not active");
+        for id in 1..=8 {
+            l.event(&json!({"event": "browser_created", "account": id}));
+        }
+        assert_eq!(l.shown, [Some(1), Some(2), Some(3), Some(4), Some(5), Some(6)]);
+        l.event(&json!({"event": "account_done", "account": 3, "status": "ok"}));
+        // The freed row goes to the next active account; the others keep theirs.
+        assert_eq!(l.shown, [Some(1), Some(2), Some(7), Some(4), Some(5), Some(6)]);
+        assert_eq!(
+            l.others.as_ref().unwrap().message(),
+            "… 1 more running · 42 waiting · 1 done · 0 with failures (50 accounts)"
+        );
+        assert_eq!(l.bars[2].prefix(), "account  7");
+    }
 
     #[test]
     fn the_spec_lines_are_exact() {
