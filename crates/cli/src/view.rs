@@ -11,8 +11,8 @@
 //! - `--json`: the journal's objects as they are (done by the caller).
 //!
 //! Besides, [`LogFiles`] keeps `logs/account-N.log` in the run directory: the plain
-//! lines of each account, with their time. Secrets never reach here: events carry
-//! only redacted text.
+//! lines of each account, with their time (the runner appends `exec` output tails to
+//! the same file). Secrets never reach here: events carry only redacted text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -502,7 +502,9 @@ impl LogFiles {
             }
         }
         if let Some(f) = self.open.get_mut(&id) {
-            let _ = writeln!(f, "{} {text}", s(e, "ts"));
+            // One write(2) per line: `exec` output tails are appended to the same
+            // file by the runner, and must not land in the middle of a line.
+            let _ = f.write_all(format!("{} {text}\n", s(e, "ts")).as_bytes());
         }
         if name == "account_done" {
             // A thousand accounts must not hold a thousand descriptors to the end.
