@@ -136,7 +136,10 @@ async fn report_html_opens_from_disk_and_junit_matches_the_report() {
 
     // Per-account log files: that account's lines only.
     let log2 = std::fs::read_to_string(dir.join("logs/account-2.log")).unwrap();
-    assert!(log2.contains("[account 2] browser creation lock acquired"), "{log2}");
+    assert!(
+        log2.contains("[account 2] browser creation lock acquired"),
+        "{log2}"
+    );
     assert!(log2.contains("step 1 iteration 2 FAILED"), "{log2}");
     assert!(!log2.contains("[account 1]"), "{log2}");
 
@@ -153,13 +156,24 @@ async fn report_html_opens_from_disk_and_junit_matches_the_report() {
     assert!(again.stdout.contains("html: "), "{again:?}");
     assert_eq!(
         junit_counts(&std::fs::read_to_string(dir.join("report.xml")).unwrap()),
-        (tests, failures, errors, ok, failed, retries, vec!["account 2".to_string()])
+        (
+            tests,
+            failures,
+            errors,
+            ok,
+            failed,
+            retries,
+            vec!["account 2".to_string()]
+        )
     );
 
     // report.html in a real browser, from file://.
     let html_path = dir.join("report.html");
     let html = std::fs::read_to_string(&html_path).unwrap();
-    assert!(html.contains("data:image/png;base64,"), "failure screenshot inline");
+    assert!(
+        html.contains("data:image/png;base64,"),
+        "failure screenshot inline"
+    );
     assert!(!html.contains("planned <b>"), "the error is escaped");
     let profile = tempfile::tempdir().unwrap();
     let mut spec = launcher::LaunchSpec::new(
@@ -201,7 +215,10 @@ async fn report_html_opens_from_disk_and_junit_matches_the_report() {
         .goto(format!("file://{}", html_path.display()))
         .await
         .unwrap();
-    let rows = driver.find_all(By::Css("#accounts tr.account")).await.unwrap();
+    let rows = driver
+        .find_all(By::Css("#accounts tr.account"))
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 2);
     let mut ids = Vec::new();
     for row in &rows {
@@ -210,13 +227,26 @@ async fn report_html_opens_from_disk_and_junit_matches_the_report() {
     assert_eq!(ids, ["1", "2"]);
     let row2 = rows[1].text().await.unwrap();
     assert!(row2.contains("failed"), "{row2}");
-    assert!(row2.contains("planned <b>failure</b>"), "shown as text: {row2}");
-    assert!(row2.contains("last_added = added 3"), "recorded value: {row2}");
+    assert!(
+        row2.contains("planned <b>failure</b>"),
+        "shown as text: {row2}"
+    );
+    assert!(
+        row2.contains("last_added = added 3"),
+        "recorded value: {row2}"
+    );
     let svgs = driver.find_all(By::Css("svg.timeline")).await.unwrap();
     assert_eq!(svgs.len(), 2, "a timeline per account");
-    for (kind, account, at_least) in [("ok", "1", 3), ("launch", "1", 1), ("failed", "2", 1), ("attempt", "2", 1)] {
+    for (kind, account, at_least) in [
+        ("ok", "1", 3),
+        ("launch", "1", 1),
+        ("failed", "2", 1),
+        ("attempt", "2", 1),
+    ] {
         let n = driver
-            .find_all(By::Css(format!("svg.timeline[data-account='{account}'] rect.{kind}")))
+            .find_all(By::Css(format!(
+                "svg.timeline[data-account='{account}'] rect.{kind}"
+            )))
             .await
             .unwrap()
             .len();
@@ -225,14 +255,21 @@ async fn report_html_opens_from_disk_and_junit_matches_the_report() {
     let shots = driver.find_all(By::Css("#screenshots img")).await.unwrap();
     assert!(!shots.is_empty(), "the failure screenshot is on the page");
     let natural: i64 = driver
-        .execute("return document.querySelector('#screenshots img').naturalWidth;", vec![])
+        .execute(
+            "return document.querySelector('#screenshots img').naturalWidth;",
+            vec![],
+        )
         .await
         .unwrap()
         .json()
         .as_i64()
         .unwrap();
     assert!(natural > 0, "the inline PNG decodes");
-    assert_eq!(problems(driver).await, Vec::<String>::new(), "no console error");
+    assert_eq!(
+        problems(driver).await,
+        Vec::<String>::new(),
+        "no console error"
+    );
     assert_eq!(
         resource_requests(driver).await,
         Vec::<String>::new(),
@@ -333,7 +370,17 @@ async fn live_view_in_a_terminal_keeps_lock_lines_whole() {
     };
     let started = tmux
         .cmd()
-        .args(["new-session", "-d", "-s", "live", "-x", "150", "-y", "40", &script])
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            "live",
+            "-x",
+            "150",
+            "-y",
+            "40",
+            &script,
+        ])
         .status()
         .expect("tmux starts");
     assert!(started.success());
@@ -344,8 +391,14 @@ async fn live_view_in_a_terminal_keeps_lock_lines_whole() {
     let final_screen = loop {
         let screen = tmux.capture(false);
         if saw_bars.is_none()
-            && (1..=3).all(|i| screen.lines().any(|l| l.starts_with(&format!("account {i} ["))))
-            && screen.lines().any(|l| l.starts_with("total [") && l.contains("iterations"))
+            && (1..=3).all(|i| {
+                screen
+                    .lines()
+                    .any(|l| l.starts_with(&format!("account {i} [")))
+            })
+            && screen
+                .lines()
+                .any(|l| l.starts_with("total [") && l.contains("iterations"))
         {
             saw_bars = Some(screen.clone());
         }
@@ -375,7 +428,9 @@ async fn live_view_in_a_terminal_keeps_lock_lines_whole() {
         }
     }
     assert!(
-        lines.iter().any(|l| l.starts_with("[account 2] step 1 iteration 2 FAILED")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("[account 2] step 1 iteration 2 FAILED")),
         "the failure is printed above the bars:\n{all}"
     );
     assert!(

@@ -106,7 +106,9 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    #[command(after_help = "Examples:\n  batch-cli completions bash > ~/.local/share/bash-completion/completions/batch-cli\n  batch-cli completions zsh > ~/.zfunc/_batch-cli\n  batch-cli completions fish > ~/.config/fish/completions/batch-cli.fish")]
+    #[command(
+        after_help = "Examples:\n  batch-cli completions bash > ~/.local/share/bash-completion/completions/batch-cli\n  batch-cli completions zsh > ~/.zfunc/_batch-cli\n  batch-cli completions fish > ~/.config/fish/completions/batch-cli.fish"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,

@@ -129,7 +129,6 @@ pub(crate) fn line(e: &Value) -> Option<String> {
     Some(format!("{who}{text}"))
 }
 
-
 /// The bars of the live view, once it exists: log lines and `errln!` go through
 /// [`suspend`] so that they are printed above the bars instead of tearing them.
 static BARS: OnceLock<MultiProgress> = OnceLock::new();
@@ -299,17 +298,16 @@ impl Live {
             "{prefix:.bold} [{bar:16.cyan/blue}] {msg}",
         );
         for i in 0..slots {
-            let bar = self.mp.add(
-                ProgressBar::new(self.steps * self.quantity).with_style(per.clone()),
-            );
+            let bar = self
+                .mp
+                .add(ProgressBar::new(self.steps * self.quantity).with_style(per.clone()));
             self.bars.push(bar);
-            self.shown
-                .push((!self.compact()).then(|| self.order[i]));
+            self.shown.push((!self.compact()).then(|| self.order[i]));
         }
         if self.compact() {
-            let others = self.mp.add(
-                ProgressBar::new(0).with_style(self.style("{msg}", "{msg:.dim}")),
-            );
+            let others = self
+                .mp
+                .add(ProgressBar::new(0).with_style(self.style("{msg}", "{msg:.dim}")));
             self.others = Some(others);
         }
         let total = self.mp.add(
@@ -336,10 +334,8 @@ impl Live {
             match name {
                 // In the admission queue: not yet worth a row of the compact view.
                 "admission_wait" if !a.active() => a.status = "queued",
-                "admitted" | "launch_lock_acquired" => {
-                    if !a.active() || a.status == "retrying" {
-                        a.status = "launching";
-                    }
+                "admitted" | "launch_lock_acquired" if !a.active() || a.status == "retrying" => {
+                    a.status = "launching";
                 }
                 "browser_created" | "launch_ahead" => a.status = "running",
                 "browser_crashed" | "launch_failed" => a.status = "launching",
@@ -429,7 +425,12 @@ impl Live {
                 ));
             }
         }
-        let width = self.order.iter().map(|id| id.to_string().len()).max().unwrap_or(1);
+        let width = self
+            .order
+            .iter()
+            .map(|id| id.to_string().len())
+            .max()
+            .unwrap_or(1);
         for (bar, slot) in self.bars.iter().zip(&self.shown) {
             let Some(id) = slot else {
                 bar.set_prefix(format!("{:>w$}", "", w = width + 8));
@@ -482,12 +483,11 @@ impl LogFiles {
             }
             return;
         }
-        let (Some(dir), Some(id)) = (&self.dir, e.get("account").and_then(Value::as_u64))
-        else {
+        let (Some(dir), Some(id)) = (&self.dir, e.get("account").and_then(Value::as_u64)) else {
             return;
         };
         let Some(text) = line(e) else { return };
-        if !self.open.contains_key(&id) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.open.entry(id) {
             use std::os::unix::fs::OpenOptionsExt;
             match std::fs::OpenOptions::new()
                 .create(true)
@@ -496,7 +496,7 @@ impl LogFiles {
                 .open(dir.join(format!("account-{id}.log")))
             {
                 Ok(f) => {
-                    self.open.insert(id, f);
+                    slot.insert(f);
                 }
                 Err(_) => return,
             }
@@ -572,16 +572,79 @@ mod tests {
         };
         let ui = |live, color| Ui { live, color };
         for (choice, quiet, tty, no_color, term, expected) in [
-            (ColorChoice::Auto, false, true, None, "xterm", ui(true, true)),
-            (ColorChoice::Auto, false, false, None, "xterm", ui(false, false)),
-            (ColorChoice::Auto, false, true, Some("1"), "xterm", ui(false, false)),
+            (
+                ColorChoice::Auto,
+                false,
+                true,
+                None,
+                "xterm",
+                ui(true, true),
+            ),
+            (
+                ColorChoice::Auto,
+                false,
+                false,
+                None,
+                "xterm",
+                ui(false, false),
+            ),
+            (
+                ColorChoice::Auto,
+                false,
+                true,
+                Some("1"),
+                "xterm",
+                ui(false, false),
+            ),
             // An empty NO_COLOR does not count (no-color.org).
-            (ColorChoice::Auto, false, true, Some(""), "xterm", ui(true, true)),
-            (ColorChoice::Auto, true, true, None, "xterm", ui(false, true)),
-            (ColorChoice::Auto, false, true, None, "dumb", ui(false, false)),
-            (ColorChoice::Never, false, true, None, "xterm", ui(false, false)),
-            (ColorChoice::Always, false, false, Some("1"), "xterm", ui(false, true)),
-            (ColorChoice::Always, false, true, Some("1"), "xterm", ui(true, true)),
+            (
+                ColorChoice::Auto,
+                false,
+                true,
+                Some(""),
+                "xterm",
+                ui(true, true),
+            ),
+            (
+                ColorChoice::Auto,
+                true,
+                true,
+                None,
+                "xterm",
+                ui(false, true),
+            ),
+            (
+                ColorChoice::Auto,
+                false,
+                true,
+                None,
+                "dumb",
+                ui(false, false),
+            ),
+            (
+                ColorChoice::Never,
+                false,
+                true,
+                None,
+                "xterm",
+                ui(false, false),
+            ),
+            (
+                ColorChoice::Always,
+                false,
+                false,
+                Some("1"),
+                "xterm",
+                ui(false, true),
+            ),
+            (
+                ColorChoice::Always,
+                false,
+                true,
+                Some("1"),
+                "xterm",
+                ui(true, true),
+            ),
         ] {
             assert_eq!(
                 Ui::decide(choice, quiet, tty, env(no_color, term)),
@@ -615,7 +678,10 @@ mod tests {
             "retrying      step 1 · iteration 2/3 · 1 ok · 0 failed · 1 retries"
         );
         assert_eq!(l.bars[1].position(), 1);
-        assert_eq!(l.bars[0].message(), "waiting       step 1 · iteration 1/3 · 0 ok · 0 failed · 0 retries");
+        assert_eq!(
+            l.bars[0].message(),
+            "waiting       step 1 · iteration 1/3 · 0 ok · 0 failed · 0 retries"
+        );
         assert_eq!(l.total.as_ref().unwrap().position(), 1);
         assert_eq!(l.total.as_ref().unwrap().length(), Some(9));
     }
@@ -634,10 +700,16 @@ mod tests {
         for id in 1..=8 {
             l.event(&json!({"event": "browser_created", "account": id}));
         }
-        assert_eq!(l.shown, [Some(1), Some(2), Some(3), Some(4), Some(5), Some(6)]);
+        assert_eq!(
+            l.shown,
+            [Some(1), Some(2), Some(3), Some(4), Some(5), Some(6)]
+        );
         l.event(&json!({"event": "account_done", "account": 3, "status": "ok"}));
         // The freed row goes to the next active account; the others keep theirs.
-        assert_eq!(l.shown, [Some(1), Some(2), Some(7), Some(4), Some(5), Some(6)]);
+        assert_eq!(
+            l.shown,
+            [Some(1), Some(2), Some(7), Some(4), Some(5), Some(6)]
+        );
         assert_eq!(
             l.others.as_ref().unwrap().message(),
             "… 1 more running · 42 waiting · 1 done · 0 with failures (50 accounts)"

@@ -112,7 +112,11 @@ pub fn render_junit(view: &RunView) -> quick_junit::Report {
                 s
             } else if a.status == "error" && done == 0 {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
-                s.set_message(a.last_error.clone().unwrap_or_else(|| "could not run".into()));
+                s.set_message(
+                    a.last_error
+                        .clone()
+                        .unwrap_or_else(|| "could not run".into()),
+                );
                 s
             } else if quantity.is_some_and(|q| done < q) {
                 let mut s = TestCaseStatus::skipped();

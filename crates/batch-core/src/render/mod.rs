@@ -174,8 +174,7 @@ pub fn write_reports(run_dir: &Path) -> Result<Written, RenderError> {
 
 /// An RFC 3339 time as Unix milliseconds.
 pub(crate) fn ts_ms(ts: &str) -> Option<i64> {
-    let t =
-        time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
+    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 

@@ -54,7 +54,10 @@ pub(crate) fn sample() -> RunView {
             11,
             json!({"event":"iteration_ok","account":2,"step":1,"iteration":2}),
         ),
-        ev(12, json!({"event":"account_done","account":2,"status":"failed"})),
+        ev(
+            12,
+            json!({"event":"account_done","account":2,"status":"failed"}),
+        ),
         ev(
             12,
             json!({"event":"account_done","account":3,"status":"error","error":"internal error (panic)"}),
@@ -129,7 +132,9 @@ fn every_value_is_escaped_in_text_and_attributes() {
 fn the_page_has_a_row_and_a_timeline_per_account() {
     let html = render_html(&sample());
     for id in [1, 2, 3] {
-        assert!(html.contains(&format!("<tr class=\"account\" id=\"account-{id}\" data-account=\"{id}\">")));
+        assert!(html.contains(&format!(
+            "<tr class=\"account\" id=\"account-{id}\" data-account=\"{id}\">"
+        )));
         assert!(html.contains(&format!("<svg class=\"timeline\" data-account=\"{id}\"")));
     }
     assert!(html.contains("status-failed"));
@@ -190,7 +195,10 @@ fn junit_counts_match_the_report() {
         .collect();
     let sum = |name| cases.iter().map(|c| prop(c, name)).sum::<u64>();
     assert_eq!(sum("iterations_ok"), view.report.totals.iterations_ok);
-    assert_eq!(sum("iterations_failed"), view.report.totals.iterations_failed);
+    assert_eq!(
+        sum("iterations_failed"),
+        view.report.totals.iterations_failed
+    );
     assert_eq!(sum("retries"), view.report.totals.retries);
     let failed = &parsed.test_suites[1].test_cases[0];
     match &failed.status {
@@ -217,7 +225,8 @@ use quick_junit::{NonSuccessKind, TestCaseStatus};
 fn an_interrupted_step_is_skipped_not_passed() {
     let mut view = sample();
     // Account 1 was stopped after one of two iterations.
-    view.events.retain(|e| !(e["account"] == 1 && e["iteration"] == 2));
+    view.events
+        .retain(|e| !(e["account"] == 1 && e["iteration"] == 2));
     view.report.accounts[0].status = "interrupted".into();
     let junit = render_junit(&view);
     let case = &junit.test_suites[0].test_cases[0];
@@ -282,7 +291,10 @@ fn reports_are_written_atomically_with_screenshots_inline() {
         "no temp file left"
     );
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&written.html).unwrap().permissions().mode();
+    let mode = std::fs::metadata(&written.html)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 

@@ -212,11 +212,7 @@ impl Timeline {
                 "browser_crashed" => marks.push(Mark {
                     at,
                     kind: "crash",
-                    label: format!(
-                        "browser lost ({}): {}",
-                        s(e, "kind"),
-                        s(e, "error")
-                    ),
+                    label: format!("browser lost ({}): {}", s(e, "kind"), s(e, "error")),
                 }),
                 "launch_failed" => marks.push(Mark {
                     at,
