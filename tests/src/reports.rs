@@ -328,45 +328,53 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_view_in_a_terminal_keeps_lock_lines_whole() {
-    let p = Project::new(3).await;
-    p.write("workflow.toml", &workflow());
+/// What a terminal showed while `batch-cli` ran in it.
+struct Screen {
+    /// The first frame that showed a bar per account and the total, if any did.
+    bars: Option<String>,
+    /// The last frame (the run over).
+    last: String,
+    /// Everything, scrollback included.
+    all: String,
+}
+
+/// Run `batch-cli single --step 1 --accounts 1-N ARGS` for the project in a 150×40
+/// tmux terminal with the environment `env` (plus the project's runtime dir), watch
+/// the screen until it exits.
+async fn in_terminal(p: &Project, accounts: u32, env: &str, args: &[&str]) -> Screen {
     let cli = crate::harness::cli_path();
     let config = p.path("batch.toml");
     let output = p.path("runs");
-    let rt = p.runtime_dir();
     let base = p.site.base_url();
-    let args: Vec<String> = [
+    let range = format!("1-{accounts}");
+    let mut argv: Vec<&str> = vec![
         cli.to_str().unwrap(),
         "single",
         "--step",
         "1",
         "--accounts",
-        "1-3",
-        "--quantity",
-        "3",
-        "--concurrent",
-        "--retries",
-        "0",
+        &range,
         "--config",
         config.to_str().unwrap(),
         "--output",
         output.to_str().unwrap(),
         "--base-url",
         &base,
-    ]
-    .iter()
-    .map(|a| sh_quote(a))
-    .collect();
+    ];
+    argv.extend_from_slice(args);
+    let argv: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
     // The exit status is printed last; the shell then waits so the pane stays.
     let script = format!(
-        "env -u NO_COLOR TERM=xterm-256color XDG_RUNTIME_DIR={} {}; echo EXIT=$?; sleep 300",
-        sh_quote(rt.to_str().unwrap()),
-        args.join(" ")
+        "env -u NO_COLOR TERM=xterm-256color XDG_RUNTIME_DIR={} {env} {}; echo EXIT=$?; sleep 300",
+        sh_quote(p.runtime_dir().to_str().unwrap()),
+        argv.join(" ")
     );
     let tmux = Tmux {
-        socket: format!("batch-cli-test-{}", std::process::id()),
+        socket: format!(
+            "batch-cli-test-{}-{}",
+            std::process::id(),
+            p.dir.path().file_name().unwrap().to_string_lossy()
+        ),
     };
     let started = tmux
         .cmd()
@@ -384,14 +392,12 @@ async fn live_view_in_a_terminal_keeps_lock_lines_whole() {
         .status()
         .expect("tmux starts");
     assert!(started.success());
-
-    // Bars appear while it runs: every account's row and the total, on the screen.
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut saw_bars = None;
-    let final_screen = loop {
+    let mut bars = None;
+    let last = loop {
         let screen = tmux.capture(false);
-        if saw_bars.is_none()
-            && (1..=3).all(|i| {
+        if bars.is_none()
+            && (1..=accounts).all(|i| {
                 screen
                     .lines()
                     .any(|l| l.starts_with(&format!("account {i} [")))
@@ -400,7 +406,7 @@ async fn live_view_in_a_terminal_keeps_lock_lines_whole() {
                 .lines()
                 .any(|l| l.starts_with("total [") && l.contains("iterations"))
         {
-            saw_bars = Some(screen.clone());
+            bars = Some(screen.clone());
         }
         if screen.contains("EXIT=") {
             break screen;
@@ -408,9 +414,28 @@ async fn live_view_in_a_terminal_keeps_lock_lines_whole() {
         assert!(Instant::now() < deadline, "the run did not end: {screen}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let all = tmux.capture(true);
+    Screen { bars, last, all }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_view_in_a_terminal_keeps_lock_lines_whole() {
+    let p = Project::new(3).await;
+    p.write("workflow.toml", &workflow());
+    // Bars appear while it runs: every account's row and the total, on the screen.
+    let Screen {
+        bars: saw_bars,
+        last: final_screen,
+        all,
+    } = in_terminal(
+        &p,
+        3,
+        "",
+        &["--quantity", "3", "--concurrent", "--retries", "0"],
+    )
+    .await;
     let bars = saw_bars.unwrap_or_else(|| panic!("no bars seen; last screen:\n{final_screen}"));
     assert!(bars.contains("iteration"), "{bars}");
-    let all = tmux.capture(true);
     assert!(all.contains("EXIT=1"), "one iteration failed:\n{all}");
     let lines: Vec<&str> = all.lines().map(str::trim_end).collect();
     for i in 1..=3 {
@@ -451,6 +476,83 @@ async fn live_view_in_a_terminal_keeps_lock_lines_whole() {
         named(&events, "run_finished")[0]["iterations_ok"],
         Value::from(8)
     );
-    drop(tmux);
     p.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_lines_in_a_terminal_with_no_color_or_quiet() {
+    let p = Project::new(1).await;
+    for (env, args) in [("NO_COLOR=1", &[][..]), ("", &["--quiet"][..])] {
+        let screen = in_terminal(&p, 1, env, args).await;
+        assert!(
+            screen.bars.is_none() && !screen.all.contains("total ["),
+            "{env} {args:?}: no bars\n{}",
+            screen.all
+        );
+        let lines: Vec<&str> = screen.all.lines().map(str::trim_end).collect();
+        // Today's plain view, line for line (iteration_ok lines are not in the live view).
+        let start = lines
+            .iter()
+            .position(|l| l.starts_with("run ") && l.contains(" started: "))
+            .unwrap_or_else(|| panic!("{env} {args:?}:\n{}", screen.all));
+        assert_eq!(
+            lines[start + 1..start + 6],
+            [
+                "[account 1] browser creation lock acquired",
+                "[account 1] browser created",
+                "[account 1] browser creation lock released",
+                "[account 1] step 1 iteration 1 ok",
+                "[account 1] done: ok — 1 ok, 0 failed, 1 browser launch(es), 0 retries",
+            ],
+            "{env} {args:?}:\n{}",
+            screen.all
+        );
+        assert!(screen.all.contains("EXIT=0"), "{}", screen.all);
+    }
+    p.assert_nothing_left();
+}
+
+/// `batch-cli ARGS` with nothing added (no project): (exit code, stdout, stderr).
+fn bare(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(crate::harness::cli_path())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("batch-cli runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn completions_and_help_with_examples() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = bare(&["completions", shell]);
+        assert_eq!(code, Some(0), "{err}");
+        for word in ["single", "report", "max-concurrent", "color"] {
+            assert!(out.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let (code, _, err) = bare(&["completions", "tcsh"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("tcsh"), "{err}");
+    let (code, out, _) = bare(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("Examples:") && out.contains("NO_COLOR"),
+        "{out}"
+    );
+    let (_, out, _) = bare(&["single", "--help"]);
+    assert!(
+        out.contains("batch-cli single --step 1 --accounts 1-3"),
+        "{out}"
+    );
+    let (code, _, err) = bare(&["report", "/nonexistent", "--color", "sometimes"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("sometimes") && err.contains("--color"),
+        "{err}"
+    );
 }
