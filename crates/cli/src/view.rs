@@ -218,6 +218,9 @@ pub(crate) struct Live {
 impl Live {
     /// A live view drawing on stdout, for a terminal of `rows` lines.
     pub(crate) fn new(color: bool, rows: usize) -> Live {
+        // The bars' styles follow `--color`, not console's own guess from the
+        // environment (`--color always` wins over NO_COLOR).
+        console::set_colors_enabled(color);
         Live::with_target(ProgressDrawTarget::stdout(), color, rows)
     }
 

@@ -126,7 +126,8 @@ pub fn render_html(view: &RunView) -> String {
                 div.cards id="summary" {
                     div.card { "accounts" b { (r.accounts.len()) } }
                     div.card { "iterations ok" b.status-ok { (r.totals.iterations_ok) } }
-                    div.card { "iterations failed" b.status-failed { (r.totals.iterations_failed) } }
+                    div.card { "iterations failed"
+                        b.status-failed[r.totals.iterations_failed > 0] { (r.totals.iterations_failed) } }
                     div.card { "browser launches" b { (r.totals.browser_launches) } }
                     div.card { "retries" b { (r.totals.retries) } }
                     div.card { "peak browsers' memory" b { (mib(r.memory.peak_browsers_pss_bytes)) } }
