@@ -342,6 +342,12 @@ struct Screen {
 /// tmux terminal with the environment `env` (plus the project's runtime dir), watch
 /// the screen until it exits.
 async fn in_terminal(p: &Project, accounts: u32, env: &str, args: &[&str]) -> Screen {
+    in_terminal_of(p, accounts, 40, env, args).await
+}
+
+/// [`in_terminal`] with a terminal of `rows` lines; `bars` is then the first frame
+/// with the total.
+async fn in_terminal_of(p: &Project, accounts: u32, rows: u32, env: &str, args: &[&str]) -> Screen {
     let cli = crate::harness::cli_path();
     let config = p.path("batch.toml");
     let output = p.path("runs");
@@ -370,11 +376,15 @@ async fn in_terminal(p: &Project, accounts: u32, env: &str, args: &[&str]) -> Sc
         argv.join(" ")
     );
     let tmux = Tmux {
-        socket: format!(
-            "batch-cli-test-{}-{}",
-            std::process::id(),
-            p.dir.path().file_name().unwrap().to_string_lossy()
-        ),
+        // A server of its own per call: a killed one may still be exiting.
+        socket: {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            format!(
+                "batch-cli-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )
+        },
     };
     let started = tmux
         .cmd()
@@ -386,7 +396,7 @@ async fn in_terminal(p: &Project, accounts: u32, env: &str, args: &[&str]) -> Sc
             "-x",
             "150",
             "-y",
-            "40",
+            &rows.to_string(),
             &script,
         ])
         .status()
@@ -396,12 +406,15 @@ async fn in_terminal(p: &Project, accounts: u32, env: &str, args: &[&str]) -> Sc
     let mut bars = None;
     let last = loop {
         let screen = tmux.capture(false);
+        // A tall terminal shows every account's row; a short one (the compact view)
+        // only the active ones.
         if bars.is_none()
-            && (1..=accounts).all(|i| {
-                screen
-                    .lines()
-                    .any(|l| l.starts_with(&format!("account {i} [")))
-            })
+            && (rows < 40
+                || (1..=accounts).all(|i| {
+                    screen
+                        .lines()
+                        .any(|l| l.starts_with(&format!("account {i} [")))
+                }))
             && screen
                 .lines()
                 .any(|l| l.starts_with("total [") && l.contains("iterations"))
@@ -555,4 +568,41 @@ fn completions_and_help_with_examples() {
         err.contains("sometimes") && err.contains("--color"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_accounts_fold_into_a_compact_view() {
+    // 5 accounts + a counts line + the total do not fit 7 rows: only the active
+    // account gets a row (sequential: one at a time), the others are counted.
+    let p = Project::new(5).await;
+    let screen = in_terminal_of(&p, 5, 7, "", &[]).await;
+    let first = screen
+        .bars
+        .unwrap_or_else(|| panic!("no total bar seen:\n{}", screen.all));
+    assert!(
+        first
+            .lines()
+            .any(|l| l.contains("waiting") && l.contains("(5 accounts)")),
+        "the counts line:\n{first}"
+    );
+    let account_rows = first.lines().filter(|l| l.starts_with("account ")).count();
+    assert!(account_rows <= 3, "at most the rows that fit:\n{first}");
+    let lines: Vec<&str> = screen.all.lines().map(str::trim_end).collect();
+    for i in 1..=5 {
+        let want = format!("[account {i}] browser creation lock acquired");
+        assert_eq!(
+            lines.iter().filter(|l| **l == want).count(),
+            1,
+            "{want:?}:\n{}",
+            screen.all
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("run finished (exit 0): 5 iterations ok")),
+        "{}",
+        screen.all
+    );
+    p.assert_nothing_left();
 }

@@ -209,6 +209,9 @@ pub(crate) struct Live {
     accounts: BTreeMap<u64, AccountState>,
     /// One bar per row; `shown[i]` is the account on row `i`.
     bars: Vec<ProgressBar>,
+    /// The style of a row with an account, and of an empty one (compact view).
+    row_style: Option<ProgressStyle>,
+    blank_style: Option<ProgressStyle>,
     shown: Vec<Option<u64>>,
     /// "… N more running, M waiting, K done" in the compact view.
     others: Option<ProgressBar>,
@@ -236,6 +239,8 @@ impl Live {
             order: Vec::new(),
             accounts: BTreeMap::new(),
             bars: Vec::new(),
+            row_style: None,
+            blank_style: None,
             shown: Vec::new(),
             others: None,
             total: None,
@@ -300,6 +305,8 @@ impl Live {
             "{prefix} [{bar:16}] {msg}",
             "{prefix:.bold} [{bar:16.cyan/blue}] {msg}",
         );
+        self.row_style = Some(per.clone());
+        self.blank_style = Some(ProgressStyle::with_template(" ").expect("a valid template"));
         for i in 0..slots {
             let bar = self
                 .mp
@@ -436,11 +443,14 @@ impl Live {
             .unwrap_or(1);
         for (bar, slot) in self.bars.iter().zip(&self.shown) {
             let Some(id) = slot else {
-                bar.set_prefix(format!("{:>w$}", "", w = width + 8));
-                bar.set_position(0);
-                bar.set_message("");
+                if let Some(blank) = &self.blank_style {
+                    bar.set_style(blank.clone());
+                }
                 continue;
             };
+            if let Some(row) = &self.row_style {
+                bar.set_style(row.clone());
+            }
             let a = &self.accounts[id];
             bar.set_prefix(format!("account {id:>width$}"));
             bar.set_position(a.ok + a.failed);
