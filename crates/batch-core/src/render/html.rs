@@ -236,24 +236,72 @@ fn axis(span: i64) -> Markup {
     }
 }
 
+/// One rect of a timeline: a span, or a run of spans too narrow to tell apart.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Bar<'a> {
+    pub(crate) kind: &'static str,
+    pub(crate) lane: Lane,
+    /// In SVG units (0..=W).
+    pub(crate) x0: f64,
+    pub(crate) x1: f64,
+    /// The first span's label, and how many more the bar stands for.
+    pub(crate) label: &'a str,
+    pub(crate) more: usize,
+}
+
+/// Spans as rects. Consecutive spans of one kind on one lane that are each narrower
+/// than [`NARROW`] units become one rect: a thousand 20 ms iterations of an hour-long
+/// run would otherwise be a thousand overlapping slivers (and megabytes of page).
+pub(crate) fn bars(segs: &[super::Segment], span: i64) -> Vec<Bar<'_>> {
+    let mut out: Vec<Bar<'_>> = Vec::new();
+    for s in segs {
+        let (x0, x1) = (x(s.start, span), x(s.end, span));
+        if let Some(last) = out.last_mut()
+            && last.kind == s.kind
+            && last.lane == s.lane
+            && x1 - x0 < NARROW
+            && (last.x1 - last.x0) < NARROW * (last.more + 1) as f64
+            && x0 - last.x1 < NARROW
+        {
+            last.x1 = last.x1.max(x1);
+            last.more += 1;
+            continue;
+        }
+        out.push(Bar {
+            kind: s.kind,
+            lane: s.lane,
+            x0,
+            x1,
+            label: &s.label,
+            more: 0,
+        });
+    }
+    out
+}
+
+/// Below this width (SVG units, of 1000) spans are merged.
+const NARROW: f64 = 2.0;
+
 fn account_svg(tl: &Timeline, id: u64) -> Markup {
     let empty = (Vec::new(), Vec::new());
     let (segs, marks) = tl.accounts.get(&id).unwrap_or(&empty);
     html! {
         svg.timeline data-account=(id) viewBox="0 0 1000 30" preserveAspectRatio="none"
             role="img" aria-label={ "timeline of account " (id) } {
-            @for s in segs {
-                @let x0 = x(s.start, tl.span);
+            @for b in bars(segs, tl.span) {
                 // At least a sliver, so that a 20 ms iteration of an hour-long run shows.
-                @let w = (x(s.end, tl.span) - x0).max(1.0);
+                @let w = (b.x1 - b.x0).max(1.0);
                 // The lock is held around the launch: a thin bar under it, not over it.
-                @let (y, h) = match (s.lane, s.kind) {
+                @let (y, h) = match (b.lane, b.kind) {
                     (Lane::Browser, "lock") => (11, 3),
                     (Lane::Browser, _) => (2, 9),
                     (Lane::Work, _) => (16, 12),
                 };
-                rect class=(s.kind) x=(format!("{x0:.2}")) y=(y) width=(format!("{w:.2}")) height=(h) {
-                    title { (s.label) }
+                rect class=(b.kind) x=(format!("{:.2}", b.x0)) y=(y) width=(format!("{w:.2}")) height=(h) {
+                    title {
+                        (b.label)
+                        @if b.more > 0 { " (and " (b.more) " more like it)" }
+                    }
                 }
             }
             @for m in marks {

@@ -304,3 +304,39 @@ fn a_missing_report_is_an_error_naming_the_file() {
     let e = write_reports(dir.path()).unwrap_err().to_string();
     assert!(e.contains("report.json"), "{e}");
 }
+
+#[test]
+fn narrow_spans_of_one_kind_merge_and_wide_ones_do_not() {
+    let mut events = vec![json!({"event":"run_started","ts":"2026-01-01T00:00:00.000Z"})];
+    // An hour-long run: 1000 iterations of 10 ms at its start, one failed, then a
+    // long iteration at its end.
+    let at = |ms: i64| {
+        let t =
+            time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(1_767_225_600_000 + ms);
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    for i in 1..=1000i64 {
+        let kind = if i == 500 {
+            "iteration_failed"
+        } else {
+            "iteration_ok"
+        };
+        events.push(
+            json!({"event": kind, "account": 1, "step": 1, "iteration": i, "ts": at(i * 10)}),
+        );
+    }
+    events.push(
+        json!({"event":"iteration_ok","account":1,"step":1,"iteration":1001,"ts": at(3_600_000)}),
+    );
+    let tl = Timeline::from_events(&events);
+    let (segs, _) = &tl.accounts[&1];
+    assert_eq!(segs.len(), 1001);
+    let bars = super::html::bars(segs, tl.span);
+    let kinds: Vec<(&str, usize)> = bars.iter().map(|b| (b.kind, b.more)).collect();
+    // 499 ok merged, the failure alone (another kind), 500 ok merged, the long one alone.
+    assert_eq!(kinds, [("ok", 498), ("failed", 0), ("ok", 499), ("ok", 0)]);
+    let html = render_html(&RunView { events, ..sample() });
+    assert!(html.contains("(and 498 more like it)"));
+    assert!(html.len() < 200_000, "{} bytes", html.len());
+}
