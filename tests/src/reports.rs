@@ -252,6 +252,19 @@ async fn report_html_opens_from_disk_and_junit_matches_the_report() {
             .len();
         assert!(n >= at_least, "account {account}: {n} rect.{kind}");
     }
+    // The failures table: the retried attempt and the failed iteration of account 2.
+    let failures = driver
+        .find_all(By::Css("#failures tr.failure[data-account='2']"))
+        .await
+        .unwrap();
+    assert_eq!(failures.len(), 2);
+    assert!(
+        failures[1]
+            .text()
+            .await
+            .unwrap()
+            .contains("iteration failed")
+    );
     let shots = driver.find_all(By::Css("#screenshots img")).await.unwrap();
     assert!(!shots.is_empty(), "the failure screenshot is on the page");
     let natural: i64 = driver

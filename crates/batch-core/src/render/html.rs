@@ -34,6 +34,7 @@ table { border-collapse: collapse; width: 100%; }
 th, td { border-bottom: 1px solid #eee; padding: .3rem .5rem; text-align: left; vertical-align: top; }
 th { background: #fafafa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.ts { white-space: nowrap; font-variant-numeric: tabular-nums; }
 .status { font-weight: 600; }
 .status-ok { color: var(--ok); } .status-failed, .status-error { color: var(--bad); }
 .status-interrupted { color: var(--warn); }
@@ -105,6 +106,7 @@ pub fn render_html(view: &RunView) -> String {
         .map(|a| (a.id, screenshots(&view.run_dir, a.id, &mut budget)))
         .filter(|(_, s)| !s.is_empty())
         .collect();
+    let failures = failures(&view.events);
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -154,6 +156,31 @@ pub fn render_html(view: &RunView) -> String {
                             span { "account " (a.id) }
                             (account_svg(&timeline, a.id))
                         }
+                    }
+                }
+                @if !failures.is_empty() {
+                    h2 { "Failures" }
+                    table id="failures" {
+                        thead { tr {
+                            th { "time" } th { "account" } th { "what" } th { "step" }
+                            th { "iteration" } th { "kind" } th { "error" }
+                        } }
+                        tbody {
+                            @for f in failures.iter().take(MAX_FAILURE_ROWS) {
+                                tr.failure data-account=(f.account) {
+                                    td.ts { (f.ts) }
+                                    td.num { (f.account) }
+                                    td { (f.what) }
+                                    td.num { (f.step) }
+                                    td.num { (f.iteration) }
+                                    td { (f.kind) }
+                                    td.err { (f.error) }
+                                }
+                            }
+                        }
+                    }
+                    @if failures.len() > MAX_FAILURE_ROWS {
+                        p.meta { "… and " (failures.len() - MAX_FAILURE_ROWS) " more in events.jsonl" }
                     }
                 }
                 @if !shots.is_empty() {
@@ -313,6 +340,56 @@ fn account_svg(tl: &Timeline, id: u64) -> Markup {
             }
         }
     }
+}
+
+/// Rows of the failures table at most (the journal has them all).
+const MAX_FAILURE_ROWS: usize = 500;
+
+/// One failure event, as the failures table shows it.
+struct FailureRow<'a> {
+    ts: &'a str,
+    account: u64,
+    what: &'static str,
+    step: String,
+    iteration: String,
+    kind: &'a str,
+    error: &'a str,
+}
+
+/// Every failed iteration, failed attempt, crash, failed launch and failed `after`, in
+/// journal order.
+fn failures(events: &[Value]) -> Vec<FailureRow<'_>> {
+    let str_of = |e: &Value, k: &str| -> String {
+        match e.get(k) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(v) => v.to_string(),
+        }
+    };
+    events
+        .iter()
+        .filter_map(|e| {
+            let what = match e.get("event").and_then(Value::as_str)? {
+                "iteration_failed" => "iteration failed",
+                "retry" => "attempt failed, retried",
+                "browser_crashed" => "browser lost",
+                "launch_failed" => "launch failed",
+                "after_failed" => "after failed",
+                _ => return None,
+            };
+            let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+            Some(FailureRow {
+                ts: text("ts"),
+                account: e.get("account").and_then(Value::as_u64)?,
+                what,
+                step: str_of(e, "step"),
+                // A retry names the attempt about to start; the iteration is the same.
+                iteration: str_of(e, "iteration"),
+                kind: text("kind"),
+                error: text("error"),
+            })
+        })
+        .collect()
 }
 
 /// One screenshot of an account: embedded, or only named (over the budget).

@@ -138,6 +138,13 @@ fn the_page_has_a_row_and_a_timeline_per_account() {
         assert!(html.contains(&format!("<svg class=\"timeline\" data-account=\"{id}\"")));
     }
     assert!(html.contains("status-failed"));
+    // The failures table: the retried attempt, the crash and the failed iteration.
+    let rows = html
+        .matches("<tr class=\"failure\" data-account=\"2\">")
+        .count();
+    assert_eq!(rows, 3, "{html}");
+    assert!(html.contains("<td>attempt failed, retried</td>"));
+    assert!(html.contains("<td class=\"err\">no &lt;b&gt;</td>"));
     assert!(html.contains("class=\"crash\"") || html.contains("mark crash"));
 }
 
