@@ -1,17 +1,24 @@
 //! The journal: `events.jsonl`, one JSON object per line, appended and flushed as
 //! things happen, and the same objects handed to an [`Observer`] in the same order.
 //!
-//! Events are built with [`Event::new`] and fields added with [`Event::with`]; field
-//! names are fixed across the code base (`account`, `step`, `iteration`, `attempt`,
-//! `port`, `pid`, `profile`, `error`, `kind`). Every string of every event is passed
-//! through the run's [`Secrets`] before it is written, as a last line of defence:
-//! callers should still pass templated values in their redacted form.
+//! Events are one typed enum, [`Event`], whose serde form is the wire format (tagged
+//! by `event`, the SPEC's field names); [`read`] reads a journal back, tolerating a
+//! torn last line, and [`crate::report::Report::from_events`] folds it into the
+//! report. Every string of every event is passed through the run's [`Secrets`] before
+//! it is written, as a last line of defence: callers should still pass templated
+//! values in their redacted form. This module does not decide what a run means —
+//! that is the report's fold — and does not print.
 //!
-//! Two guarantees shape this module:
+//! Three guarantees shape this module:
 //! - The journal never lies. Each line is written with one `write(2)` on an
 //!   `O_APPEND` file; a failed or short write truncates the file back to its last
 //!   complete line, stops the journal (nothing later is written or shown) and cancels
 //!   the run. [`Journal::failure`] then tells the runner.
+//! - A boundary is durable before it is shown. Iteration outcomes, `account_done`
+//!   and `run_finished` ([`Event::is_boundary`]) are fsynced before `emit` returns and
+//!   before the observer gets them, so neither the terminal nor `--json` ever shows a
+//!   finished iteration that a power cut could take back, and `--resume` never redoes
+//!   one it was told is done.
 //! - A slow terminal never slows the run. The file is written under the lock, but the
 //!   observer (the terminal) is fed through an unbounded queue by one printer thread,
 //!   in the file's order; the lock is never held while printing.
@@ -22,59 +29,527 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Secrets;
 
-/// One journal line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    /// The `event` name.
-    pub name: &'static str,
-    /// The account it concerns, if any.
-    pub account: Option<u64>,
-    /// Every other field, in insertion order after `ts`, `event`, `account`.
-    pub fields: Map<String, Value>,
+/// One journal line's event: the enum is the wire format. Serialized internally
+/// tagged by `event` (snake_case names), each variant's fields in the order written;
+/// [`Journal::emit`] puts `ts` in front. Field names are the SPEC's and fixed across
+/// the code base (`account`, `step`, `iteration`, `attempt`, `port`, `pid`, `profile`,
+/// `error`, `kind`).
+///
+/// Reading is lenient where the future may add things: an event name this version
+/// does not know is [`Event::Other`]; fields it does not know are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run (or one resumed part of it) starts; carries the whole plan, which is
+    /// what `--resume` rebuilds the run from.
+    RunStarted(RunStarted),
+    /// What a killed runner left and this run reaped.
+    Reaped {
+        /// Pids killed.
+        processes: Vec<u32>,
+        /// Browser records handled.
+        browsers: usize,
+        /// Ephemeral profiles removed.
+        ephemeral_profiles: usize,
+    },
+    /// A resumed run found the journal's last line torn (the machine went down
+    /// mid-write) and cut it off before appending.
+    JournalRepaired {
+        /// Bytes dropped.
+        dropped_bytes: u64,
+    },
+    /// One pass of the memory sampler.
+    MemorySample {
+        /// System (cgroup-aware) available memory; `None`: unknown.
+        available_bytes: Option<u64>,
+        /// Sum of all browsers' PSS.
+        browsers_pss_bytes: u64,
+        /// The learned per-browser cost.
+        browser_cost_bytes: u64,
+        /// Per browser, keyed `<account>.<launch>`.
+        browsers: BTreeMap<String, u64>,
+    },
+    /// A browser creation has to wait; why, with the figures of that reason.
+    AdmissionWait {
+        /// The account.
+        account: u64,
+        /// `memory`, `cpu`, `pacing` or `cap`.
+        reason: String,
+        /// Creations in flight.
+        in_flight: usize,
+        /// memory: available bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        available_bytes: Option<u64>,
+        /// memory: what must be available.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        needed_bytes: Option<u64>,
+        /// memory: the reserve.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        threshold_bytes: Option<u64>,
+        /// memory: one browser's expected cost.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        browser_cost_bytes: Option<u64>,
+        /// cpu: pressure 0..=1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pressure: Option<f64>,
+        /// cpu, pacing: the pacer's limit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+        /// cap: seats taken.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seats: Option<usize>,
+    },
+    /// A browser creation was admitted.
+    Admitted {
+        /// The account.
+        account: u64,
+        /// Total wait.
+        waited_ms: u64,
+        /// The reason waited for longest, if any.
+        reason: Option<String>,
+        /// Wait per reason.
+        waits_ms: BTreeMap<String, u64>,
+        /// Creations in flight.
+        in_flight: usize,
+        /// The creation limit, if any.
+        limit: Option<usize>,
+    },
+    /// The adaptive pacer changed its limit.
+    Pacing {
+        /// `grew` or `shrank`.
+        change: String,
+        /// The new limit.
+        limit: usize,
+        /// The launch that taught it.
+        latency_ms: u64,
+        /// Creations overlapping that launch.
+        overlap: usize,
+        /// Whether that launch succeeded.
+        ok: bool,
+    },
+    /// The SPEC's lock line.
+    LaunchLockAcquired {
+        /// The account.
+        account: u64,
+    },
+    /// A verified browser is up.
+    BrowserCreated {
+        /// The account.
+        account: u64,
+        /// Chromium's pid.
+        pid: u32,
+        /// The DevTools port (`None` for a remote browser).
+        port: Option<u16>,
+        /// ChromeDriver's port.
+        driver_port: u16,
+        /// ChromeDriver's pid.
+        driver_pid: u32,
+        /// The WebDriver session.
+        session_id: String,
+        /// The user-data directory, absolute.
+        profile: String,
+        /// Launch number within the account (1, 2, …).
+        launch: u32,
+        /// How long the launch took.
+        launch_ms: u64,
+        /// How long admission waited before it.
+        admission_wait_ms: u64,
+    },
+    /// The SPEC's lock line.
+    LaunchLockReleased {
+        /// The account.
+        account: u64,
+    },
+    /// A launch failed.
+    LaunchFailed {
+        /// The account.
+        account: u64,
+        /// Why (redacted).
+        error: String,
+    },
+    /// A successor browser is being started before the current one retires.
+    LaunchAhead {
+        /// The account.
+        account: u64,
+        /// Its launch number.
+        launch: u32,
+    },
+    /// A healthy browser retired by the pool.
+    BrowserRetired {
+        /// The account.
+        account: u64,
+        /// Chromium's pid.
+        pid: u32,
+        /// `iterations` or `memory`.
+        reason: String,
+        /// Iterations it served.
+        iterations: u64,
+        /// Its last PSS.
+        pss_bytes: Option<u64>,
+    },
+    /// A browser (or its driver) was lost and is being replaced.
+    BrowserCrashed {
+        /// The account.
+        account: u64,
+        /// Chromium's pid.
+        pid: u32,
+        /// The failure kind.
+        kind: String,
+        /// The error that revealed it.
+        error: String,
+    },
+    /// A value recorded by `extract` or `script … into` (redacted), journaled as soon
+    /// as it is recorded so that a killed run keeps it.
+    ValueRecorded {
+        /// The account.
+        account: u64,
+        /// The step.
+        step: u32,
+        /// The iteration (0 in `before`/`after`).
+        iteration: u32,
+        /// The `into` name.
+        name: String,
+        /// The value.
+        value: Value,
+    },
+    /// The screenshot taken at a failed attempt.
+    FailureScreenshot {
+        /// The account.
+        account: u64,
+        /// The step.
+        step: u32,
+        /// The iteration.
+        iteration: u32,
+        /// The attempt (1-based).
+        attempt: u32,
+        /// The PNG, absolute.
+        path: String,
+        /// The page's URL (redacted), if the page could say.
+        url: Option<String>,
+        /// The page's title (redacted), if the page could say.
+        title: Option<String>,
+    },
+    /// An iteration succeeded (a boundary: on disk, fsynced, before anyone sees it).
+    IterationOk {
+        /// The account.
+        account: u64,
+        /// The step.
+        step: u32,
+        /// The iteration.
+        iteration: u32,
+        /// The attempt that succeeded.
+        attempt: u32,
+    },
+    /// An attempt failed and will be retried.
+    Retry {
+        /// The account.
+        account: u64,
+        /// The step.
+        step: u32,
+        /// The iteration.
+        iteration: u32,
+        /// The attempt about to start.
+        attempt: u32,
+        /// The failure kind.
+        kind: String,
+        /// The error (redacted).
+        error: String,
+        /// The pause before it.
+        backoff_ms: u64,
+    },
+    /// An iteration failed after all its attempts (a boundary).
+    IterationFailed {
+        /// The account.
+        account: u64,
+        /// The step.
+        step: u32,
+        /// The iteration.
+        iteration: u32,
+        /// Attempts made (0: not attempted, `before` had already failed for good).
+        attempts: u32,
+        /// The failure kind.
+        kind: String,
+        /// The error (redacted).
+        error: String,
+        /// The page's URL at the failure (redacted), if the page could say.
+        #[serde(default)]
+        url: Option<String>,
+        /// The page's title at the failure (redacted), if the page could say.
+        #[serde(default)]
+        title: Option<String>,
+        /// The failure screenshot of the last attempt, absolute, if one was taken.
+        #[serde(default)]
+        screenshot: Option<String>,
+    },
+    /// A step's `after` failed.
+    AfterFailed {
+        /// The account.
+        account: u64,
+        /// The step.
+        step: u32,
+        /// The failure kind.
+        kind: String,
+        /// The error (redacted).
+        error: String,
+    },
+    /// An account is finished for this part of the run (a boundary). The counts are
+    /// this part's; the report's are the fold over the whole journal.
+    AccountDone {
+        /// The account.
+        account: u64,
+        /// `ok`, `failed`, `interrupted` or `error`.
+        status: String,
+        /// Iterations that succeeded.
+        #[serde(default)]
+        iterations_ok: u64,
+        /// Iterations that failed.
+        #[serde(default)]
+        iterations_failed: u64,
+        /// Browsers started.
+        #[serde(default)]
+        browser_launches: u64,
+        /// Retries made.
+        #[serde(default)]
+        retries: u64,
+        /// Why it could not run (`error` only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The run (or this resumed part) ended (a boundary). Totals cover the whole run.
+    RunFinished {
+        /// The process exit code.
+        exit_code: i32,
+        /// Whether Ctrl-C / SIGTERM / SIGHUP ended it.
+        interrupted: bool,
+        /// Iterations that succeeded.
+        iterations_ok: u64,
+        /// Iterations that failed.
+        iterations_failed: u64,
+        /// Browsers started.
+        browser_launches: u64,
+        /// Retries made.
+        retries: u64,
+        /// The runner's own peak RSS.
+        runner_peak_rss_bytes: Option<u64>,
+    },
+    /// An event this version does not know (written by a newer one): kept out of
+    /// the fold, never written.
+    #[serde(other)]
+    Other,
+}
+
+/// The plan as `run_started` records it: everything `--resume` needs to run the
+/// rest of the same run without the original command line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    /// The run directory's name.
+    pub run_id: String,
+    /// The run directory, absolute.
+    pub run_dir: String,
+    /// `single` or `run`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Accounts, in plan order (after `--shard`).
+    pub accounts: Vec<u64>,
+    /// Steps, in order.
+    pub steps: Vec<u32>,
+    /// Iterations per step and account.
+    pub quantity: u32,
+    /// All accounts at once.
+    pub concurrent: bool,
+    /// The cap, if any.
+    pub max_concurrent: Option<usize>,
+    /// Creations through the creation lock.
+    pub launch_lock: bool,
+    /// `auto` or `<n>ms`.
+    pub launch_interval: String,
+    /// The fixed interval in ms (`None`: auto).
+    pub launch_interval_ms: Option<u64>,
+    /// Attempts beyond the first.
+    pub retries: u32,
+    /// Headed browsers.
+    #[serde(default)]
+    pub headed: bool,
+    /// The workflow's base URL as run (redacted: credentials show as `***`).
+    #[serde(default)]
+    pub base_url: String,
+    /// `batch.toml`, absolute.
+    #[serde(default)]
+    pub config: String,
+    /// The memory reserve, bytes.
+    #[serde(default)]
+    pub min_available_memory_bytes: Option<u64>,
+    /// Whether this is a resumed part (`--resume`) of an earlier run.
+    #[serde(default)]
+    pub resumed: bool,
+    /// The command line (redacted).
+    pub argv: Vec<String>,
+}
+
+fn default_mode() -> String {
+    "run".into()
 }
 
 impl Event {
-    /// An event with no fields yet.
-    pub fn new(name: &'static str) -> Self {
-        Event {
-            name,
-            account: None,
-            fields: Map::new(),
+    /// The event's `event` name, as on the wire.
+    pub fn name(&self) -> String {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m
+                .get("event")
+                .and_then(Value::as_str)
+                .unwrap_or("other")
+                .to_string(),
+            _ => "other".into(),
         }
     }
 
-    /// The same event about an account.
-    pub fn account(mut self, id: u64) -> Self {
-        self.account = Some(id);
-        self
+    /// The account it concerns, if any.
+    pub fn account(&self) -> Option<u64> {
+        use Event::*;
+        match self {
+            AdmissionWait { account, .. }
+            | Admitted { account, .. }
+            | LaunchLockAcquired { account }
+            | BrowserCreated { account, .. }
+            | LaunchLockReleased { account }
+            | LaunchFailed { account, .. }
+            | LaunchAhead { account, .. }
+            | BrowserRetired { account, .. }
+            | BrowserCrashed { account, .. }
+            | ValueRecorded { account, .. }
+            | FailureScreenshot { account, .. }
+            | IterationOk { account, .. }
+            | Retry { account, .. }
+            | IterationFailed { account, .. }
+            | AfterFailed { account, .. }
+            | AccountDone { account, .. } => Some(*account),
+            RunStarted(_) | Reaped { .. } | JournalRepaired { .. } | MemorySample { .. }
+            | Pacing { .. } | RunFinished { .. } | Other => None,
+        }
     }
 
-    /// The same event with one more field.
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.fields.insert(key.to_string(), value.into());
-        self
+    /// A fact the user counts on surviving a crash: fsynced before `emit` returns and
+    /// before the observer (terminal, `--json`) sees it.
+    pub fn is_boundary(&self) -> bool {
+        matches!(
+            self,
+            Event::IterationOk { .. }
+                | Event::IterationFailed { .. }
+                | Event::AccountDone { .. }
+                | Event::RunFinished { .. }
+        )
     }
 
-    /// A field's value.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.fields.get(key)
-    }
-
-    fn to_json(&self, ts: &str) -> Value {
+    /// The JSON object of the line, `ts` first.
+    pub fn to_json(&self, ts: &str) -> Value {
         let mut m = Map::new();
         m.insert("ts".into(), ts.into());
-        m.insert("event".into(), self.name.into());
-        if let Some(a) = self.account {
-            m.insert("account".into(), a.into());
+        if let Ok(Value::Object(fields)) = serde_json::to_value(self) {
+            m.extend(fields);
         }
-        m.extend(self.fields.clone());
         Value::Object(m)
     }
+}
+
+/// One line read back: its time and its event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// `ts`, RFC 3339.
+    pub ts: String,
+    /// The event.
+    pub event: Event,
+}
+
+/// A journal read back by [`read`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Read {
+    /// Every complete line, in file order.
+    pub records: Vec<Record>,
+    /// The last line was cut short (the process or the machine died mid-write):
+    /// how many bytes it had. Those bytes were ignored.
+    pub torn: Option<u64>,
+    /// Length of the file up to its last complete line.
+    pub good_len: u64,
+}
+
+/// Why a journal could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The journal.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A complete line (not the last) is not an event.
+    #[error("{path}:{line}: not a journal event ({reason})")]
+    Corrupt {
+        /// The journal.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What the parser said.
+        reason: String,
+    },
+}
+
+/// Read a journal back. A torn last line (no newline, or not valid JSON because it
+/// is cut short) is tolerated and reported in [`Read::torn`]; any other bad line is
+/// an error naming it.
+pub fn read(path: &Path) -> Result<Read, ReadError> {
+    let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &bytes)
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Read, ReadError> {
+    let mut out = Read::default();
+    let mut rest = bytes;
+    let mut n = 0;
+    while !rest.is_empty() {
+        n += 1;
+        let (line, complete) = match rest.iter().position(|b| *b == b'\n') {
+            Some(i) => (&rest[..i], true),
+            None => (rest, false),
+        };
+        rest = if complete { &rest[line.len() + 1..] } else { &[] };
+        if !complete {
+            // Our writer ends every line with its newline in the same write(2): a
+            // line without one was cut short, whatever it looks like.
+            out.torn = Some(line.len() as u64);
+            break;
+        }
+        out.good_len += line.len() as u64 + 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let corrupt = |reason: String| ReadError::Corrupt {
+            path: path.to_path_buf(),
+            line: n,
+            reason,
+        };
+        let mut v: Value =
+            serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
+        let ts = match v.as_object_mut().and_then(|m| m.remove("ts")) {
+            Some(Value::String(ts)) => ts,
+            _ => return Err(corrupt("no `ts`".into())),
+        };
+        let event: Event = serde_json::from_value(v).map_err(|e| corrupt(e.to_string()))?;
+        out.records.push(Record { ts, event });
+    }
+    Ok(out)
 }
 
 /// Receives every event, as the JSON object written to the journal, on the journal's
@@ -88,7 +563,7 @@ pub(crate) trait Sink: Send {
     /// Cut the file back to `len` bytes.
     fn truncate(&mut self, len: u64) -> std::io::Result<()>;
     /// Make everything durable.
-    fn sync(&mut self);
+    fn sync(&mut self) -> std::io::Result<()>;
 }
 
 impl Sink for std::fs::File {
@@ -100,8 +575,8 @@ impl Sink for std::fs::File {
         self.set_len(len)
     }
 
-    fn sync(&mut self) {
-        let _ = self.sync_data();
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_data()
     }
 }
 
@@ -117,6 +592,8 @@ struct Inner {
     cancel: CancellationToken,
     state: Mutex<State>,
     printer: Mutex<Option<JoinHandle<()>>>,
+    /// Bytes of a torn last line cut off when the file was opened.
+    repaired: Option<u64>,
 }
 
 struct State {
@@ -150,7 +627,9 @@ pub fn now_rfc3339() -> String {
 
 impl Journal {
     /// Create (or, for a resumed run, append to) `path`, mode 0600. Every event is
-    /// redacted with `secrets`; a failed write cancels `cancel`.
+    /// redacted with `secrets`; a failed write cancels `cancel`. A torn last line
+    /// (a runner died mid-write) is cut off first, so that the next line does not
+    /// glue onto it; [`Journal::repaired`] says how many bytes went.
     pub fn open(
         path: &Path,
         observer: Observer,
@@ -164,14 +643,35 @@ impl Journal {
             .mode(0o600)
             .open(path)?;
         let len = file.metadata()?.len();
-        Ok(Journal::with_sink(
+        let good = if len == 0 {
+            0
+        } else {
+            let bytes = std::fs::read(path)?;
+            bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i as u64 + 1)
+        };
+        if good < len {
+            file.set_len(good)?;
+            file.sync_data()?;
+        }
+        let mut journal = Journal::with_sink(
             path,
             Box::new(file),
-            len,
+            good,
             observer,
             secrets,
             cancel,
-        ))
+        );
+        if good < len {
+            Arc::get_mut(&mut journal.inner)
+                .expect("not shared yet")
+                .repaired = Some(len - good);
+        }
+        Ok(journal)
+    }
+
+    /// Bytes of a torn last line cut off when the file was opened, if any.
+    pub fn repaired(&self) -> Option<u64> {
+        self.inner.repaired
     }
 
     pub(crate) fn with_sink(
@@ -204,6 +704,7 @@ impl Journal {
                     failure_taken: false,
                 }),
                 printer: Mutex::new(Some(printer)),
+                repaired: None,
             }),
         }
     }
@@ -218,10 +719,12 @@ impl Journal {
         &self.inner.secrets
     }
 
-    /// Append the event (redacted; on disk before returning) and queue it for the
-    /// observer. The file and the observer see the same order; the observer never
-    /// sees an event that is not in the file.
+    /// Append the event (redacted; written before returning, and fsynced if it is a
+    /// [boundary](Event::is_boundary)) and queue it for the observer. The file and
+    /// the observer see the same order; the observer never sees an event that is not
+    /// in the file.
     pub fn emit(&self, event: Event) {
+        let boundary = event.is_boundary();
         let json = self
             .inner
             .secrets
@@ -241,6 +744,11 @@ impl Journal {
                 format!("short write ({n} of {} bytes)", line.len()),
             )),
             Err(e) => Some(e),
+        };
+        // The boundary reaches the disk before anyone is told of it.
+        let error = match error {
+            None if boundary => state.sink.sync().err(),
+            other => other,
         };
         match error {
             None => {
@@ -285,7 +793,7 @@ impl Journal {
     /// Make sure everything is on disk.
     pub fn sync(&self) {
         let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.sink.sync();
+        let _ = state.sink.sync();
     }
 
     /// Stop feeding the observer and wait until it has seen every queued event. Later
