@@ -431,8 +431,13 @@ impl Event {
             | IterationFailed { account, .. }
             | AfterFailed { account, .. }
             | AccountDone { account, .. } => Some(*account),
-            RunStarted(_) | Reaped { .. } | JournalRepaired { .. } | MemorySample { .. }
-            | Pacing { .. } | RunFinished { .. } | Other => None,
+            RunStarted(_)
+            | Reaped { .. }
+            | JournalRepaired { .. }
+            | MemorySample { .. }
+            | Pacing { .. }
+            | RunFinished { .. }
+            | Other => None,
         }
     }
 
@@ -524,7 +529,11 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Read, ReadError> {
             Some(i) => (&rest[..i], true),
             None => (rest, false),
         };
-        rest = if complete { &rest[line.len() + 1..] } else { &[] };
+        rest = if complete {
+            &rest[line.len() + 1..]
+        } else {
+            &[]
+        };
         if !complete {
             // Our writer ends every line with its newline in the same write(2): a
             // line without one was cut short, whatever it looks like.
@@ -540,8 +549,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Read, ReadError> {
             line: n,
             reason,
         };
-        let mut v: Value =
-            serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
+        let mut v: Value = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
         let ts = match v.as_object_mut().and_then(|m| m.remove("ts")) {
             Some(Value::String(ts)) => ts,
             _ => return Err(corrupt("no `ts`".into())),
@@ -647,20 +655,16 @@ impl Journal {
             0
         } else {
             let bytes = std::fs::read(path)?;
-            bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i as u64 + 1)
+            bytes
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i as u64 + 1)
         };
         if good < len {
             file.set_len(good)?;
             file.sync_data()?;
         }
-        let mut journal = Journal::with_sink(
-            path,
-            Box::new(file),
-            good,
-            observer,
-            secrets,
-            cancel,
-        );
+        let mut journal = Journal::with_sink(path, Box::new(file), good, observer, secrets, cancel);
         if good < len {
             Arc::get_mut(&mut journal.inner)
                 .expect("not shared yet")
@@ -843,6 +847,36 @@ mod tests {
         )
     }
 
+    pub(crate) fn started(run_id: &str) -> RunStarted {
+        RunStarted {
+            run_id: run_id.into(),
+            run_dir: format!("/runs/{run_id}"),
+            mode: "single".into(),
+            accounts: vec![1, 2],
+            steps: vec![1],
+            quantity: 2,
+            concurrent: true,
+            max_concurrent: None,
+            launch_lock: true,
+            launch_interval: "auto".into(),
+            launch_interval_ms: None,
+            retries: 2,
+            headed: false,
+            base_url: "http://127.0.0.1:9".into(),
+            config: "/p/batch.toml".into(),
+            min_available_memory_bytes: None,
+            resumed: false,
+            argv: vec![],
+        }
+    }
+
+    fn tick(n: u32) -> Event {
+        Event::LaunchAhead {
+            account: 1,
+            launch: n,
+        }
+    }
+
     fn lines_of(text: &str) -> Vec<Value> {
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -855,13 +889,13 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let (observer, seen) = recorder();
         let j = Journal::open(&path, observer, Secrets::default(), Default::default()).unwrap();
-        j.emit(Event::new("run_started").with("run_id", "r1"));
-        j.emit(
-            Event::new("iteration_ok")
-                .account(3)
-                .with("step", 1)
-                .with("iteration", 2),
-        );
+        j.emit(Event::RunStarted(started("r1")));
+        j.emit(Event::IterationOk {
+            account: 3,
+            step: 1,
+            iteration: 2,
+            attempt: 1,
+        });
         j.close();
         let lines = lines_of(&std::fs::read_to_string(&path).unwrap());
         assert_eq!(lines, *seen.lock().unwrap());
@@ -888,21 +922,24 @@ mod tests {
         let (observer, seen) = recorder();
         let secrets = Secrets::new(["Key7 zz@q"]);
         let j = Journal::open(&path, observer, secrets, Default::default()).unwrap();
-        j.emit(
-            Event::new("iteration_failed")
-                .with("error", "not in the current url http://h/?k=Key7%20zz@q")
-                .with(
-                    "argv",
-                    vec!["batch-cli", "--base-url", "http://u:Key7+zz%40q@h"],
-                ),
-        );
+        j.emit(Event::LaunchFailed {
+            account: 1,
+            error: "not in the current url http://h/?k=Key7%20zz@q".into(),
+        });
+        let mut plan = started("r1");
+        plan.argv = vec![
+            "batch-cli".into(),
+            "--base-url".into(),
+            "http://u:Key7+zz%40q@h".into(),
+        ];
+        j.emit(Event::RunStarted(plan));
         j.close();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("zz"), "{text}");
-        let line = &lines_of(&text)[0];
-        assert_eq!(line["error"], "not in the current url http://h/?k=***");
-        assert_eq!(line["argv"][2], "http://u:***@h");
-        assert_eq!(seen.lock().unwrap()[0], *line);
+        let lines = lines_of(&text);
+        assert_eq!(lines[0]["error"], "not in the current url http://h/?k=***");
+        assert_eq!(lines[1]["argv"][2], "http://u:***@h");
+        assert_eq!(*seen.lock().unwrap(), lines);
     }
 
     #[test]
@@ -914,14 +951,14 @@ mod tests {
         let (inner, seen) = recorder();
         let observer: Observer = Arc::new(move |v: &Value| {
             // Blocks on the first event until the test lets it go: a stuck terminal.
-            if v["n"] == 0 {
+            if v["launch"] == 0 {
                 let _ = gate.lock().unwrap().recv();
             }
             inner(v);
         });
         let j = Journal::open(&path, observer, Secrets::default(), Default::default()).unwrap();
         for n in 0..200 {
-            j.emit(Event::new("tick").with("n", n));
+            j.emit(tick(n));
         }
         // All on disk while the observer is still stuck on the first one.
         assert_eq!(
@@ -966,7 +1003,9 @@ mod tests {
             Ok(())
         }
 
-        fn sync(&mut self) {}
+        fn sync(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]
@@ -989,7 +1028,7 @@ mod tests {
                 cancel.clone(),
             );
             for n in 0..10 {
-                j.emit(Event::new("tick").account(1).with("n", n));
+                j.emit(tick(n));
             }
             j.close();
             let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
@@ -1026,6 +1065,172 @@ mod tests {
             e.to_string(),
             "/runs/r/events.jsonl: the journal could not be written (No space left on device \
              (os error 28)); the run was stopped"
+        );
+    }
+
+    #[test]
+    fn every_event_round_trips_through_its_wire_form() {
+        let events = vec![
+            Event::RunStarted(started("r")),
+            Event::IterationFailed {
+                account: 2,
+                step: 1,
+                iteration: 3,
+                attempts: 3,
+                kind: "action_failed".into(),
+                error: "e".into(),
+                url: Some("http://h/x".into()),
+                title: Some("T".into()),
+                screenshot: Some("/runs/r/screenshots/2/f.png".into()),
+            },
+            Event::ValueRecorded {
+                account: 2,
+                step: 1,
+                iteration: 0,
+                name: "welcome".into(),
+                value: serde_json::json!({"a": [1, "b"]}),
+            },
+            Event::Admitted {
+                account: 1,
+                waited_ms: 0,
+                reason: None,
+                waits_ms: BTreeMap::new(),
+                in_flight: 0,
+                limit: Some(2),
+            },
+        ];
+        let text: String = events
+            .iter()
+            .map(|e| format!("{}\n", e.to_json("2026-01-01T00:00:00.000Z")))
+            .collect();
+        let read = parse(Path::new("j"), text.as_bytes()).unwrap();
+        let back: Vec<Event> = read.records.into_iter().map(|r| r.event).collect();
+        assert_eq!(back, events);
+        // The SPEC's names on the wire, `ts` first.
+        let line = events[1].to_json("T");
+        let keys: Vec<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            &keys[..6],
+            ["ts", "event", "account", "step", "iteration", "attempts"]
+        );
+        assert_eq!(line["event"], "iteration_failed");
+        assert_eq!(events[1].name(), "iteration_failed");
+        assert_eq!(events[1].account(), Some(2));
+        assert!(events[1].is_boundary() && !events[2].is_boundary());
+    }
+
+    #[test]
+    fn the_reader_tolerates_a_torn_last_line_and_names_a_bad_one() {
+        let good = Event::RunStarted(started("r")).to_json("t").to_string();
+        let unknown = r#"{"ts":"t","event":"from_the_future","x":1}"#;
+        for (text, records, torn) in [
+            (format!("{good}\n"), 1, None),
+            (format!("{good}\n{}", &good[..20]), 1, Some(20)),
+            // Whole-looking but without its newline: still torn (we write both at once).
+            (format!("{good}\n{good}"), 1, Some(good.len() as u64)),
+            (format!("{good}\n{unknown}\n"), 2, None),
+            (String::new(), 0, None),
+        ] {
+            let read = parse(Path::new("j"), text.as_bytes()).unwrap();
+            assert_eq!(read.records.len(), records, "{text}");
+            assert_eq!(read.torn, torn, "{text}");
+        }
+        let read = parse(Path::new("j"), format!("{good}\n{unknown}\n").as_bytes()).unwrap();
+        assert_eq!(read.records[1].event, Event::Other);
+        let e = parse(
+            Path::new("/r/events.jsonl"),
+            format!("{good}\n{{oops\n{good}\n").as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("/r/events.jsonl:2: not a journal event"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn opening_a_torn_journal_cuts_the_torn_line_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let good = Event::RunStarted(started("r")).to_json("t").to_string();
+        std::fs::write(&path, format!("{good}\n{}", &good[..9])).unwrap();
+        let (observer, _) = recorder();
+        let j = Journal::open(&path, observer, Secrets::default(), Default::default()).unwrap();
+        assert_eq!(j.repaired(), Some(9));
+        j.emit(tick(1));
+        j.close();
+        let read = read(&path).unwrap();
+        assert_eq!(read.torn, None);
+        assert_eq!(read.records.len(), 2);
+        assert_eq!(read.records[1].event, tick(1));
+    }
+
+    /// Counts syncs, to see which events are made durable before being shown.
+    struct Counting {
+        writes: Arc<Mutex<Vec<(u8, bool)>>>,
+    }
+
+    impl Sink for Counting {
+        fn write_once(&mut self, line: &[u8]) -> std::io::Result<usize> {
+            self.writes.lock().unwrap().push((line[0], false));
+            Ok(line.len())
+        }
+        fn truncate(&mut self, _: u64) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn sync(&mut self) -> std::io::Result<()> {
+            if let Some(last) = self.writes.lock().unwrap().last_mut() {
+                last.1 = true;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn boundaries_are_synced_before_the_observer_sees_them() {
+        let writes: Arc<Mutex<Vec<(u8, bool)>>> = Arc::new(Mutex::new(Vec::new()));
+        let w2 = writes.clone();
+        // What the observer saw of the file's state when each event reached it.
+        let when_shown = Arc::new(Mutex::new(Vec::new()));
+        let shown2 = when_shown.clone();
+        let observer: Observer = Arc::new(move |v: &Value| {
+            let w = w2.lock().unwrap();
+            shown2.lock().unwrap().push((
+                v["event"].as_str().unwrap().to_string(),
+                w.last().unwrap().1,
+            ));
+        });
+        let j = Journal::with_sink(
+            Path::new("j"),
+            Box::new(Counting {
+                writes: writes.clone(),
+            }),
+            0,
+            observer,
+            Secrets::default(),
+            Default::default(),
+        );
+        j.emit(tick(1));
+        j.emit(Event::IterationOk {
+            account: 1,
+            step: 1,
+            iteration: 1,
+            attempt: 1,
+        });
+        j.close();
+        let synced: Vec<bool> = writes.lock().unwrap().iter().map(|w| w.1).collect();
+        assert_eq!(synced, [false, true]);
+        let shown = when_shown.lock().unwrap();
+        assert_eq!(
+            shown[1],
+            ("iteration_ok".to_string(), true),
+            "durable before shown"
         );
     }
 }

@@ -147,7 +147,10 @@ impl From<ConfigError> for PlanError {
 }
 
 fn list(v: &[impl ToString]) -> String {
-    v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn interval_text(i: LaunchInterval) -> String {
@@ -169,11 +172,12 @@ impl Plan {
             Some(id) => Some(recorded_plan(&req.output, id)?),
             None => None,
         };
-        let conflict = |flag: &str, given: &dyn std::fmt::Display, what: &str, was: &dyn std::fmt::Display| {
-            PlanError(format!(
-                "{flag}: {given} conflicts with the run's recorded {what} {was}"
-            ))
-        };
+        let conflict =
+            |flag: &str, given: &dyn std::fmt::Display, what: &str, was: &dyn std::fmt::Display| {
+                PlanError(format!(
+                    "{flag}: {given} conflicts with the run's recorded {what} {was}"
+                ))
+            };
 
         let config_path = match (&req.config, &recorded) {
             (Some(c), Some((_, r))) => {
@@ -240,10 +244,9 @@ impl Plan {
                 }
                 Some(Mode::Single(s))
             }
-            (None, Some(list)) => Some(Mode::Run(config::parse_step_list(
-                list,
-                &project.workflow,
-            )?)),
+            (None, Some(list)) => {
+                Some(Mode::Run(config::parse_step_list(list, &project.workflow)?))
+            }
             (None, None) => None,
         };
         let mode = match (mode, &recorded) {
@@ -312,8 +315,7 @@ impl Plan {
             }
             (None, None) => {
                 return Err(PlanError(
-                    "--accounts: required (expected a LIST such as 1-3, or --resume RUN_ID)"
-                        .into(),
+                    "--accounts: required (expected a LIST such as 1-3, or --resume RUN_ID)".into(),
                 ));
             }
         };
@@ -374,7 +376,9 @@ impl Plan {
         plan.concurrent = r.concurrent;
         match req.max_concurrent {
             Some(m) if Some(m as usize) != r.max_concurrent => {
-                let was = r.max_concurrent.map_or("none".to_string(), |m| m.to_string());
+                let was = r
+                    .max_concurrent
+                    .map_or("none".to_string(), |m| m.to_string());
                 return Err(conflict("--max-concurrent", &m, "max_concurrent", &was));
             }
             _ => plan.max_concurrent = r.max_concurrent,
@@ -532,9 +536,7 @@ fn recorded_plan(output: &Path, id: &str) -> Result<(String, Recorded), PlanErro
     for r in read.records {
         match r.event {
             Event::RunStarted(p) if plan.is_none() => plan = Some(p),
-            e @ (Event::IterationOk { .. } | Event::IterationFailed { .. }) => {
-                done_records.push(e)
-            }
+            e @ (Event::IterationOk { .. } | Event::IterationFailed { .. }) => done_records.push(e),
             _ => {}
         }
     }
@@ -572,7 +574,9 @@ mod tests {
             resumed: false,
             argv: vec![],
         };
-        Event::RunStarted(r).to_json("2026-01-01T00:00:00.000Z").to_string()
+        Event::RunStarted(r)
+            .to_json("2026-01-01T00:00:00.000Z")
+            .to_string()
     }
 
     /// A project + a run `r1` whose journal holds `lines`; the request resumes it.
@@ -618,7 +622,10 @@ mod tests {
         assert_eq!(plan.accounts, vec![1, 2]);
         assert!(plan.concurrent);
         assert_eq!(plan.mode, Mode::Single(1));
-        assert_eq!(plan.launch_interval, LaunchInterval::Fixed(Default::default()));
+        assert_eq!(
+            plan.launch_interval,
+            LaunchInterval::Fixed(Default::default())
+        );
         assert_eq!(plan.remaining(1), vec![(1, 1), (1, 3)]);
         assert_eq!(plan.remaining(2), vec![(1, 1), (1, 2), (1, 3)]);
         assert_eq!(plan.resume.as_ref().unwrap().run_id, "r1");
@@ -665,7 +672,10 @@ mod tests {
         let (_dir, mut req) = project(&[started(3)]);
         req.resume = Some("nope".into());
         let e = Plan::build(&req).unwrap_err().0;
-        assert!(e.starts_with("--resume nope: ") && e.contains("does not exist"), "{e}");
+        assert!(
+            e.starts_with("--resume nope: ") && e.contains("does not exist"),
+            "{e}"
+        );
         req.resume = Some("../r1".into());
         let e = Plan::build(&req).unwrap_err().0;
         assert!(e.contains("expected the name of a run directory"), "{e}");

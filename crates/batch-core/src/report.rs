@@ -192,7 +192,10 @@ impl Report {
                     ..
                 } => {
                     let i = find(&mut accounts, *account);
-                    accounts[i].report.values.insert(name.clone(), value.clone());
+                    accounts[i]
+                        .report
+                        .values
+                        .insert(name.clone(), value.clone());
                 }
                 Event::AccountDone {
                     account,
@@ -215,7 +218,8 @@ impl Report {
                     let m = &mut report.memory;
                     m.samples += 1;
                     if let Some(a) = available_bytes {
-                        m.min_available_bytes = Some(m.min_available_bytes.map_or(*a, |x| x.min(*a)));
+                        m.min_available_bytes =
+                            Some(m.min_available_bytes.map_or(*a, |x| x.min(*a)));
                     }
                     m.peak_browsers_pss_bytes = Some(
                         m.peak_browsers_pss_bytes
@@ -470,6 +474,378 @@ mod tests {
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,
             "no temp file left"
+        );
+    }
+
+    use crate::journal::{Event, Record, RunStarted};
+
+    fn started(quantity: u32, resumed: bool) -> Event {
+        Event::RunStarted(RunStarted {
+            run_id: "r1".into(),
+            run_dir: "/runs/r1".into(),
+            mode: "single".into(),
+            accounts: vec![1, 2],
+            steps: vec![1],
+            quantity,
+            concurrent: true,
+            max_concurrent: None,
+            launch_lock: true,
+            launch_interval: "auto".into(),
+            launch_interval_ms: None,
+            retries: 2,
+            headed: false,
+            base_url: "http://h".into(),
+            config: "/p/batch.toml".into(),
+            min_available_memory_bytes: None,
+            resumed,
+            argv: vec![],
+        })
+    }
+
+    fn created(account: u64) -> Event {
+        Event::BrowserCreated {
+            account,
+            pid: 1,
+            port: Some(2),
+            driver_port: 3,
+            driver_pid: 4,
+            session_id: "s".into(),
+            profile: "/p".into(),
+            launch: 1,
+            launch_ms: 5,
+            admission_wait_ms: 0,
+        }
+    }
+
+    fn ok(account: u64, iteration: u32) -> Event {
+        Event::IterationOk {
+            account,
+            step: 1,
+            iteration,
+            attempt: 1,
+        }
+    }
+
+    fn failed(account: u64, iteration: u32, error: &str) -> Event {
+        Event::IterationFailed {
+            account,
+            step: 1,
+            iteration,
+            attempts: 3,
+            kind: "action_failed".into(),
+            error: error.into(),
+            url: None,
+            title: None,
+            screenshot: None,
+        }
+    }
+
+    fn retry(account: u64) -> Event {
+        Event::Retry {
+            account,
+            step: 1,
+            iteration: 1,
+            attempt: 2,
+            kind: "browser_gone".into(),
+            error: "gone".into(),
+            backoff_ms: 0,
+        }
+    }
+
+    fn finished(exit_code: i32, interrupted: bool) -> Event {
+        Event::RunFinished {
+            exit_code,
+            interrupted,
+            iterations_ok: 0,
+            iterations_failed: 0,
+            browser_launches: 0,
+            retries: 0,
+            runner_peak_rss_bytes: None,
+        }
+    }
+
+    fn value(account: u64, name: &str, v: &str) -> Event {
+        Event::ValueRecorded {
+            account,
+            step: 1,
+            iteration: 1,
+            name: name.into(),
+            value: v.into(),
+        }
+    }
+
+    fn records(events: Vec<Event>) -> Vec<Record> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(n, event)| Record {
+                ts: format!("2026-01-01T00:00:{n:02}.000Z"),
+                event,
+            })
+            .collect()
+    }
+
+    /// (account, status, ok, failed, launches, retries) per account.
+    type Row = (u64, &'static str, u64, u64, u64, u64);
+
+    fn check(events: Vec<Event>, exit_code: i32, interrupted: bool, rows: &[Row]) -> Report {
+        let r = Report::from_events(&records(events));
+        assert_eq!((r.exit_code, r.interrupted), (exit_code, interrupted));
+        let got: Vec<Row> = r
+            .accounts
+            .iter()
+            .map(|a| {
+                let status: &'static str = match a.status.as_str() {
+                    "ok" => "ok",
+                    "failed" => "failed",
+                    "interrupted" => "interrupted",
+                    "error" => "error",
+                    other => panic!("status {other}"),
+                };
+                (
+                    a.id,
+                    status,
+                    a.iterations_ok,
+                    a.iterations_failed,
+                    a.browser_launches,
+                    a.retries,
+                )
+            })
+            .collect();
+        assert_eq!(got, rows);
+        assert_eq!(r.run_id, "r1");
+        assert_eq!(r.started_at, "2026-01-01T00:00:00.000Z");
+        r
+    }
+
+    #[test]
+    fn a_finished_run_folds_to_its_counts_and_statuses() {
+        let r = check(
+            vec![
+                started(2, false),
+                created(1),
+                created(2),
+                value(1, "v", "first"),
+                ok(1, 1),
+                value(1, "v", "second"),
+                ok(1, 2),
+                ok(2, 1),
+                failed(2, 2, "boom"),
+                finished(1, false),
+            ],
+            1,
+            false,
+            &[(1, "ok", 2, 0, 1, 0), (2, "failed", 1, 1, 1, 0)],
+        );
+        assert_eq!(r.accounts[0].values["v"], "second", "the last value wins");
+        assert_eq!(r.accounts[1].last_error.as_deref(), Some("boom"));
+        assert_eq!(r.finished_at, "2026-01-01T00:00:09.000Z");
+        assert_eq!(
+            r.totals,
+            Totals {
+                iterations_ok: 3,
+                iterations_failed: 1,
+                browser_launches: 2,
+                retries: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_crash_and_its_retry_count_once_per_iteration() {
+        check(
+            vec![
+                started(1, false),
+                created(1),
+                Event::BrowserCrashed {
+                    account: 1,
+                    pid: 1,
+                    kind: "browser_gone".into(),
+                    error: "gone".into(),
+                },
+                retry(1),
+                created(1),
+                ok(1, 1),
+                created(2),
+                ok(2, 1),
+                finished(0, false),
+            ],
+            0,
+            false,
+            &[(1, "ok", 1, 0, 2, 1), (2, "ok", 1, 0, 1, 0)],
+        );
+    }
+
+    #[test]
+    fn a_killed_run_is_interrupted_and_a_torn_line_is_not_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut text: String = records(vec![started(2, false), created(1), ok(1, 1)])
+            .iter()
+            .map(|r| format!("{}\n", r.event.to_json(&r.ts)))
+            .collect();
+        // SIGKILL (or a power cut) in the middle of the next line.
+        let torn = ok(1, 2).to_json("2026-01-01T00:00:03.000Z").to_string();
+        text.push_str(&torn[..torn.len() / 2]);
+        std::fs::write(&path, text).unwrap();
+        let read = crate::journal::read(&path).unwrap();
+        assert!(read.torn.is_some());
+        let r = Report::from_events(&read.records);
+        assert_eq!((r.exit_code, r.interrupted), (EXIT_DIED, true));
+        assert_eq!(
+            r.finished_at, "2026-01-01T00:00:02.000Z",
+            "the last whole line"
+        );
+        assert_eq!(r.accounts[0].status, "interrupted");
+        assert_eq!(r.accounts[0].iterations_ok, 1);
+        assert_eq!(r.accounts[1].status, "interrupted", "never started");
+    }
+
+    #[test]
+    fn a_resumed_run_covers_both_parts() {
+        // Part 1 is killed after account 1's first iteration, and after account 2
+        // failed for good; part 2 (resumed) does the rest and finishes.
+        let r = check(
+            vec![
+                started(2, false),
+                created(1),
+                created(2),
+                ok(1, 1),
+                retry(2),
+                failed(2, 1, "boom"),
+                ok(2, 2),
+                started(2, true),
+                created(1),
+                ok(1, 2),
+                finished(1, false),
+            ],
+            1,
+            false,
+            &[(1, "ok", 2, 0, 2, 0), (2, "failed", 1, 1, 1, 1)],
+        );
+        assert_eq!(r.finished_at, "2026-01-01T00:00:10.000Z");
+        // Part 1 finished (Ctrl-C), part 2 was killed: the run is not over.
+        let r = Report::from_events(&records(vec![
+            started(2, false),
+            ok(1, 1),
+            finished(130, true),
+            started(2, true),
+            ok(1, 2),
+        ]));
+        assert_eq!((r.exit_code, r.interrupted), (EXIT_DIED, true));
+        assert_eq!(r.accounts[0].iterations_ok, 2);
+        assert_eq!(r.accounts[0].status, "ok", "all of account 1 is done");
+    }
+
+    #[test]
+    fn after_failures_panics_and_memory_are_folded() {
+        let r = check(
+            vec![
+                started(1, false),
+                ok(1, 1),
+                Event::AfterFailed {
+                    account: 1,
+                    step: 1,
+                    kind: "action_failed".into(),
+                    error: "after".into(),
+                },
+                Event::AccountDone {
+                    account: 2,
+                    status: "error".into(),
+                    iterations_ok: 0,
+                    iterations_failed: 0,
+                    browser_launches: 0,
+                    retries: 0,
+                    error: Some("internal error (panic)".into()),
+                },
+                Event::MemorySample {
+                    available_bytes: Some(100),
+                    browsers_pss_bytes: 30,
+                    browser_cost_bytes: 30,
+                    browsers: [("1.1".to_string(), 30)].into(),
+                },
+                Event::MemorySample {
+                    available_bytes: Some(80),
+                    browsers_pss_bytes: 50,
+                    browser_cost_bytes: 25,
+                    browsers: [("1.1".to_string(), 20), ("1.2".to_string(), 30)].into(),
+                },
+                Event::Admitted {
+                    account: 1,
+                    waited_ms: 7,
+                    reason: Some("memory".into()),
+                    waits_ms: [("memory".to_string(), 7)].into(),
+                    in_flight: 0,
+                    limit: None,
+                },
+                finished(1, false),
+            ],
+            1,
+            false,
+            &[(1, "failed", 1, 0, 0, 0), (2, "error", 0, 0, 0, 0)],
+        );
+        assert_eq!(
+            r.accounts[1].last_error.as_deref(),
+            Some("internal error (panic)")
+        );
+        assert_eq!(
+            r.memory,
+            MemoryReport {
+                min_available_bytes: Some(80),
+                peak_browsers_pss_bytes: Some(50),
+                samples: 2,
+                waited_ms: 7
+            }
+        );
+        assert_eq!(r.accounts[0].peak_browser_pss_bytes, Some(30));
+        assert_eq!(
+            r.accounts[0].browsers,
+            [
+                BrowserReport {
+                    launch: 1,
+                    peak_pss_bytes: 30
+                },
+                BrowserReport {
+                    launch: 2,
+                    peak_pss_bytes: 30
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn rebuild_writes_a_missing_or_stale_report_and_leaves_a_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: String = records(vec![started(1, false), ok(1, 1)])
+            .iter()
+            .map(|r| format!("{}\n", r.event.to_json(&r.ts)))
+            .collect();
+        std::fs::write(dir.path().join("events.jsonl"), text).unwrap();
+        let first = rebuild(dir.path()).unwrap();
+        assert_eq!(first.action, Rebuild::Missing);
+        assert_eq!(
+            Report::read(&dir.path().join("report.json")).unwrap(),
+            first.report
+        );
+        assert_eq!(rebuild(dir.path()).unwrap().action, Rebuild::UpToDate);
+        let mut stale = first.report.clone();
+        stale.exit_code = 0;
+        stale.write(&dir.path().join("report.json")).unwrap();
+        assert_eq!(rebuild(dir.path()).unwrap().action, Rebuild::Stale);
+        assert_eq!(
+            Report::read(&dir.path().join("report.json"))
+                .unwrap()
+                .exit_code,
+            EXIT_DIED
+        );
+        // A runner holding the run's lock: nothing is rewritten.
+        let held = fsutil::lock_file(&dir.path().join("run.lock"), true).unwrap();
+        assert!(matches!(held, fsutil::LockOutcome::Held(_)));
+        stale.write(&dir.path().join("report.json")).unwrap();
+        assert_eq!(rebuild(dir.path()).unwrap().action, Rebuild::InProgress);
+        assert_eq!(
+            Report::read(&dir.path().join("report.json")).unwrap(),
+            stale
         );
     }
 }

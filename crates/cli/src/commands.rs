@@ -411,9 +411,18 @@ fn report(run_dir: &Path, json: bool) -> i32 {
     let path = run_dir.join("report.json");
     match rebuilt.action {
         Rebuild::UpToDate => {}
-        Rebuild::Missing => errln!("note: {} was missing: rebuilt from the journal", path.display()),
-        Rebuild::Stale => errln!("note: {} was stale: rebuilt from the journal", path.display()),
-        Rebuild::InProgress => errln!("note: the run is still in progress: {} is left as it is", path.display()),
+        Rebuild::Missing => errln!(
+            "note: {} was missing: rebuilt from the journal",
+            path.display()
+        ),
+        Rebuild::Stale => errln!(
+            "note: {} was stale: rebuilt from the journal",
+            path.display()
+        ),
+        Rebuild::InProgress => errln!(
+            "note: the run is still in progress: {} is left as it is",
+            path.display()
+        ),
     }
     let r = rebuilt.report;
     if json {

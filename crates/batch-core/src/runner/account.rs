@@ -185,9 +185,7 @@ impl AccountRun {
                 };
                 // Where the page was, and its screenshot (the last attempt's go
                 // into `iteration_failed`).
-                let context = self
-                    .failure_context(step.id, iteration, attempt + 1)
-                    .await;
+                let context = self.failure_context(step.id, iteration, attempt + 1).await;
                 // A suspected loss is confirmed (processes + one cheap request) before
                 // the browser is replaced; see `launcher::confirm_loss`.
                 let needs_new = match self.pool.browser() {

@@ -75,7 +75,9 @@ pub enum RunError {
         reason: String,
     },
     /// `--resume`: another runner is running that run right now (exit 2).
-    #[error("--resume {run_id}: the run is in progress in another batch-cli process (expected a run that has stopped)")]
+    #[error(
+        "--resume {run_id}: the run is in progress in another batch-cli process (expected a run that has stopped)"
+    )]
     RunInUse {
         /// The run.
         run_id: String,
@@ -363,7 +365,11 @@ impl Probe for MachineProbe {
 /// failure; the scheduler decides when each may create a browser (sequential mode:
 /// a cap of one, with each task started after the previous one ended, for plan
 /// order). Results in plan order.
-async fn run_accounts(ctx: &Arc<Ctx>, accounts: Vec<Account>, held: Vec<Option<profiles::Profile>>) {
+async fn run_accounts(
+    ctx: &Arc<Ctx>,
+    accounts: Vec<Account>,
+    held: Vec<Option<profiles::Profile>>,
+) {
     let mut handles = Vec::new();
     for (order, (account, profile)) in accounts.into_iter().zip(held).enumerate() {
         let id = account.id;

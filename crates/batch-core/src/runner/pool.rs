@@ -149,15 +149,13 @@ impl Pool {
         if let Some(reason) = reason {
             let session = self.current.take().expect("checked above");
             self.ctx.memory.untrack(key);
-            self.ctx.journal.emit(
-                Event::BrowserRetired {
-                    account: self.account.id,
-                    pid: session.browser.info().pid,
-                    reason: reason.into(),
-                    iterations: u64::from(served),
-                    pss_bytes: pss,
-                },
-            );
+            self.ctx.journal.emit(Event::BrowserRetired {
+                account: self.account.id,
+                pid: session.browser.info().pid,
+                reason: reason.into(),
+                iterations: u64::from(served),
+                pss_bytes: pss,
+            });
             session.browser.close().await;
             return;
         }
@@ -176,12 +174,10 @@ impl Pool {
             self.serial,
         );
         let req = self.request(remaining);
-        self.ctx.journal.emit(
-            Event::LaunchAhead {
-                account: account.id,
-                launch: serial,
-            },
-        );
+        self.ctx.journal.emit(Event::LaunchAhead {
+            account: account.id,
+            launch: serial,
+        });
         // Spawned (not spawn_blocking): the driver's PDEATHSIG is tied to the thread
         // that spawns it, and runtime workers live as long as the run.
         self.ahead = Some(tokio::spawn(async move {
@@ -198,14 +194,12 @@ impl Pool {
         self.ctx.memory.untrack((self.account.id, session.serial));
         let info = session.browser.info().clone();
         let observed = session.browser.health();
-        self.ctx.journal.emit(
-            Event::BrowserCrashed {
-                account: self.account.id,
-                pid: info.pid,
-                kind: observed.unwrap_or(failure.kind).as_str().into(),
-                error: failure.message.clone(),
-            },
-        );
+        self.ctx.journal.emit(Event::BrowserCrashed {
+            account: self.account.id,
+            pid: info.pid,
+            kind: observed.unwrap_or(failure.kind).as_str().into(),
+            error: failure.message.clone(),
+        });
         session.browser.kill().await;
     }
 
@@ -264,8 +258,7 @@ async fn launch(
     }
     let locked = ctx.scheduler.locked();
     if locked {
-        ctx.journal
-            .emit(Event::LaunchLockAcquired { account: id });
+        ctx.journal.emit(Event::LaunchLockAcquired { account: id });
     }
     admission.pace().await;
     let started = Instant::now();
@@ -273,8 +266,7 @@ async fn launch(
     // Journal the release while still admitted: otherwise the next creation's
     // `launch_lock_acquired` can be written before our `launch_lock_released`.
     if locked {
-        ctx.journal
-            .emit(Event::LaunchLockReleased { account: id });
+        ctx.journal.emit(Event::LaunchLockReleased { account: id });
     }
     admission.finish(started.elapsed(), result.is_ok());
     (result, seat)
@@ -319,20 +311,18 @@ async fn create(
     match Browser::launch(&spec).await {
         Ok(browser) => {
             let info = browser.info();
-            ctx.journal.emit(
-                Event::BrowserCreated {
-                    account: id,
-                    pid: info.pid,
-                    port: Some(info.devtools_port),
-                    driver_port: info.driver_port,
-                    driver_pid: info.driver_pid,
-                    session_id: info.session_id.clone(),
-                    profile: info.profile.display().to_string(),
-                    launch: serial,
-                    launch_ms: info.launch_time.as_millis() as u64,
-                    admission_wait_ms: waited.as_millis() as u64,
-                },
-            );
+            ctx.journal.emit(Event::BrowserCreated {
+                account: id,
+                pid: info.pid,
+                port: Some(info.devtools_port),
+                driver_port: info.driver_port,
+                driver_pid: info.driver_pid,
+                session_id: info.session_id.clone(),
+                profile: info.profile.display().to_string(),
+                launch: serial,
+                launch_ms: info.launch_time.as_millis() as u64,
+                admission_wait_ms: waited.as_millis() as u64,
+            });
             ctx.memory.track((id, serial), info.driver_pid);
             Ok(Session {
                 browser,
@@ -343,12 +333,10 @@ async fn create(
         }
         Err(e) => {
             let message = crate::config::redact(&e.to_string(), account);
-            ctx.journal.emit(
-                Event::LaunchFailed {
-                    account: id,
-                    error: message.clone(),
-                },
-            );
+            ctx.journal.emit(Event::LaunchFailed {
+                account: id,
+                error: message.clone(),
+            });
             Err(Failure::launch(&e, message))
         }
     }

@@ -456,7 +456,11 @@ fn wait_event(account: u64, reason: Reason, view: &View, r: &Readings) -> Event 
         needed_bytes: memory.then(|| needed_memory(view.in_flight, r)),
         threshold_bytes: memory.then_some(r.threshold),
         browser_cost_bytes: memory.then_some(r.browser_cost),
-        pressure: if reason == Reason::Cpu { r.pressure } else { None },
+        pressure: if reason == Reason::Cpu {
+            r.pressure
+        } else {
+            None
+        },
         limit: matches!(reason, Reason::Cpu | Reason::Pacing).then_some(view.limit),
         seats: (reason == Reason::Cap).then_some(view.seats),
     }
@@ -526,15 +530,13 @@ impl Admission {
                 Change::Held(_) => None,
             };
             if let Some((what, limit)) = what {
-                shared.journal.emit(
-                    Event::Pacing {
-                        change: what.into(),
-                        limit,
-                        latency_ms: latency.as_millis() as u64,
-                        overlap,
-                        ok,
-                    },
-                );
+                shared.journal.emit(Event::Pacing {
+                    change: what.into(),
+                    limit,
+                    latency_ms: latency.as_millis() as u64,
+                    overlap,
+                    ok,
+                });
             }
         }
         shared.notify.notify_waiters();
