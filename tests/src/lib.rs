@@ -23,3 +23,5 @@ mod phase3;
 mod reaping;
 #[cfg(test)]
 mod recovery;
+#[cfg(test)]
+mod resume;
