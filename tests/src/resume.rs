@@ -74,7 +74,11 @@ fn check_complete(p: &Project, dir: &Path, done_before: &BTreeSet<(u64, u32)>) {
     let events = events(dir);
     let all = oks(&events);
     let distinct: BTreeSet<(u64, u32)> = all.iter().copied().collect();
-    assert_eq!(all.len(), distinct.len(), "an iteration journaled twice: {all:?}");
+    assert_eq!(
+        all.len(),
+        distinct.len(),
+        "an iteration journaled twice: {all:?}"
+    );
     let expected: BTreeSet<(u64, u32)> = (1..=2u64)
         .flat_map(|a| (1..=QUANTITY).map(move |i| (a, i)))
         .collect();
@@ -86,12 +90,18 @@ fn check_complete(p: &Project, dir: &Path, done_before: &BTreeSet<(u64, u32)>) {
             let n = adds.get(&i).copied().unwrap_or(0);
             assert!(n >= 1, "account {account}: item {i} never added ({adds:?})");
             if done_before.contains(&(account, i)) {
-                assert_eq!(n, 1, "account {account}: item {i} was done, yet redone ({adds:?})");
+                assert_eq!(
+                    n, 1,
+                    "account {account}: item {i} was done, yet redone ({adds:?})"
+                );
             } else if n > 1 {
                 repeated += 1;
             }
         }
-        assert!(repeated <= 1, "account {account}: only the in-flight iteration may repeat ({adds:?})");
+        assert!(
+            repeated <= 1,
+            "account {account}: only the in-flight iteration may repeat ({adds:?})"
+        );
     }
     let report = report(dir);
     assert_eq!(report["exit_code"], 0, "{report}");
@@ -106,7 +116,14 @@ fn run_args(extra: &[&'static str]) -> Vec<&'static str> {
     let q: &'static str = Box::leak(QUANTITY.to_string().into_boxed_str());
     let mut v = step1(
         "1-2",
-        &["--quantity", q, "--concurrent", "--launch-interval", "0", "--json"],
+        &[
+            "--quantity",
+            q,
+            "--concurrent",
+            "--launch-interval",
+            "0",
+            "--json",
+        ],
     );
     v.extend_from_slice(extra);
     v
@@ -139,7 +156,10 @@ async fn a_sigkilled_run_is_rebuilt_and_resumed_without_repeating_or_missing_an_
     assert_eq!(out.status.code(), None, "killed");
     // The killed runner's browsers die with it (parent-death signal).
     p.assert_nothing_left();
-    assert!(!dir.join("report.json").exists(), "a killed runner wrote no report");
+    assert!(
+        !dir.join("report.json").exists(),
+        "a killed runner wrote no report"
+    );
     let done_before: BTreeSet<(u64, u32)> = oks(&lines(&dir)).into_iter().collect();
     assert!(done_before.len() >= 3 && done_before.len() < 2 * QUANTITY as usize);
 
@@ -147,36 +167,52 @@ async fn a_sigkilled_run_is_rebuilt_and_resumed_without_repeating_or_missing_an_
     let dir_arg = dir.display().to_string();
     let rebuilt = p.run(&["report", &dir_arg]).await;
     assert_eq!(rebuilt.code, Some(0), "{}", rebuilt.stderr);
-    assert!(rebuilt.stderr.contains("was missing: rebuilt"), "{}", rebuilt.stderr);
+    assert!(
+        rebuilt.stderr.contains("was missing: rebuilt"),
+        "{}",
+        rebuilt.stderr
+    );
     assert!(rebuilt.stdout.contains("exit 137"), "{}", rebuilt.stdout);
     let r = report(&dir);
     assert_eq!(r["interrupted"], true);
     assert_eq!(r["exit_code"], 137);
     assert_eq!(r["totals"]["iterations_ok"], done_before.len());
     let again = p.run(&["report", &dir_arg]).await;
-    assert!(!again.stderr.contains("rebuilt"), "a current report is left: {}", again.stderr);
+    assert!(
+        !again.stderr.contains("rebuilt"),
+        "a current report is left: {}",
+        again.stderr
+    );
 
     // A conflicting --quantity: exit 2 naming both values, nothing launched or journaled.
     let before = std::fs::read(dir.join("events.jsonl")).unwrap();
     let id = run_id(&dir);
-    let conflict = p
-        .run(&["single", "--resume", &id, "--quantity", "3"])
-        .await;
+    let conflict = p.run(&["single", "--resume", &id, "--quantity", "3"]).await;
     assert_eq!(conflict.code, Some(2), "{}", conflict.stderr);
     assert!(
-        conflict
-            .stderr
-            .contains(&format!("--quantity: 3 conflicts with the run's recorded quantity {QUANTITY}")),
+        conflict.stderr.contains(&format!(
+            "--quantity: 3 conflicts with the run's recorded quantity {QUANTITY}"
+        )),
         "{}",
         conflict.stderr
     );
     assert_eq!(std::fs::read(dir.join("events.jsonl")).unwrap(), before);
-    assert_eq!(p.site.counts().users["user-1"].logins, 1, "nothing launched");
+    assert_eq!(
+        p.site.counts().users["user-1"].logins,
+        1,
+        "nothing launched"
+    );
 
     // Resume with the run id alone (plus the harness's --config/--output/--base-url,
     // which agree with the recorded ones).
     let resumed = p.run(&["single", "--resume", &id, "--json"]).await;
-    assert_eq!(resumed.code, Some(0), "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(
+        resumed.code,
+        Some(0),
+        "{}\n{}",
+        resumed.stdout,
+        resumed.stderr
+    );
     assert_eq!(p.run_dirs().len(), 1, "the same run directory");
     assert_eq!(started_parts(&dir), 2);
     // --json printed this part's lines, exactly as journaled.
@@ -214,7 +250,7 @@ async fn a_sigkilled_run_is_rebuilt_and_resumed_without_repeating_or_missing_an_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_interrupted_twice_resumes_twice_and_completes() {
+async fn a_run_interrupted_by_sigint_sigterm_and_sighup_resumes_each_time_and_completes() {
     let p = Project::new(2).await;
     p.write("workflow.toml", &slow_workflow());
     let child = p.command(&run_args(&[])).spawn().unwrap();
@@ -236,24 +272,55 @@ async fn a_run_interrupted_twice_resumes_twice_and_completes() {
     let done_first: BTreeSet<(u64, u32)> = oks(&lines(&dir)).into_iter().collect();
 
     // First resume, stopped by SIGTERM once it has done one more iteration.
-    let child = p.command(&["single", "--resume", &id, "--json"]).spawn().unwrap();
+    let child = p
+        .command(&["single", "--resume", &id, "--json"])
+        .spawn()
+        .unwrap();
     let pid = child.id().unwrap();
     wait_for_oks(&dir, 2, 1).await;
     signal(pid, Signal::SIGTERM);
     let out = finish(child, 60).await;
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     p.assert_nothing_left();
     let done_second: BTreeSet<(u64, u32)> = oks(&lines(&dir)).into_iter().collect();
     assert!(done_second.is_superset(&done_first) && done_second.len() > done_first.len());
     let r = report(&dir);
     assert_eq!(r["exit_code"], 130);
-    assert_eq!(r["totals"]["iterations_ok"], done_second.len(), "the report covers both parts");
+    assert_eq!(
+        r["totals"]["iterations_ok"],
+        done_second.len(),
+        "the report covers both parts"
+    );
 
-    // Second resume: runs to the end.
+    // Second resume, stopped by SIGHUP (the terminal went away).
+    let child = p
+        .command(&["single", "--resume", &id, "--json"])
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    wait_for_oks(&dir, 3, 1).await;
+    signal(pid, Signal::SIGHUP);
+    let out = finish(child, 60).await;
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p.assert_nothing_left();
+    let done_third: BTreeSet<(u64, u32)> = oks(&lines(&dir)).into_iter().collect();
+    assert!(done_third.is_superset(&done_second) && done_third.len() > done_second.len());
+
+    // Third resume: runs to the end.
     let last = p.run(&["single", "--resume", &id]).await;
     assert_eq!(last.code, Some(0), "{}\n{}", last.stdout, last.stderr);
-    assert_eq!(started_parts(&dir), 3);
-    check_complete(&p, &dir, &done_second);
+    assert_eq!(started_parts(&dir), 4);
+    check_complete(&p, &dir, &done_third);
     p.assert_nothing_left();
 }
 
@@ -283,11 +350,20 @@ actions = [
     assert_eq!(failed.len(), 1);
     let f = failed[0];
     let url = f["url"].as_str().unwrap();
-    assert!(url.starts_with(&format!("{}/login?next=", p.site.base_url())), "{f}");
-    assert!(url.contains("***") && !url.contains("pass-1"), "redacted: {url}");
+    assert!(
+        url.starts_with(&format!("{}/login?next=", p.site.base_url())),
+        "{f}"
+    );
+    assert!(
+        url.contains("***") && !url.contains("pass-1"),
+        "redacted: {url}"
+    );
     assert!(f["title"].is_string(), "{f}");
     let shot = f["screenshot"].as_str().unwrap();
-    assert!(Path::new(shot).starts_with(&dir) && Path::new(shot).exists(), "{shot}");
+    assert!(
+        Path::new(shot).starts_with(&dir) && Path::new(shot).exists(),
+        "{shot}"
+    );
     let shots = named(&events, "failure_screenshot");
     assert_eq!(shots.len(), 2, "one per attempt");
     assert_eq!(shots[1]["path"], f["screenshot"]);

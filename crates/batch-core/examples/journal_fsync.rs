@@ -55,7 +55,10 @@ fn main() {
     let lines: u64 = args.next().map_or(2000, |n| n.parse().expect("LINES"));
     let dir = tempfile_in(&dir);
     println!("{lines} lines per variant, in {}", dir.display());
-    println!("{:<8} {:>14} {:>14} {:>8}", "writers", "plain µs/line", "fsync µs/line", "ratio");
+    println!(
+        "{:<8} {:>14} {:>14} {:>8}",
+        "writers", "plain µs/line", "fsync µs/line", "ratio"
+    );
     for writers in [1, 10] {
         let plain = measure(&dir, writers, lines, false);
         let synced = measure(&dir, writers, lines, true);

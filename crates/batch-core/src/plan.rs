@@ -279,6 +279,12 @@ impl Plan {
             (None, None) => Mode::Run(config::parse_step_list("all", &project.workflow)?),
         };
 
+        if req.shard.is_some() && req.accounts.is_none() {
+            return Err(PlanError(
+                "--shard: given without --accounts (expected both, or neither to resume the run's recorded accounts)"
+                    .into(),
+            ));
+        }
         let given_ids = match &req.accounts {
             Some(a) => {
                 let mut ids = config::parse_account_list(a, &project.accounts)?;

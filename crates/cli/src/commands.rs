@@ -29,10 +29,15 @@ fn usage(msg: impl std::fmt::Display) -> i32 {
 }
 
 /// The command line as `Plan::build` takes it; the checking is batch-core's.
-fn request(step: Option<u32>, steps: Option<String>, a: &RunArgs) -> batch_core::Request {
+fn request(
+    single: bool,
+    step: Option<u32>,
+    steps: Option<String>,
+    a: &RunArgs,
+) -> batch_core::Request {
     batch_core::Request {
         config: a.config.clone(),
-        single: steps.is_none(),
+        single,
         step,
         steps,
         accounts: a.accounts.clone(),
@@ -54,9 +59,7 @@ fn request(step: Option<u32>, steps: Option<String>, a: &RunArgs) -> batch_core:
 }
 
 async fn run_command(step: Option<u32>, steps: Option<String>, a: RunArgs, single: bool) -> i32 {
-    let mut req = request(step, steps, &a);
-    req.single = single;
-    let plan = match Plan::build(&req) {
+    let plan = match Plan::build(&request(single, step, steps, &a)) {
         Ok(p) => p,
         Err(msg) => return usage(msg),
     };
