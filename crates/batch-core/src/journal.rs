@@ -570,9 +570,13 @@ pub(crate) trait Sink: Send {
     fn write_once(&mut self, line: &[u8]) -> std::io::Result<usize>;
     /// Cut the file back to `len` bytes.
     fn truncate(&mut self, len: u64) -> std::io::Result<()>;
-    /// Make everything durable.
-    fn sync(&mut self) -> std::io::Result<()>;
+    /// A handle that makes everything written so far durable, usable while other
+    /// lines are being written (group commit: the fsync runs outside the write lock).
+    fn syncer(&self) -> Syncer;
 }
+
+/// Makes the journal's written lines durable (`fdatasync` on its own descriptor).
+pub(crate) type Syncer = Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>;
 
 impl Sink for std::fs::File {
     fn write_once(&mut self, line: &[u8]) -> std::io::Result<usize> {
@@ -583,8 +587,14 @@ impl Sink for std::fs::File {
         self.set_len(len)
     }
 
-    fn sync(&mut self) -> std::io::Result<()> {
-        self.sync_data()
+    fn syncer(&self) -> Syncer {
+        match self.try_clone() {
+            Ok(file) => Arc::new(move || file.sync_data()),
+            Err(e) => {
+                let (kind, text) = (e.kind(), e.to_string());
+                Arc::new(move || Err(std::io::Error::new(kind, text.clone())))
+            }
+        }
     }
 }
 
@@ -599,6 +609,10 @@ struct Inner {
     secrets: Secrets,
     cancel: CancellationToken,
     state: Mutex<State>,
+    /// One fsync at a time; whoever holds it syncs every line written so far, so
+    /// boundaries written meanwhile by other accounts share the next one.
+    sync_turn: Mutex<()>,
+    syncer: Syncer,
     printer: Mutex<Option<JoinHandle<()>>>,
     /// Bytes of a torn last line cut off when the file was opened.
     repaired: Option<u64>,
@@ -614,6 +628,29 @@ struct State {
     failure: Option<std::io::Error>,
     /// Whether [`Journal::take_error`] already handed the failure out.
     failure_taken: bool,
+    /// Lines written.
+    written: u64,
+    /// Lines known durable (fsynced).
+    durable: u64,
+    /// Written but not yet shown: `(line number, object, boundary)`. A boundary is
+    /// shown once durable, and nothing after it before it (file order).
+    held: std::collections::VecDeque<(u64, Value, bool)>,
+}
+
+impl State {
+    /// Hand the observer everything it may see now.
+    fn release(&mut self) {
+        while let Some((seq, _, boundary)) = self.held.front() {
+            if *boundary && *seq > self.durable {
+                break;
+            }
+            let (_, json, _) = self.held.pop_front().expect("just seen");
+            if let Some(q) = &self.queue {
+                // The printer thread is gone only if the observer panicked.
+                let _ = q.send(json);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Journal {
@@ -686,6 +723,7 @@ impl Journal {
         secrets: Secrets,
         cancel: CancellationToken,
     ) -> Self {
+        let syncer = sink.syncer();
         let (tx, rx) = mpsc::channel::<Value>();
         let printer = std::thread::Builder::new()
             .name("journal-printer".into())
@@ -706,7 +744,12 @@ impl Journal {
                     queue: Some(tx),
                     failure: None,
                     failure_taken: false,
+                    written: 0,
+                    durable: 0,
+                    held: Default::default(),
                 }),
+                sync_turn: Mutex::new(()),
+                syncer,
                 printer: Mutex::new(Some(printer)),
                 repaired: None,
             }),
@@ -749,17 +792,18 @@ impl Journal {
             )),
             Err(e) => Some(e),
         };
-        // The boundary reaches the disk before anyone is told of it.
-        let error = match error {
-            None if boundary => state.sink.sync().err(),
-            other => other,
-        };
         match error {
             None => {
                 state.good_len += line.len() as u64;
-                if let Some(q) = &state.queue {
-                    // The printer thread is gone only if the observer panicked.
-                    let _ = q.send(json);
+                state.written += 1;
+                let seq = state.written;
+                state.held.push_back((seq, json, boundary));
+                state.release();
+                drop(state);
+                // The boundary reaches the disk before anyone is told of it, and
+                // before `emit` returns.
+                if boundary {
+                    self.sync_to(seq);
                 }
             }
             Some(e) => {
@@ -767,11 +811,48 @@ impl Journal {
                 // last complete line.
                 let good = state.good_len;
                 let _ = state.sink.truncate(good);
-                tracing::error!(path = %self.inner.path.display(), error = %e, "journal write failed; stopping the run");
-                state.failure = Some(e);
                 drop(state);
-                self.inner.cancel.cancel();
+                self.fail(e);
             }
+        }
+    }
+
+    /// Stop the journal: nothing more is written or shown, the run is cancelled.
+    fn fail(&self, e: std::io::Error) {
+        let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.failure.is_some() {
+            return;
+        }
+        tracing::error!(path = %self.inner.path.display(), error = %e, "journal write failed; stopping the run");
+        state.failure = Some(e);
+        state.held.clear();
+        drop(state);
+        self.inner.cancel.cancel();
+    }
+
+    /// Make lines up to `seq` durable (group commit: one fsync covers every line
+    /// written when it starts), then show what may be shown.
+    fn sync_to(&self, seq: u64) {
+        let _turn = self
+            .inner
+            .sync_turn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let target = {
+            let state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.durable >= seq || state.failure.is_some() {
+                return;
+            }
+            state.written
+        };
+        // Outside the write lock: other accounts keep writing meanwhile.
+        match (self.inner.syncer)() {
+            Ok(()) => {
+                let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.durable = state.durable.max(target);
+                state.release();
+            }
+            Err(e) => self.fail(e),
         }
     }
 
@@ -796,8 +877,13 @@ impl Journal {
 
     /// Make sure everything is on disk.
     pub fn sync(&self) {
-        let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = state.sink.sync();
+        let written = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .written;
+        self.sync_to(written);
     }
 
     /// Stop feeding the observer and wait until it has seen every queued event. Later
@@ -1003,8 +1089,8 @@ mod tests {
             Ok(())
         }
 
-        fn sync(&mut self) -> std::io::Result<()> {
-            Ok(())
+        fn syncer(&self) -> Syncer {
+            Arc::new(|| Ok(()))
         }
     }
 
@@ -1184,11 +1270,14 @@ mod tests {
         fn truncate(&mut self, _: u64) -> std::io::Result<()> {
             Ok(())
         }
-        fn sync(&mut self) -> std::io::Result<()> {
-            if let Some(last) = self.writes.lock().unwrap().last_mut() {
-                last.1 = true;
-            }
-            Ok(())
+        fn syncer(&self) -> Syncer {
+            let writes = self.writes.clone();
+            Arc::new(move || {
+                if let Some(last) = writes.lock().unwrap().last_mut() {
+                    last.1 = true;
+                }
+                Ok(())
+            })
         }
     }
 
@@ -1232,5 +1321,87 @@ mod tests {
             ("iteration_ok".to_string(), true),
             "durable before shown"
         );
+    }
+
+    /// A disk whose fsync is slow, counting fsyncs and what each one covered.
+    struct SlowDisk {
+        lines: Arc<Mutex<u64>>,
+        durable: Arc<Mutex<u64>>,
+        syncs: Arc<Mutex<u32>>,
+    }
+
+    impl Sink for SlowDisk {
+        fn write_once(&mut self, line: &[u8]) -> std::io::Result<usize> {
+            *self.lines.lock().unwrap() += 1;
+            Ok(line.len())
+        }
+        fn truncate(&mut self, _: u64) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn syncer(&self) -> Syncer {
+            let (lines, durable, syncs) =
+                (self.lines.clone(), self.durable.clone(), self.syncs.clone());
+            Arc::new(move || {
+                let covered = *lines.lock().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                *durable.lock().unwrap() = covered;
+                *syncs.lock().unwrap() += 1;
+                Ok(())
+            })
+        }
+    }
+
+    #[test]
+    fn boundaries_written_together_share_fsyncs_and_are_shown_only_once_durable() {
+        let disk = SlowDisk {
+            lines: Default::default(),
+            durable: Default::default(),
+            syncs: Default::default(),
+        };
+        let (durable, syncs) = (disk.durable.clone(), disk.syncs.clone());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (seen2, durable2) = (seen.clone(), durable.clone());
+        // For each event shown: how many lines were durable at that moment.
+        let observer: Observer = Arc::new(move |v: &Value| {
+            seen2
+                .lock()
+                .unwrap()
+                .push((v["account"].as_u64().unwrap(), *durable2.lock().unwrap()));
+        });
+        let j = Journal::with_sink(
+            Path::new("j"),
+            Box::new(disk),
+            0,
+            observer,
+            Secrets::default(),
+            Default::default(),
+        );
+        let start = std::sync::Barrier::new(10);
+        std::thread::scope(|s| {
+            for account in 0..10 {
+                let (j, start) = (j.clone(), &start);
+                s.spawn(move || {
+                    start.wait();
+                    j.emit(Event::IterationOk {
+                        account,
+                        step: 1,
+                        iteration: 1,
+                        attempt: 1,
+                    });
+                });
+            }
+        });
+        j.close();
+        let syncs = *syncs.lock().unwrap();
+        assert!(syncs < 10, "one fsync per line: no group commit ({syncs})");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 10);
+        for (n, (_, durable)) in seen.iter().enumerate() {
+            assert!(
+                *durable > n as u64,
+                "line {} shown before it was durable",
+                n + 1
+            );
+        }
     }
 }
