@@ -4,7 +4,7 @@
 //! and none is missing; `batch-cli report` rebuilds a killed run's report.json; a
 //! conflicting argument is exit 2 with nothing launched; a failure carries its page.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -66,11 +66,26 @@ fn oks(events: &[Value]) -> Vec<(u64, u32)> {
         .collect()
 }
 
-/// The whole run is complete, every iteration journaled ok exactly once, the server
-/// saw each item at least once, and exactly once for every iteration the journal had
-/// as done before the strike; more than once only for what was in flight then (at
-/// most one per account: the at-least-once iteration).
-fn check_complete(p: &Project, dir: &Path, done_before: &BTreeSet<(u64, u32)>) {
+/// What a strike (kill or interrupt) left: the iterations journaled done, and the
+/// server's adds per account and item at that moment (the runner already gone).
+struct Strike {
+    done: BTreeSet<(u64, u32)>,
+    adds: Vec<BTreeMap<u32, u64>>,
+}
+
+fn strike(p: &Project, dir: &Path) -> Strike {
+    Strike {
+        done: oks(&lines(dir)).into_iter().collect(),
+        adds: (1..=2u64).map(|a| p.adds(&format!("user-{a}"))).collect(),
+    }
+}
+
+/// The whole run is complete: every iteration journaled ok exactly once; the server
+/// saw each item at least once; an iteration journaled done before a strike was
+/// added exactly once and never again after it (no journaled iteration ran twice);
+/// at each strike at most one iteration per account was in flight — the
+/// at-least-once one, the only kind that may have been added more than once.
+fn check_complete(p: &Project, dir: &Path, strikes: &[Strike]) {
     let events = events(dir);
     let all = oks(&events);
     let distinct: BTreeSet<(u64, u32)> = all.iter().copied().collect();
@@ -85,23 +100,41 @@ fn check_complete(p: &Project, dir: &Path, done_before: &BTreeSet<(u64, u32)>) {
     assert_eq!(distinct, expected, "every iteration journaled ok");
     for account in 1..=2u64 {
         let adds = p.adds(&format!("user-{account}"));
-        let mut repeated = 0;
+        let count = |m: &BTreeMap<u32, u64>, i: u32| m.get(&i).copied().unwrap_or(0);
         for i in 1..=QUANTITY {
-            let n = adds.get(&i).copied().unwrap_or(0);
-            assert!(n >= 1, "account {account}: item {i} never added ({adds:?})");
-            if done_before.contains(&(account, i)) {
-                assert_eq!(
-                    n, 1,
-                    "account {account}: item {i} was done, yet redone ({adds:?})"
-                );
-            } else if n > 1 {
-                repeated += 1;
+            assert!(
+                count(&adds, i) >= 1,
+                "account {account}: item {i} never added ({adds:?})"
+            );
+        }
+        let mut repeats = 0;
+        for (k, s) in strikes.iter().enumerate() {
+            let then = &s.adds[account as usize - 1];
+            for i in 1..=QUANTITY {
+                if s.done.contains(&(account, i)) {
+                    assert_eq!(
+                        count(&adds, i),
+                        count(then, i),
+                        "account {account}: item {i} was journaled done at strike {}, yet ran again ({then:?} then, {adds:?} now)",
+                        k + 1
+                    );
+                } else if count(then, i) > 0 {
+                    // Added but not journaled: in flight at this strike.
+                    repeats += 1;
+                }
             }
         }
         assert!(
-            repeated <= 1,
-            "account {account}: only the in-flight iteration may repeat ({adds:?})"
+            repeats <= strikes.len(),
+            "account {account}: more in flight than one per strike ({adds:?})"
         );
+        for i in 1..=QUANTITY {
+            assert!(
+                count(&adds, i) <= 1 + strikes.len() as u64,
+                "account {account}: item {i} added {} times",
+                count(&adds, i)
+            );
+        }
     }
     let report = report(dir);
     assert_eq!(report["exit_code"], 0, "{report}");
@@ -160,8 +193,16 @@ async fn a_sigkilled_run_is_rebuilt_and_resumed_without_repeating_or_missing_an_
         !dir.join("report.json").exists(),
         "a killed runner wrote no report"
     );
-    let done_before: BTreeSet<(u64, u32)> = oks(&lines(&dir)).into_iter().collect();
+    let killed = strike(&p, &dir);
+    let done_before = killed.done.clone();
     assert!(done_before.len() >= 3 && done_before.len() < 2 * QUANTITY as usize);
+    for (a, i) in &done_before {
+        assert_eq!(
+            killed.adds[*a as usize - 1].get(i),
+            Some(&1),
+            "journaled done, and added once"
+        );
+    }
 
     // `batch-cli report` rebuilds report.json from the journal.
     let dir_arg = dir.display().to_string();
@@ -225,7 +266,8 @@ async fn a_sigkilled_run_is_rebuilt_and_resumed_without_repeating_or_missing_an_
     assert_eq!(printed[..], journal[journal.len() - printed.len()..]);
     assert_eq!(printed[0]["event"], "run_started");
     assert_eq!(printed[0]["resumed"], true);
-    check_complete(&p, &dir, &done_before);
+    let strikes = [killed];
+    check_complete(&p, &dir, &strikes);
     // `before` ran again for each account with work left: a second login.
     for u in ["user-1", "user-2"] {
         assert_eq!(p.site.counts().users[u].logins, 2, "{u}");
@@ -245,7 +287,7 @@ async fn a_sigkilled_run_is_rebuilt_and_resumed_without_repeating_or_missing_an_
         "no browser for accounts with nothing left"
     );
     assert_eq!((p.adds("user-1"), p.adds("user-2")), adds);
-    check_complete(&p, &dir, &done_before);
+    check_complete(&p, &dir, &strikes);
     p.assert_nothing_left();
 }
 
@@ -269,7 +311,7 @@ async fn a_run_interrupted_by_sigint_sigterm_and_sighup_resumes_each_time_and_co
     assert_eq!(out.status.code(), Some(130));
     p.assert_nothing_left();
     assert_eq!(report(&dir)["interrupted"], true);
-    let done_first: BTreeSet<(u64, u32)> = oks(&lines(&dir)).into_iter().collect();
+    let first = strike(&p, &dir);
 
     // First resume, stopped by SIGTERM once it has done one more iteration.
     let child = p
@@ -287,13 +329,13 @@ async fn a_run_interrupted_by_sigint_sigterm_and_sighup_resumes_each_time_and_co
         String::from_utf8_lossy(&out.stderr)
     );
     p.assert_nothing_left();
-    let done_second: BTreeSet<(u64, u32)> = oks(&lines(&dir)).into_iter().collect();
-    assert!(done_second.is_superset(&done_first) && done_second.len() > done_first.len());
+    let second = strike(&p, &dir);
+    assert!(second.done.is_superset(&first.done) && second.done.len() > first.done.len());
     let r = report(&dir);
     assert_eq!(r["exit_code"], 130);
     assert_eq!(
         r["totals"]["iterations_ok"],
-        done_second.len(),
+        second.done.len(),
         "the report covers both parts"
     );
 
@@ -313,14 +355,14 @@ async fn a_run_interrupted_by_sigint_sigterm_and_sighup_resumes_each_time_and_co
         String::from_utf8_lossy(&out.stderr)
     );
     p.assert_nothing_left();
-    let done_third: BTreeSet<(u64, u32)> = oks(&lines(&dir)).into_iter().collect();
-    assert!(done_third.is_superset(&done_second) && done_third.len() > done_second.len());
+    let third = strike(&p, &dir);
+    assert!(third.done.is_superset(&second.done) && third.done.len() > second.done.len());
 
     // Third resume: runs to the end.
     let last = p.run(&["single", "--resume", &id]).await;
     assert_eq!(last.code, Some(0), "{}\n{}", last.stdout, last.stderr);
     assert_eq!(started_parts(&dir), 4);
-    check_complete(&p, &dir, &done_third);
+    check_complete(&p, &dir, &[first, second, third]);
     p.assert_nothing_left();
 }
 
