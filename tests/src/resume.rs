@@ -273,6 +273,12 @@ async fn a_sigkilled_run_is_rebuilt_and_resumed_without_repeating_or_missing_an_
         assert_eq!(p.site.counts().users[u].logins, 2, "{u}");
     }
 
+    // The runner's own report is the journal's fold: `report` finds it current.
+    let current = p.run(&["report", &dir_arg]).await;
+    assert_eq!(current.code, Some(0), "{}", current.stderr);
+    assert!(!current.stderr.contains("rebuilt"), "{}", current.stderr);
+    assert!(current.stdout.contains("exit 0"), "{}", current.stdout);
+
     // Resuming a complete run launches nothing and changes nothing.
     let adds = (p.adds("user-1"), p.adds("user-2"));
     let idle = p.run(&["single", "--resume", &id, "--json"]).await;
