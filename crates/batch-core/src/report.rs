@@ -362,7 +362,16 @@ pub fn rebuild(run_dir: &Path) -> Result<Rebuilt, RebuildError> {
     }
     let path = run_dir.join("report.json");
     let on_disk = Report::read(&path).ok();
-    let action = if on_disk.as_ref() == Some(&report) {
+    let action = if let Some(kept) = on_disk.as_ref().filter(|d| agrees(d, &report)) {
+        // (A runner that survived its journal — disk full, exit 3 — knew its exit
+        // code; the journal, cut short, does not.)
+        let report = kept.clone();
+        return Ok(Rebuilt {
+            report,
+            torn: read.torn,
+            action: Rebuild::UpToDate,
+        });
+    } else if on_disk.as_ref() == Some(&report) {
         Rebuild::UpToDate
     } else if matches!(
         fsutil::lock_file(&run_dir.join("run.lock"), false),
@@ -384,6 +393,20 @@ pub fn rebuild(run_dir: &Path) -> Result<Rebuilt, RebuildError> {
         torn: read.torn,
         action,
     })
+}
+
+/// `on_disk` says what the journal says. When the journal's last part has no
+/// `run_finished` but `on_disk` was written after its last line (same `finished_at`,
+/// same accounts), the runner outlived its journal (it stopped on a write error) and
+/// wrote the report itself: its `exit_code` and `interrupted` stand.
+fn agrees(on_disk: &Report, folded: &Report) -> bool {
+    on_disk == folded
+        || (folded.exit_code == EXIT_DIED
+            && Report {
+                exit_code: folded.exit_code,
+                interrupted: folded.interrupted,
+                ..on_disk.clone()
+            } == *folded)
 }
 
 /// One account while folding.
@@ -816,28 +839,44 @@ mod tests {
     #[test]
     fn rebuild_writes_a_missing_or_stale_report_and_leaves_a_current_one() {
         let dir = tempfile::tempdir().unwrap();
-        let text: String = records(vec![started(1, false), ok(1, 1)])
-            .iter()
-            .map(|r| format!("{}\n", r.event.to_json(&r.ts)))
-            .collect();
-        std::fs::write(dir.path().join("events.jsonl"), text).unwrap();
+        let journal = dir.path().join("events.jsonl");
+        let lines = |events: Vec<Event>| -> String {
+            records(events)
+                .iter()
+                .map(|r| format!("{}\n", r.event.to_json(&r.ts)))
+                .collect()
+        };
+        // Part 1 finished and wrote its report.
+        let part1 = vec![started(2, false), ok(1, 1), finished(130, true)];
+        std::fs::write(&journal, lines(part1.clone())).unwrap();
         let first = rebuild(dir.path()).unwrap();
         assert_eq!(first.action, Rebuild::Missing);
         assert_eq!(
             Report::read(&dir.path().join("report.json")).unwrap(),
             first.report
         );
+        assert_eq!(first.report.exit_code, 130);
         assert_eq!(rebuild(dir.path()).unwrap().action, Rebuild::UpToDate);
-        let mut stale = first.report.clone();
-        stale.exit_code = 0;
-        stale.write(&dir.path().join("report.json")).unwrap();
-        assert_eq!(rebuild(dir.path()).unwrap().action, Rebuild::Stale);
+        // A resumed part 2 was SIGKILLed: report.json is part 1's, stale.
+        let mut both = part1;
+        both.extend([started(2, true), ok(1, 2)]);
+        std::fs::write(&journal, lines(both)).unwrap();
+        let stale = rebuild(dir.path()).unwrap();
+        assert_eq!(stale.action, Rebuild::Stale);
+        let on_disk = Report::read(&dir.path().join("report.json")).unwrap();
         assert_eq!(
-            Report::read(&dir.path().join("report.json"))
-                .unwrap()
-                .exit_code,
-            EXIT_DIED
+            (on_disk.exit_code, on_disk.totals.iterations_ok),
+            (EXIT_DIED, 2)
         );
+        // A runner that outlived its journal (disk full) wrote exit 3 after the
+        // journal's last line: that stands.
+        let mut outlived = on_disk.clone();
+        outlived.exit_code = 3;
+        outlived.interrupted = false;
+        outlived.write(&dir.path().join("report.json")).unwrap();
+        let kept = rebuild(dir.path()).unwrap();
+        assert_eq!((kept.action, kept.report.exit_code), (Rebuild::UpToDate, 3));
+        let stale = first.report.clone();
         // A runner holding the run's lock: nothing is rewritten.
         let held = fsutil::lock_file(&dir.path().join("run.lock"), true).unwrap();
         assert!(matches!(held, fsutil::LockOutcome::Held(_)));
