@@ -339,9 +339,11 @@ impl AccountRun {
         let secrets = self.ctx.journal.secrets();
         // Each read bounded: a hung page must not hold the retry loop.
         let within = Duration::from_secs(5);
+        // A page that cannot say its URL will not give a title or a screenshot
+        // either (a hung or lost driver): do not wait three times for it.
         let url = match tokio::time::timeout(within, driver.current_url()).await {
             Ok(Ok(u)) => Some(secrets.redact(u.as_str())),
-            _ => None,
+            _ => return None,
         };
         let title = match tokio::time::timeout(within, driver.title()).await {
             Ok(Ok(t)) => Some(secrets.redact(&t)),
