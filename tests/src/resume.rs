@@ -76,7 +76,7 @@ struct Strike {
 fn strike(p: &Project, dir: &Path) -> Strike {
     Strike {
         done: oks(&lines(dir)).into_iter().collect(),
-        adds: (1..=2u64).map(|a| p.adds(&format!("user-{a}"))).collect(),
+        adds: (1..=3u64).map(|a| p.adds(&format!("user-{a}"))).collect(),
     }
 }
 
@@ -418,5 +418,74 @@ actions = [
     assert_eq!(shots[1]["url"], f["url"]);
     let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
     assert!(!text.contains("pass-1"));
+    p.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_resume_skips_finished_accounts_and_keeps_plan_order() {
+    let p = Project::new(3).await;
+    p.write("workflow.toml", &slow_workflow());
+    let child = p
+        .command(&step1(
+            "1-3",
+            &["--quantity", "2", "--launch-interval", "0", "--json"],
+        ))
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    // Account 1 done, account 2 one iteration in: kill.
+    wait_for_event(&p, "account 2's first iteration", |e| {
+        e["event"] == "iteration_ok" && e["account"] == 2
+    })
+    .await;
+    signal(pid, Signal::SIGKILL);
+    let _ = finish(child, 30).await;
+    p.assert_nothing_left();
+    let dir = p.run_dir();
+    let killed = strike(&p, &dir);
+    assert!(killed.done.contains(&(1, 2)) && killed.done.contains(&(2, 1)));
+    let logins_1 = p.site.counts().users["user-1"].logins;
+
+    let resumed = p.run(&["single", "--resume", &run_id(&dir)]).await;
+    assert_eq!(
+        resumed.code,
+        Some(0),
+        "{}\n{}",
+        resumed.stdout,
+        resumed.stderr
+    );
+    let events = events(&dir);
+    let part2 = &events[events
+        .iter()
+        .rposition(|e| e["event"] == "run_started")
+        .unwrap()..];
+    let created: Vec<u64> = named(part2, "browser_created")
+        .iter()
+        .map(|e| e["account"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        created,
+        [2, 3],
+        "account 1 had nothing left; plan order kept"
+    );
+    assert_eq!(p.site.counts().users["user-1"].logins, logins_1);
+    // Account 2's done iteration was not redone; everything else ran.
+    assert_eq!(p.adds("user-1"), killed.adds[0], "account 1 untouched");
+    assert_eq!(p.adds("user-2").get(&1), killed.adds[1].get(&1));
+    for u in ["user-2", "user-3"] {
+        for i in 1..=2 {
+            assert!(p.adds(u).get(&i).copied().unwrap_or(0) >= 1, "{u} item {i}");
+        }
+    }
+    let r = report(&dir);
+    assert_eq!(r["exit_code"], 0);
+    assert_eq!(r["totals"]["iterations_ok"], 6);
+    let ids: Vec<u64> = r["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
     p.assert_nothing_left();
 }
