@@ -25,3 +25,5 @@ mod reaping;
 mod recovery;
 #[cfg(test)]
 mod reports;
+#[cfg(test)]
+mod resume;

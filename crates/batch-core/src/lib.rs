@@ -7,7 +7,8 @@
 //! retry it, and what a run leaves behind ([`journal`], [`report`]).
 //!
 //! Main entry points: [`config::load_project`] reads what the user wrote,
-//! [`Plan`] says what to run, and [`runner::run`] runs it. This crate never prints
+//! [`Plan::build`] decides what to run (fresh, or `--resume` from a run's journal),
+//! and [`runner::run`] runs it. This crate never prints
 //! and never installs a tracing subscriber: events go to the journal and to an
 //! [`journal::Observer`] the caller supplies (the `cli` crate prints them).
 //!
@@ -31,6 +32,7 @@
 //!     retries: 2,
 //!     output: "runs".into(),
 //!     argv: Vec::new(),
+//!     resume: None,
 //! };
 //! let print: batch_core::journal::Observer = Arc::new(|event| println!("{event}"));
 //! let outcome = runner::run(plan, print, Default::default()).await?;
@@ -47,4 +49,4 @@ pub mod report;
 pub mod resources;
 pub mod runner;
 
-pub use plan::{Mode, Plan};
+pub use plan::{Mode, Plan, PlanError, Request, Resume};

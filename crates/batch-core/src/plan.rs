@@ -1,8 +1,16 @@
-//! What to run: the command line and `batch.toml` merged into one plain value.
+//! What to run: the command line and `batch.toml` merged into one plain value —
+//! [`Plan::build`] — either fresh or, with `--resume`, from the plan a run recorded in
+//! its journal (`run_started`) plus whatever the command line repeats, which must
+//! agree with it.
+//!
+//! This module decides and checks; it launches nothing and prints nothing. Its
+//! errors ([`PlanError`]) are bad input (exit 2), each naming the argument or file.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
-use crate::config::{AccountId, LaunchInterval, Project};
+use crate::config::{self, AccountId, ConfigError, LaunchInterval, Project};
+use crate::journal::{self, Event, RunStarted};
 
 /// `single --step N` or `run --steps LIST`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,9 +29,16 @@ impl Mode {
             Mode::Run(v) => v.clone(),
         }
     }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Mode::Single(_) => "single",
+            Mode::Run(_) => "run",
+        }
+    }
 }
 
-/// A run, fully decided. Built by the caller (the CLI) after validation.
+/// A run, fully decided: built by [`Plan::build`], run by [`crate::runner::run`].
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// The loaded project (settings, workflow with `base_url` already overridden, accounts).
@@ -51,4 +66,627 @@ pub struct Plan {
     /// The command line as given (recorded in the journal, which redacts the
     /// credentials of any URL in it).
     pub argv: Vec<String>,
+    /// Continue this earlier run instead of starting a new one.
+    pub resume: Option<Resume>,
+}
+
+/// What a resumed run continues: its directory and what it already did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// The run's id (its directory's name).
+    pub run_id: String,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// `(account, step, iteration)` journaled as done: `iteration_ok`, or
+    /// `iteration_failed` (attempted to the end, with all its retries — it is in the
+    /// report as failed and is not repeated).
+    pub done: BTreeSet<(AccountId, u32, u32)>,
+}
+
+impl Resume {
+    /// Whether `(account, step, iteration)` is journaled as done.
+    pub fn is_done(&self, account: AccountId, step: u32, iteration: u32) -> bool {
+        self.done.contains(&(account, step, iteration))
+    }
+}
+
+/// What the command line asked for, parsed but not checked. `None` (or `false` for a
+/// flag) means "not given": the default for a new run, the recorded value for a
+/// resumed one.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// `--config` (default `./batch.toml`).
+    pub config: Option<PathBuf>,
+    /// `single --step N`.
+    pub step: Option<u32>,
+    /// `run --steps LIST` (default `all`).
+    pub steps: Option<String>,
+    /// Whether the command was `single`.
+    pub single: bool,
+    /// `--accounts LIST`.
+    pub accounts: Option<String>,
+    /// `--shard I/N`.
+    pub shard: Option<String>,
+    /// `--quantity Q` (default 1).
+    pub quantity: Option<u32>,
+    /// `--concurrent`.
+    pub concurrent: bool,
+    /// `--base-url URL`.
+    pub base_url: Option<String>,
+    /// `--headed`.
+    pub headed: bool,
+    /// `--launch-interval DUR|auto`.
+    pub launch_interval: Option<String>,
+    /// `--no-launch-lock`.
+    pub no_launch_lock: bool,
+    /// `--max-concurrent K`.
+    pub max_concurrent: Option<u32>,
+    /// `--retries N`.
+    pub retries: Option<u32>,
+    /// `--min-available-memory SIZE`.
+    pub min_available_memory: Option<String>,
+    /// `--webdriver-url URL`.
+    pub webdriver_url: Option<String>,
+    /// `--output DIR`.
+    pub output: PathBuf,
+    /// `--resume RUN_ID`.
+    pub resume: Option<String>,
+    /// The whole command line, to record.
+    pub argv: Vec<String>,
+}
+
+/// Bad input: the message names the argument, file or field and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub String);
+
+impl From<ConfigError> for PlanError {
+    fn from(e: ConfigError) -> Self {
+        PlanError(e.to_string())
+    }
+}
+
+fn list(v: &[impl ToString]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn interval_text(i: LaunchInterval) -> String {
+    match i {
+        LaunchInterval::Auto => "auto".into(),
+        LaunchInterval::Fixed(d) => format!("{}ms", d.as_millis()),
+    }
+}
+
+impl Plan {
+    /// Everything the command line and the files say, checked, before anything
+    /// launches. With `--resume` the run's recorded plan fills in what is not given,
+    /// and a given value that differs from it is an error naming both.
+    pub fn build(req: &Request) -> Result<Plan, PlanError> {
+        if req.webdriver_url.is_some() {
+            return Err(PlanError("--webdriver-url: remote WebDriver / Selenium Grid is not supported by this version yet (expected no --webdriver-url)".into()));
+        }
+        let recorded = match &req.resume {
+            Some(id) => Some(recorded_plan(&req.output, id)?),
+            None => None,
+        };
+        let conflict =
+            |flag: &str, given: &dyn std::fmt::Display, what: &str, was: &dyn std::fmt::Display| {
+                PlanError(format!(
+                    "{flag}: {given} conflicts with the run's recorded {what} {was}"
+                ))
+            };
+
+        let config_path = match (&req.config, &recorded) {
+            (Some(c), Some((_, r))) => {
+                let given = std::path::absolute(c).unwrap_or_else(|_| c.clone());
+                let given = given.canonicalize().unwrap_or(given);
+                let was = PathBuf::from(&r.config);
+                if !r.config.is_empty() && given != was.canonicalize().unwrap_or(was.clone()) {
+                    return Err(conflict("--config", &c.display(), "config", &was.display()));
+                }
+                c.clone()
+            }
+            (Some(c), None) => c.clone(),
+            (None, Some((_, r))) if !r.config.is_empty() => PathBuf::from(&r.config),
+            (None, _) => PathBuf::from("batch.toml"),
+        };
+        let mut project = config::load_project(&config_path)?;
+
+        let base_url = match (&req.base_url, &recorded) {
+            (Some(url), _) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(PlanError(format!(
+                        "--base-url {url:?}: expected an http:// or https:// URL"
+                    )));
+                }
+                let url = url.trim_end_matches('/').to_string();
+                if let Some((_, r)) = &recorded
+                    // A recorded URL with `***` held credentials: only the user has
+                    // them, so theirs is taken as the same.
+                    && !r.base_url.is_empty()
+                    && !r.base_url.contains("***")
+                    && r.base_url != url
+                {
+                    return Err(conflict("--base-url", &url, "base_url", &r.base_url));
+                }
+                Some(url)
+            }
+            (None, Some((id, r))) if r.base_url.contains("***") => {
+                return Err(PlanError(format!(
+                    "--resume {id}: the run's base_url {} carried credentials, which are never recorded (expected --base-url again)",
+                    r.base_url
+                )));
+            }
+            (None, Some((_, r))) if !r.base_url.is_empty() => Some(r.base_url.clone()),
+            (None, _) => None,
+        };
+        if let Some(url) = base_url {
+            project.workflow.base_url = url;
+        }
+
+        let mode = match (req.step, &req.steps) {
+            (Some(s), _) => {
+                if !project.workflow.steps.iter().any(|st| st.id == s) {
+                    let known: Vec<String> = project
+                        .workflow
+                        .steps
+                        .iter()
+                        .map(|s| s.id.to_string())
+                        .collect();
+                    return Err(PlanError(format!(
+                        "--step {s}: no such step in {} (expected one of: {})",
+                        project.workflow.path.display(),
+                        known.join(", ")
+                    )));
+                }
+                Some(Mode::Single(s))
+            }
+            (None, Some(list)) => {
+                Some(Mode::Run(config::parse_step_list(list, &project.workflow)?))
+            }
+            (None, None) => None,
+        };
+        let mode = match (mode, &recorded) {
+            (Some(m), Some((_, r))) => {
+                if m.steps() != r.steps {
+                    let flag = if req.single { "--step" } else { "--steps" };
+                    return Err(conflict(flag, &list(&m.steps()), "steps", &list(&r.steps)));
+                }
+                m
+            }
+            (Some(m), None) => m,
+            (None, Some((id, r))) => {
+                for s in &r.steps {
+                    if !project.workflow.steps.iter().any(|st| st.id == *s) {
+                        return Err(PlanError(format!(
+                            "--resume {id}: the run's step {s} is no longer in {} (expected the workflow the run started with)",
+                            project.workflow.path.display()
+                        )));
+                    }
+                }
+                if r.mode == "single" && r.steps.len() == 1 {
+                    Mode::Single(r.steps[0])
+                } else {
+                    Mode::Run(r.steps.clone())
+                }
+            }
+            (None, None) if req.single => {
+                return Err(PlanError("--step: required (expected a step id)".into()));
+            }
+            (None, None) => Mode::Run(config::parse_step_list("all", &project.workflow)?),
+        };
+
+        if req.shard.is_some() && req.accounts.is_none() {
+            return Err(PlanError(
+                "--shard: given without --accounts (expected both, or neither to resume the run's recorded accounts)"
+                    .into(),
+            ));
+        }
+        let given_ids = match &req.accounts {
+            Some(a) => {
+                let mut ids = config::parse_account_list(a, &project.accounts)?;
+                if let Some(spec) = &req.shard {
+                    ids = config::shard(&ids, spec)?;
+                }
+                Some(ids)
+            }
+            None => None,
+        };
+        let ids = match (given_ids, &recorded) {
+            (Some(ids), Some((_, r))) => {
+                if ids != r.accounts {
+                    return Err(conflict(
+                        "--accounts",
+                        &list(&ids),
+                        "accounts",
+                        &list(&r.accounts),
+                    ));
+                }
+                ids
+            }
+            (Some(ids), None) => ids,
+            (None, Some((id, r))) => {
+                for a in &r.accounts {
+                    if !project.accounts.accounts.iter().any(|acc| acc.id == *a) {
+                        return Err(PlanError(format!(
+                            "--resume {id}: the run's account {a} is no longer in {} (expected the accounts the run started with)",
+                            project.accounts.path.display()
+                        )));
+                    }
+                }
+                r.accounts.clone()
+            }
+            (None, None) => {
+                return Err(PlanError(
+                    "--accounts: required (expected a LIST such as 1-3, or --resume RUN_ID)".into(),
+                ));
+            }
+        };
+        let accounts: Vec<&config::Account> = ids
+            .iter()
+            .filter_map(|id| project.accounts.accounts.iter().find(|acc| acc.id == *id))
+            .collect();
+        config::check_templates(&project.workflow, &accounts, &mode.steps())?;
+
+        let launch = project.settings.launch;
+        let launch_interval = match &req.launch_interval {
+            Some(s) => config::parse_launch_interval(s)
+                .map_err(|m| PlanError(format!("--launch-interval {s:?}: {m}")))?,
+            None => launch.interval,
+        };
+        if let Some(s) = &req.min_available_memory {
+            project.settings.resources.min_available_memory = config::parse_size(s)
+                .map_err(|m| PlanError(format!("--min-available-memory {s:?}: {m}")))?;
+        }
+        let mut plan = Plan {
+            mode,
+            accounts: ids,
+            quantity: req.quantity.unwrap_or(1),
+            concurrent: req.concurrent,
+            max_concurrent: req
+                .max_concurrent
+                .map(|m| m as usize)
+                .or(launch.max_concurrent),
+            launch_lock: launch.lock && !req.no_launch_lock,
+            launch_interval,
+            headed: req.headed || project.settings.browser.headed,
+            retries: req.retries.unwrap_or(project.settings.retry.retries),
+            output: req.output.clone(),
+            argv: req.argv.clone(),
+            project,
+            resume: None,
+        };
+        let Some((id, r)) = recorded else {
+            return Ok(plan);
+        };
+
+        // Resumed: what was not given is what the run recorded; what was given must
+        // agree with it.
+        match req.quantity {
+            Some(q) if q != r.quantity => {
+                return Err(conflict("--quantity", &q, "quantity", &r.quantity));
+            }
+            _ => plan.quantity = r.quantity,
+        }
+        if req.concurrent && !r.concurrent {
+            return Err(conflict(
+                "--concurrent",
+                &"concurrent",
+                "mode",
+                &"sequential (no --concurrent)",
+            ));
+        }
+        plan.concurrent = r.concurrent;
+        match req.max_concurrent {
+            Some(m) if Some(m as usize) != r.max_concurrent => {
+                let was = r
+                    .max_concurrent
+                    .map_or("none".to_string(), |m| m.to_string());
+                return Err(conflict("--max-concurrent", &m, "max_concurrent", &was));
+            }
+            _ => plan.max_concurrent = r.max_concurrent,
+        }
+        if req.no_launch_lock && r.launch_lock {
+            return Err(conflict(
+                "--no-launch-lock",
+                &"no lock",
+                "launch_lock",
+                &"on",
+            ));
+        }
+        plan.launch_lock = r.launch_lock;
+        let was_interval = match r.launch_interval_ms {
+            Some(ms) => LaunchInterval::Fixed(std::time::Duration::from_millis(ms)),
+            None => LaunchInterval::Auto,
+        };
+        if req.launch_interval.is_some() && plan.launch_interval != was_interval {
+            return Err(conflict(
+                "--launch-interval",
+                &interval_text(plan.launch_interval),
+                "launch_interval",
+                &interval_text(was_interval),
+            ));
+        }
+        plan.launch_interval = was_interval;
+        match req.retries {
+            Some(n) if n != r.retries => {
+                return Err(conflict("--retries", &n, "retries", &r.retries));
+            }
+            _ => plan.retries = r.retries,
+        }
+        if req.headed && !r.headed {
+            return Err(conflict("--headed", &"headed", "browser mode", &"headless"));
+        }
+        plan.headed = r.headed;
+        if let Some(was) = r.min_available_memory_bytes {
+            let now = plan.project.settings.resources.min_available_memory;
+            if req.min_available_memory.is_some() && now != was {
+                return Err(conflict(
+                    "--min-available-memory",
+                    &format!("{now} bytes"),
+                    "min_available_memory",
+                    &format!("{was} bytes"),
+                ));
+            }
+            plan.project.settings.resources.min_available_memory = was;
+        }
+        plan.resume = Some(Resume {
+            run_dir: req.output.join(&id),
+            run_id: id,
+            done: done_of(&r.done_records),
+        });
+        Ok(plan)
+    }
+
+    /// The plan as `run_started` records it (`run_id`/`run_dir` filled by the runner).
+    pub fn record(&self, run_id: &str, run_dir: &Path) -> RunStarted {
+        RunStarted {
+            run_id: run_id.into(),
+            run_dir: run_dir.display().to_string(),
+            mode: self.mode.name().into(),
+            accounts: self.accounts.clone(),
+            steps: self.mode.steps(),
+            quantity: self.quantity,
+            concurrent: self.concurrent,
+            max_concurrent: self.max_concurrent,
+            launch_lock: self.launch_lock,
+            launch_interval: interval_text(self.launch_interval),
+            launch_interval_ms: match self.launch_interval {
+                LaunchInterval::Auto => None,
+                LaunchInterval::Fixed(d) => Some(d.as_millis() as u64),
+            },
+            retries: self.retries,
+            headed: self.headed,
+            base_url: self.project.workflow.base_url.clone(),
+            config: self.project.settings.config_path.display().to_string(),
+            min_available_memory_bytes: Some(self.project.settings.resources.min_available_memory),
+            resumed: self.resume.is_some(),
+            argv: self.argv.clone(),
+        }
+    }
+
+    /// `(account, step, iteration)` still to run, in plan order.
+    pub fn remaining(&self, account: AccountId) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for step in self.mode.steps() {
+            for i in 1..=self.quantity {
+                if !self
+                    .resume
+                    .as_ref()
+                    .is_some_and(|r| r.is_done(account, step, i))
+                {
+                    out.push((step, i));
+                }
+            }
+        }
+        out
+    }
+}
+
+struct Recorded {
+    plan: RunStarted,
+    done_records: Vec<Event>,
+}
+
+impl std::ops::Deref for Recorded {
+    type Target = RunStarted;
+    fn deref(&self) -> &RunStarted {
+        &self.plan
+    }
+}
+
+fn done_of(events: &[Event]) -> BTreeSet<(AccountId, u32, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IterationOk {
+                account,
+                step,
+                iteration,
+                ..
+            }
+            | Event::IterationFailed {
+                account,
+                step,
+                iteration,
+                ..
+            } => Some((*account, *step, *iteration)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first `run_started` of `<output>/<id>/events.jsonl`, and its iteration outcomes.
+fn recorded_plan(output: &Path, id: &str) -> Result<(String, Recorded), PlanError> {
+    if id.is_empty() || id == "." || id == ".." || id.contains('/') {
+        return Err(PlanError(format!(
+            "--resume {id:?}: expected the name of a run directory under --output {}",
+            output.display()
+        )));
+    }
+    let dir = output.join(id);
+    let path = dir.join("events.jsonl");
+    if !path.exists() {
+        return Err(PlanError(format!(
+            "--resume {id}: {} does not exist (expected a run directory under --output {})",
+            path.display(),
+            output.display()
+        )));
+    }
+    let read = journal::read(&path).map_err(|e| PlanError(format!("--resume {id}: {e}")))?;
+    let mut plan = None;
+    let mut done_records = Vec::new();
+    for r in read.records {
+        match r.event {
+            Event::RunStarted(p) if plan.is_none() => plan = Some(p),
+            e @ (Event::IterationOk { .. } | Event::IterationFailed { .. }) => done_records.push(e),
+            _ => {}
+        }
+    }
+    let Some(plan) = plan else {
+        return Err(PlanError(format!(
+            "--resume {id}: {} records no run_started (expected the journal of a run)",
+            path.display()
+        )));
+    };
+    Ok((id.to_string(), Recorded { plan, done_records }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(quantity: u32) -> String {
+        let r = RunStarted {
+            run_id: "r1".into(),
+            run_dir: "/x".into(),
+            mode: "single".into(),
+            accounts: vec![1, 2],
+            steps: vec![1],
+            quantity,
+            concurrent: true,
+            max_concurrent: None,
+            launch_lock: true,
+            launch_interval: "0ms".into(),
+            launch_interval_ms: Some(0),
+            retries: 2,
+            headed: false,
+            base_url: "http://127.0.0.1:9".into(),
+            config: String::new(),
+            min_available_memory_bytes: None,
+            resumed: false,
+            argv: vec![],
+        };
+        Event::RunStarted(r)
+            .to_json("2026-01-01T00:00:00.000Z")
+            .to_string()
+    }
+
+    /// A project + a run `r1` whose journal holds `lines`; the request resumes it.
+    fn project(lines: &[String]) -> (tempfile::TempDir, Request) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("batch.toml"), "").unwrap();
+        std::fs::write(
+            d.join("accounts.toml"),
+            "[[accounts]]\nid = 1\nusername = \"a\"\n[[accounts]]\nid = 2\nusername = \"b\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("workflow.toml"),
+            "base_url = \"http://127.0.0.1:9\"\n[[steps]]\nid = 1\nactions = [{ goto = \"{base_url}/{iteration}\" }]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("runs/r1")).unwrap();
+        std::fs::write(d.join("runs/r1/events.jsonl"), lines.join("\n") + "\n").unwrap();
+        let req = Request {
+            config: Some(d.join("batch.toml")),
+            single: true,
+            output: d.join("runs"),
+            resume: Some("r1".into()),
+            ..Default::default()
+        };
+        (dir, req)
+    }
+
+    #[test]
+    fn a_resume_takes_the_recorded_plan_and_what_was_done() {
+        let ok = Event::IterationOk {
+            account: 1,
+            step: 1,
+            iteration: 2,
+            attempt: 1,
+        }
+        .to_json("t")
+        .to_string();
+        let (_dir, req) = project(&[started(3), ok]);
+        let plan = Plan::build(&req).unwrap();
+        assert_eq!(plan.quantity, 3);
+        assert_eq!(plan.accounts, vec![1, 2]);
+        assert!(plan.concurrent);
+        assert_eq!(plan.mode, Mode::Single(1));
+        assert_eq!(
+            plan.launch_interval,
+            LaunchInterval::Fixed(Default::default())
+        );
+        assert_eq!(plan.remaining(1), vec![(1, 1), (1, 3)]);
+        assert_eq!(plan.remaining(2), vec![(1, 1), (1, 2), (1, 3)]);
+        assert_eq!(plan.resume.as_ref().unwrap().run_id, "r1");
+    }
+
+    #[test]
+    fn a_conflicting_argument_names_both_values() {
+        for (edit, expected) in [
+            (
+                Box::new(|r: &mut Request| r.quantity = Some(5)) as Box<dyn Fn(&mut Request)>,
+                "--quantity: 5 conflicts with the run's recorded quantity 3",
+            ),
+            (
+                Box::new(|r: &mut Request| r.accounts = Some("1".into())),
+                "--accounts: 1 conflicts with the run's recorded accounts 1,2",
+            ),
+            (
+                Box::new(|r: &mut Request| r.retries = Some(0)),
+                "--retries: 0 conflicts with the run's recorded retries 2",
+            ),
+            (
+                Box::new(|r: &mut Request| r.launch_interval = Some("auto".into())),
+                "--launch-interval: auto conflicts with the run's recorded launch_interval 0ms",
+            ),
+            (
+                Box::new(|r: &mut Request| r.base_url = Some("http://127.0.0.1:10".into())),
+                "--base-url: http://127.0.0.1:10 conflicts with the run's recorded base_url http://127.0.0.1:9",
+            ),
+        ] {
+            let (_dir, mut req) = project(&[started(3)]);
+            edit(&mut req);
+            assert_eq!(Plan::build(&req).unwrap_err().0, expected);
+        }
+        // The same values are no conflict.
+        let (_dir, mut req) = project(&[started(3)]);
+        req.quantity = Some(3);
+        req.accounts = Some("1-2".into());
+        req.concurrent = true;
+        assert!(Plan::build(&req).is_ok());
+    }
+
+    #[test]
+    fn a_missing_or_bad_run_is_named() {
+        let (_dir, mut req) = project(&[started(3)]);
+        req.resume = Some("nope".into());
+        let e = Plan::build(&req).unwrap_err().0;
+        assert!(
+            e.starts_with("--resume nope: ") && e.contains("does not exist"),
+            "{e}"
+        );
+        req.resume = Some("../r1".into());
+        let e = Plan::build(&req).unwrap_err().0;
+        assert!(e.contains("expected the name of a run directory"), "{e}");
+        let (_dir, req) = project(&["{\"ts\":\"t\",\"event\":\"memory_sample\",\"available_bytes\":1,\"browsers_pss_bytes\":0,\"browser_cost_bytes\":0,\"browsers\":{}}".into()]);
+        let e = Plan::build(&req).unwrap_err().0;
+        assert!(e.contains("records no run_started"), "{e}");
+    }
 }

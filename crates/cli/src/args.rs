@@ -63,17 +63,17 @@ pub(crate) enum Command {
     /// Run one step for the listed accounts.
     #[command(after_help = RUN_EXAMPLES)]
     Single {
-        /// The step id.
-        #[arg(long)]
-        step: u32,
+        /// The step id (with --resume: the run's).
+        #[arg(long, required_unless_present = "resume")]
+        step: Option<u32>,
         #[command(flatten)]
         run: RunArgs,
     },
     /// Run the listed steps (default: all) in id order, each account in its own browser.
     Run {
-        /// Step ids and ranges (`1,3`, `1-2`, `all`).
-        #[arg(long, default_value = "all")]
-        steps: String,
+        /// Step ids and ranges (`1,3`, `1-2`, `all`; default all, with --resume the run's).
+        #[arg(long)]
+        steps: Option<String>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -97,7 +97,8 @@ pub(crate) enum Command {
         #[arg(long, default_value = "batch.toml", global = true)]
         config: PathBuf,
     },
-    /// Print the summary of a finished run and rebuild its report.html and report.xml.
+    /// Print the summary of a run; rebuild its report.json from the journal when
+    /// missing or stale (e.g. the runner was killed), and its report.html and report.xml.
     Report {
         /// The run directory.
         run_dir: PathBuf,
@@ -133,17 +134,17 @@ pub(crate) enum ProfilesCommand {
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// Account ids and inclusive ranges (`1,2,3`, `1-5`, `1-3,7`, `all`).
-    #[arg(long)]
-    pub(crate) accounts: String,
-    /// Iterations of the step per account.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub(crate) quantity: u32,
+    #[arg(long, required_unless_present = "resume")]
+    pub(crate) accounts: Option<String>,
+    /// Iterations of the step per account [default: 1; with --resume the run's].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) quantity: Option<u32>,
     /// Run all accounts at the same time (default: one after another).
     #[arg(long)]
     pub(crate) concurrent: bool,
-    /// The project file.
-    #[arg(long, default_value = "batch.toml")]
-    pub(crate) config: PathBuf,
+    /// The project file [default: batch.toml; with --resume the run's].
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
     /// Override the workflow's base_url.
     #[arg(long)]
     pub(crate) base_url: Option<String>,
@@ -174,7 +175,9 @@ pub(crate) struct RunArgs {
     /// Where run directories go.
     #[arg(long, default_value = "runs")]
     pub(crate) output: PathBuf,
-    /// Continue that run in the same directory.
+    /// Continue that run (its directory's name under --output) in the same
+    /// directory: only iterations not journaled as done run. Other arguments may be
+    /// left out; one that conflicts with the run's recorded plan is an error.
     #[arg(long, value_name = "RUN_ID")]
     pub(crate) resume: Option<String>,
     /// One JSON event per line on stdout instead of the human view.

@@ -6,16 +6,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use batch_core::config::{self, ConfigError, Project};
-use batch_core::{Mode, Plan, exit};
+use batch_core::config::{self, Project};
+use batch_core::{Plan, exit};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{Command, ProfilesCommand, RunArgs};
 
 pub(crate) async fn dispatch(command: Command, ui: crate::view::Ui) -> i32 {
     match command {
-        Command::Single { step, run } => run_command(Some(step), None, run, ui).await,
-        Command::Run { steps, run } => run_command(None, Some(steps), run, ui).await,
+        Command::Single { step, run } => run_command(step, None, run, true, ui).await,
+        Command::Run { steps, run } => run_command(None, steps, run, false, ui).await,
         Command::Validate { config } => validate(&config),
         Command::Doctor { config } => doctor(&config).await,
         Command::Profiles { action, config } => profiles(action, &config),
@@ -36,99 +36,44 @@ fn usage(msg: impl std::fmt::Display) -> i32 {
     exit::USAGE
 }
 
-/// Everything the command line and the files say, checked, before anything launches.
-fn build_plan(step: Option<u32>, steps: Option<String>, a: &RunArgs) -> Result<Plan, String> {
-    let e = |err: ConfigError| err.to_string();
-    if a.webdriver_url.is_some() {
-        return Err("--webdriver-url: remote WebDriver / Selenium Grid is not supported by this version yet (expected no --webdriver-url)".into());
-    }
-    if a.resume.is_some() {
-        return Err(
-            "--resume: resuming a run is not supported by this version yet (expected no --resume)"
-                .into(),
-        );
-    }
-    let mut project = config::load_project(&a.config).map_err(e)?;
-    if let Some(url) = &a.base_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!(
-                "--base-url {url:?}: expected an http:// or https:// URL"
-            ));
-        }
-        project.workflow.base_url = url.trim_end_matches('/').to_string();
-    }
-    let mode = match (step, steps) {
-        (Some(s), _) => {
-            if !project.workflow.steps.iter().any(|st| st.id == s) {
-                let known: Vec<String> = project
-                    .workflow
-                    .steps
-                    .iter()
-                    .map(|s| s.id.to_string())
-                    .collect();
-                return Err(format!(
-                    "--step {s}: no such step in {} (expected one of: {})",
-                    project.workflow.path.display(),
-                    known.join(", ")
-                ));
-            }
-            Mode::Single(s)
-        }
-        (None, Some(list)) => {
-            Mode::Run(config::parse_step_list(&list, &project.workflow).map_err(e)?)
-        }
-        (None, None) => unreachable!("clap requires one"),
-    };
-    let mut ids = config::parse_account_list(&a.accounts, &project.accounts).map_err(e)?;
-    if let Some(spec) = &a.shard {
-        ids = config::shard(&ids, spec).map_err(e)?;
-    }
-    let accounts: Vec<&config::Account> = ids
-        .iter()
-        .filter_map(|id| project.accounts.accounts.iter().find(|acc| acc.id == *id))
-        .collect();
-    config::check_templates(&project.workflow, &accounts, &mode.steps()).map_err(e)?;
-
-    let launch = project.settings.launch;
-    let interval = match &a.launch_interval {
-        Some(s) => {
-            config::parse_launch_interval(s).map_err(|m| format!("--launch-interval {s:?}: {m}"))?
-        }
-        None => launch.interval,
-    };
-    let launch_interval = interval;
-    if let Some(s) = &a.min_available_memory {
-        project.settings.resources.min_available_memory =
-            config::parse_size(s).map_err(|m| format!("--min-available-memory {s:?}: {m}"))?;
-    }
-    let retries = a.retries.unwrap_or(project.settings.retry.retries);
-    let headed = a.headed || project.settings.browser.headed;
-    Ok(Plan {
-        mode,
-        accounts: ids,
+/// The command line as `Plan::build` takes it; the checking is batch-core's.
+fn request(
+    single: bool,
+    step: Option<u32>,
+    steps: Option<String>,
+    a: &RunArgs,
+) -> batch_core::Request {
+    batch_core::Request {
+        config: a.config.clone(),
+        single,
+        step,
+        steps,
+        accounts: a.accounts.clone(),
+        shard: a.shard.clone(),
         quantity: a.quantity,
         concurrent: a.concurrent,
-        max_concurrent: a
-            .max_concurrent
-            .map(|m| m as usize)
-            .or(launch.max_concurrent),
-        launch_lock: launch.lock && !a.no_launch_lock,
-        launch_interval,
-        headed,
-        retries,
+        base_url: a.base_url.clone(),
+        headed: a.headed,
+        launch_interval: a.launch_interval.clone(),
+        no_launch_lock: a.no_launch_lock,
+        max_concurrent: a.max_concurrent,
+        retries: a.retries,
+        min_available_memory: a.min_available_memory.clone(),
+        webdriver_url: a.webdriver_url.clone(),
         output: a.output.clone(),
+        resume: a.resume.clone(),
         argv: std::env::args().collect(),
-        project,
-    })
+    }
 }
 
 async fn run_command(
     step: Option<u32>,
     steps: Option<String>,
     a: RunArgs,
+    single: bool,
     ui: crate::view::Ui,
 ) -> i32 {
-    let plan = match build_plan(step, steps, &a) {
+    let plan = match Plan::build(&request(single, step, steps, &a)) {
         Ok(p) => p,
         Err(msg) => return usage(msg),
     };
@@ -449,17 +394,46 @@ fn profiles(action: ProfilesCommand, path: &Path) -> i32 {
     }
 }
 
+/// Print a run's summary. The report is the journal's fold: when `report.json` is
+/// missing or says something else (the runner was killed, or died before writing
+/// it), it is rebuilt — atomically — unless a runner is still running that run.
 fn report(run_dir: &Path, json: bool) -> i32 {
-    let path = run_dir.join("report.json");
-    let r = match batch_core::report::Report::read(&path) {
+    use batch_core::report::{Rebuild, rebuild};
+    let rebuilt = match rebuild(run_dir) {
         Ok(r) => r,
         Err(e) => {
-            return usage(format!(
-                "{}: {e} (expected a finished run directory)",
-                path.display()
-            ));
+            return match e {
+                batch_core::report::RebuildError::Write { .. } => {
+                    errln!("error: {e}");
+                    exit::ENVIRONMENT
+                }
+                _ => usage(format!("{e} (expected a run directory)")),
+            };
         }
     };
+    if let Some(bytes) = rebuilt.torn {
+        errln!(
+            "note: {}: its last line was cut short ({bytes} bytes: the runner died mid-write) and is ignored",
+            run_dir.join("events.jsonl").display()
+        );
+    }
+    let path = run_dir.join("report.json");
+    match rebuilt.action {
+        Rebuild::UpToDate => {}
+        Rebuild::Missing => errln!(
+            "note: {} was missing: rebuilt from the journal",
+            path.display()
+        ),
+        Rebuild::Stale => errln!(
+            "note: {} was stale: rebuilt from the journal",
+            path.display()
+        ),
+        Rebuild::InProgress => errln!(
+            "note: the run is still in progress: {} is left as it is",
+            path.display()
+        ),
+    }
+    let r = rebuilt.report;
     // report.html and report.xml are rebuilt from the run directory each time (a run
     // that died before its end has none yet; an older version's run gets them).
     let rendered = batch_core::render::write_reports(run_dir);

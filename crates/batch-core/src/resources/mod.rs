@@ -185,17 +185,16 @@ impl Memory {
                 inner.cost = Some(total / per.len() as u64);
             }
         }
-        let browsers: serde_json::Map<String, serde_json::Value> = per
+        let browsers = per
             .iter()
-            .map(|((a, n), b)| (format!("{a}.{n}"), (*b).into()))
+            .map(|((a, n), b)| (format!("{a}.{n}"), *b))
             .collect();
-        journal.emit(
-            Event::new("memory_sample")
-                .with("available_bytes", available)
-                .with("browsers_pss_bytes", total)
-                .with("browser_cost_bytes", self.browser_cost())
-                .with("browsers", browsers),
-        );
+        journal.emit(Event::MemorySample {
+            available_bytes: available,
+            browsers_pss_bytes: total,
+            browser_cost_bytes: self.browser_cost(),
+            browsers,
+        });
     }
 
     /// Sample every `interval` until [`Sampler::stop`].

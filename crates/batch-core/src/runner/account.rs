@@ -1,6 +1,10 @@
 //! One account's journey: check a browser out of its pool, run each step's `before`,
 //! its iterations (each retried on failure, with a fresh browser when the old one is
-//! gone), its `after`, and report.
+//! gone), its `after`, and journal what happened (the report is the journal's fold).
+//!
+//! A resumed run skips the iterations its journal has as done; a step with none left
+//! is skipped whole (its `before` and `after` too), and `before` runs again, on the
+//! new browser, for the first step that still has work.
 //!
 //! Recovery policy, in one place: every failed attempt is retried up to `retries`
 //! times with exponential backoff; a failure whose kind needs a new browser (browser
@@ -8,11 +12,9 @@
 //! browser — same persistent profile — and runs `before` again. No useless sleep
 //! after the last attempt; the last real error is what gets reported.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tracing::Instrument;
 
 use super::Ctx;
@@ -30,8 +32,8 @@ struct AccountRun {
     pool: Pool,
     profile: Option<profiles::Profile>,
     report: AccountReport,
-    values: BTreeMap<String, Value>,
-    /// Iterations of the whole run for this account (steps × quantity).
+    /// Iterations of this part of the run for this account (steps × quantity, less
+    /// what a resumed run's journal has as done).
     total: u64,
     /// A launch error that cannot get better (a missing binary, a refused spawn):
     /// every later iteration fails with it at once instead of retrying.
@@ -43,11 +45,11 @@ pub(crate) async fn run_account(
     account: Account,
     order: usize,
     profile: Option<profiles::Profile>,
-) -> AccountReport {
+) {
     let id = account.id;
     let span = tracing::info_span!("account", account = id);
     let account = Arc::new(account);
-    let total = ctx.plan.mode.steps().len() as u64 * u64::from(ctx.plan.quantity);
+    let total = ctx.plan.remaining(id).len() as u64;
     let pool = Pool::new(
         Arc::clone(&ctx),
         Arc::clone(&account),
@@ -64,7 +66,6 @@ pub(crate) async fn run_account(
         account,
         pool,
         profile,
-        values: BTreeMap::new(),
         total,
         launch_broken: None,
     };
@@ -78,25 +79,23 @@ pub(crate) async fn run_account(
     run.report.browser_launches = run.pool.launches;
     drop(run.profile.take());
     let mut report = run.report;
-    report.values = run.values;
     if interrupted {
         report.status = "interrupted".into();
     } else if report.iterations_failed > 0 {
         // (`after` failures have already set "failed".)
         report.status = "failed".into();
     }
-    run.ctx.journal.emit(
-        Event::new("account_done")
-            .account(id)
-            .with("status", report.status.as_str())
-            .with("iterations_ok", report.iterations_ok)
-            .with("iterations_failed", report.iterations_failed)
-            .with("browser_launches", report.browser_launches)
-            .with("retries", report.retries),
-    );
+    run.ctx.journal.emit(Event::AccountDone {
+        account: id,
+        status: report.status.clone(),
+        iterations_ok: report.iterations_ok,
+        iterations_failed: report.iterations_failed,
+        browser_launches: report.browser_launches,
+        retries: report.retries,
+        error: None,
+    });
     // Only now may the next account (sequential mode, a full cap) take the seat.
     drop(seat);
-    report
 }
 
 impl AccountRun {
@@ -125,16 +124,31 @@ impl AccountRun {
         }
     }
 
+    fn is_done(&self, step: u32, iteration: u32) -> bool {
+        self.ctx
+            .plan
+            .resume
+            .as_ref()
+            .is_some_and(|r| r.is_done(self.account.id, step, iteration))
+    }
+
     async fn run_step(&mut self, step: &Step) {
         let quantity = self.ctx.plan.quantity;
+        if (1..=quantity).all(|i| self.is_done(step.id, i)) {
+            // Resumed, and this step was finished before: nothing of it runs again.
+            return;
+        }
         // `before` runs whenever the account gets a browser for this step.
         let mut before_done = false;
         // Once `before` has failed for good, the step's remaining iterations fail
         // with it instead of each repeating the same doomed retries.
         let mut before_broken: Option<Failure> = None;
         for iteration in 1..=quantity {
+            if self.is_done(step.id, iteration) {
+                continue;
+            }
             if let Some(f) = &before_broken {
-                self.fail_iteration(step.id, iteration, 0, f);
+                self.fail_iteration(step.id, iteration, 0, f, None);
                 continue;
             }
             let mut attempt = 0u32;
@@ -152,13 +166,12 @@ impl AccountRun {
                 let failure = match result {
                     Ok(()) => {
                         self.report.iterations_ok += 1;
-                        self.ctx.journal.emit(
-                            Event::new("iteration_ok")
-                                .account(self.account.id)
-                                .with("step", step.id)
-                                .with("iteration", iteration)
-                                .with("attempt", attempt + 1),
-                        );
+                        self.ctx.journal.emit(Event::IterationOk {
+                            account: self.account.id,
+                            step: step.id,
+                            iteration,
+                            attempt: attempt + 1,
+                        });
                         let remaining = self.remaining();
                         let had = self.pool.browser().is_some();
                         self.pool.checkin(remaining).await;
@@ -170,8 +183,9 @@ impl AccountRun {
                     }
                     Err(f) => f,
                 };
-                self.failure_screenshot(step.id, iteration, attempt + 1)
-                    .await;
+                // Where the page was, and its screenshot (the last attempt's go
+                // into `iteration_failed`).
+                let context = self.failure_context(step.id, iteration, attempt + 1).await;
                 // A suspected loss is confirmed (processes + one cheap request) before
                 // the browser is replaced; see `launcher::confirm_loss`.
                 let needs_new = match self.pool.browser() {
@@ -187,20 +201,19 @@ impl AccountRun {
                     self.report.retries += 1;
                     let backoff = self.ctx.plan.project.settings.retry.backoff
                         * 2u32.saturating_pow(attempt - 1);
-                    self.ctx.journal.emit(
-                        Event::new("retry")
-                            .account(self.account.id)
-                            .with("step", step.id)
-                            .with("iteration", iteration)
-                            .with("attempt", attempt + 1)
-                            .with("kind", failure.kind.as_str())
-                            .with("error", failure.message.as_str())
-                            .with("backoff_ms", backoff.as_millis() as u64),
-                    );
+                    self.ctx.journal.emit(Event::Retry {
+                        account: self.account.id,
+                        step: step.id,
+                        iteration,
+                        attempt: attempt + 1,
+                        kind: failure.kind.as_str().into(),
+                        error: failure.message.clone(),
+                        backoff_ms: backoff.as_millis() as u64,
+                    });
                     tokio::time::sleep(backoff.min(Duration::from_secs(30))).await;
                     continue;
                 }
-                self.fail_iteration(step.id, iteration, attempt + 1, &failure);
+                self.fail_iteration(step.id, iteration, attempt + 1, &failure, context);
                 if failure.in_before || failure.permanent {
                     before_broken = Some(failure);
                 }
@@ -213,28 +226,37 @@ impl AccountRun {
         {
             self.report.status = "failed".into();
             self.report.last_error = Some(f.message.clone());
-            self.ctx.journal.emit(
-                Event::new("after_failed")
-                    .account(self.account.id)
-                    .with("step", step.id)
-                    .with("kind", f.kind.as_str())
-                    .with("error", f.message.as_str()),
-            );
+            self.ctx.journal.emit(Event::AfterFailed {
+                account: self.account.id,
+                step: step.id,
+                kind: f.kind.as_str().into(),
+                error: f.message.clone(),
+            });
         }
     }
 
-    fn fail_iteration(&mut self, step: u32, iteration: u32, attempts: u32, failure: &Failure) {
+    fn fail_iteration(
+        &mut self,
+        step: u32,
+        iteration: u32,
+        attempts: u32,
+        failure: &Failure,
+        context: Option<PageContext>,
+    ) {
         self.report.iterations_failed += 1;
         self.report.last_error = Some(failure.message.clone());
-        self.ctx.journal.emit(
-            Event::new("iteration_failed")
-                .account(self.account.id)
-                .with("step", step)
-                .with("iteration", iteration)
-                .with("attempts", attempts)
-                .with("kind", failure.kind.as_str())
-                .with("error", failure.message.as_str()),
-        );
+        let context = context.unwrap_or_default();
+        self.ctx.journal.emit(Event::IterationFailed {
+            account: self.account.id,
+            step,
+            iteration,
+            attempts,
+            kind: failure.kind.as_str().into(),
+            error: failure.message.clone(),
+            url: context.url,
+            title: context.title,
+            screenshot: context.screenshot,
+        });
     }
 
     /// One attempt at one iteration: a browser, `before` if not yet run, the actions.
@@ -295,27 +317,69 @@ impl AccountRun {
             workflow_file: &workflow_file,
             run_dir: &ctx.run_dir,
             exec_dir: &project.settings.root,
-            values: &mut self.values,
+            journal: &ctx.journal,
             secrets: ctx.journal.secrets(),
         };
         run_actions(actions, &mut env).await
     }
 
-    /// A screenshot at each failure, if the page can still give one.
-    async fn failure_screenshot(&self, step: u32, iteration: u32, attempt: u32) {
-        let Some(browser) = self.pool.browser() else {
-            return;
-        };
+    /// At each failed attempt, if the page can still say: its URL and title
+    /// (redacted) and a screenshot, journaled as `failure_screenshot`.
+    async fn failure_context(
+        &self,
+        step: u32,
+        iteration: u32,
+        attempt: u32,
+    ) -> Option<PageContext> {
+        let browser = self.pool.browser()?;
         if browser.health().is_some() {
-            return;
+            return None;
         }
-        let shot =
-            tokio::time::timeout(Duration::from_secs(5), browser.driver().screenshot_as_png())
-                .await;
-        if let Ok(Ok(png)) = shot {
+        let driver = browser.driver();
+        let secrets = self.ctx.journal.secrets();
+        // Each read bounded: a hung page must not hold the retry loop.
+        let within = Duration::from_secs(5);
+        // A page that cannot say its URL will not give a title or a screenshot
+        // either (a hung or lost driver): do not wait three times for it.
+        let url = match tokio::time::timeout(within, driver.current_url()).await {
+            Ok(Ok(u)) => Some(secrets.redact(u.as_str())),
+            _ => return None,
+        };
+        let title = match tokio::time::timeout(within, driver.title()).await {
+            Ok(Ok(t)) => Some(secrets.redact(&t)),
+            _ => None,
+        };
+        let mut screenshot = None;
+        if let Ok(Ok(png)) = tokio::time::timeout(within, driver.screenshot_as_png()).await {
             let name = format!("failure-step{step}-iteration{iteration}-attempt{attempt}");
             let path = screenshot_path(&self.ctx.run_dir, self.account.id, &name);
-            let _ = save_png(&path, &png);
+            if save_png(&path, &png).is_ok() {
+                screenshot = Some(path.display().to_string());
+            }
         }
+        if let Some(path) = &screenshot {
+            self.ctx.journal.emit(Event::FailureScreenshot {
+                account: self.account.id,
+                step,
+                iteration,
+                attempt,
+                path: path.clone(),
+                url: url.clone(),
+                title: title.clone(),
+            });
+        }
+        Some(PageContext {
+            url,
+            title,
+            screenshot,
+        })
     }
+}
+
+/// Where a failed attempt left the page.
+#[derive(Debug, Default)]
+struct PageContext {
+    url: Option<String>,
+    title: Option<String>,
+    screenshot: Option<String>,
 }

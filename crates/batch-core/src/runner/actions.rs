@@ -7,7 +7,6 @@
 //! poll the page; running out of time there is an ordinary action failure — the
 //! browser answered, the page just never got there.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -58,7 +57,8 @@ pub(crate) struct ActionEnv<'a> {
     pub(crate) workflow_file: &'a str,
     pub(crate) run_dir: &'a Path,
     pub(crate) exec_dir: &'a Path,
-    pub(crate) values: &'a mut BTreeMap<String, Value>,
+    /// Where recorded values go (`value_recorded`, at once: a killed run keeps them).
+    pub(crate) journal: &'a crate::journal::Journal,
     /// The run's secrets: every message and recorded value goes through them.
     pub(crate) secrets: &'a Secrets,
 }
@@ -294,8 +294,7 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
                 None => call(t.webdriver, &sel, el.text()).await?,
             };
             let name = into.clone().unwrap_or_else(|| selector.source.clone());
-            env.values
-                .insert(name, Value::String(env.secrets.redact(&value)));
+            record(env, name, Value::String(env.secrets.redact(&value)));
             Ok(())
         }
         ActionKind::Script { js, into } => {
@@ -308,7 +307,7 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             .await?;
             if let Some(name) = into {
                 let v = env.secrets.redact_value(ret.json());
-                env.values.insert(name.clone(), v);
+                record(env, name.clone(), v);
             }
             Ok(())
         }
@@ -329,6 +328,17 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
         }
         ActionKind::Exec { argv, timeout } => exec(env, argv, timeout.unwrap_or(t.action)).await,
     }
+}
+
+/// Journal a recorded value (already redacted; the journal redacts again anyway).
+fn record(env: &ActionEnv<'_>, name: String, value: Value) {
+    env.journal.emit(crate::journal::Event::ValueRecorded {
+        account: env.vars.account.id,
+        step: env.vars.step,
+        iteration: env.vars.iteration,
+        name,
+        value,
+    });
 }
 
 /// `screenshots/<account>/<name>.png`, the name reduced to safe file-name characters.

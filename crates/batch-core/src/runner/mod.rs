@@ -5,7 +5,12 @@
 //! checks its browsers out of its own [`pool`], and cancellation shuts everything down.
 //!
 //! One account's failure is a value ([`AccountReport`] with its status), never an
-//! abort: the batch always goes on and always writes its report.
+//! abort: the batch always goes on and always writes its report — which is the fold
+//! of the journal ([`Report::from_events`]), never assembled here by hand.
+//!
+//! A resumed run ([`crate::Resume`]) appends to its run directory's journal, runs
+//! only the iterations not journaled as done, and launches nothing for an account
+//! that has none left.
 
 mod account;
 mod actions;
@@ -22,8 +27,8 @@ use launcher::{Binaries, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Account, ConfigError, LaunchInterval, Secrets};
-use crate::journal::{Event, Journal, Observer, now_rfc3339};
-use crate::report::{AccountReport, Report};
+use crate::journal::{self, Event, Journal, Observer};
+use crate::report::Report;
 use crate::resources::{CpuPressure, Memory};
 use crate::{Plan, exit};
 use scheduler::{Pacing, Policy, Probe, Readings, Scheduler};
@@ -69,6 +74,14 @@ pub enum RunError {
         /// What the OS said.
         reason: String,
     },
+    /// `--resume`: another runner is running that run right now (exit 2).
+    #[error(
+        "--resume {run_id}: the run is in progress in another batch-cli process (expected a run that has stopped)"
+    )]
+    RunInUse {
+        /// The run.
+        run_id: String,
+    },
     /// The run directory or journal could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -83,7 +96,9 @@ impl RunError {
     /// The exit code this error means.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Config(_) | RunError::ProfileInUse { .. } => exit::USAGE,
+            RunError::Config(_) | RunError::ProfileInUse { .. } | RunError::RunInUse { .. } => {
+                exit::USAGE
+            }
             RunError::Environment(_)
             | RunError::Profiles(_)
             | RunError::Io { .. }
@@ -137,9 +152,11 @@ pub async fn run(
 
     // Lock every persistent profile up front: an account in use by another process is
     // an error before anything launches, and the other process is never disturbed.
+    // A resumed run launches nothing for an account with nothing left.
     let accounts: Vec<Account> = plan
         .accounts
         .iter()
+        .filter(|id| !plan.remaining(**id).is_empty())
         .map(|id| {
             plan.project
                 .accounts
@@ -179,8 +196,18 @@ pub async fn run(
         None => None,
     };
 
-    let (run_id, run_dir) =
-        rundir::create_run_dir(&plan.output, rundir::new_run_id).map_err(io_err(&plan.output))?;
+    let (run_id, run_dir) = match &plan.resume {
+        Some(r) => (r.run_id.clone(), r.run_dir.clone()),
+        None => rundir::create_run_dir(&plan.output, rundir::new_run_id)
+            .map_err(io_err(&plan.output))?,
+    };
+    // One runner per run directory at a time: a resume must not append to a journal
+    // another runner is still writing. Held until we return.
+    let lock_path = run_dir.join("run.lock");
+    let _run_lock = match fsutil::lock_file(&lock_path, true).map_err(io_err(&lock_path))? {
+        fsutil::LockOutcome::Held(f) => f,
+        _ => return Err(RunError::RunInUse { run_id }),
+    };
     let journal_path = run_dir.join("events.jsonl");
     let secrets = {
         let accounts: Vec<&Account> = accounts.iter().collect();
@@ -189,41 +216,16 @@ pub async fn run(
     };
     let journal = Journal::open(&journal_path, observer, secrets, cancel.clone())
         .map_err(io_err(&journal_path))?;
-    let started_at = now_rfc3339();
-    journal.emit(
-        Event::new("run_started")
-            .with("run_id", run_id.as_str())
-            .with("run_dir", run_dir.display().to_string())
-            .with("accounts", plan.accounts.clone())
-            .with("steps", plan.mode.steps())
-            .with("quantity", plan.quantity)
-            .with("concurrent", plan.concurrent)
-            .with("max_concurrent", plan.max_concurrent)
-            .with("launch_lock", plan.launch_lock)
-            .with(
-                "launch_interval",
-                match plan.launch_interval {
-                    LaunchInterval::Auto => "auto".to_string(),
-                    LaunchInterval::Fixed(d) => format!("{}ms", d.as_millis()),
-                },
-            )
-            .with(
-                "launch_interval_ms",
-                match plan.launch_interval {
-                    LaunchInterval::Auto => None,
-                    LaunchInterval::Fixed(d) => Some(d.as_millis() as u64),
-                },
-            )
-            .with("retries", plan.retries)
-            .with("argv", plan.argv.clone()),
-    );
+    if let Some(dropped_bytes) = journal.repaired() {
+        journal.emit(Event::JournalRepaired { dropped_bytes });
+    }
+    journal.emit(Event::RunStarted(plan.record(&run_id, &run_dir)));
     if reaped.records > 0 || !reaped_profiles.is_empty() {
-        journal.emit(
-            Event::new("reaped")
-                .with("processes", reaped.killed.clone())
-                .with("browsers", reaped.records)
-                .with("ephemeral_profiles", reaped_profiles.len()),
-        );
+        journal.emit(Event::Reaped {
+            processes: reaped.killed.clone(),
+            browsers: reaped.records,
+            ephemeral_profiles: reaped_profiles.len(),
+        });
     }
 
     let memory = Memory::new(settings.resources.min_available_memory);
@@ -269,34 +271,17 @@ pub async fn run(
         cancel: cancel.clone(),
     });
 
-    let reports = run_accounts(&ctx, accounts, held).await;
+    run_accounts(&ctx, accounts, held).await;
     sampler.stop().await;
 
+    // The report is the journal's fold, over every part of the run. Its statuses
+    // decide the exit code, which `run_finished` records; then the fold again, with
+    // that line, is the report.
     let interrupted = cancel.is_cancelled();
-    let mut report = Report {
-        run_id,
-        started_at,
-        finished_at: now_rfc3339(),
-        interrupted,
-        accounts: reports,
-        memory: memory.report(),
-        ..Default::default()
-    };
-    for a in &mut report.accounts {
-        a.peak_browser_pss_bytes = memory.peak_of(a.id);
-        a.browsers = memory
-            .browser_peaks()
-            .into_iter()
-            .filter(|((account, _), _)| *account == a.id)
-            .map(|((_, launch), peak)| crate::report::BrowserReport {
-                launch,
-                peak_pss_bytes: peak,
-            })
-            .collect();
-    }
-    report.sum_totals();
-    let all_ok = report.accounts.iter().all(|a| a.status == "ok");
-    report.exit_code = if interrupted {
+    journal.sync();
+    let so_far = fold(&journal_path)?;
+    let all_ok = so_far.accounts.iter().all(|a| a.status == "ok");
+    let mut exit_code = if interrupted {
         exit::INTERRUPTED
     } else if all_ok {
         exit::OK
@@ -304,20 +289,22 @@ pub async fn run(
         exit::SOME_FAILED
     };
     if journal.failure().is_some() {
-        report.exit_code = exit::ENVIRONMENT;
+        exit_code = exit::ENVIRONMENT;
     }
+    journal.emit(Event::RunFinished {
+        exit_code,
+        interrupted,
+        iterations_ok: so_far.totals.iterations_ok,
+        iterations_failed: so_far.totals.iterations_failed,
+        browser_launches: so_far.totals.browser_launches,
+        retries: so_far.totals.retries,
+        runner_peak_rss_bytes: fsutil::proc::own_peak_rss(),
+    });
+    let mut report = fold(&journal_path)?;
+    // A journal that stopped (disk full) has no run_finished: still exit 3.
+    report.exit_code = exit_code;
+    report.interrupted = interrupted;
     report.redact(journal.secrets());
-    journal.emit(
-        Event::new("run_finished")
-            .with("exit_code", report.exit_code)
-            .with("interrupted", interrupted)
-            .with("iterations_ok", report.totals.iterations_ok)
-            .with("iterations_failed", report.totals.iterations_failed)
-            .with("browser_launches", report.totals.browser_launches)
-            .with("retries", report.totals.retries)
-            .with("runner_peak_rss_bytes", fsutil::proc::own_peak_rss()),
-    );
-    journal.sync();
     let report_path = run_dir.join("report.json");
     let written = report.write(&report_path);
     journal.close();
@@ -334,10 +321,19 @@ pub async fn run(
         RunError::Io { path, source }
     })?;
     Ok(RunOutcome {
-        exit_code: report.exit_code,
+        exit_code,
         run_dir,
         report,
     })
+}
+
+/// The report of the journal at `path`, as far as it goes.
+fn fold(path: &Path) -> Result<Report, RunError> {
+    let read = journal::read(path).map_err(|e| RunError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    })?;
+    Ok(Report::from_events(&read.records))
 }
 
 /// Variables of our environment whose whole value is a secret (`{ env = ... }`
@@ -378,9 +374,8 @@ async fn run_accounts(
     ctx: &Arc<Ctx>,
     accounts: Vec<Account>,
     held: Vec<Option<profiles::Profile>>,
-) -> Vec<AccountReport> {
+) {
     let mut handles = Vec::new();
-    let mut out = Vec::new();
     for (order, (account, profile)) in accounts.into_iter().zip(held).enumerate() {
         let id = account.id;
         let h = tokio::spawn(account::run_account(
@@ -394,42 +389,34 @@ async fn run_accounts(
         } else {
             // Sequential: the cap of one admits whoever asks first, so the next
             // account's task is started only once this one is done (plan order).
-            out.push(joined(ctx, id, h.await));
+            joined(ctx, id, h.await);
         }
     }
     for (id, h) in handles {
-        out.push(joined(ctx, id, h.await));
+        joined(ctx, id, h.await);
     }
-    out
 }
 
-/// An account task's report. A panic in one account is that account's failure; its
-/// browser was killed by Drop while unwinding.
-fn joined(
-    ctx: &Ctx,
-    id: u64,
-    result: Result<AccountReport, tokio::task::JoinError>,
-) -> AccountReport {
+/// A panic in one account is that account's failure (journaled, so the report
+/// says `error`); its browser was killed by Drop while unwinding.
+fn joined(ctx: &Ctx, id: u64, result: Result<(), tokio::task::JoinError>) {
     match result {
-        Ok(r) => r,
+        Ok(()) => {}
         Err(e) => {
             let msg = if e.is_panic() {
                 "internal error (panic)"
             } else {
                 "task cancelled"
             };
-            ctx.journal.emit(
-                Event::new("account_done")
-                    .account(id)
-                    .with("status", "error")
-                    .with("error", msg),
-            );
-            AccountReport {
-                id,
+            ctx.journal.emit(Event::AccountDone {
+                account: id,
                 status: "error".into(),
-                last_error: Some(msg.into()),
-                ..Default::default()
-            }
+                iterations_ok: 0,
+                iterations_failed: 0,
+                browser_launches: 0,
+                retries: 0,
+                error: Some(msg.into()),
+            });
         }
     }
 }

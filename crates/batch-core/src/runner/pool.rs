@@ -149,14 +149,13 @@ impl Pool {
         if let Some(reason) = reason {
             let session = self.current.take().expect("checked above");
             self.ctx.memory.untrack(key);
-            self.ctx.journal.emit(
-                Event::new("browser_retired")
-                    .account(self.account.id)
-                    .with("pid", session.browser.info().pid)
-                    .with("reason", reason)
-                    .with("iterations", served)
-                    .with("pss_bytes", pss),
-            );
+            self.ctx.journal.emit(Event::BrowserRetired {
+                account: self.account.id,
+                pid: session.browser.info().pid,
+                reason: reason.into(),
+                iterations: u64::from(served),
+                pss_bytes: pss,
+            });
             session.browser.close().await;
             return;
         }
@@ -175,11 +174,10 @@ impl Pool {
             self.serial,
         );
         let req = self.request(remaining);
-        self.ctx.journal.emit(
-            Event::new("launch_ahead")
-                .account(account.id)
-                .with("launch", serial),
-        );
+        self.ctx.journal.emit(Event::LaunchAhead {
+            account: account.id,
+            launch: serial,
+        });
         // Spawned (not spawn_blocking): the driver's PDEATHSIG is tied to the thread
         // that spawns it, and runtime workers live as long as the run.
         self.ahead = Some(tokio::spawn(async move {
@@ -196,13 +194,12 @@ impl Pool {
         self.ctx.memory.untrack((self.account.id, session.serial));
         let info = session.browser.info().clone();
         let observed = session.browser.health();
-        self.ctx.journal.emit(
-            Event::new("browser_crashed")
-                .account(self.account.id)
-                .with("pid", info.pid)
-                .with("kind", observed.unwrap_or(failure.kind).as_str())
-                .with("error", failure.message.as_str()),
-        );
+        self.ctx.journal.emit(Event::BrowserCrashed {
+            account: self.account.id,
+            pid: info.pid,
+            kind: observed.unwrap_or(failure.kind).as_str().into(),
+            error: failure.message.clone(),
+        });
         session.browser.kill().await;
     }
 
@@ -261,8 +258,7 @@ async fn launch(
     }
     let locked = ctx.scheduler.locked();
     if locked {
-        ctx.journal
-            .emit(Event::new("launch_lock_acquired").account(id));
+        ctx.journal.emit(Event::LaunchLockAcquired { account: id });
     }
     admission.pace().await;
     let started = Instant::now();
@@ -270,8 +266,7 @@ async fn launch(
     // Journal the release while still admitted: otherwise the next creation's
     // `launch_lock_acquired` can be written before our `launch_lock_released`.
     if locked {
-        ctx.journal
-            .emit(Event::new("launch_lock_released").account(id));
+        ctx.journal.emit(Event::LaunchLockReleased { account: id });
     }
     admission.finish(started.elapsed(), result.is_ok());
     (result, seat)
@@ -316,19 +311,18 @@ async fn create(
     match Browser::launch(&spec).await {
         Ok(browser) => {
             let info = browser.info();
-            ctx.journal.emit(
-                Event::new("browser_created")
-                    .account(id)
-                    .with("pid", info.pid)
-                    .with("port", info.devtools_port)
-                    .with("driver_port", info.driver_port)
-                    .with("driver_pid", info.driver_pid)
-                    .with("session_id", info.session_id.as_str())
-                    .with("profile", info.profile.display().to_string())
-                    .with("launch", serial)
-                    .with("launch_ms", info.launch_time.as_millis() as u64)
-                    .with("admission_wait_ms", waited.as_millis() as u64),
-            );
+            ctx.journal.emit(Event::BrowserCreated {
+                account: id,
+                pid: info.pid,
+                port: Some(info.devtools_port),
+                driver_port: info.driver_port,
+                driver_pid: info.driver_pid,
+                session_id: info.session_id.clone(),
+                profile: info.profile.display().to_string(),
+                launch: serial,
+                launch_ms: info.launch_time.as_millis() as u64,
+                admission_wait_ms: waited.as_millis() as u64,
+            });
             ctx.memory.track((id, serial), info.driver_pid);
             Ok(Session {
                 browser,
@@ -339,11 +333,10 @@ async fn create(
         }
         Err(e) => {
             let message = crate::config::redact(&e.to_string(), account);
-            ctx.journal.emit(
-                Event::new("launch_failed")
-                    .account(id)
-                    .with("error", message.as_str()),
-            );
+            ctx.journal.emit(Event::LaunchFailed {
+                account: id,
+                error: message.clone(),
+            });
             Err(Failure::launch(&e, message))
         }
     }

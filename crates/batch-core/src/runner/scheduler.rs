@@ -411,22 +411,21 @@ impl Scheduler {
             .iter()
             .max_by_key(|(_, d)| *d)
             .map(|(r, _)| r.as_str());
-        let mut e = Event::new("admitted")
-            .account(req.account)
-            .with("waited_ms", waited.as_millis() as u64)
-            .with("reason", main);
-        let per: serde_json::Map<String, serde_json::Value> = waits
+        let waits_ms = waits
             .iter()
-            .map(|(r, d)| (r.as_str().to_string(), (d.as_millis() as u64).into()))
+            .map(|(r, d)| (r.as_str().to_string(), d.as_millis() as u64))
             .collect();
         // (Two statements: a lock guard lives to the end of its statement, and
         // `limit()` takes the same lock.)
         let in_flight = shared.lock().in_flight.len();
-        e = e
-            .with("waits_ms", per)
-            .with("in_flight", in_flight)
-            .with("limit", self.limit());
-        shared.journal.emit(e);
+        shared.journal.emit(Event::Admitted {
+            account: req.account,
+            waited_ms: waited.as_millis() as u64,
+            reason: main.map(str::to_string),
+            waits_ms,
+            in_flight,
+            limit: self.limit(),
+        });
         Admission {
             shared: Arc::clone(shared),
             ticket,
@@ -448,23 +447,23 @@ fn add_wait(waits: &mut Vec<(Reason, Duration)>, reason: Reason, d: Duration) {
 }
 
 fn wait_event(account: u64, reason: Reason, view: &View, r: &Readings) -> Event {
-    let mut e = Event::new("admission_wait")
-        .account(account)
-        .with("reason", reason.as_str())
-        .with("in_flight", view.in_flight);
-    match reason {
-        Reason::Memory => {
-            e = e
-                .with("available_bytes", r.available)
-                .with("needed_bytes", needed_memory(view.in_flight, r))
-                .with("threshold_bytes", r.threshold)
-                .with("browser_cost_bytes", r.browser_cost);
-        }
-        Reason::Cpu => e = e.with("pressure", r.pressure).with("limit", view.limit),
-        Reason::Pacing => e = e.with("limit", view.limit),
-        Reason::Cap => e = e.with("seats", view.seats),
+    let memory = reason == Reason::Memory;
+    Event::AdmissionWait {
+        account,
+        reason: reason.as_str().into(),
+        in_flight: view.in_flight,
+        available_bytes: if memory { r.available } else { None },
+        needed_bytes: memory.then(|| needed_memory(view.in_flight, r)),
+        threshold_bytes: memory.then_some(r.threshold),
+        browser_cost_bytes: memory.then_some(r.browser_cost),
+        pressure: if reason == Reason::Cpu {
+            r.pressure
+        } else {
+            None
+        },
+        limit: matches!(reason, Reason::Cpu | Reason::Pacing).then_some(view.limit),
+        seats: (reason == Reason::Cap).then_some(view.seats),
     }
-    e
 }
 
 /// Removes a waiter from the queue if its `admit` future is dropped.
@@ -531,14 +530,13 @@ impl Admission {
                 Change::Held(_) => None,
             };
             if let Some((what, limit)) = what {
-                shared.journal.emit(
-                    Event::new("pacing")
-                        .with("change", what)
-                        .with("limit", limit)
-                        .with("latency_ms", latency.as_millis() as u64)
-                        .with("overlap", overlap)
-                        .with("ok", ok),
-                );
+                shared.journal.emit(Event::Pacing {
+                    change: what.into(),
+                    limit,
+                    latency_ms: latency.as_millis() as u64,
+                    overlap,
+                    ok,
+                });
             }
         }
         shared.notify.notify_waiters();
