@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod accounts;
+mod actions;
 mod doc;
 mod error;
 mod lists;
@@ -24,15 +25,24 @@ mod template;
 mod units;
 mod workflow;
 
-pub use accounts::{is_secret_name, load_accounts, load_accounts_with_env};
+pub use accounts::{exec_env_name, load_accounts, load_accounts_with_env};
+pub use actions::{ACTIONS, ActionDef, KEY_NAMES, action_table};
 pub use error::ConfigError;
 pub use lists::{parse_account_list, parse_step_list, shard};
 pub use project::{Project, load_project, load_project_with_env};
-pub use secrets::{Secrets, url_userinfo};
+pub use secrets::{REDACTED, Secrets, is_secret_name, redact, redact_values, url_userinfo};
 pub use settings::load_settings;
-pub use template::{EnvLookup, REDACTED, process_env, redact, redact_values};
 pub use units::{parse_duration, parse_launch_interval, parse_size};
-pub use workflow::{KEY_NAMES, check_templates, check_templates_with_env, load_workflow};
+pub use workflow::{check_templates, check_templates_with_env, load_workflow};
+
+/// `fn(name) -> Option<value>`: where `{ env = "NAME" }` and `{env.NAME}` are read
+/// from. [`process_env`] in production; a map in tests.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Reads the process environment; a value that is not UTF-8 counts as unset.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
 
 /// An account id as written in the accounts file (`id = 3` / a CSV `id` column).
 pub type AccountId = u64;

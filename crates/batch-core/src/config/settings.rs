@@ -10,29 +10,150 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use toml::Spanned;
-use toml::de::{DeString, DeTable, DeValue};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use toml::Value;
 
-use super::doc::{Doc, entries};
+use super::doc::{
+    Bad, Doc, Expecting, List, dotted, found, integer, opt_bool, opt_duration, opt_positive_u32,
+    optional, positive, string,
+};
 use super::error::read_text;
-use super::units::{parse_duration, parse_launch_interval, parse_size};
+use super::units::{parse_launch_interval, parse_size};
 use super::{
     BrowserSettings, ConfigError, LaunchInterval, LaunchSettings, PoolSettings, PortSettings,
     ProfileSettings, ResourceSettings, RetrySettings, Settings, TimeoutSettings,
 };
 
-const TOP_KEYS: &[&str] = &[
-    "workflow",
-    "accounts",
-    "browser",
-    "launch",
-    "profiles",
-    "ports",
-    "resources",
-    "pool",
-    "retry",
-    "timeouts",
-];
+/// `batch.toml` as written; every key once, in the order error messages list them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default, deserialize_with = "opt_path")]
+    workflow: Option<String>,
+    #[serde(default, deserialize_with = "opt_path")]
+    accounts: Option<String>,
+    browser: Option<RawBrowser>,
+    launch: Option<RawLaunch>,
+    profiles: Option<RawProfiles>,
+    ports: Option<RawPorts>,
+    resources: Option<RawResources>,
+    pool: Option<RawPool>,
+    retry: Option<RawRetry>,
+    timeouts: Option<RawTimeouts>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [browser] section")]
+struct RawBrowser {
+    #[serde(default, deserialize_with = "opt_program")]
+    chromium: Option<String>,
+    #[serde(default, deserialize_with = "opt_program")]
+    chromedriver: Option<String>,
+    #[serde(default, deserialize_with = "opt_bool")]
+    headed: Option<bool>,
+    args: Option<List<Arg>>,
+    #[serde(default, deserialize_with = "opt_window_size")]
+    window_size: Option<(u32, u32)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [launch] section")]
+struct RawLaunch {
+    #[serde(default, deserialize_with = "opt_bool")]
+    lock: Option<bool>,
+    #[serde(default, deserialize_with = "opt_interval")]
+    interval: Option<LaunchInterval>,
+    #[serde(default, deserialize_with = "opt_positive_u32")]
+    max_concurrent: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [profiles] section")]
+struct RawProfiles {
+    #[serde(default, deserialize_with = "opt_path")]
+    root: Option<String>,
+    #[serde(default, deserialize_with = "opt_bool")]
+    ephemeral: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [ports] section")]
+struct RawPorts {
+    #[serde(default, deserialize_with = "opt_port_range")]
+    range: Option<(u16, u16)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [resources] section")]
+struct RawResources {
+    #[serde(default, deserialize_with = "opt_size")]
+    min_available_memory: Option<u64>,
+    #[serde(default, deserialize_with = "opt_positive_duration")]
+    sample_interval: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [pool] section")]
+struct RawPool {
+    #[serde(default, deserialize_with = "opt_positive_u32")]
+    retire_after: Option<u32>,
+    #[serde(default, deserialize_with = "opt_size")]
+    max_browser_memory: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [retry] section")]
+struct RawRetry {
+    #[serde(default, deserialize_with = "opt_retries")]
+    retries: Option<u32>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    backoff: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [timeouts] section")]
+struct RawTimeouts {
+    #[serde(default, deserialize_with = "opt_positive_duration")]
+    action: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_positive_duration")]
+    webdriver: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_positive_duration")]
+    launch: Option<Duration>,
+}
+
+optional! {
+    opt_path -> String = |v| non_empty(v, "a path string");
+    opt_program -> String = |v| non_empty(v, "a program name or path");
+    opt_window_size -> (u32, u32) = window_size;
+    opt_interval -> LaunchInterval = |v| {
+        let s = string(v, "a duration like \"2.5s\", or \"auto\"")?;
+        parse_launch_interval(s).map_err(|m| format!("{s:?}: {m}"))
+    };
+    opt_port_range -> (u16, u16) = port_range;
+    opt_size -> u64 = size;
+    opt_positive_duration -> Duration = |v| positive(v, "duration", "2s");
+    opt_retries -> u32 = |v| {
+        integer(v, 0, u32::MAX.into(), "a whole number, 0 or more").map(|n| n as u32)
+    };
+}
+
+/// One `[browser] args` entry (a managed switch is refused after, at its own line).
+struct Arg(String);
+
+impl Expecting for Arg {
+    fn expected() -> String {
+        "an array of strings, like [\"--lang=en\"]".to_owned()
+    }
+}
+
+impl<'de> Deserialize<'de> for Arg {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let arg = string(&v, &Arg::expected()).map_err(D::Error::custom)?;
+        Ok(Arg(arg.to_owned()))
+    }
+}
 
 impl Settings {
     /// The settings of a `batch.toml` at `config_path` that sets nothing: every default,
@@ -103,155 +224,119 @@ pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
     parse_settings(path, &text)
 }
 
-fn parse_settings(path: &Path, text: &str) -> Result<Settings, ConfigError> {
-    let (doc, root) = Doc::parse(path, text)?;
+pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+    let doc = Doc::new(path, text);
+    let raw: Raw = doc.parse(&dotted)?;
     let mut s = Settings::defaults_for(path);
     let base = s.root.clone();
-    for (key, value) in entries(root.get_ref()) {
-        let name: &str = key.get_ref();
-        let section = || doc.table(value, name, &format!("a [{name}] section"));
-        match name {
-            "workflow" => s.workflow = relative_path(&doc, &base, value, name)?,
-            "accounts" => s.accounts = relative_path(&doc, &base, value, name)?,
-            "browser" => browser(&doc, &base, section()?, &mut s.browser)?,
-            "launch" => launch(&doc, section()?, &mut s.launch)?,
-            "profiles" => profiles(&doc, &base, section()?, &mut s.profiles)?,
-            "ports" => ports(&doc, section()?, &mut s.ports)?,
-            "resources" => resources(&doc, section()?, &mut s.resources)?,
-            "pool" => pool(&doc, section()?, &mut s.pool)?,
-            "retry" => retry(&doc, section()?, &mut s.retry)?,
-            "timeouts" => timeouts(&doc, section()?, &mut s.timeouts)?,
-            _ => return Err(doc.unknown_key(key, "", TOP_KEYS)),
+    let program = |p: String| {
+        // A bare name is kept for a PATH search; anything with a `/` is a path.
+        Some(if p.contains('/') {
+            base.join(p)
+        } else {
+            PathBuf::from(p)
+        })
+    };
+    set(&mut s.workflow, raw.workflow.map(|p| base.join(p)));
+    set(&mut s.accounts, raw.accounts.map(|p| base.join(p)));
+    if let Some(b) = raw.browser {
+        set(&mut s.browser.chromium, b.chromium.map(program));
+        set(&mut s.browser.chromedriver, b.chromedriver.map(program));
+        set(&mut s.browser.headed, b.headed);
+        if let Some(args) = b.args {
+            s.browser.args = Vec::new();
+            for arg in args.0 {
+                let (span, Arg(arg)) = (arg.span(), arg.into_inner());
+                // Chromium's argv: a NUL cannot be passed, and no control character is meant.
+                let problem = match managed_switch(&arg) {
+                    Some((switch, hint)) => format!(
+                        "{arg:?} overrides --{switch}, which batch-cli manages ({hint}; expected other switches)"
+                    ),
+                    None if arg.contains(char::is_control) => {
+                        "a control character (expected printable switches)".to_owned()
+                    }
+                    None => {
+                        s.browser.args.push(arg);
+                        continue;
+                    }
+                };
+                return Err(doc.err(Bad::new(span, "browser.args", problem)));
+            }
         }
+        set(&mut s.browser.window_size, b.window_size);
+    }
+    if let Some(l) = raw.launch {
+        set(&mut s.launch.lock, l.lock);
+        set(&mut s.launch.interval, l.interval);
+        set(
+            &mut s.launch.max_concurrent,
+            l.max_concurrent.map(|n| Some(n as usize)),
+        );
+    }
+    if let Some(p) = raw.profiles {
+        set(&mut s.profiles.root, p.root.map(|p| base.join(p)));
+        set(&mut s.profiles.ephemeral, p.ephemeral);
+    }
+    if let Some(p) = raw.ports {
+        set(&mut s.ports.range, p.range.map(Some));
+    }
+    if let Some(r) = raw.resources {
+        set(
+            &mut s.resources.min_available_memory,
+            r.min_available_memory,
+        );
+        set(&mut s.resources.sample_interval, r.sample_interval);
+    }
+    if let Some(p) = raw.pool {
+        set(&mut s.pool.retire_after, p.retire_after.map(Some));
+        set(
+            &mut s.pool.max_browser_memory,
+            p.max_browser_memory.map(|b| (b > 0).then_some(b)),
+        );
+    }
+    if let Some(r) = raw.retry {
+        set(&mut s.retry.retries, r.retries);
+        set(&mut s.retry.backoff, r.backoff);
+    }
+    if let Some(t) = raw.timeouts {
+        set(&mut s.timeouts.action, t.action);
+        set(&mut s.timeouts.webdriver, t.webdriver);
+        set(&mut s.timeouts.launch, t.launch);
     }
     Ok(s)
 }
 
-type Key<'t, 'i> = &'t Spanned<DeString<'i>>;
-type Value<'t, 'i> = &'t Spanned<DeValue<'i>>;
-
-/// Calls `f(key name, field "section.key", value)` for each entry of a section,
-/// in file order.
-fn each<'t, 'i>(
-    table: &'t DeTable<'i>,
-    section: &str,
-    mut f: impl FnMut(Key<'t, 'i>, &str, Value<'t, 'i>) -> Result<(), ConfigError>,
-) -> Result<(), ConfigError> {
-    for (key, value) in entries(table) {
-        f(key, &format!("{section}.{}", key.get_ref()), value)?;
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
     }
-    Ok(())
 }
 
-fn browser(
-    doc: &Doc<'_>,
-    base: &Path,
-    t: &DeTable<'_>,
-    b: &mut BrowserSettings,
-) -> Result<(), ConfigError> {
-    const KEYS: &[&str] = &["chromium", "chromedriver", "headed", "args", "window_size"];
-    each(t, "browser", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "chromium" => b.chromium = Some(program_path(doc, base, v, field)?),
-            "chromedriver" => b.chromedriver = Some(program_path(doc, base, v, field)?),
-            "headed" => b.headed = doc.boolean(v, field)?,
-            "args" => {
-                let expected = "an array of strings, like [\"--lang=en\"]";
-                b.args = Vec::new();
-                for a in doc.array(v, field, expected)? {
-                    let arg = doc.string(a, field, expected)?;
-                    if let Some((switch, hint)) = managed_switch(arg) {
-                        return Err(doc.err(
-                            a.span(),
-                            field,
-                            format!("{arg:?} overrides --{switch}, which batch-cli manages ({hint}; expected other switches)"),
-                        ));
-                    }
-                    b.args.push(arg.to_owned());
-                }
-            }
-            "window_size" => {
-                let expected = "WIDTHxHEIGHT, like \"1280x800\"";
-                let s = doc.string(v, field, expected)?;
-                let size = s.split_once(['x', 'X']).and_then(|(w, h)| {
-                    let w: u32 = w.trim().parse().ok()?;
-                    let h: u32 = h.trim().parse().ok()?;
-                    (w > 0 && h > 0).then_some((w, h))
-                });
-                b.window_size = size.ok_or_else(|| {
-                    doc.err(
-                        v.span(),
-                        field,
-                        format!("{s:?} is not a window size (expected {expected})"),
-                    )
-                })?;
-            }
-            _ => return Err(doc.unknown_key(key, "browser", KEYS)),
-        }
-        Ok(())
-    })
+fn non_empty(v: &Value, expected: &str) -> Result<String, String> {
+    match string(v, expected)? {
+        "" => Err(format!("an empty path (expected {expected})")),
+        s => Ok(s.to_owned()),
+    }
 }
 
-fn launch(doc: &Doc<'_>, t: &DeTable<'_>, l: &mut LaunchSettings) -> Result<(), ConfigError> {
-    const KEYS: &[&str] = &["lock", "interval", "max_concurrent"];
-    each(t, "launch", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "lock" => l.lock = doc.boolean(v, field)?,
-            "interval" => {
-                let s = doc.string(v, field, "a duration like \"2.5s\", or \"auto\"")?;
-                l.interval = parse_launch_interval(s)
-                    .map_err(|m| doc.err(v.span(), field, format!("{s:?}: {m}")))?;
-            }
-            "max_concurrent" => {
-                let n = doc.integer(v, field, 1, i128::from(u32::MAX), "a positive integer")?;
-                l.max_concurrent = Some(usize::try_from(n).unwrap_or(usize::MAX));
-            }
-            _ => return Err(doc.unknown_key(key, "launch", KEYS)),
-        }
-        Ok(())
-    })
-}
-
-fn profiles(
-    doc: &Doc<'_>,
-    base: &Path,
-    t: &DeTable<'_>,
-    p: &mut ProfileSettings,
-) -> Result<(), ConfigError> {
-    const KEYS: &[&str] = &["root", "ephemeral"];
-    each(t, "profiles", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "root" => p.root = relative_path(doc, base, v, field)?,
-            "ephemeral" => p.ephemeral = doc.boolean(v, field)?,
-            _ => return Err(doc.unknown_key(key, "profiles", KEYS)),
-        }
-        Ok(())
-    })
-}
-
-fn ports(doc: &Doc<'_>, t: &DeTable<'_>, p: &mut PortSettings) -> Result<(), ConfigError> {
-    each(t, "ports", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "range" => p.range = Some(port_range(doc, v, field)?),
-            _ => return Err(doc.unknown_key(key, "ports", &["range"])),
-        }
-        Ok(())
-    })
+fn window_size(v: &Value) -> Result<(u32, u32), String> {
+    let expected = "WIDTHxHEIGHT, like \"1280x800\"";
+    let s = string(v, expected)?;
+    let size = s.split_once(['x', 'X']).and_then(|(w, h)| {
+        let w: u32 = w.trim().parse().ok()?;
+        let h: u32 = h.trim().parse().ok()?;
+        (w > 0 && h > 0).then_some((w, h))
+    });
+    size.ok_or_else(|| format!("{s:?} is not a window size (expected {expected})"))
 }
 
 /// `"LOW-HIGH"`, refused here if the port allocator would refuse it later (after
 /// profiles were locked): inverted, below 1024, above 65535, or too small for one
 /// browser (each needs a driver port and a DevTools port).
-fn port_range(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<(u16, u16), ConfigError> {
+fn port_range(v: &Value) -> Result<(u16, u16), String> {
     let expected = "\"LOW-HIGH\" with 1024 <= LOW < HIGH <= 65535, like \"20000-40000\"";
-    let s = doc.string(v, field, expected)?;
-    let bad = |why: &str| {
-        doc.err(
-            v.span(),
-            field,
-            format!("{s:?} {why} (expected {expected})"),
-        )
-    };
+    let s = string(v, expected)?;
+    let bad = |why: &str| format!("{s:?} {why} (expected {expected})");
     let (lo, hi) = s
         .split_once('-')
         .and_then(|(lo, hi)| {
@@ -261,10 +346,9 @@ fn port_range(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<(u16, u16)
             ))
         })
         .ok_or_else(|| bad("is not a port range"))?;
-    if lo > 65535 || hi > 65535 {
+    let (Ok(lo), Ok(hi)) = (u16::try_from(lo), u16::try_from(hi)) else {
         return Err(bad("is not a port range: ports end at 65535"));
-    }
-    let (lo, hi) = (lo as u16, hi as u16);
+    };
     if let Err(ports::PortError::InvalidRange { reason, .. }) = ports::validate_range(&(lo..=hi)) {
         return Err(bad(&format!("is not a usable port range: {reason}")));
     }
@@ -274,6 +358,16 @@ fn port_range(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<(u16, u16)
         ));
     }
     Ok((lo, hi))
+}
+
+/// A size: `"512MiB"`, `"1GiB"`, or a number of bytes.
+fn size(v: &Value) -> Result<u64, String> {
+    let expected = "a size like \"1GiB\" or \"512MiB\", or a number of bytes";
+    match v {
+        Value::Integer(_) => integer(v, 0, i64::MAX, expected).map(|n| n as u64),
+        Value::String(s) => parse_size(s).map_err(|m| format!("{s:?}: {m}")),
+        _ => Err(found(v, expected)),
+    }
 }
 
 /// Chromium switches batch-cli sets itself, per browser, and verifies; a
@@ -316,142 +410,6 @@ pub(crate) fn managed_switch(arg: &str) -> Option<(&'static str, &'static str)> 
         .iter()
         .find(|(m, _)| name.eq_ignore_ascii_case(m))
         .copied()
-}
-
-fn resources(doc: &Doc<'_>, t: &DeTable<'_>, r: &mut ResourceSettings) -> Result<(), ConfigError> {
-    const KEYS: &[&str] = &["min_available_memory", "sample_interval"];
-    each(t, "resources", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "min_available_memory" => r.min_available_memory = size(doc, v, field)?,
-            "sample_interval" => r.sample_interval = positive_duration(doc, v, field)?,
-            _ => return Err(doc.unknown_key(key, "resources", KEYS)),
-        }
-        Ok(())
-    })
-}
-
-fn pool(doc: &Doc<'_>, t: &DeTable<'_>, p: &mut PoolSettings) -> Result<(), ConfigError> {
-    const KEYS: &[&str] = &["retire_after", "max_browser_memory"];
-    each(t, "pool", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "retire_after" => {
-                let n = doc.integer(v, field, 1, i128::from(u32::MAX), "a positive integer")?;
-                p.retire_after = Some(u32::try_from(n).expect("range checked"));
-            }
-            "max_browser_memory" => {
-                let bytes = size(doc, v, field)?;
-                p.max_browser_memory = (bytes > 0).then_some(bytes);
-            }
-            _ => return Err(doc.unknown_key(key, "pool", KEYS)),
-        }
-        Ok(())
-    })
-}
-
-/// A size: `"512MiB"`, `"1GiB"`, or a number of bytes.
-fn size(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<u64, ConfigError> {
-    let expected = "a size like \"1GiB\" or \"512MiB\", or a number of bytes";
-    Ok(match v.get_ref() {
-        DeValue::Integer(_) => {
-            let n = doc.integer(v, field, 0, i128::from(u64::MAX), expected)?;
-            u64::try_from(n).expect("range checked")
-        }
-        _ => {
-            let s = doc.string(v, field, expected)?;
-            parse_size(s).map_err(|m| doc.err(v.span(), field, format!("{s:?}: {m}")))?
-        }
-    })
-}
-
-fn retry(doc: &Doc<'_>, t: &DeTable<'_>, r: &mut RetrySettings) -> Result<(), ConfigError> {
-    each(t, "retry", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "retries" => {
-                let n = doc.integer(
-                    v,
-                    field,
-                    0,
-                    i128::from(u32::MAX),
-                    "a whole number, 0 or more",
-                )?;
-                r.retries = u32::try_from(n).expect("range checked");
-            }
-            "backoff" => r.backoff = duration(doc, v, field)?,
-            _ => return Err(doc.unknown_key(key, "retry", &["retries", "backoff"])),
-        }
-        Ok(())
-    })
-}
-
-fn timeouts(doc: &Doc<'_>, t: &DeTable<'_>, o: &mut TimeoutSettings) -> Result<(), ConfigError> {
-    each(t, "timeouts", |key, field, v| {
-        let slot = match key.get_ref().as_ref() {
-            "action" => &mut o.action,
-            "webdriver" => &mut o.webdriver,
-            "launch" => &mut o.launch,
-            _ => return Err(doc.unknown_key(key, "timeouts", &["action", "webdriver", "launch"])),
-        };
-        *slot = positive_duration(doc, v, field)?;
-        Ok(())
-    })
-}
-
-fn duration(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<Duration, ConfigError> {
-    let s = doc.string(v, field, "a duration string like \"500ms\" or \"2s\"")?;
-    parse_duration(s).map_err(|m| doc.err(v.span(), field, format!("{s:?}: {m}")))
-}
-
-fn positive_duration(
-    doc: &Doc<'_>,
-    v: Value<'_, '_>,
-    field: &str,
-) -> Result<Duration, ConfigError> {
-    let d = duration(doc, v, field)?;
-    if d.is_zero() {
-        return Err(doc.err(
-            v.span(),
-            field,
-            "a zero duration (expected a positive duration like \"2s\")",
-        ));
-    }
-    Ok(d)
-}
-
-/// A path relative to `base` (the directory of `batch.toml`), made absolute.
-fn relative_path(
-    doc: &Doc<'_>,
-    base: &Path,
-    v: Value<'_, '_>,
-    field: &str,
-) -> Result<PathBuf, ConfigError> {
-    let s = doc.string(v, field, "a path string")?;
-    if s.is_empty() {
-        return Err(doc.err(v.span(), field, "an empty path (expected a path string)"));
-    }
-    Ok(base.join(s))
-}
-
-/// A program: a bare name (`chromium`) is kept for a `PATH` search; anything with a
-/// `/` is a path relative to `base`.
-fn program_path(
-    doc: &Doc<'_>,
-    base: &Path,
-    v: Value<'_, '_>,
-    field: &str,
-) -> Result<PathBuf, ConfigError> {
-    let s = doc.string(v, field, "a program name or path")?;
-    if s.is_empty() {
-        return Err(doc.err(
-            v.span(),
-            field,
-            "an empty path (expected a program name or path)",
-        ));
-    }
-    Ok(if s.contains('/') {
-        base.join(s)
-    } else {
-        PathBuf::from(s)
-    })
 }
 
 #[cfg(test)]
