@@ -209,6 +209,9 @@ pub fn check_templates_with_env(
                 ConfigError::invalid(path, Some(action.line), action.kind.name(), message)
             };
             let is_exec = matches!(action.kind, ActionKind::Exec { .. });
+            // What reaches a URL or an argv may not hold a control character: a NUL
+            // cannot be passed to a program, and a URL parser silently drops some.
+            let reaches_url_or_argv = is_exec || matches!(action.kind, ActionKind::Goto { .. });
             for part in action
                 .kind
                 .templates()
@@ -222,11 +225,27 @@ pub fn check_templates_with_env(
                              workflow file, or --base-url)"
                         )));
                     }
+                    Part::BaseUrl => {
+                        if let Err(why) = check_base_url(&workflow.base_url) {
+                            return Err(err(format!(
+                                "{part} is used but the base URL {why} (expected base_url = \
+                                 \"http://HOST:PORT\" in the workflow file, or --base-url)"
+                            )));
+                        }
+                    }
                     Part::Account(field) if field != "id" => {
                         if let Some(a) = accounts.iter().find(|a| !a.fields.contains_key(field)) {
                             return Err(err(format!(
                                 "{part}: account {} has no field {field:?} (expected every \
                                  account that runs to have it)",
+                                a.id
+                            )));
+                        }
+                        let control = |a: &&&Account| a.fields[field].value.contains(char::is_control);
+                        if let Some(a) = accounts.iter().find(control).filter(|_| reaches_url_or_argv) {
+                            return Err(err(format!(
+                                "{part}: the value of account {} has a control character \
+                                 (expected printable text in a URL or an argv)",
                                 a.id
                             )));
                         }
@@ -249,6 +268,12 @@ pub fn check_templates_with_env(
                                  {name} from the environment it inherits)"
                             )));
                         }
+                        if reaches_url_or_argv && env(name).is_some_and(|v| v.contains(char::is_control)) {
+                            return Err(err(format!(
+                                "{part}: environment variable {name} has a control character \
+                                 (expected printable text in a URL)"
+                            )));
+                        }
                         if env(name).is_none() {
                             return Err(err(format!(
                                 "{part}: environment variable {name} is not set (expected it \
@@ -262,6 +287,22 @@ pub fn check_templates_with_env(
         }
     }
     Ok(())
+}
+
+/// Why `base_url` cannot start a URL, if it cannot: it must be an `http://` or
+/// `https://` URL with a host. Never quotes it: it may hold credentials.
+fn check_base_url(base_url: &str) -> Result<(), &'static str> {
+    if base_url.is_empty() {
+        return Err("is not set");
+    }
+    if base_url.contains(char::is_control) {
+        return Err("has a control character");
+    }
+    match url::Url::parse(base_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err("is not an http:// or https:// URL"),
+        Err(_) => Err("is not a URL"),
+    }
 }
 
 #[cfg(test)]
@@ -623,6 +664,21 @@ after = []
         );
         check_error(&actions("{ exec = [] }"), Some(5), "exec: an empty argv");
         check_error(
+            &actions("{ goto = \"http://h/\\u0000\" }"),
+            Some(5),
+            "goto: a control character (expected printable text",
+        );
+        check_error(
+            &actions("{ exec = [\"tool\", \"a\\nb\"] }"),
+            Some(5),
+            "exec: a control character",
+        );
+        check_error(
+            &actions("{ screenshot = \"a\\tb\" }"),
+            Some(5),
+            "screenshot: not a plain file name",
+        );
+        check_error(
             &actions("{ exec = \"python3 x.py\" }"),
             Some(5),
             "exec: found a string (expected a non-empty array of strings",
@@ -842,6 +898,58 @@ actions = [{ exec = ["tool", "{account.note}"] }]
             &[1],
             &env,
             Err((5, "{base_url} is used but no base URL is set")),
+        );
+        for (base_url, why) in [
+            ("127.0.0.1:8080", "is not a URL"),
+            ("localhost:8080", "is not an http:// or https:// URL"),
+            ("localhost", "is not a URL"),
+            ("ftp://h/x", "is not an http:// or https:// URL"),
+            ("http://", "is not a URL"),
+            ("http://h\u{0}x", "has a control character"),
+            ("http://u:hunter2@h\n", "has a control character"),
+        ] {
+            workflow.base_url = base_url.to_owned();
+            check(
+                &workflow,
+                &[&full],
+                &[1],
+                &env,
+                Err((5, &format!("goto: {{base_url}} is used but the base URL {why} (expected base_url = \"http://HOST:PORT\""))),
+            );
+        }
+        // Not used, not checked: step 2 has no {base_url}.
+        workflow.base_url = "not a url".to_owned();
+        check(&workflow, &[&plain_note], &[4], &env, Ok(()));
+        workflow.base_url = "https://u:hunter2@h:8443/app".to_owned();
+        check(&workflow, &[&full], &[1], &env, Ok(()));
+
+        // Control characters in what reaches a URL or an argv.
+        let nul_name = account(5, &[("username", "u\u{0}5", false), ("email", "e\n", false), ("password", "p", true), ("note", "n\u{0}", false)]);
+        check(
+            &workflow,
+            &[&plain_note, &nul_name],
+            &[4],
+            &env,
+            Err((18, "exec: {account.note}: the value of account 5 has a control character")),
+        );
+        let cr = account(6, &[("note", "a\rb", false)]);
+        check(
+            &workflow,
+            &[&cr],
+            &[4],
+            &env,
+            Err((18, "exec: {account.note}: the value of account 6 has a control character")),
+        );
+        // `fill` types text: a newline there is meant.
+        let multiline = account(7, &[("username", "a\nb", false), ("email", "e", false)]);
+        let env_nl = |name: &str| (name == "CHECK_KEY").then(|| "x\ny".to_owned());
+        check(&workflow, &[&multiline], &[1], &env, Ok(()));
+        check(
+            &workflow,
+            &[&full],
+            &[1],
+            &env_nl,
+            Err((5, "goto: {env.CHECK_KEY}: environment variable CHECK_KEY has a control character")),
         );
     }
 }
