@@ -472,6 +472,17 @@ my_secret_word = "s"
     }
 
     #[test]
+    fn the_documented_example_loads() {
+        let example = crate::config::settings::tests::docs_example("## Accounts");
+        let path = std::path::PathBuf::from("accounts.toml");
+        let env = |n: &str| (n == "USER1_PASSWORD").then(|| "s3cret".to_owned());
+        let got = parse_accounts(&path, &example, &env).unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<AccountId> = got.accounts.iter().map(|a| a.id).collect();
+        assert_eq!(ids, [1, 2]);
+        assert!(got.accounts[0].fields["password"].secret);
+    }
+
+    #[test]
     fn toml_errors() {
         let e = |line: usize, message| Err((Some(line), message));
         check(

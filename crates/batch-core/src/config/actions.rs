@@ -435,12 +435,58 @@ pub fn action_table() -> String {
         let extra: Vec<String> = a.extra.iter().map(|k| format!("`{k}`")).collect();
         let keys: Vec<String> = KEY_NAMES.iter().map(|k| format!("`{k}`")).collect();
         let does = a.does.replace("{keys}", &keys.join(", "));
-        out.push_str(&format!(
-            "| `{} = {}` | {} | {does} |\n",
-            a.name,
-            a.arg,
-            extra.join(", ")
-        ));
+        let extra = match extra.join(", ") {
+            e if e.is_empty() => " ".to_owned(),
+            e => format!(" {e} "),
+        };
+        out.push_str(&format!("| `{} = {}` |{extra}| {does} |\n", a.name, a.arg));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(name: &str) -> String {
+        let path = format!("{}/../../docs/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The docs' table and the parser read the same definition: regenerate the table
+    /// from `action_table()` (the message shows it) when an action changes.
+    #[test]
+    fn docs_action_table_is_generated_from_actions() {
+        let table = action_table();
+        let docs = doc("configuration.md");
+        assert!(
+            docs.contains(&table),
+            "docs/configuration.md's action table differs from ACTIONS; it should read:\n{table}"
+        );
+    }
+
+    #[test]
+    fn every_action_builds_and_names_itself() {
+        for def in ACTIONS {
+            let mut text = format!("x = [{{ {} = ", def.name);
+            text.push_str(match def.arg {
+                "DUR" => "\"1s\"",
+                "KEY" => "\"Enter\"",
+                "[ARGV...]" => "[\"true\"]",
+                _ => "\"a\"",
+            });
+            for key in def.extra {
+                text.push_str(&format!(", {key} = {}", if *key == "timeout" { "\"1s\"" } else { "\"b\"" }));
+            }
+            text.push_str(" }]\n");
+            #[derive(serde::Deserialize)]
+            struct X {
+                x: super::super::doc::List<RawAction>,
+            }
+            let x: X = toml::from_str(&text).unwrap();
+            let kind = ActionKind::try_from(&x.x.0[0]).unwrap_or_else(|b| panic!("{text}: {b:?}"));
+            assert_eq!(kind.name(), def.name);
+            assert_eq!(kind.timeout().is_some(), def.extra.contains(&"timeout"), "{text}");
+        }
+    }
 }

@@ -413,7 +413,7 @@ pub(crate) fn managed_switch(arg: &str) -> Option<(&'static str, &'static str)> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Writes `text` as `batch.toml` in a fresh temp dir and loads it.
@@ -463,6 +463,26 @@ mod tests {
                 Duration::from_secs(30)
             )
         );
+    }
+
+    /// The first ```toml block after `heading` in docs/configuration.md.
+    pub(crate) fn docs_example(heading: &str) -> String {
+        let path = format!("{}/../../docs/configuration.md", env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let rest = &docs[docs.find(heading).expect(heading)..];
+        let start = rest.find("```toml\n").expect("a toml block") + 8;
+        rest[start..start + rest[start..].find("```").unwrap()].to_owned()
+    }
+
+    /// Every key the docs show exists, with the type the docs show.
+    #[test]
+    fn the_documented_example_loads() {
+        let example = docs_example("## `batch.toml`");
+        assert!(example.contains("[timeouts]"), "{example}");
+        let (_dir, _root, got) = load(&example);
+        let s = got.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.launch.max_concurrent, Some(8));
+        assert_eq!(s.ports.range, Some((20000, 40000)));
     }
 
     #[test]
