@@ -476,7 +476,10 @@ mod tests {
                 _ => "\"a\"",
             });
             for key in def.extra {
-                text.push_str(&format!(", {key} = {}", if *key == "timeout" { "\"1s\"" } else { "\"b\"" }));
+                text.push_str(&format!(
+                    ", {key} = {}",
+                    if *key == "timeout" { "\"1s\"" } else { "\"b\"" }
+                ));
             }
             text.push_str(" }]\n");
             #[derive(serde::Deserialize)]
@@ -486,7 +489,11 @@ mod tests {
             let x: X = toml::from_str(&text).unwrap();
             let kind = ActionKind::try_from(&x.x.0[0]).unwrap_or_else(|b| panic!("{text}: {b:?}"));
             assert_eq!(kind.name(), def.name);
-            assert_eq!(kind.timeout().is_some(), def.extra.contains(&"timeout"), "{text}");
+            assert_eq!(
+                kind.timeout().is_some(),
+                def.extra.contains(&"timeout"),
+                "{text}"
+            );
         }
     }
 }

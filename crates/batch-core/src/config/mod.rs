@@ -19,6 +19,8 @@ mod doc;
 mod error;
 mod lists;
 mod project;
+#[cfg(test)]
+mod proptests;
 mod secrets;
 mod settings;
 mod template;

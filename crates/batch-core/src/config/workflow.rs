@@ -241,8 +241,13 @@ pub fn check_templates_with_env(
                                 a.id
                             )));
                         }
-                        let control = |a: &&&Account| a.fields[field].value.contains(char::is_control);
-                        if let Some(a) = accounts.iter().find(control).filter(|_| reaches_url_or_argv) {
+                        let control =
+                            |a: &&&Account| a.fields[field].value.contains(char::is_control);
+                        if let Some(a) = accounts
+                            .iter()
+                            .find(control)
+                            .filter(|_| reaches_url_or_argv)
+                        {
                             return Err(err(format!(
                                 "{part}: the value of account {} has a control character \
                                  (expected printable text in a URL or an argv)",
@@ -268,7 +273,9 @@ pub fn check_templates_with_env(
                                  {name} from the environment it inherits)"
                             )));
                         }
-                        if reaches_url_or_argv && env(name).is_some_and(|v| v.contains(char::is_control)) {
+                        if reaches_url_or_argv
+                            && env(name).is_some_and(|v| v.contains(char::is_control))
+                        {
                             return Err(err(format!(
                                 "{part}: environment variable {name} has a control character \
                                  (expected printable text in a URL)"
@@ -914,7 +921,12 @@ actions = [{ exec = ["tool", "{account.note}"] }]
                 &[&full],
                 &[1],
                 &env,
-                Err((5, &format!("goto: {{base_url}} is used but the base URL {why} (expected base_url = \"http://HOST:PORT\""))),
+                Err((
+                    5,
+                    &format!(
+                        "goto: {{base_url}} is used but the base URL {why} (expected base_url = \"http://HOST:PORT\""
+                    ),
+                )),
             );
         }
         // Not used, not checked: step 2 has no {base_url}.
@@ -924,13 +936,24 @@ actions = [{ exec = ["tool", "{account.note}"] }]
         check(&workflow, &[&full], &[1], &env, Ok(()));
 
         // Control characters in what reaches a URL or an argv.
-        let nul_name = account(5, &[("username", "u\u{0}5", false), ("email", "e\n", false), ("password", "p", true), ("note", "n\u{0}", false)]);
+        let nul_name = account(
+            5,
+            &[
+                ("username", "u\u{0}5", false),
+                ("email", "e\n", false),
+                ("password", "p", true),
+                ("note", "n\u{0}", false),
+            ],
+        );
         check(
             &workflow,
             &[&plain_note, &nul_name],
             &[4],
             &env,
-            Err((18, "exec: {account.note}: the value of account 5 has a control character")),
+            Err((
+                18,
+                "exec: {account.note}: the value of account 5 has a control character",
+            )),
         );
         let cr = account(6, &[("note", "a\rb", false)]);
         check(
@@ -938,7 +961,10 @@ actions = [{ exec = ["tool", "{account.note}"] }]
             &[&cr],
             &[4],
             &env,
-            Err((18, "exec: {account.note}: the value of account 6 has a control character")),
+            Err((
+                18,
+                "exec: {account.note}: the value of account 6 has a control character",
+            )),
         );
         // `fill` types text: a newline there is meant.
         let multiline = account(7, &[("username", "a\nb", false), ("email", "e", false)]);
@@ -949,7 +975,10 @@ actions = [{ exec = ["tool", "{account.note}"] }]
             &[&full],
             &[1],
             &env_nl,
-            Err((5, "goto: {env.CHECK_KEY}: environment variable CHECK_KEY has a control character")),
+            Err((
+                5,
+                "goto: {env.CHECK_KEY}: environment variable CHECK_KEY has a control character",
+            )),
         );
     }
 }
