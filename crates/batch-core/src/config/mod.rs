@@ -15,6 +15,8 @@ use std::time::Duration;
 
 mod accounts;
 mod actions;
+#[cfg(test)]
+mod bad_input;
 mod doc;
 mod error;
 mod lists;
