@@ -110,11 +110,31 @@ pub(crate) fn parse_accounts(
     } else {
         parse_toml(path, text, env)?
     };
+    check_proxy_characters(path, &accounts)?;
     check_proxies(path, &accounts)?;
     Ok(Accounts {
         path: path.to_path_buf(),
         accounts,
     })
+}
+
+/// A proxy goes into Chromium's argv, where a NUL cannot even be passed and no
+/// other control character is meant. The message never quotes the URL.
+fn check_proxy_characters(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
+    let bad = |a: &&Account| {
+        a.fields
+            .get("proxy")
+            .is_some_and(|p| p.value.contains(char::is_control))
+    };
+    match accounts.iter().find(bad) {
+        Some(a) => Err(ConfigError::invalid(
+            path,
+            None,
+            format!("account {}, proxy", a.id),
+            "a control character in the proxy URL (expected a URL such as http://127.0.0.1:3128)",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A proxy with credentials would put them into Chromium's `--proxy-server` argv,
@@ -125,15 +145,6 @@ fn check_proxies(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
         let Some(proxy) = a.fields.get("proxy") else {
             continue;
         };
-        // It goes into Chromium's argv, where a NUL cannot even be passed.
-        if proxy.value.contains(char::is_control) {
-            return Err(ConfigError::invalid(
-                path,
-                None,
-                format!("account {}, proxy", a.id),
-                "a control character in the proxy URL (expected a URL such as http://127.0.0.1:3128)",
-            ));
-        }
         if !super::url_userinfo(&proxy.value).is_empty() {
             return Err(ConfigError::invalid(
                 path,

@@ -192,6 +192,24 @@ fn path_in(v: &Spanned<DeValue<'_>>, span: &Range<usize>) -> Option<Vec<Seg>> {
     }
 }
 
+impl Doc<'_> {
+    /// The span of the value at `path`, if there is one.
+    pub(crate) fn span_at(&self, path: &[Seg]) -> Option<Range<usize>> {
+        let root = DeTable::parse(self.text).ok()?;
+        let (first, rest) = path.split_first()?;
+        let Seg::Key(k) = first else { return None };
+        let mut v = root.get_ref().get(k.as_str())?;
+        for seg in rest {
+            v = match (seg, v.get_ref()) {
+                (Seg::Key(k), DeValue::Table(t)) => t.get(k.as_str())?,
+                (Seg::Index(i), DeValue::Array(a)) => a.get(*i)?,
+                _ => return None,
+            };
+        }
+        Some(v.span())
+    }
+}
+
 /// The value at `path`, if there is one.
 pub(crate) fn value_at<'t, 'i>(root: &'t DeTable<'i>, path: &[Seg]) -> Option<&'t DeValue<'i>> {
     let (first, rest) = path.split_first()?;
@@ -298,24 +316,18 @@ pub(crate) fn name(v: &Value) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// `fn NAME(deserializer) -> Option<T>` from a value parser, for optional fields:
-/// `#[serde(default, deserialize_with = "NAME")]`.
-macro_rules! optional {
-    ($($name:ident -> $t:ty = $parse:expr;)*) => {$(
-        pub(crate) fn $name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<$t>, D::Error> {
+/// `fn NAME(deserializer) -> T` from a value parser `fn(&Value) -> Result<T, message>`,
+/// for `#[serde(deserialize_with = "NAME")]`.
+macro_rules! value {
+    ($($vis:vis $name:ident -> $t:ty = $parse:expr;)*) => {$(
+        $vis fn $name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
             let v = <toml::Value as serde::Deserialize>::deserialize(d)?;
             let parse: fn(&toml::Value) -> Result<$t, String> = $parse;
-            parse(&v).map(Some).map_err(<D::Error as serde::de::Error>::custom)
+            parse(&v).map_err(<D::Error as serde::de::Error>::custom)
         }
     )*};
 }
-pub(crate) use optional;
-
-optional! {
-    opt_bool -> bool = boolean;
-    opt_positive_u32 -> u32 = positive_u32;
-    opt_duration -> Duration = duration;
-}
+pub(crate) use value;
 
 /// What a list or table type is called in "found X (expected …)".
 pub(crate) trait Expecting {

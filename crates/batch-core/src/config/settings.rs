@@ -1,23 +1,21 @@
 //! Loading `batch.toml`: the paths of the workflow and accounts files, and the
-//! `[browser]`, `[launch]`, `[profiles]`, `[ports]`, `[resources]`, `[retry]` and
-//! `[timeouts]` sections, each key optional with a default.
+//! `[browser]`, `[launch]`, `[profiles]`, `[ports]`, `[resources]`, `[pool]`,
+//! `[retry]` and `[timeouts]` sections, each key optional with a default.
 //!
-//! Main items: [`load_settings`] and [`Settings::defaults_for`]. Relative paths are
-//! resolved against the file's directory, so every path in [`Settings`] is absolute.
-//! Command-line overrides (`--headed`, `--retries`, …) are applied by the caller, not
-//! here; nothing here checks that the browser or driver exist (that is `doctor`'s job).
+//! Main items: [`load_settings`] and [`Settings::defaults_for`]. The section types
+//! (in the parent module) deserialize themselves through the value parsers below,
+//! each key's default in their `Default`. Relative paths are resolved against the
+//! file's directory, so every path in [`Settings`] is absolute. Command-line overrides
+//! (`--headed`, `--retries`, …) are applied by the caller, not here; nothing here
+//! checks that the browser or driver exist (that is `doctor`'s job).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use toml::Value;
 
-use super::doc::{
-    Bad, Doc, Expecting, List, dotted, found, integer, opt_bool, opt_duration, opt_positive_u32,
-    optional, positive, string,
-};
+use super::doc::{Bad, Doc, Seg, dotted, found, integer, positive, string, value};
 use super::error::read_text;
 use super::units::{parse_launch_interval, parse_size};
 use super::{
@@ -27,131 +25,105 @@ use super::{
 
 /// `batch.toml` as written; every key once, in the order error messages list them.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 struct Raw {
-    #[serde(default, deserialize_with = "opt_path")]
-    workflow: Option<String>,
-    #[serde(default, deserialize_with = "opt_path")]
-    accounts: Option<String>,
-    browser: Option<RawBrowser>,
-    launch: Option<RawLaunch>,
-    profiles: Option<RawProfiles>,
-    ports: Option<RawPorts>,
-    resources: Option<RawResources>,
-    pool: Option<RawPool>,
-    retry: Option<RawRetry>,
-    timeouts: Option<RawTimeouts>,
+    #[serde(deserialize_with = "path")]
+    workflow: PathBuf,
+    #[serde(deserialize_with = "path")]
+    accounts: PathBuf,
+    browser: BrowserSettings,
+    launch: LaunchSettings,
+    profiles: ProfileSettings,
+    ports: PortSettings,
+    resources: ResourceSettings,
+    pool: PoolSettings,
+    retry: RetrySettings,
+    timeouts: TimeoutSettings,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [browser] section")]
-struct RawBrowser {
-    #[serde(default, deserialize_with = "opt_program")]
-    chromium: Option<String>,
-    #[serde(default, deserialize_with = "opt_program")]
-    chromedriver: Option<String>,
-    #[serde(default, deserialize_with = "opt_bool")]
-    headed: Option<bool>,
-    args: Option<List<Arg>>,
-    #[serde(default, deserialize_with = "opt_window_size")]
-    window_size: Option<(u32, u32)>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [launch] section")]
-struct RawLaunch {
-    #[serde(default, deserialize_with = "opt_bool")]
-    lock: Option<bool>,
-    #[serde(default, deserialize_with = "opt_interval")]
-    interval: Option<LaunchInterval>,
-    #[serde(default, deserialize_with = "opt_positive_u32")]
-    max_concurrent: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [profiles] section")]
-struct RawProfiles {
-    #[serde(default, deserialize_with = "opt_path")]
-    root: Option<String>,
-    #[serde(default, deserialize_with = "opt_bool")]
-    ephemeral: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [ports] section")]
-struct RawPorts {
-    #[serde(default, deserialize_with = "opt_port_range")]
-    range: Option<(u16, u16)>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [resources] section")]
-struct RawResources {
-    #[serde(default, deserialize_with = "opt_size")]
-    min_available_memory: Option<u64>,
-    #[serde(default, deserialize_with = "opt_positive_duration")]
-    sample_interval: Option<Duration>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [pool] section")]
-struct RawPool {
-    #[serde(default, deserialize_with = "opt_positive_u32")]
-    retire_after: Option<u32>,
-    #[serde(default, deserialize_with = "opt_size")]
-    max_browser_memory: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [retry] section")]
-struct RawRetry {
-    #[serde(default, deserialize_with = "opt_retries")]
-    retries: Option<u32>,
-    #[serde(default, deserialize_with = "opt_duration")]
-    backoff: Option<Duration>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [timeouts] section")]
-struct RawTimeouts {
-    #[serde(default, deserialize_with = "opt_positive_duration")]
-    action: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_positive_duration")]
-    webdriver: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_positive_duration")]
-    launch: Option<Duration>,
-}
-
-optional! {
-    opt_path -> String = |v| non_empty(v, "a path string");
-    opt_program -> String = |v| non_empty(v, "a program name or path");
-    opt_window_size -> (u32, u32) = window_size;
-    opt_interval -> LaunchInterval = |v| {
-        let s = string(v, "a duration like \"2.5s\", or \"auto\"")?;
-        parse_launch_interval(s).map_err(|m| format!("{s:?}: {m}"))
-    };
-    opt_port_range -> (u16, u16) = port_range;
-    opt_size -> u64 = size;
-    opt_positive_duration -> Duration = |v| positive(v, "duration", "2s");
-    opt_retries -> u32 = |v| {
-        integer(v, 0, u32::MAX.into(), "a whole number, 0 or more").map(|n| n as u32)
-    };
-}
-
-/// One `[browser] args` entry (a managed switch is refused after, at its own line).
-struct Arg(String);
-
-impl Expecting for Arg {
-    fn expected() -> String {
-        "an array of strings, like [\"--lang=en\"]".to_owned()
+impl Default for Raw {
+    fn default() -> Raw {
+        Raw {
+            workflow: "workflow.toml".into(),
+            accounts: "accounts.toml".into(),
+            browser: BrowserSettings::default(),
+            launch: LaunchSettings::default(),
+            profiles: ProfileSettings::default(),
+            ports: PortSettings::default(),
+            resources: ResourceSettings::default(),
+            pool: PoolSettings::default(),
+            retry: RetrySettings::default(),
+            timeouts: TimeoutSettings::default(),
+        }
     }
 }
 
-impl<'de> Deserialize<'de> for Arg {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        let arg = string(&v, &Arg::expected()).map_err(D::Error::custom)?;
-        Ok(Arg(arg.to_owned()))
+impl Default for BrowserSettings {
+    fn default() -> Self {
+        BrowserSettings {
+            chromium: None,
+            chromedriver: None,
+            headed: false,
+            args: Vec::new(),
+            window_size: (1280, 800),
+        }
+    }
+}
+
+impl Default for LaunchSettings {
+    fn default() -> Self {
+        LaunchSettings {
+            lock: true,
+            interval: LaunchInterval::Auto,
+            max_concurrent: None,
+        }
+    }
+}
+
+impl Default for ProfileSettings {
+    /// `profiles` relative to batch.toml's directory (made absolute on loading).
+    fn default() -> Self {
+        ProfileSettings {
+            root: "profiles".into(),
+            ephemeral: false,
+        }
+    }
+}
+
+impl Default for ResourceSettings {
+    fn default() -> Self {
+        ResourceSettings {
+            min_available_memory: 1 << 30,
+            sample_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            retire_after: None,
+            max_browser_memory: Some(2 << 30),
+        }
+    }
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            retries: 2,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        TimeoutSettings {
+            action: Duration::from_secs(10),
+            webdriver: Duration::from_secs(30),
+            launch: Duration::from_secs(30),
+        }
     }
 }
 
@@ -160,50 +132,41 @@ impl Settings {
     /// with relative paths resolved against its directory. Reads nothing but the
     /// directory's canonical path.
     pub fn defaults_for(config_path: &Path) -> Settings {
-        let root = absolute_dir(config_path);
-        let file_name = config_path
-            .file_name()
-            .map_or_else(|| "batch.toml".into(), ToOwned::to_owned);
-        Settings {
-            config_path: root.join(file_name),
-            workflow: root.join("workflow.toml"),
-            accounts: root.join("accounts.toml"),
-            browser: BrowserSettings {
-                chromium: None,
-                chromedriver: None,
-                headed: false,
-                args: Vec::new(),
-                window_size: (1280, 800),
-            },
-            launch: LaunchSettings {
-                lock: true,
-                interval: LaunchInterval::Auto,
-                max_concurrent: None,
-            },
-            profiles: ProfileSettings {
-                root: root.join("profiles"),
-                ephemeral: false,
-            },
-            ports: PortSettings { range: None },
-            resources: ResourceSettings {
-                min_available_memory: 1 << 30,
-                sample_interval: Duration::from_secs(2),
-            },
-            pool: PoolSettings {
-                retire_after: None,
-                max_browser_memory: Some(2 << 30),
-            },
-            retry: RetrySettings {
-                retries: 2,
-                backoff: Duration::from_millis(500),
-            },
-            timeouts: TimeoutSettings {
-                action: Duration::from_secs(10),
-                webdriver: Duration::from_secs(30),
-                launch: Duration::from_secs(30),
-            },
-            root,
+        resolve(config_path, Raw::default())
+    }
+}
+
+/// `raw` with every path made absolute against the directory of `config_path`.
+fn resolve(config_path: &Path, raw: Raw) -> Settings {
+    let root = absolute_dir(config_path);
+    let file_name = config_path
+        .file_name()
+        .map_or_else(|| "batch.toml".into(), ToOwned::to_owned);
+    let mut browser = raw.browser;
+    // A bare program name is kept for a PATH search; anything with a `/` is a path.
+    for program in [&mut browser.chromium, &mut browser.chromedriver]
+        .into_iter()
+        .flatten()
+    {
+        if program.to_string_lossy().contains('/') {
+            *program = root.join(&*program);
         }
+    }
+    let mut profiles = raw.profiles;
+    profiles.root = root.join(&profiles.root);
+    Settings {
+        config_path: root.join(file_name),
+        workflow: root.join(raw.workflow),
+        accounts: root.join(raw.accounts),
+        browser,
+        launch: raw.launch,
+        profiles,
+        ports: raw.ports,
+        resources: raw.resources,
+        pool: raw.pool,
+        retry: raw.retry,
+        timeouts: raw.timeouts,
+        root,
     }
 }
 
@@ -227,89 +190,57 @@ pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
 pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, ConfigError> {
     let doc = Doc::new(path, text);
     let raw: Raw = doc.parse(&dotted)?;
-    let mut s = Settings::defaults_for(path);
-    let base = s.root.clone();
-    let program = |p: String| {
-        // A bare name is kept for a PATH search; anything with a `/` is a path.
-        Some(if p.contains('/') {
-            base.join(p)
-        } else {
-            PathBuf::from(p)
-        })
-    };
-    set(&mut s.workflow, raw.workflow.map(|p| base.join(p)));
-    set(&mut s.accounts, raw.accounts.map(|p| base.join(p)));
-    if let Some(b) = raw.browser {
-        set(&mut s.browser.chromium, b.chromium.map(program));
-        set(&mut s.browser.chromedriver, b.chromedriver.map(program));
-        set(&mut s.browser.headed, b.headed);
-        if let Some(args) = b.args {
-            s.browser.args = Vec::new();
-            for arg in args.0 {
-                let (span, Arg(arg)) = (arg.span(), arg.into_inner());
-                // Chromium's argv: a NUL cannot be passed, and no control character is meant.
-                let problem = match managed_switch(&arg) {
-                    Some((switch, hint)) => format!(
-                        "{arg:?} overrides --{switch}, which batch-cli manages ({hint}; expected other switches)"
-                    ),
-                    None if arg.contains(char::is_control) => {
-                        "a control character (expected printable switches)".to_owned()
-                    }
-                    None => {
-                        s.browser.args.push(arg);
-                        continue;
-                    }
-                };
-                return Err(doc.err(Bad::new(span, "browser.args", problem)));
+    // Checked here rather than in `args` so that the error names the entry's own line.
+    for (i, arg) in raw.browser.args.iter().enumerate() {
+        let problem = match managed_switch(arg) {
+            Some((switch, hint)) => format!(
+                "{arg:?} overrides --{switch}, which batch-cli manages ({hint}; expected other switches)"
+            ),
+            // Chromium's argv: a NUL cannot be passed, and no control character is meant.
+            None if arg.contains(char::is_control) => {
+                "a control character (expected printable switches)".to_owned()
             }
-        }
-        set(&mut s.browser.window_size, b.window_size);
+            None => continue,
+        };
+        let at = [
+            Seg::Key("browser".into()),
+            Seg::Key("args".into()),
+            Seg::Index(i),
+        ];
+        let span = doc.span_at(&at).unwrap_or_default();
+        return Err(doc.err(Bad::new(span, "browser.args", problem)));
     }
-    if let Some(l) = raw.launch {
-        set(&mut s.launch.lock, l.lock);
-        set(&mut s.launch.interval, l.interval);
-        set(
-            &mut s.launch.max_concurrent,
-            l.max_concurrent.map(|n| Some(n as usize)),
-        );
-    }
-    if let Some(p) = raw.profiles {
-        set(&mut s.profiles.root, p.root.map(|p| base.join(p)));
-        set(&mut s.profiles.ephemeral, p.ephemeral);
-    }
-    if let Some(p) = raw.ports {
-        set(&mut s.ports.range, p.range.map(Some));
-    }
-    if let Some(r) = raw.resources {
-        set(
-            &mut s.resources.min_available_memory,
-            r.min_available_memory,
-        );
-        set(&mut s.resources.sample_interval, r.sample_interval);
-    }
-    if let Some(p) = raw.pool {
-        set(&mut s.pool.retire_after, p.retire_after.map(Some));
-        set(
-            &mut s.pool.max_browser_memory,
-            p.max_browser_memory.map(|b| (b > 0).then_some(b)),
-        );
-    }
-    if let Some(r) = raw.retry {
-        set(&mut s.retry.retries, r.retries);
-        set(&mut s.retry.backoff, r.backoff);
-    }
-    if let Some(t) = raw.timeouts {
-        set(&mut s.timeouts.action, t.action);
-        set(&mut s.timeouts.webdriver, t.webdriver);
-        set(&mut s.timeouts.launch, t.launch);
-    }
-    Ok(s)
+    Ok(resolve(path, raw))
 }
 
-fn set<T>(slot: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *slot = v;
-    }
+value! {
+    pub(super) boolean -> bool = super::doc::boolean;
+    pub(super) path -> PathBuf = |v| non_empty(v, "a path string").map(PathBuf::from);
+    pub(super) program -> Option<PathBuf> = |v| {
+        non_empty(v, "a program name or path").map(|p| Some(PathBuf::from(p)))
+    };
+    pub(super) args -> Vec<String> = |v| {
+        let expected = "an array of strings, like [\"--lang=en\"]";
+        let items = v.as_array().ok_or_else(|| found(v, expected))?;
+        items.iter().map(|a| string(a, expected).map(str::to_owned)).collect()
+    };
+    pub(super) window_size -> (u32, u32) = read_window_size;
+    pub(super) interval -> LaunchInterval = |v| {
+        let s = string(v, "a duration like \"2.5s\", or \"auto\"")?;
+        parse_launch_interval(s).map_err(|m| format!("{s:?}: {m}"))
+    };
+    pub(super) max_concurrent -> Option<usize> = |v| {
+        super::doc::positive_u32(v).map(|n| Some(n as usize))
+    };
+    pub(super) retire_after -> Option<u32> = |v| super::doc::positive_u32(v).map(Some);
+    pub(super) port_range -> Option<(u16, u16)> = |v| read_port_range(v).map(Some);
+    pub(super) size -> u64 = read_size;
+    pub(super) size_or_off -> Option<u64> = |v| read_size(v).map(|b| (b > 0).then_some(b));
+    pub(super) positive_duration -> Duration = |v| positive(v, "duration", "2s");
+    pub(super) duration -> Duration = super::doc::duration;
+    pub(super) retries -> u32 = |v| {
+        integer(v, 0, u32::MAX.into(), "a whole number, 0 or more").map(|n| n as u32)
+    };
 }
 
 fn non_empty(v: &Value, expected: &str) -> Result<String, String> {
@@ -319,7 +250,7 @@ fn non_empty(v: &Value, expected: &str) -> Result<String, String> {
     }
 }
 
-fn window_size(v: &Value) -> Result<(u32, u32), String> {
+fn read_window_size(v: &Value) -> Result<(u32, u32), String> {
     let expected = "WIDTHxHEIGHT, like \"1280x800\"";
     let s = string(v, expected)?;
     let size = s.split_once(['x', 'X']).and_then(|(w, h)| {
@@ -333,7 +264,7 @@ fn window_size(v: &Value) -> Result<(u32, u32), String> {
 /// `"LOW-HIGH"`, refused here if the port allocator would refuse it later (after
 /// profiles were locked): inverted, below 1024, above 65535, or too small for one
 /// browser (each needs a driver port and a DevTools port).
-fn port_range(v: &Value) -> Result<(u16, u16), String> {
+fn read_port_range(v: &Value) -> Result<(u16, u16), String> {
     let expected = "\"LOW-HIGH\" with 1024 <= LOW < HIGH <= 65535, like \"20000-40000\"";
     let s = string(v, expected)?;
     let bad = |why: &str| format!("{s:?} {why} (expected {expected})");
@@ -361,7 +292,7 @@ fn port_range(v: &Value) -> Result<(u16, u16), String> {
 }
 
 /// A size: `"512MiB"`, `"1GiB"`, or a number of bytes.
-fn size(v: &Value) -> Result<u64, String> {
+fn read_size(v: &Value) -> Result<u64, String> {
     let expected = "a size like \"1GiB\" or \"512MiB\", or a number of bytes";
     match v {
         Value::Integer(_) => integer(v, 0, i64::MAX, expected).map(|n| n as u64),

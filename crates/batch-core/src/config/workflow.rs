@@ -17,7 +17,7 @@ use toml::de::{DeTable, DeValue};
 use toml::{Spanned, Value};
 
 use super::actions::RawAction;
-use super::doc::{Bad, Doc, Expecting, List, Seg, optional, positive_u32, string, value_at};
+use super::doc::{Bad, Doc, Expecting, List, Seg, positive_u32, string, value, value_at};
 use super::error::read_text;
 use super::secrets::is_secret_name;
 use super::{
@@ -51,9 +51,9 @@ impl Expecting for RawStep {
     }
 }
 
-optional! {
-    opt_url_string -> String = |v| string(v, "a URL string").map(str::to_owned);
-    opt_string -> String = |v| string(v, "a string").map(str::to_owned);
+value! {
+    opt_url_string -> Option<String> = |v| string(v, "a URL string").map(|s| Some(s.to_owned()));
+    opt_string -> Option<String> = |v| string(v, "a string").map(|s| Some(s.to_owned()));
 }
 
 /// Names the field of an error's path: `step 3, actions`, `step 3`, `id`.
