@@ -131,8 +131,13 @@ fn translate(
     let quoted =
         |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
     if let Some(rest) = msg.strip_prefix("unknown field ") {
-        let (key, allowed) = rest.split_once(", ").unwrap_or((rest, ""));
-        let key = key.trim_matches('`');
+        // "unknown field `KEY`, expected `a` or `b`" (a key may hold commas).
+        let rest = rest.strip_prefix('`').unwrap_or(rest);
+        let end = rest
+            .rfind("`, expected ")
+            .or_else(|| rest.rfind("`, there are no fields"))
+            .unwrap_or(rest.len());
+        let (key, allowed) = (&rest[..end], rest.get(end + 2..).unwrap_or(""));
         let allowed = quoted(allowed);
         let expected = if allowed.is_empty() {
             "no other keys".to_owned()

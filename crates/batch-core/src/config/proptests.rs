@@ -169,6 +169,15 @@ proptest! {
     }
 
     #[test]
+    fn unknown_keys_are_named_exactly(key in "[a-z`, .\"\\\\]{1,10}", section in prop::sample::select(&["", "[browser]\n", "[pool]\n"])) {
+        // Found by reading the message translation: a key holding "`, " was cut short.
+        prop_assume!(!["chromium", "chromedriver", "headed", "args", "window_size", "retire_after", "max_browser_memory", "workflow", "accounts"].contains(&key.as_str()));
+        let text = format!("{section}{} = 1\n", toml::Value::String(key.clone()));
+        let e = parse_settings(Path::new("/p/batch.toml"), &text).unwrap_err().to_string();
+        prop_assert!(e.contains(&format!("unknown key {key:?} (expected one of: ")), "{}", e);
+    }
+
+    #[test]
     fn account_files_round_trip_and_errors_hide_secrets(
         rows in prop::collection::btree_map(0u64..10_000, ("[a-z]{1,8}", "[A-Za-z0-9]{12}"), 1..6),
         cut in any::<prop::sample::Index>(),

@@ -607,6 +607,11 @@ launch = "45s"
         );
         check("[brwoser]\n", Some(1), "unknown key \"brwoser\"");
         check(
+            "[browser]\n\"a`, b\" = 1\n",
+            Some(2),
+            "browser: unknown key \"a`, b\" (expected one of: chromium,",
+        );
+        check(
             "browser = 1\n",
             Some(1),
             "browser: found an integer (expected a [browser] section)",
