@@ -201,29 +201,24 @@ impl Doc<'_> {
     /// The span of the value at `path`, if there is one.
     pub(crate) fn span_at(&self, path: &[Seg]) -> Option<Range<usize>> {
         let root = DeTable::parse(self.text).ok()?;
-        let (first, rest) = path.split_first()?;
-        let Seg::Key(k) = first else { return None };
-        let mut v = root.get_ref().get(k.as_str())?;
-        for seg in rest {
-            v = match (seg, v.get_ref()) {
-                (Seg::Key(k), DeValue::Table(t)) => t.get(k.as_str())?,
-                (Seg::Index(i), DeValue::Array(a)) => a.get(*i)?,
-                _ => return None,
-            };
-        }
-        Some(v.span())
+        node_at(root.get_ref(), path).map(Spanned::span)
     }
 }
 
 /// The value at `path`, if there is one.
 pub(crate) fn value_at<'t, 'i>(root: &'t DeTable<'i>, path: &[Seg]) -> Option<&'t DeValue<'i>> {
-    let (first, rest) = path.split_first()?;
-    let Seg::Key(k) = first else { return None };
-    let mut v = root.get(k.as_str())?.get_ref();
+    node_at(root, path).map(Spanned::get_ref)
+}
+
+fn node_at<'t, 'i>(root: &'t DeTable<'i>, path: &[Seg]) -> Option<&'t Spanned<DeValue<'i>>> {
+    let (Seg::Key(first), rest) = path.split_first()? else {
+        return None;
+    };
+    let mut v = root.get(first.as_str())?;
     for seg in rest {
-        v = match (seg, v) {
-            (Seg::Key(k), DeValue::Table(t)) => t.get(k.as_str())?.get_ref(),
-            (Seg::Index(i), DeValue::Array(a)) => a.get(*i)?.get_ref(),
+        v = match (seg, v.get_ref()) {
+            (Seg::Key(k), DeValue::Table(t)) => t.get(k.as_str())?,
+            (Seg::Index(i), DeValue::Array(a)) => a.get(*i)?,
             _ => return None,
         };
     }
