@@ -1,31 +1,85 @@
 //! Loading the accounts file: TOML `[[accounts]]` tables or a CSV with a header row.
 //!
 //! Main items: [`load_accounts`] (and [`load_accounts_with_env`], which reads
-//! `{ env = "NAME" }` through an [`EnvLookup`]), and [`is_secret_name`], the rule for
-//! which fields are secrets. Values are read as written; nothing here decides which
-//! accounts run (see the `lists` module) or whether the workflow's variables exist
-//! on them (see `check_templates`).
+//! `{ env = "NAME" }` through an [`EnvLookup`]) and [`exec_env_name`], the variable an
+//! `exec` program reads a field from. Values are read as written; which fields are
+//! secret is the `secrets` module's rule. Nothing here decides which accounts run
+//! (see the `lists` module) or whether the workflow's variables exist on them (see
+//! `check_templates`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use toml::de::DeValue;
+use serde::Deserialize;
+use toml::{Spanned, Value};
 
-use super::doc::{Doc, entries, type_name};
+use super::doc::{Bad, Doc, Entries, Expecting, List, dotted, found, integer, string};
 use super::error::read_text;
-use super::template::{EnvLookup, process_env};
-use super::{Account, AccountId, Accounts, ConfigError, FieldValue};
+use super::secrets::is_secret_name;
+use super::{Account, AccountId, Accounts, ConfigError, EnvLookup, FieldValue, process_env};
 
 const FIELD_EXPECTED: &str = "a string, an integer, a boolean or { env = \"NAME\" }";
-const ID_EXPECTED: &str = "id = a positive integer";
+const ID_EXPECTED: &str = "a non-negative integer";
 
-/// True for field names that hold secrets: containing `password`, `secret` or
-/// `token`, in any letter case.
-pub fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    ["password", "secret", "token"]
-        .iter()
-        .any(|word| name.contains(word))
+/// The accounts file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccounts {
+    accounts: Option<Spanned<List<RawAccount>>>,
+}
+
+/// Marks `[[accounts]]` tables for [`Entries`].
+struct AccountTable;
+
+impl Expecting for AccountTable {
+    fn expected() -> String {
+        "[[accounts]] tables".to_owned()
+    }
+}
+
+type RawAccount = Entries<AccountTable>;
+
+/// `fn("user-name") -> "BATCH_ACCOUNT_USER_NAME"`: the environment variable an `exec`
+/// program reads a field from (ASCII letters and digits upper-cased, anything else `_`).
+pub fn exec_env_name(field: &str) -> String {
+    let name: String = field
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("BATCH_ACCOUNT_{name}")
+}
+
+/// Field names that would give an `exec` program the same variable: one value would
+/// silently replace the other (`user-name` and `user_name`, or `ID` and the id).
+/// `names` in file order; returns the problem for the first clash.
+fn env_name_clash<'n>(names: impl IntoIterator<Item = &'n str>) -> Option<(&'n str, String)> {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for name in names {
+        let var = exec_env_name(name);
+        if var == "BATCH_ACCOUNT_ID" {
+            return Some((
+                name,
+                format!(
+                    "field {name:?} becomes BATCH_ACCOUNT_ID for exec programs, which is the account's id (expected another field name)"
+                ),
+            ));
+        }
+        if let Some(first) = seen.insert(var.clone(), name) {
+            return Some((
+                name,
+                format!(
+                    "fields {first:?} and {name:?} both become {var} for exec programs (expected field names that differ in more than letter case and punctuation)"
+                ),
+            ));
+        }
+    }
+    None
 }
 
 /// `fn(path) -> Accounts`: a `.csv` file as CSV, anything else as TOML; `{ env = "NAME" }`
@@ -40,19 +94,47 @@ pub fn load_accounts_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Account
         path,
         "the accounts file ([[accounts]] tables, or a CSV file)",
     )?;
+    parse_accounts(path, &text, env)
+}
+
+pub(crate) fn parse_accounts(
+    path: &Path,
+    text: &str,
+    env: EnvLookup<'_>,
+) -> Result<Accounts, ConfigError> {
     let is_csv = path
         .extension()
         .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"));
     let accounts = if is_csv {
-        parse_csv(path, &text)?
+        parse_csv(path, text)?
     } else {
-        parse_toml(path, &text, env)?
+        parse_toml(path, text, env)?
     };
+    check_proxy_characters(path, &accounts)?;
     check_proxies(path, &accounts)?;
     Ok(Accounts {
         path: path.to_path_buf(),
         accounts,
     })
+}
+
+/// A proxy goes into Chromium's argv, where a NUL cannot even be passed and no
+/// other control character is meant. The message never quotes the URL.
+fn check_proxy_characters(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
+    let bad = |a: &&Account| {
+        a.fields
+            .get("proxy")
+            .is_some_and(|p| p.value.contains(char::is_control))
+    };
+    match accounts.iter().find(bad) {
+        Some(a) => Err(ConfigError::invalid(
+            path,
+            None,
+            format!("account {}, proxy", a.id),
+            "a control character in the proxy URL (expected a URL such as http://127.0.0.1:3128)",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A proxy with credentials would put them into Chromium's `--proxy-server` argv,
@@ -77,133 +159,105 @@ fn check_proxies(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
 }
 
 fn parse_toml(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Vec<Account>, ConfigError> {
-    let (doc, root) = Doc::parse(path, text)?;
-    let mut list = None;
-    for (key, value) in entries(root.get_ref()) {
-        if key.get_ref() == "accounts" {
-            list = Some(value);
-        } else {
-            return Err(doc.err(
-                key.span(),
-                "",
-                format!(
-                    "unknown key {:?} (expected only [[accounts]] tables)",
-                    key.get_ref().as_ref()
-                ),
-            ));
-        }
-    }
-    let Some(list) = list else {
-        return Err(ConfigError::invalid(
+    let doc = Doc::new(path, text);
+    let raw: RawAccounts = doc.parse(&dotted).map_err(|e| match e {
+        ConfigError::Invalid {
             path,
-            None,
-            "",
-            "no accounts (expected [[accounts]] tables, each with an id)",
-        ));
+            line,
+            field,
+            message,
+        } if message.starts_with("unknown key") => {
+            let key = message.split('"').nth(1).unwrap_or_default();
+            let message = format!("unknown key {key:?} (expected only [[accounts]] tables)");
+            ConfigError::Invalid {
+                path,
+                line,
+                field,
+                message,
+            }
+        }
+        e => e,
+    })?;
+    let no_accounts = "no accounts (expected [[accounts]] tables, each with an id)";
+    let Some(list) = raw.accounts else {
+        return Err(ConfigError::invalid(path, None, "", no_accounts));
     };
-    let items = doc.array(list, "accounts", "[[accounts]] tables")?;
-    if items.is_empty() {
-        return Err(doc.err(
-            list.span(),
-            "accounts",
-            "no accounts (expected [[accounts]] tables, each with an id)",
-        ));
+    if list.get_ref().0.is_empty() {
+        return Err(doc.err(Bad::new(list.span(), "accounts", no_accounts)));
     }
     let mut seen: HashMap<AccountId, usize> = HashMap::new();
-    let mut accounts = Vec::with_capacity(items.len());
-    for item in items {
-        let table = doc.table(item, "accounts", "[[accounts]] tables")?;
-        let Some(id_value) = table.get("id") else {
-            return Err(doc.err(
-                item.span(),
-                "",
-                format!("account without an id (expected {ID_EXPECTED})"),
-            ));
-        };
-        let id = doc.integer(
-            id_value,
-            "id",
-            1,
-            i128::from(u64::MAX),
-            "a positive integer",
-        )?;
-        let id = AccountId::try_from(id).expect("range checked");
-        if let Some(first) = seen.insert(id, doc.line_of(id_value.span())) {
-            return Err(doc.err(
-                id_value.span(),
-                "id",
-                format!(
-                    "account id {id} is used twice, first at line {first} (expected unique ids)"
-                ),
-            ));
-        }
-        let mut fields = BTreeMap::new();
-        for (key, value) in entries(table) {
-            let name: &str = key.get_ref();
-            if name == "id" {
-                continue;
-            }
-            let field = format!("account {id}, {name}");
-            let field_value = match value.get_ref() {
-                DeValue::String(s) => s.to_string(),
-                DeValue::Integer(i) => match i128::from_str_radix(i.as_str(), i.radix()) {
-                    Ok(n) => n.to_string(),
-                    Err(_) => return Err(doc.type_err(value, field, FIELD_EXPECTED)),
-                },
-                DeValue::Boolean(b) => b.to_string(),
-                DeValue::Table(t) => {
-                    let var = match t.get("env") {
-                        Some(v) if t.len() == 1 => {
-                            doc.string(v, &field, "{ env = \"NAME\" } with NAME a string")?
-                        }
-                        _ => {
-                            return Err(doc.err(
-                                value.span(),
-                                field,
-                                format!(
-                                    "a table other than {{ env = \"NAME\" }} (expected {FIELD_EXPECTED})"
-                                ),
-                            ));
-                        }
-                    };
-                    let Some(v) = env(var) else {
-                        return Err(doc.err(
-                            value.span(),
-                            field,
-                            format!(
-                                "environment variable {var} is not set (expected it set, as \
-                                 {{ env = {var:?} }} asks)"
-                            ),
-                        ));
-                    };
-                    fields.insert(
-                        name.to_owned(),
-                        FieldValue {
-                            value: v,
-                            secret: true,
-                        },
-                    );
-                    continue;
-                }
-                other => {
-                    return Err(doc.err(
-                        value.span(),
-                        field,
-                        format!("found {} (expected {FIELD_EXPECTED})", type_name(other)),
-                    ));
-                }
-            };
-            fields.insert(
-                name.to_owned(),
-                FieldValue {
-                    value: field_value,
-                    secret: is_secret_name(name),
-                },
+    let mut accounts = Vec::with_capacity(list.get_ref().0.len());
+    for item in &list.get_ref().0 {
+        let account = toml_account(item, env).map_err(|b| doc.err(b))?;
+        let id_span = item
+            .get_ref()
+            .get("id")
+            .map(|v| v.span())
+            .unwrap_or_default();
+        let line = doc.line(id_span.start);
+        if let Some(first) = seen.insert(account.id, line) {
+            let message = format!(
+                "account id {} is used twice, first at line {first} (expected unique ids)",
+                account.id
             );
+            return Err(doc.err(Bad::new(id_span, "id", message)));
         }
-        accounts.push(Account { id, fields });
+        accounts.push(account);
     }
     Ok(accounts)
+}
+
+fn toml_account(item: &Spanned<RawAccount>, env: EnvLookup<'_>) -> Result<Account, Bad> {
+    let entries = &item.get_ref().entries;
+    let Some(id_value) = item.get_ref().get("id") else {
+        let message = format!("account without an id (expected id = {ID_EXPECTED})");
+        return Err(Bad::new(item.span(), "", message));
+    };
+    let id = integer(id_value.get_ref(), 0, i64::MAX, ID_EXPECTED)
+        .map_err(|m| Bad::new(id_value.span(), "id", m))? as AccountId;
+    let names = entries
+        .iter()
+        .map(|(k, _)| k.get_ref().as_str())
+        .filter(|&k| k != "id");
+    if let Some((name, message)) = env_name_clash(names) {
+        let (key, _) = entries
+            .iter()
+            .find(|(k, _)| k.get_ref() == name)
+            .expect("a key");
+        return Err(Bad::new(
+            key.span(),
+            format!("account {id}, {name}"),
+            message,
+        ));
+    }
+    let mut fields = BTreeMap::new();
+    for (key, value) in entries.iter().filter(|(k, _)| k.get_ref() != "id") {
+        let name = key.get_ref();
+        let bad = |m: String| Bad::new(value.span(), format!("account {id}, {name}"), m);
+        let (value, secret) = match value.get_ref() {
+            Value::String(s) => (s.clone(), is_secret_name(name)),
+            Value::Integer(n) => (n.to_string(), is_secret_name(name)),
+            Value::Boolean(b) => (b.to_string(), is_secret_name(name)),
+            Value::Table(t) if t.len() == 1 && t.contains_key("env") => {
+                let var =
+                    string(&t["env"], "{ env = \"NAME\" } with NAME a string").map_err(bad)?;
+                let v = env(var).ok_or_else(|| {
+                    bad(format!(
+                        "environment variable {var} is not set (expected it set, as {{ env = {var:?} }} asks)"
+                    ))
+                })?;
+                (v, true)
+            }
+            Value::Table(_) => {
+                return Err(bad(format!(
+                    "a table other than {{ env = \"NAME\" }} (expected {FIELD_EXPECTED})"
+                )));
+            }
+            other => return Err(bad(found(other, FIELD_EXPECTED))),
+        };
+        fields.insert(name.clone(), FieldValue { value, secret });
+    }
+    Ok(Account { id, fields })
 }
 
 fn parse_csv(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
@@ -251,6 +305,9 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
             id_column = Some(i);
         }
     }
+    if let Some((_, message)) = env_name_clash(headers.iter().filter(|&n| n != "id")) {
+        return Err(ConfigError::invalid(path, Some(1), "", message));
+    }
     let Some(id_column) = id_column else {
         return Err(ConfigError::invalid(
             path,
@@ -267,13 +324,13 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
         let id_cell = record.get(id_column).unwrap_or("").trim();
         // The cell is not quoted back: in a misaligned row it could be a password.
         let id = match id_cell.parse::<AccountId>() {
-            Ok(id) if id > 0 && id_cell.bytes().all(|b| b.is_ascii_digit()) => id,
+            Ok(id) if id_cell.bytes().all(|b| b.is_ascii_digit()) => id,
             _ => {
                 return Err(ConfigError::invalid(
                     path,
                     Some(line),
                     "id",
-                    "the id column does not hold a positive integer (expected a positive integer)",
+                    "the id column does not hold a non-negative integer (expected a non-negative integer)",
                 ));
             }
         };
@@ -426,6 +483,17 @@ my_secret_word = "s"
     }
 
     #[test]
+    fn the_documented_example_loads() {
+        let example = crate::config::settings::tests::docs_example("## Accounts");
+        let path = std::path::PathBuf::from("accounts.toml");
+        let env = |n: &str| (n == "USER1_PASSWORD").then(|| "s3cret".to_owned());
+        let got = parse_accounts(&path, &example, &env).unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<AccountId> = got.accounts.iter().map(|a| a.id).collect();
+        assert_eq!(ids, [1, 2]);
+        assert!(got.accounts[0].fields["password"].secret);
+    }
+
+    #[test]
     fn toml_errors() {
         let e = |line: usize, message| Err((Some(line), message));
         check(
@@ -449,13 +517,16 @@ my_secret_word = "s"
             "[[accounts]]\nusername = \"x\"\n",
             e(
                 1,
-                "account without an id (expected id = a positive integer)",
+                "account without an id (expected id = a non-negative integer)",
             ),
         );
         check(
             "accounts.toml",
-            "[[accounts]]\nid = 0\n",
-            e(2, "id: 0 is out of range"),
+            "[[accounts]]\nid = -1\n",
+            e(
+                2,
+                "id: -1 is out of range (expected a non-negative integer)",
+            ),
         );
         check(
             "accounts.toml",
@@ -465,7 +536,7 @@ my_secret_word = "s"
         check(
             "accounts.toml",
             "[[accounts]]\nid = \"1\"\n",
-            e(2, "id: found a string (expected a positive integer)"),
+            e(2, "id: found a string (expected a non-negative integer)"),
         );
         check(
             "accounts.toml",
@@ -561,6 +632,71 @@ my_secret_word = "s"
             ]),
         );
         check("UPPER.CSV", "id\n3\n", Ok(vec![(3, vec![])]));
+        // Ids start wherever the export started: 0 is an id.
+        check(
+            "a.csv",
+            "id,u\n0,x\n1,y\n",
+            Ok(vec![
+                (0, vec![("u", "x", false)]),
+                (1, vec![("u", "y", false)]),
+            ]),
+        );
+    }
+
+    #[test]
+    fn id_zero_and_exec_variable_clashes() {
+        let e = |line: usize, message| Err((Some(line), message));
+        check(
+            "a.toml",
+            "[[accounts]]\nid = 0\nu = \"x\"\n",
+            Ok(vec![(0, vec![("u", "x", false)])]),
+        );
+        check(
+            "accounts.toml",
+            "[[accounts]]\nid = 1\nuser_name = \"a\"\nuser-name = \"b\"\n",
+            e(
+                4,
+                "accounts.toml:4: account 1, user-name: fields \"user_name\" and \"user-name\" both become BATCH_ACCOUNT_USER_NAME for exec programs",
+            ),
+        );
+        check(
+            "accounts.toml",
+            "[[accounts]]\nid = 1\nEmail = \"a\"\nemail = \"b\"\n",
+            e(4, "both become BATCH_ACCOUNT_EMAIL"),
+        );
+        check(
+            "accounts.toml",
+            "[[accounts]]\nid = 1\nID = \"a\"\n",
+            e(
+                3,
+                "account 1, ID: field \"ID\" becomes BATCH_ACCOUNT_ID for exec programs, which is the account's id",
+            ),
+        );
+        check(
+            "accounts.csv",
+            "id,first.name,first_name\n1,a,b\n",
+            e(
+                1,
+                "fields \"first.name\" and \"first_name\" both become BATCH_ACCOUNT_FIRST_NAME",
+            ),
+        );
+        check(
+            "accounts.csv",
+            "id,proxy\n1,\"http://127.0.0.1:3128\n\"\n",
+            Err((
+                None,
+                "account 1, proxy: a control character in the proxy URL",
+            )),
+        );
+        check(
+            "accounts.toml",
+            "[[accounts]]\nid = 1\nproxy = \"http://127.0.0.1:3128\\u0000\"\n",
+            Err((
+                None,
+                "account 1, proxy: a control character in the proxy URL",
+            )),
+        );
+        assert_eq!(exec_env_name("user-name.2é"), "BATCH_ACCOUNT_USER_NAME_2_");
     }
 
     #[test]
@@ -582,7 +718,7 @@ my_secret_word = "s"
         check(
             "accounts.csv",
             "id,password\nhunter2,1\n",
-            e(2, "id: the id column does not hold a positive integer"),
+            e(2, "id: the id column does not hold a non-negative integer"),
         );
         check(
             "accounts.csv",

@@ -1,62 +1,74 @@
-//! A parsed TOML document that keeps every value's position, so the loaders can
-//! interpret it by hand and point each error at its line.
+//! The bridge between serde and [`ConfigError`]: a TOML file deserialized into the
+//! loaders' raw structs, with every error pointed at its line and field, and the
+//! value parsers those structs name in `deserialize_with`.
 //!
-//! [`Doc`] wraps `toml`'s spanned tree (`toml::de::DeTable`) with the file's path and a
-//! line index. It knows nothing of what the keys mean; the accounts, workflow and
-//! settings loaders do.
+//! serde's own messages ("unknown field `x`, expected `a` or `b`", "invalid type:
+//! string \"hunter2\", expected …") are rewritten into ours ("unknown key \"x\"
+//! (expected one of: a, b)", "found a string (expected …)"): theirs may quote a value,
+//! which may be a secret, and toml's `Display` quotes the whole source line. The field
+//! an error names comes from the position of the error, looked up in the file's
+//! spanned tree. This module knows nothing of what the keys mean.
 
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::path::Path;
+use std::time::Duration;
 
+use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
-use toml::de::{DeString, DeTable, DeValue};
+use toml::Value;
+use toml::de::{DeTable, DeValue};
 
 use super::ConfigError;
+use super::units::parse_duration;
 
-/// One `key = value` of a table, both with their positions.
-pub(crate) type Entry<'t, 'i> = (&'t Spanned<DeString<'i>>, &'t Spanned<DeValue<'i>>);
+/// One step of the way from the root of a file to a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seg {
+    /// A key of a table.
+    Key(String),
+    /// An item of an array.
+    Index(usize),
+}
 
-/// A TOML file's text, path and line index.
+/// Names the field at a path, for messages (`browser.headed`, `step 3, actions`).
+pub(crate) type Context<'c> = &'c dyn Fn(&DeTable<'_>, &[Seg]) -> String;
+
+/// A problem found after deserializing: where, which field, and what is wrong.
+#[derive(Debug)]
+pub(crate) struct Bad {
+    pub(crate) span: Range<usize>,
+    pub(crate) field: String,
+    pub(crate) message: String,
+}
+
+impl Bad {
+    pub(crate) fn new(span: Range<usize>, field: impl Into<String>, msg: impl Into<String>) -> Bad {
+        Bad {
+            span,
+            field: field.into(),
+            message: msg.into(),
+        }
+    }
+}
+
+/// A TOML file's path, text and line index.
 pub(crate) struct Doc<'a> {
     pub(crate) path: &'a Path,
+    text: &'a str,
     line_starts: Vec<usize>,
 }
 
 impl<'a> Doc<'a> {
-    /// Parses `text` (read from `path`) into its spanned root table.
-    pub(crate) fn parse<'i>(
-        path: &'a Path,
-        text: &'i str,
-    ) -> Result<(Doc<'a>, Spanned<DeTable<'i>>), ConfigError> {
+    pub(crate) fn new(path: &'a Path, text: &'a str) -> Doc<'a> {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        let doc = Doc { path, line_starts };
-        match DeTable::parse(text) {
-            Ok(root) => Ok((doc, root)),
-            Err(e) => {
-                // `Display` would quote the offending source line, which may hold a
-                // secret; `message()` only describes the problem.
-                let (line, column) = match e.span() {
-                    Some(span) => {
-                        let line = doc.line(span.start);
-                        (Some(line), span.start - doc.line_starts[line - 1] + 1)
-                    }
-                    None => (None, 0),
-                };
-                let column = if column > 0 {
-                    format!(" at column {column}")
-                } else {
-                    String::new()
-                };
-                Err(ConfigError::invalid(
-                    path,
-                    line,
-                    "",
-                    // toml's message already says what was expected.
-                    format!("invalid TOML{column}: {}", e.message().replace('\n', "; ")),
-                ))
-            }
+        Doc {
+            path,
+            text,
+            line_starts,
         }
     }
 
@@ -65,141 +77,168 @@ impl<'a> Doc<'a> {
         self.line_starts.partition_point(|&start| start <= offset)
     }
 
-    /// The 1-based line where `span` starts.
-    pub(crate) fn line_of(&self, span: Range<usize>) -> usize {
-        self.line(span.start)
-    }
-
-    /// An error at `span`.
-    pub(crate) fn err(
-        &self,
-        span: Range<usize>,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        ConfigError::invalid(self.path, Some(self.line_of(span)), field, message)
-    }
-
-    /// An error "`field` must be X, found Y" at the value.
-    pub(crate) fn type_err(
-        &self,
-        value: &Spanned<DeValue<'_>>,
-        field: impl Into<String>,
-        expected: &str,
-    ) -> ConfigError {
-        self.err(
-            value.span(),
-            field,
-            format!("found {} (expected {expected})", type_name(value.get_ref())),
+    /// The error `bad` describes, at its line.
+    pub(crate) fn err(&self, bad: Bad) -> ConfigError {
+        ConfigError::invalid(
+            self.path,
+            Some(self.line(bad.span.start)),
+            bad.field,
+            bad.message,
         )
     }
 
-    /// The value as a string, or a type error.
-    pub(crate) fn string<'v>(
+    /// The file deserialized as `T`; `context` names the field of an error's path.
+    pub(crate) fn parse<T: DeserializeOwned>(
         &self,
-        value: &'v Spanned<DeValue<'_>>,
-        field: &str,
-        expected: &str,
-    ) -> Result<&'v str, ConfigError> {
-        match value.get_ref() {
-            DeValue::String(s) => Ok(s),
-            _ => Err(self.type_err(value, field, expected)),
-        }
+        context: Context<'_>,
+    ) -> Result<T, ConfigError> {
+        let e = match toml::from_str::<T>(self.text) {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        let span = e.span();
+        let line = span.as_ref().map(|s| self.line(s.start));
+        let Ok(root) = DeTable::parse(self.text) else {
+            // A syntax error. toml's message already says what was expected.
+            let column = match &span {
+                Some(s) if s.start >= self.line_starts[line.unwrap_or(1) - 1] => {
+                    format!(
+                        " at column {}",
+                        s.start - self.line_starts[line.unwrap_or(1) - 1] + 1
+                    )
+                }
+                _ => String::new(),
+            };
+            let message = format!("invalid TOML{column}: {}", e.message().replace('\n', "; "));
+            return Err(ConfigError::invalid(self.path, line, "", message));
+        };
+        let path = span
+            .as_ref()
+            .and_then(|s| path_to(root.get_ref(), s))
+            .unwrap_or_default();
+        let (field, message) = translate(e.message(), root.get_ref(), &path, context);
+        Err(ConfigError::invalid(self.path, line, field, message))
     }
+}
 
-    /// The value as a boolean, or a type error.
-    pub(crate) fn boolean(
-        &self,
-        value: &Spanned<DeValue<'_>>,
-        field: &str,
-    ) -> Result<bool, ConfigError> {
-        match value.get_ref() {
-            DeValue::Boolean(b) => Ok(*b),
-            _ => Err(self.type_err(value, field, "true or false")),
-        }
-    }
-
-    /// The value as an integer in `min..=max`, or an error.
-    pub(crate) fn integer(
-        &self,
-        value: &Spanned<DeValue<'_>>,
-        field: &str,
-        min: i128,
-        max: i128,
-        expected: &str,
-    ) -> Result<i128, ConfigError> {
-        match value.get_ref() {
-            DeValue::Integer(i) => match i128::from_str_radix(i.as_str(), i.radix()) {
-                Ok(n) if (min..=max).contains(&n) => Ok(n),
-                _ => Err(self.err(
-                    value.span(),
-                    field,
-                    format!("{i} is out of range (expected {expected})"),
-                )),
-            },
-            _ => Err(self.type_err(value, field, expected)),
-        }
-    }
-
-    /// The value as a table, or a type error.
-    pub(crate) fn table<'v, 'i>(
-        &self,
-        value: &'v Spanned<DeValue<'i>>,
-        field: &str,
-        expected: &str,
-    ) -> Result<&'v DeTable<'i>, ConfigError> {
-        match value.get_ref() {
-            DeValue::Table(t) => Ok(t),
-            _ => Err(self.type_err(value, field, expected)),
-        }
-    }
-
-    /// The value as an array, or a type error.
-    pub(crate) fn array<'v, 'i>(
-        &self,
-        value: &'v Spanned<DeValue<'i>>,
-        field: &str,
-        expected: &str,
-    ) -> Result<&'v [Spanned<DeValue<'i>>], ConfigError> {
-        match value.get_ref() {
-            DeValue::Array(a) => Ok(a),
-            _ => Err(self.type_err(value, field, expected)),
-        }
-    }
-
-    /// "unknown key" at `key`, listing the allowed ones.
-    pub(crate) fn unknown_key(
-        &self,
-        key: &Spanned<DeString<'_>>,
-        context: &str,
-        allowed: &[&str],
-    ) -> ConfigError {
+/// serde's message as ours, and the field it is about.
+fn translate(
+    msg: &str,
+    root: &DeTable<'_>,
+    path: &[Seg],
+    context: Context<'_>,
+) -> (String, String) {
+    let quoted =
+        |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        // "unknown field `KEY`, expected `a` or `b`" (a key may hold commas).
+        let rest = rest.strip_prefix('`').unwrap_or(rest);
+        let end = rest
+            .rfind("`, expected ")
+            .or_else(|| rest.rfind("`, there are no fields"))
+            .unwrap_or(rest.len());
+        let (key, allowed) = (&rest[..end], rest.get(end + 2..).unwrap_or(""));
+        let allowed = quoted(allowed);
         let expected = if allowed.is_empty() {
             "no other keys".to_owned()
         } else {
             format!("one of: {}", allowed.join(", "))
         };
-        self.err(
-            key.span(),
-            context,
-            format!(
-                "unknown key {:?} (expected {expected})",
-                key.get_ref().as_ref()
-            ),
-        )
+        let parent = &path[..path.len().saturating_sub(1)];
+        return (
+            context(root, parent),
+            format!("unknown key {key:?} (expected {expected})"),
+        );
+    }
+    let field = context(root, path);
+    if let Some(rest) = msg.strip_prefix("missing field ") {
+        return (field, format!("missing key {:?}", rest.trim_matches('`')));
+    }
+    if msg.starts_with("invalid type: ") || msg.starts_with("invalid value: ") {
+        // serde quotes the value here; we only name its type.
+        let expected = msg
+            .rsplit_once(", expected ")
+            .map_or("another value", |(_, e)| e);
+        let found = value_at(root, path).map_or("another value", de_type_name);
+        return (field, format!("found {found} (expected {expected})"));
+    }
+    // Our own messages (from the value parsers below) hold no value but names.
+    (field, msg.to_owned())
+}
+
+/// The path to the key or value whose span is exactly `span`.
+fn path_to(table: &DeTable<'_>, span: &Range<usize>) -> Option<Vec<Seg>> {
+    for (k, v) in table.iter() {
+        let key = Seg::Key(k.get_ref().to_string());
+        if k.span() == *span || v.span() == *span {
+            return Some(vec![key]);
+        }
+        if let Some(mut rest) = path_in(v, span) {
+            rest.insert(0, key);
+            return Some(rest);
+        }
+    }
+    None
+}
+
+fn path_in(v: &Spanned<DeValue<'_>>, span: &Range<usize>) -> Option<Vec<Seg>> {
+    match v.get_ref() {
+        DeValue::Table(t) => path_to(t, span),
+        DeValue::Array(a) => a.iter().enumerate().find_map(|(i, item)| {
+            let mut rest = if item.span() == *span {
+                Vec::new()
+            } else {
+                path_in(item, span)?
+            };
+            rest.insert(0, Seg::Index(i));
+            Some(rest)
+        }),
+        _ => None,
     }
 }
 
-/// A table's entries in file order (the tree itself is sorted by key).
-pub(crate) fn entries<'t, 'i>(table: &'t DeTable<'i>) -> Vec<Entry<'t, 'i>> {
-    let mut entries: Vec<Entry<'t, 'i>> = table.iter().collect();
-    entries.sort_by_key(|(k, _)| k.span().start);
-    entries
+impl Doc<'_> {
+    /// The span of the value at `path`, if there is one.
+    pub(crate) fn span_at(&self, path: &[Seg]) -> Option<Range<usize>> {
+        let root = DeTable::parse(self.text).ok()?;
+        node_at(root.get_ref(), path).map(Spanned::span)
+    }
 }
 
-/// How a TOML value's type is named in messages ("a string", "an integer", …).
-pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
-    match value {
+/// The value at `path`, if there is one.
+pub(crate) fn value_at<'t, 'i>(root: &'t DeTable<'i>, path: &[Seg]) -> Option<&'t DeValue<'i>> {
+    node_at(root, path).map(Spanned::get_ref)
+}
+
+fn node_at<'t, 'i>(root: &'t DeTable<'i>, path: &[Seg]) -> Option<&'t Spanned<DeValue<'i>>> {
+    let (Seg::Key(first), rest) = path.split_first()? else {
+        return None;
+    };
+    let mut v = root.get(first.as_str())?;
+    for seg in rest {
+        v = match (seg, v.get_ref()) {
+            (Seg::Key(k), DeValue::Table(t)) => t.get(k.as_str())?,
+            (Seg::Index(i), DeValue::Array(a)) => a.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// The keys of a path joined with dots, indexes left out: `browser.args`.
+pub(crate) fn dotted(_: &DeTable<'_>, path: &[Seg]) -> String {
+    let keys: Vec<&str> = path
+        .iter()
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        })
+        .collect();
+    keys.join(".")
+}
+
+fn de_type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
         DeValue::String(_) => "a string",
         DeValue::Integer(_) => "an integer",
         DeValue::Float(_) => "a float",
@@ -207,5 +246,166 @@ pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
         DeValue::Datetime(_) => "a date-time",
         DeValue::Array(_) => "an array",
         DeValue::Table(_) => "a table",
+    }
+}
+
+/// How a TOML value's type is named in messages ("a string", "an integer", …).
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+/// "found an integer (expected …)".
+pub(crate) fn found(v: &Value, expected: &str) -> String {
+    format!("found {} (expected {expected})", type_name(v))
+}
+
+// Value parsers: `fn(&Value) -> Result<T, message>`, the message holding no value
+// that could be secret.
+
+pub(crate) fn string<'v>(v: &'v Value, expected: &str) -> Result<&'v str, String> {
+    v.as_str().ok_or_else(|| found(v, expected))
+}
+
+pub(crate) fn boolean(v: &Value) -> Result<bool, String> {
+    v.as_bool().ok_or_else(|| found(v, "true or false"))
+}
+
+/// An integer in `min..=max`.
+pub(crate) fn integer(v: &Value, min: i64, max: i64, expected: &str) -> Result<i64, String> {
+    match v.as_integer() {
+        Some(n) if (min..=max).contains(&n) => Ok(n),
+        Some(n) => Err(format!("{n} is out of range (expected {expected})")),
+        None => Err(found(v, expected)),
+    }
+}
+
+pub(crate) fn positive_u32(v: &Value) -> Result<u32, String> {
+    integer(v, 1, u32::MAX.into(), "a positive integer").map(|n| n as u32)
+}
+
+pub(crate) fn duration(v: &Value) -> Result<Duration, String> {
+    let s = string(v, "a duration string like \"500ms\" or \"2s\"")?;
+    parse_duration(s).map_err(|m| format!("{s:?}: {m}"))
+}
+
+/// A duration above zero; `what` names it in the message ("duration", "timeout").
+pub(crate) fn positive(v: &Value, what: &str, example: &str) -> Result<Duration, String> {
+    let d = duration(v)?;
+    if d.is_zero() {
+        return Err(format!(
+            "a zero {what} (expected a positive duration like \"{example}\")"
+        ));
+    }
+    Ok(d)
+}
+
+/// A non-empty name (`into`, `attr`).
+pub(crate) fn name(v: &Value) -> Result<String, String> {
+    let s = string(v, "a non-empty string")?;
+    if s.trim().is_empty() {
+        return Err("an empty name (expected a non-empty string)".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
+/// `fn NAME(deserializer) -> T` from a value parser `fn(&Value) -> Result<T, message>`,
+/// for `#[serde(deserialize_with = "NAME")]`.
+macro_rules! value {
+    ($($vis:vis $name:ident -> $t:ty = $parse:expr;)*) => {$(
+        $vis fn $name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+            let v = <toml::Value as serde::Deserialize>::deserialize(d)?;
+            let parse: fn(&toml::Value) -> Result<$t, String> = $parse;
+            parse(&v).map_err(<D::Error as serde::de::Error>::custom)
+        }
+    )*};
+}
+pub(crate) use value;
+
+/// What a list or table type is called in "found X (expected …)".
+pub(crate) trait Expecting {
+    /// For one item: "an action like { click = \"#submit\" }".
+    fn expected() -> String;
+    /// For a list of them (the same by default).
+    fn list() -> String {
+        Self::expected()
+    }
+}
+
+/// A table's entries in file order, each key and value with its position.
+pub(crate) struct Entries<E> {
+    pub(crate) entries: Vec<(Spanned<String>, Spanned<Value>)>,
+    marker: PhantomData<E>,
+}
+
+impl<'de, E: Expecting> Deserialize<'de> for Entries<E> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<E>(PhantomData<E>);
+        impl<'de, E: Expecting> Visitor<'de> for V<E> {
+            type Value = Entries<E>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&E::expected())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries: Vec<(Spanned<String>, Spanned<Value>)> = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                entries.sort_by_key(|(k, _)| k.span().start);
+                Ok(Entries {
+                    entries,
+                    marker: PhantomData,
+                })
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+impl<E: Expecting> Expecting for Entries<E> {
+    fn expected() -> String {
+        E::expected()
+    }
+    fn list() -> String {
+        E::list()
+    }
+}
+
+impl<E> Entries<E> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Spanned<Value>> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// An array whose type error says what its items should be (`[[steps]] tables`).
+pub(crate) struct List<T>(pub(crate) Vec<Spanned<T>>);
+
+impl<'de, T: Deserialize<'de> + Expecting> Deserialize<'de> for List<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Expecting> Visitor<'de> for V<T> {
+            type Value = List<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&T::list())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(List(items))
+            }
+        }
+        d.deserialize_seq(V(PhantomData))
     }
 }

@@ -14,25 +14,39 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod accounts;
+mod actions;
+#[cfg(test)]
+mod bad_input;
 mod doc;
 mod error;
 mod lists;
 mod project;
+#[cfg(test)]
+mod proptests;
 mod secrets;
 mod settings;
 mod template;
 mod units;
 mod workflow;
 
-pub use accounts::{is_secret_name, load_accounts, load_accounts_with_env};
+pub use accounts::{exec_env_name, load_accounts, load_accounts_with_env};
+pub use actions::{ACTIONS, ActionDef, KEY_NAMES, action_table};
 pub use error::ConfigError;
 pub use lists::{parse_account_list, parse_step_list, shard};
 pub use project::{Project, load_project, load_project_with_env};
-pub use secrets::{Secrets, url_userinfo};
+pub use secrets::{REDACTED, Secrets, is_secret_name, redact, redact_values, url_userinfo};
 pub use settings::load_settings;
-pub use template::{EnvLookup, REDACTED, process_env, redact, redact_values};
 pub use units::{parse_duration, parse_launch_interval, parse_size};
-pub use workflow::{KEY_NAMES, check_templates, check_templates_with_env, load_workflow};
+pub use workflow::{check_templates, check_templates_with_env, load_workflow};
+
+/// `fn(name) -> Option<value>`: where `{ env = "NAME" }` and `{env.NAME}` are read
+/// from. [`process_env`] in production; a map in tests.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Reads the process environment; a value that is not UTF-8 counts as unset.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
 
 /// An account id as written in the accounts file (`id = 3` / a CSV `id` column).
 pub type AccountId = u64;
@@ -282,84 +296,112 @@ pub struct Settings {
 }
 
 /// `[browser]`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [browser] section")]
 pub struct BrowserSettings {
     /// `chromium` (default: search `/usr/lib/chromium/chromium`, `/usr/bin/chromium`, PATH).
+    #[serde(deserialize_with = "settings::program")]
     pub chromium: Option<PathBuf>,
     /// `chromedriver` (default: search `/usr/bin/chromedriver`, PATH).
+    #[serde(deserialize_with = "settings::program")]
     pub chromedriver: Option<PathBuf>,
     /// `headed` (default false).
+    #[serde(deserialize_with = "settings::boolean")]
     pub headed: bool,
     /// `args`: extra Chromium switches.
+    #[serde(deserialize_with = "settings::args")]
     pub args: Vec<String>,
     /// `window_size` as `"WxH"` (default 1280x800).
+    #[serde(deserialize_with = "settings::window_size")]
     pub window_size: (u32, u32),
 }
 
 /// `[launch]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [launch] section")]
 pub struct LaunchSettings {
     /// `lock` (default true).
+    #[serde(deserialize_with = "settings::boolean")]
     pub lock: bool,
     /// `interval` (default `"auto"`; a duration such as `"2.5s"` for a fixed pause).
+    #[serde(deserialize_with = "settings::interval")]
     pub interval: LaunchInterval,
     /// `max_concurrent` (default none: no cap).
+    #[serde(deserialize_with = "settings::max_concurrent")]
     pub max_concurrent: Option<usize>,
 }
 
 /// `[profiles]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [profiles] section")]
 pub struct ProfileSettings {
     /// `root` (default `profiles/` beside batch.toml), absolute.
+    #[serde(deserialize_with = "settings::path")]
     pub root: PathBuf,
     /// `ephemeral` (default false).
+    #[serde(deserialize_with = "settings::boolean")]
     pub ephemeral: bool,
 }
 
 /// `[ports]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [ports] section")]
 pub struct PortSettings {
     /// `range = "20000-40000"` (default none: the kernel chooses).
+    #[serde(deserialize_with = "settings::port_range")]
     pub range: Option<(u16, u16)>,
 }
 
 /// `[resources]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [resources] section")]
 pub struct ResourceSettings {
     /// `min_available_memory = "1GiB"` / `"512MiB"` in bytes (default 1 GiB):
     /// below it new browser creations wait.
+    #[serde(deserialize_with = "settings::size")]
     pub min_available_memory: u64,
     /// `sample_interval` (default `2s`).
+    #[serde(deserialize_with = "settings::positive_duration")]
     pub sample_interval: Duration,
 }
 
 /// `[pool]`: when an account's browser is retired and replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [pool] section")]
 pub struct PoolSettings {
     /// `retire_after = N` iterations (default: never).
+    #[serde(deserialize_with = "settings::retire_after")]
     pub retire_after: Option<u32>,
     /// `max_browser_memory = "2GiB"` (default 2 GiB; `0` turns it off): a browser whose
     /// PSS has grown past it is replaced after its current iteration.
+    #[serde(deserialize_with = "settings::size_or_off")]
     pub max_browser_memory: Option<u64>,
 }
 
 /// `[retry]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [retry] section")]
 pub struct RetrySettings {
     /// `retries` (default 2).
+    #[serde(deserialize_with = "settings::retries")]
     pub retries: u32,
     /// `backoff` (default `500ms`): first delay, doubled per attempt.
+    #[serde(deserialize_with = "settings::duration")]
     pub backoff: Duration,
 }
 
 /// `[timeouts]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [timeouts] section")]
 pub struct TimeoutSettings {
     /// `action` (default `10s`): default for waiting actions.
+    #[serde(deserialize_with = "settings::positive_duration")]
     pub action: Duration,
     /// `webdriver` (default `30s`): any single WebDriver request.
+    #[serde(deserialize_with = "settings::positive_duration")]
     pub webdriver: Duration,
     /// `launch` (default `30s`): starting one browser.
+    #[serde(deserialize_with = "settings::positive_duration")]
     pub launch: Duration,
 }
 

@@ -8,9 +8,8 @@ use std::path::Path;
 
 use super::accounts::load_accounts_with_env;
 use super::settings::load_settings;
-use super::template::{EnvLookup, process_env};
 use super::workflow::load_workflow;
-use super::{Accounts, ConfigError, Settings, Workflow};
+use super::{Accounts, ConfigError, EnvLookup, Settings, Workflow, process_env};
 
 /// Everything the user wrote, loaded and validated: `batch.toml` and the two files it names.
 #[derive(Debug, Clone)]

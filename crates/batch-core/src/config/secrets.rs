@@ -26,8 +26,31 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::template::{EnvLookup, REDACTED};
-use super::{Account, Part, Workflow};
+use super::{Account, EnvLookup, Part, Workflow};
+
+/// What a secret looks like in redacted text.
+pub const REDACTED: &str = "***";
+
+/// True for field names that hold secrets: containing `password`, `secret` or
+/// `token`, in any letter case.
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// `fn(text, account) -> text`: every form of each secret field value of `account`
+/// replaced by `***` (see [`Secrets`], which a run builds once for
+/// all its secrets; this is the same for one account).
+pub fn redact(text: &str, account: &Account) -> String {
+    Secrets::of_account(account).redact(text)
+}
+
+/// [`redact`] for an explicit list of secret values.
+pub fn redact_values(text: &str, secrets: &[&str]) -> String {
+    Secrets::new(secrets).redact(text)
+}
 
 /// The secret values of a run or an account; cheap to clone. `fn(text) -> text` with
 /// every form of every secret replaced by `***`.

@@ -1,88 +1,172 @@
 //! Loading `batch.toml`: the paths of the workflow and accounts files, and the
-//! `[browser]`, `[launch]`, `[profiles]`, `[ports]`, `[resources]`, `[retry]` and
-//! `[timeouts]` sections, each key optional with a default.
+//! `[browser]`, `[launch]`, `[profiles]`, `[ports]`, `[resources]`, `[pool]`,
+//! `[retry]` and `[timeouts]` sections, each key optional with a default.
 //!
-//! Main items: [`load_settings`] and [`Settings::defaults_for`]. Relative paths are
-//! resolved against the file's directory, so every path in [`Settings`] is absolute.
-//! Command-line overrides (`--headed`, `--retries`, …) are applied by the caller, not
-//! here; nothing here checks that the browser or driver exist (that is `doctor`'s job).
+//! Main items: [`load_settings`] and [`Settings::defaults_for`]. The section types
+//! (in the parent module) deserialize themselves through the value parsers below,
+//! each key's default in their `Default`. Relative paths are resolved against the
+//! file's directory, so every path in [`Settings`] is absolute. Command-line overrides
+//! (`--headed`, `--retries`, …) are applied by the caller, not here; nothing here
+//! checks that the browser or driver exist (that is `doctor`'s job).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use toml::Spanned;
-use toml::de::{DeString, DeTable, DeValue};
+use serde::Deserialize;
+use toml::Value;
 
-use super::doc::{Doc, entries};
+use super::doc::{Bad, Doc, Seg, dotted, found, integer, positive, string, value};
 use super::error::read_text;
-use super::units::{parse_duration, parse_launch_interval, parse_size};
+use super::units::{parse_launch_interval, parse_size};
 use super::{
     BrowserSettings, ConfigError, LaunchInterval, LaunchSettings, PoolSettings, PortSettings,
     ProfileSettings, ResourceSettings, RetrySettings, Settings, TimeoutSettings,
 };
 
-const TOP_KEYS: &[&str] = &[
-    "workflow",
-    "accounts",
-    "browser",
-    "launch",
-    "profiles",
-    "ports",
-    "resources",
-    "pool",
-    "retry",
-    "timeouts",
-];
+/// `batch.toml` as written; every key once, in the order error messages list them.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Raw {
+    #[serde(deserialize_with = "path")]
+    workflow: PathBuf,
+    #[serde(deserialize_with = "path")]
+    accounts: PathBuf,
+    browser: BrowserSettings,
+    launch: LaunchSettings,
+    profiles: ProfileSettings,
+    ports: PortSettings,
+    resources: ResourceSettings,
+    pool: PoolSettings,
+    retry: RetrySettings,
+    timeouts: TimeoutSettings,
+}
+
+impl Default for Raw {
+    fn default() -> Raw {
+        Raw {
+            workflow: "workflow.toml".into(),
+            accounts: "accounts.toml".into(),
+            browser: BrowserSettings::default(),
+            launch: LaunchSettings::default(),
+            profiles: ProfileSettings::default(),
+            ports: PortSettings::default(),
+            resources: ResourceSettings::default(),
+            pool: PoolSettings::default(),
+            retry: RetrySettings::default(),
+            timeouts: TimeoutSettings::default(),
+        }
+    }
+}
+
+impl Default for BrowserSettings {
+    fn default() -> Self {
+        BrowserSettings {
+            chromium: None,
+            chromedriver: None,
+            headed: false,
+            args: Vec::new(),
+            window_size: (1280, 800),
+        }
+    }
+}
+
+impl Default for LaunchSettings {
+    fn default() -> Self {
+        LaunchSettings {
+            lock: true,
+            interval: LaunchInterval::Auto,
+            max_concurrent: None,
+        }
+    }
+}
+
+impl Default for ProfileSettings {
+    /// `profiles` relative to batch.toml's directory (made absolute on loading).
+    fn default() -> Self {
+        ProfileSettings {
+            root: "profiles".into(),
+            ephemeral: false,
+        }
+    }
+}
+
+impl Default for ResourceSettings {
+    fn default() -> Self {
+        ResourceSettings {
+            min_available_memory: 1 << 30,
+            sample_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            retire_after: None,
+            max_browser_memory: Some(2 << 30),
+        }
+    }
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            retries: 2,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        TimeoutSettings {
+            action: Duration::from_secs(10),
+            webdriver: Duration::from_secs(30),
+            launch: Duration::from_secs(30),
+        }
+    }
+}
 
 impl Settings {
     /// The settings of a `batch.toml` at `config_path` that sets nothing: every default,
     /// with relative paths resolved against its directory. Reads nothing but the
     /// directory's canonical path.
     pub fn defaults_for(config_path: &Path) -> Settings {
-        let root = absolute_dir(config_path);
-        let file_name = config_path
-            .file_name()
-            .map_or_else(|| "batch.toml".into(), ToOwned::to_owned);
-        Settings {
-            config_path: root.join(file_name),
-            workflow: root.join("workflow.toml"),
-            accounts: root.join("accounts.toml"),
-            browser: BrowserSettings {
-                chromium: None,
-                chromedriver: None,
-                headed: false,
-                args: Vec::new(),
-                window_size: (1280, 800),
-            },
-            launch: LaunchSettings {
-                lock: true,
-                interval: LaunchInterval::Auto,
-                max_concurrent: None,
-            },
-            profiles: ProfileSettings {
-                root: root.join("profiles"),
-                ephemeral: false,
-            },
-            ports: PortSettings { range: None },
-            resources: ResourceSettings {
-                min_available_memory: 1 << 30,
-                sample_interval: Duration::from_secs(2),
-            },
-            pool: PoolSettings {
-                retire_after: None,
-                max_browser_memory: Some(2 << 30),
-            },
-            retry: RetrySettings {
-                retries: 2,
-                backoff: Duration::from_millis(500),
-            },
-            timeouts: TimeoutSettings {
-                action: Duration::from_secs(10),
-                webdriver: Duration::from_secs(30),
-                launch: Duration::from_secs(30),
-            },
-            root,
+        resolve(config_path, Raw::default())
+    }
+}
+
+/// `raw` with every path made absolute against the directory of `config_path`.
+fn resolve(config_path: &Path, raw: Raw) -> Settings {
+    let root = absolute_dir(config_path);
+    let file_name = config_path
+        .file_name()
+        .map_or_else(|| "batch.toml".into(), ToOwned::to_owned);
+    let mut browser = raw.browser;
+    // A bare program name is kept for a PATH search; anything with a `/` is a path.
+    for program in [&mut browser.chromium, &mut browser.chromedriver]
+        .into_iter()
+        .flatten()
+    {
+        if program.to_string_lossy().contains('/') {
+            *program = root.join(&*program);
         }
+    }
+    let mut profiles = raw.profiles;
+    profiles.root = root.join(&profiles.root);
+    Settings {
+        config_path: root.join(file_name),
+        workflow: root.join(raw.workflow),
+        accounts: root.join(raw.accounts),
+        browser,
+        launch: raw.launch,
+        profiles,
+        ports: raw.ports,
+        resources: raw.resources,
+        pool: raw.pool,
+        retry: raw.retry,
+        timeouts: raw.timeouts,
+        root,
     }
 }
 
@@ -103,155 +187,87 @@ pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
     parse_settings(path, &text)
 }
 
-fn parse_settings(path: &Path, text: &str) -> Result<Settings, ConfigError> {
-    let (doc, root) = Doc::parse(path, text)?;
-    let mut s = Settings::defaults_for(path);
-    let base = s.root.clone();
-    for (key, value) in entries(root.get_ref()) {
-        let name: &str = key.get_ref();
-        let section = || doc.table(value, name, &format!("a [{name}] section"));
-        match name {
-            "workflow" => s.workflow = relative_path(&doc, &base, value, name)?,
-            "accounts" => s.accounts = relative_path(&doc, &base, value, name)?,
-            "browser" => browser(&doc, &base, section()?, &mut s.browser)?,
-            "launch" => launch(&doc, section()?, &mut s.launch)?,
-            "profiles" => profiles(&doc, &base, section()?, &mut s.profiles)?,
-            "ports" => ports(&doc, section()?, &mut s.ports)?,
-            "resources" => resources(&doc, section()?, &mut s.resources)?,
-            "pool" => pool(&doc, section()?, &mut s.pool)?,
-            "retry" => retry(&doc, section()?, &mut s.retry)?,
-            "timeouts" => timeouts(&doc, section()?, &mut s.timeouts)?,
-            _ => return Err(doc.unknown_key(key, "", TOP_KEYS)),
-        }
+pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+    let doc = Doc::new(path, text);
+    let raw: Raw = doc.parse(&dotted)?;
+    // Checked here rather than in `args` so that the error names the entry's own line.
+    for (i, arg) in raw.browser.args.iter().enumerate() {
+        let problem = match managed_switch(arg) {
+            Some((switch, hint)) => format!(
+                "{arg:?} overrides --{switch}, which batch-cli manages ({hint}; expected other switches)"
+            ),
+            // Chromium's argv: a NUL cannot be passed, and no control character is meant.
+            None if arg.contains(char::is_control) => {
+                "a control character (expected printable switches)".to_owned()
+            }
+            None => continue,
+        };
+        let at = [
+            Seg::Key("browser".into()),
+            Seg::Key("args".into()),
+            Seg::Index(i),
+        ];
+        let span = doc.span_at(&at).unwrap_or_default();
+        return Err(doc.err(Bad::new(span, "browser.args", problem)));
     }
-    Ok(s)
+    Ok(resolve(path, raw))
 }
 
-type Key<'t, 'i> = &'t Spanned<DeString<'i>>;
-type Value<'t, 'i> = &'t Spanned<DeValue<'i>>;
+value! {
+    pub(super) boolean -> bool = super::doc::boolean;
+    pub(super) path -> PathBuf = |v| non_empty(v, "a path string").map(PathBuf::from);
+    pub(super) program -> Option<PathBuf> = |v| {
+        non_empty(v, "a program name or path").map(|p| Some(PathBuf::from(p)))
+    };
+    pub(super) args -> Vec<String> = |v| {
+        let expected = "an array of strings, like [\"--lang=en\"]";
+        let items = v.as_array().ok_or_else(|| found(v, expected))?;
+        items.iter().map(|a| string(a, expected).map(str::to_owned)).collect()
+    };
+    pub(super) window_size -> (u32, u32) = read_window_size;
+    pub(super) interval -> LaunchInterval = |v| {
+        let s = string(v, "a duration like \"2.5s\", or \"auto\"")?;
+        parse_launch_interval(s).map_err(|m| format!("{s:?}: {m}"))
+    };
+    pub(super) max_concurrent -> Option<usize> = |v| {
+        super::doc::positive_u32(v).map(|n| Some(n as usize))
+    };
+    pub(super) retire_after -> Option<u32> = |v| super::doc::positive_u32(v).map(Some);
+    pub(super) port_range -> Option<(u16, u16)> = |v| read_port_range(v).map(Some);
+    pub(super) size -> u64 = read_size;
+    pub(super) size_or_off -> Option<u64> = |v| read_size(v).map(|b| (b > 0).then_some(b));
+    pub(super) positive_duration -> Duration = |v| positive(v, "duration", "2s");
+    pub(super) duration -> Duration = super::doc::duration;
+    pub(super) retries -> u32 = |v| {
+        integer(v, 0, u32::MAX.into(), "a whole number, 0 or more").map(|n| n as u32)
+    };
+}
 
-/// Calls `f(key name, field "section.key", value)` for each entry of a section,
-/// in file order.
-fn each<'t, 'i>(
-    table: &'t DeTable<'i>,
-    section: &str,
-    mut f: impl FnMut(Key<'t, 'i>, &str, Value<'t, 'i>) -> Result<(), ConfigError>,
-) -> Result<(), ConfigError> {
-    for (key, value) in entries(table) {
-        f(key, &format!("{section}.{}", key.get_ref()), value)?;
+fn non_empty(v: &Value, expected: &str) -> Result<String, String> {
+    match string(v, expected)? {
+        "" => Err(format!("an empty path (expected {expected})")),
+        s => Ok(s.to_owned()),
     }
-    Ok(())
 }
 
-fn browser(
-    doc: &Doc<'_>,
-    base: &Path,
-    t: &DeTable<'_>,
-    b: &mut BrowserSettings,
-) -> Result<(), ConfigError> {
-    const KEYS: &[&str] = &["chromium", "chromedriver", "headed", "args", "window_size"];
-    each(t, "browser", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "chromium" => b.chromium = Some(program_path(doc, base, v, field)?),
-            "chromedriver" => b.chromedriver = Some(program_path(doc, base, v, field)?),
-            "headed" => b.headed = doc.boolean(v, field)?,
-            "args" => {
-                let expected = "an array of strings, like [\"--lang=en\"]";
-                b.args = Vec::new();
-                for a in doc.array(v, field, expected)? {
-                    let arg = doc.string(a, field, expected)?;
-                    if let Some((switch, hint)) = managed_switch(arg) {
-                        return Err(doc.err(
-                            a.span(),
-                            field,
-                            format!("{arg:?} overrides --{switch}, which batch-cli manages ({hint}; expected other switches)"),
-                        ));
-                    }
-                    b.args.push(arg.to_owned());
-                }
-            }
-            "window_size" => {
-                let expected = "WIDTHxHEIGHT, like \"1280x800\"";
-                let s = doc.string(v, field, expected)?;
-                let size = s.split_once(['x', 'X']).and_then(|(w, h)| {
-                    let w: u32 = w.trim().parse().ok()?;
-                    let h: u32 = h.trim().parse().ok()?;
-                    (w > 0 && h > 0).then_some((w, h))
-                });
-                b.window_size = size.ok_or_else(|| {
-                    doc.err(
-                        v.span(),
-                        field,
-                        format!("{s:?} is not a window size (expected {expected})"),
-                    )
-                })?;
-            }
-            _ => return Err(doc.unknown_key(key, "browser", KEYS)),
-        }
-        Ok(())
-    })
-}
-
-fn launch(doc: &Doc<'_>, t: &DeTable<'_>, l: &mut LaunchSettings) -> Result<(), ConfigError> {
-    const KEYS: &[&str] = &["lock", "interval", "max_concurrent"];
-    each(t, "launch", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "lock" => l.lock = doc.boolean(v, field)?,
-            "interval" => {
-                let s = doc.string(v, field, "a duration like \"2.5s\", or \"auto\"")?;
-                l.interval = parse_launch_interval(s)
-                    .map_err(|m| doc.err(v.span(), field, format!("{s:?}: {m}")))?;
-            }
-            "max_concurrent" => {
-                let n = doc.integer(v, field, 1, i128::from(u32::MAX), "a positive integer")?;
-                l.max_concurrent = Some(usize::try_from(n).unwrap_or(usize::MAX));
-            }
-            _ => return Err(doc.unknown_key(key, "launch", KEYS)),
-        }
-        Ok(())
-    })
-}
-
-fn profiles(
-    doc: &Doc<'_>,
-    base: &Path,
-    t: &DeTable<'_>,
-    p: &mut ProfileSettings,
-) -> Result<(), ConfigError> {
-    const KEYS: &[&str] = &["root", "ephemeral"];
-    each(t, "profiles", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "root" => p.root = relative_path(doc, base, v, field)?,
-            "ephemeral" => p.ephemeral = doc.boolean(v, field)?,
-            _ => return Err(doc.unknown_key(key, "profiles", KEYS)),
-        }
-        Ok(())
-    })
-}
-
-fn ports(doc: &Doc<'_>, t: &DeTable<'_>, p: &mut PortSettings) -> Result<(), ConfigError> {
-    each(t, "ports", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "range" => p.range = Some(port_range(doc, v, field)?),
-            _ => return Err(doc.unknown_key(key, "ports", &["range"])),
-        }
-        Ok(())
-    })
+fn read_window_size(v: &Value) -> Result<(u32, u32), String> {
+    let expected = "WIDTHxHEIGHT, like \"1280x800\"";
+    let s = string(v, expected)?;
+    let size = s.split_once(['x', 'X']).and_then(|(w, h)| {
+        let w: u32 = w.trim().parse().ok()?;
+        let h: u32 = h.trim().parse().ok()?;
+        (w > 0 && h > 0).then_some((w, h))
+    });
+    size.ok_or_else(|| format!("{s:?} is not a window size (expected {expected})"))
 }
 
 /// `"LOW-HIGH"`, refused here if the port allocator would refuse it later (after
 /// profiles were locked): inverted, below 1024, above 65535, or too small for one
 /// browser (each needs a driver port and a DevTools port).
-fn port_range(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<(u16, u16), ConfigError> {
+fn read_port_range(v: &Value) -> Result<(u16, u16), String> {
     let expected = "\"LOW-HIGH\" with 1024 <= LOW < HIGH <= 65535, like \"20000-40000\"";
-    let s = doc.string(v, field, expected)?;
-    let bad = |why: &str| {
-        doc.err(
-            v.span(),
-            field,
-            format!("{s:?} {why} (expected {expected})"),
-        )
-    };
+    let s = string(v, expected)?;
+    let bad = |why: &str| format!("{s:?} {why} (expected {expected})");
     let (lo, hi) = s
         .split_once('-')
         .and_then(|(lo, hi)| {
@@ -261,10 +277,9 @@ fn port_range(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<(u16, u16)
             ))
         })
         .ok_or_else(|| bad("is not a port range"))?;
-    if lo > 65535 || hi > 65535 {
+    let (Ok(lo), Ok(hi)) = (u16::try_from(lo), u16::try_from(hi)) else {
         return Err(bad("is not a port range: ports end at 65535"));
-    }
-    let (lo, hi) = (lo as u16, hi as u16);
+    };
     if let Err(ports::PortError::InvalidRange { reason, .. }) = ports::validate_range(&(lo..=hi)) {
         return Err(bad(&format!("is not a usable port range: {reason}")));
     }
@@ -274,6 +289,16 @@ fn port_range(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<(u16, u16)
         ));
     }
     Ok((lo, hi))
+}
+
+/// A size: `"512MiB"`, `"1GiB"`, or a number of bytes.
+fn read_size(v: &Value) -> Result<u64, String> {
+    let expected = "a size like \"1GiB\" or \"512MiB\", or a number of bytes";
+    match v {
+        Value::Integer(_) => integer(v, 0, i64::MAX, expected).map(|n| n as u64),
+        Value::String(s) => parse_size(s).map_err(|m| format!("{s:?}: {m}")),
+        _ => Err(found(v, expected)),
+    }
 }
 
 /// Chromium switches batch-cli sets itself, per browser, and verifies; a
@@ -318,144 +343,8 @@ pub(crate) fn managed_switch(arg: &str) -> Option<(&'static str, &'static str)> 
         .copied()
 }
 
-fn resources(doc: &Doc<'_>, t: &DeTable<'_>, r: &mut ResourceSettings) -> Result<(), ConfigError> {
-    const KEYS: &[&str] = &["min_available_memory", "sample_interval"];
-    each(t, "resources", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "min_available_memory" => r.min_available_memory = size(doc, v, field)?,
-            "sample_interval" => r.sample_interval = positive_duration(doc, v, field)?,
-            _ => return Err(doc.unknown_key(key, "resources", KEYS)),
-        }
-        Ok(())
-    })
-}
-
-fn pool(doc: &Doc<'_>, t: &DeTable<'_>, p: &mut PoolSettings) -> Result<(), ConfigError> {
-    const KEYS: &[&str] = &["retire_after", "max_browser_memory"];
-    each(t, "pool", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "retire_after" => {
-                let n = doc.integer(v, field, 1, i128::from(u32::MAX), "a positive integer")?;
-                p.retire_after = Some(u32::try_from(n).expect("range checked"));
-            }
-            "max_browser_memory" => {
-                let bytes = size(doc, v, field)?;
-                p.max_browser_memory = (bytes > 0).then_some(bytes);
-            }
-            _ => return Err(doc.unknown_key(key, "pool", KEYS)),
-        }
-        Ok(())
-    })
-}
-
-/// A size: `"512MiB"`, `"1GiB"`, or a number of bytes.
-fn size(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<u64, ConfigError> {
-    let expected = "a size like \"1GiB\" or \"512MiB\", or a number of bytes";
-    Ok(match v.get_ref() {
-        DeValue::Integer(_) => {
-            let n = doc.integer(v, field, 0, i128::from(u64::MAX), expected)?;
-            u64::try_from(n).expect("range checked")
-        }
-        _ => {
-            let s = doc.string(v, field, expected)?;
-            parse_size(s).map_err(|m| doc.err(v.span(), field, format!("{s:?}: {m}")))?
-        }
-    })
-}
-
-fn retry(doc: &Doc<'_>, t: &DeTable<'_>, r: &mut RetrySettings) -> Result<(), ConfigError> {
-    each(t, "retry", |key, field, v| {
-        match key.get_ref().as_ref() {
-            "retries" => {
-                let n = doc.integer(
-                    v,
-                    field,
-                    0,
-                    i128::from(u32::MAX),
-                    "a whole number, 0 or more",
-                )?;
-                r.retries = u32::try_from(n).expect("range checked");
-            }
-            "backoff" => r.backoff = duration(doc, v, field)?,
-            _ => return Err(doc.unknown_key(key, "retry", &["retries", "backoff"])),
-        }
-        Ok(())
-    })
-}
-
-fn timeouts(doc: &Doc<'_>, t: &DeTable<'_>, o: &mut TimeoutSettings) -> Result<(), ConfigError> {
-    each(t, "timeouts", |key, field, v| {
-        let slot = match key.get_ref().as_ref() {
-            "action" => &mut o.action,
-            "webdriver" => &mut o.webdriver,
-            "launch" => &mut o.launch,
-            _ => return Err(doc.unknown_key(key, "timeouts", &["action", "webdriver", "launch"])),
-        };
-        *slot = positive_duration(doc, v, field)?;
-        Ok(())
-    })
-}
-
-fn duration(doc: &Doc<'_>, v: Value<'_, '_>, field: &str) -> Result<Duration, ConfigError> {
-    let s = doc.string(v, field, "a duration string like \"500ms\" or \"2s\"")?;
-    parse_duration(s).map_err(|m| doc.err(v.span(), field, format!("{s:?}: {m}")))
-}
-
-fn positive_duration(
-    doc: &Doc<'_>,
-    v: Value<'_, '_>,
-    field: &str,
-) -> Result<Duration, ConfigError> {
-    let d = duration(doc, v, field)?;
-    if d.is_zero() {
-        return Err(doc.err(
-            v.span(),
-            field,
-            "a zero duration (expected a positive duration like \"2s\")",
-        ));
-    }
-    Ok(d)
-}
-
-/// A path relative to `base` (the directory of `batch.toml`), made absolute.
-fn relative_path(
-    doc: &Doc<'_>,
-    base: &Path,
-    v: Value<'_, '_>,
-    field: &str,
-) -> Result<PathBuf, ConfigError> {
-    let s = doc.string(v, field, "a path string")?;
-    if s.is_empty() {
-        return Err(doc.err(v.span(), field, "an empty path (expected a path string)"));
-    }
-    Ok(base.join(s))
-}
-
-/// A program: a bare name (`chromium`) is kept for a `PATH` search; anything with a
-/// `/` is a path relative to `base`.
-fn program_path(
-    doc: &Doc<'_>,
-    base: &Path,
-    v: Value<'_, '_>,
-    field: &str,
-) -> Result<PathBuf, ConfigError> {
-    let s = doc.string(v, field, "a program name or path")?;
-    if s.is_empty() {
-        return Err(doc.err(
-            v.span(),
-            field,
-            "an empty path (expected a program name or path)",
-        ));
-    }
-    Ok(if s.contains('/') {
-        base.join(s)
-    } else {
-        PathBuf::from(s)
-    })
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Writes `text` as `batch.toml` in a fresh temp dir and loads it.
@@ -505,6 +394,26 @@ mod tests {
                 Duration::from_secs(30)
             )
         );
+    }
+
+    /// The first ```toml block after `heading` in docs/configuration.md.
+    pub(crate) fn docs_example(heading: &str) -> String {
+        let path = format!("{}/../../docs/configuration.md", env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let rest = &docs[docs.find(heading).expect(heading)..];
+        let start = rest.find("```toml\n").expect("a toml block") + 8;
+        rest[start..start + rest[start..].find("```").unwrap()].to_owned()
+    }
+
+    /// Every key the docs show exists, with the type the docs show.
+    #[test]
+    fn the_documented_example_loads() {
+        let example = docs_example("## `batch.toml`");
+        assert!(example.contains("[timeouts]"), "{example}");
+        let (_dir, _root, got) = load(&example);
+        let s = got.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.launch.max_concurrent, Some(8));
+        assert_eq!(s.ports.range, Some((20000, 40000)));
     }
 
     #[test]
@@ -697,6 +606,11 @@ launch = "45s"
             "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, args, window_size)",
         );
         check("[brwoser]\n", Some(1), "unknown key \"brwoser\"");
+        check(
+            "[browser]\n\"a`, b\" = 1\n",
+            Some(2),
+            "browser: unknown key \"a`, b\" (expected one of: chromium,",
+        );
         check(
             "browser = 1\n",
             Some(1),

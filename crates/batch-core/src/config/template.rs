@@ -1,28 +1,14 @@
-//! Templates (`"{base_url}/item/{iteration}"`): parsing, rendering with secrets
-//! redacted, and [`redact`] for arbitrary text such as a browser's error message
-//! (the matching itself lives in the `secrets` module).
+//! Templates (`"{base_url}/item/{iteration}"`): parsing, and rendering with secrets
+//! redacted (what is secret is decided in the `secrets` module).
 //!
-//! Main items: [`Template::parse`], [`Template::render`], [`redact`], and
-//! [`EnvLookup`] / [`process_env`], the one place `{env.NAME}` values are read from.
+//! Main items: [`Template::parse`], [`Template::render`].
 //! Whether every variable a workflow uses is available for the accounts that run is
 //! checked by `check_templates` in the workflow module, not here.
 
 use std::fmt;
 
-use super::accounts::is_secret_name;
-use super::{Account, Part, Rendered, Template, Vars};
-
-/// `fn(name) -> Option<value>`: where `{ env = "NAME" }` and `{env.NAME}` are read
-/// from. [`process_env`] in production; a map in tests.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// Reads the process environment; a value that is not UTF-8 counts as unset.
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
-/// What a secret looks like in redacted text.
-pub const REDACTED: &str = "***";
+use super::secrets::{REDACTED, is_secret_name};
+use super::{Account, EnvLookup, Part, Rendered, Template, Vars, process_env};
 
 const VARIABLES_EXPECTED: &str = "{base_url}, {account.FIELD}, {iteration}, {step.id} or {env.NAME}; {{ and }} for literal braces";
 
@@ -199,24 +185,12 @@ fn parse_variable(name: &str) -> Result<Part, String> {
     }
 }
 
-/// `fn(text, account) -> text`: every form of each secret field value of `account`
-/// replaced by `***` (see [`Secrets`](super::Secrets), which a run builds once for
-/// all its secrets; this is the same for one account).
-pub fn redact(text: &str, account: &Account) -> String {
-    super::Secrets::of_account(account).redact(text)
-}
-
-/// [`redact`] for an explicit list of secret values.
-pub fn redact_values(text: &str, secrets: &[&str]) -> String {
-    super::Secrets::new(secrets).redact(text)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, HashMap};
 
     use super::*;
-    use crate::config::FieldValue;
+    use crate::config::{FieldValue, redact, redact_values};
 
     fn account() -> Account {
         let field = |value: &str, secret: bool| FieldValue {

@@ -2,73 +2,91 @@
 //! templates against the accounts that will run.
 //!
 //! Main items: [`load_workflow`] reads and validates the file on its own (action
-//! names, keys, types, durations, template syntax, step ids), recording each
-//! action's line; [`check_templates`] then checks what depends on the run: that every
-//! `{account.FIELD}` exists on every running account, every `{env.NAME}` is set, and
+//! names, keys, types, durations, template syntax, step ids; the actions themselves
+//! are defined in the `actions` module), recording each action's line;
+//! [`check_templates`] then checks what depends on the run: that every
+//! `{account.FIELD}` exists on every running account, every `{env.NAME}` is set, a
+//! `{base_url}` in use is a URL, no control character reaches a URL or an argv, and
 //! no secret reaches an `exec` argv. Nothing here executes an action.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
-use toml::Spanned;
+use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
+use toml::{Spanned, Value};
 
-use super::accounts::is_secret_name;
-use super::doc::{Doc, entries};
+use super::actions::RawAction;
+use super::doc::{Bad, Doc, Expecting, List, Seg, positive_u32, string, value, value_at};
 use super::error::read_text;
-use super::template::{EnvLookup, process_env};
-use super::units::parse_duration;
-use super::{Account, Action, ActionKind, ConfigError, Part, Step, Template, Workflow};
+use super::secrets::is_secret_name;
+use super::{
+    Account, Action, ActionKind, ConfigError, EnvLookup, Part, Step, Workflow, process_env,
+};
 
-/// Every action, in the order of the spec's table.
-const ACTIONS: &[&str] = &[
-    "goto",
-    "click",
-    "fill",
-    "press",
-    "wait_for",
-    "wait_text",
-    "assert_url",
-    "extract",
-    "script",
-    "screenshot",
-    "sleep",
-    "exec",
-];
+/// The workflow file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkflow {
+    #[serde(default, deserialize_with = "opt_url_string")]
+    base_url: Option<String>,
+    steps: Option<Spanned<List<RawStep>>>,
+}
 
-/// The keys `press` accepts besides single characters.
-pub const KEY_NAMES: &[&str] = &[
-    "Enter",
-    "Tab",
-    "Escape",
-    "Backspace",
-    "Delete",
-    "Space",
-    "ArrowUp",
-    "ArrowDown",
-    "ArrowLeft",
-    "ArrowRight",
-    "Home",
-    "End",
-    "PageUp",
-    "PageDown",
-];
+/// One `[[steps]]` table as written; its checks that need the id come after.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "[[steps]] tables")]
+struct RawStep {
+    id: Option<Spanned<Value>>,
+    #[serde(default, deserialize_with = "opt_string")]
+    name: Option<String>,
+    before: Option<Spanned<List<RawAction>>>,
+    actions: Option<Spanned<List<RawAction>>>,
+    after: Option<Spanned<List<RawAction>>>,
+}
 
-/// The extra keys an action accepts.
-fn extra_keys(action: &str) -> &'static [&'static str] {
-    match action {
-        "goto" | "click" | "wait_for" | "exec" => &["timeout"],
-        "fill" => &["text", "timeout"],
-        "press" => &["selector", "timeout"],
-        "wait_text" => &["contains", "timeout"],
-        "extract" => &["into", "attr"],
-        "script" => &["into"],
-        _ => &[],
+impl Expecting for RawStep {
+    fn expected() -> String {
+        "[[steps]] tables".to_owned()
     }
 }
 
-const STEP_KEYS: &[&str] = &["id", "name", "before", "actions", "after"];
+value! {
+    opt_url_string -> Option<String> = |v| string(v, "a URL string").map(|s| Some(s.to_owned()));
+    opt_string -> Option<String> = |v| string(v, "a string").map(|s| Some(s.to_owned()));
+}
+
+/// Names the field of an error's path: `step 3, actions`, `step 3`, `id`.
+fn context(root: &DeTable<'_>, path: &[Seg]) -> String {
+    let step_id = |i: &usize| match value_at(
+        root,
+        &[
+            Seg::Key("steps".into()),
+            Seg::Index(*i),
+            Seg::Key("id".into()),
+        ],
+    ) {
+        Some(DeValue::Integer(n)) => i128::from_str_radix(n.as_str(), n.radix()).ok(),
+        _ => None,
+    };
+    let key = |s: &Seg| match s {
+        Seg::Key(k) => k.clone(),
+        Seg::Index(i) => i.to_string(),
+    };
+    match path {
+        [] => String::new(),
+        [Seg::Key(k)] => k.clone(),
+        [_, Seg::Index(i)] => step_id(i).map_or("steps".to_owned(), |id| format!("step {id}")),
+        [_, Seg::Index(i), Seg::Key(list)] if list != "id" && list != "name" => {
+            format!(
+                "step {}, {list}",
+                step_id(i).map_or("?".to_owned(), |id| id.to_string())
+            )
+        }
+        [_, _, k] => key(k),
+        _ => String::new(),
+    }
+}
 
 /// `fn(path) -> Workflow`: reads and validates the workflow file; steps sorted by id.
 pub fn load_workflow(path: &Path) -> Result<Workflow, ConfigError> {
@@ -76,404 +94,84 @@ pub fn load_workflow(path: &Path) -> Result<Workflow, ConfigError> {
     parse_workflow(path, &text)
 }
 
-fn parse_workflow(path: &Path, text: &str) -> Result<Workflow, ConfigError> {
-    let (doc, root) = Doc::parse(path, text)?;
-    let mut base_url = String::new();
-    let mut steps_value = None;
-    for (key, value) in entries(root.get_ref()) {
-        match key.get_ref().as_ref() {
-            "base_url" => base_url = doc.string(value, "base_url", "a URL string")?.to_owned(),
-            "steps" => steps_value = Some(value),
-            _ => return Err(doc.unknown_key(key, "", &["base_url", "steps"])),
-        }
-    }
+pub(crate) fn parse_workflow(path: &Path, text: &str) -> Result<Workflow, ConfigError> {
+    let doc = Doc::new(path, text);
+    let raw: RawWorkflow = doc.parse(&context)?;
     let no_steps = "no steps (expected [[steps]] tables, each with an id and actions)";
-    let Some(steps_value) = steps_value else {
+    let Some(list) = raw.steps else {
         return Err(ConfigError::invalid(path, None, "", no_steps));
     };
-    let items = doc.array(steps_value, "steps", "[[steps]] tables")?;
-    if items.is_empty() {
-        return Err(doc.err(steps_value.span(), "steps", no_steps));
+    if list.get_ref().0.is_empty() {
+        return Err(doc.err(Bad::new(list.span(), "steps", no_steps)));
     }
     let mut seen: HashMap<u32, usize> = HashMap::new();
-    let mut steps = Vec::with_capacity(items.len());
-    for item in items {
-        let step = parse_step(&doc, item)?;
-        let line = doc.line_of(item.span());
+    let mut steps = Vec::with_capacity(list.get_ref().0.len());
+    for item in &list.get_ref().0 {
+        let step = step(&doc, item).map_err(|b| doc.err(b))?;
+        let line = doc.line(item.span().start);
         if let Some(first) = seen.insert(step.id, line) {
-            return Err(doc.err(
-                item.span(),
-                "id",
-                format!(
-                    "step id {} is used twice, first at line {first} (expected unique step ids)",
-                    step.id
-                ),
-            ));
+            let message = format!(
+                "step id {} is used twice, first at line {first} (expected unique step ids)",
+                step.id
+            );
+            return Err(doc.err(Bad::new(item.span(), "id", message)));
         }
         steps.push(step);
     }
     steps.sort_by_key(|s| s.id);
     Ok(Workflow {
         path: path.to_path_buf(),
-        base_url,
+        base_url: raw.base_url.unwrap_or_default(),
         steps,
     })
 }
 
-fn parse_step(doc: &Doc<'_>, item: &Spanned<DeValue<'_>>) -> Result<Step, ConfigError> {
-    let table = doc.table(item, "steps", "[[steps]] tables")?;
-    let Some(id_value) = table.get("id") else {
-        return Err(doc.err(
-            item.span(),
-            "",
-            "step without an id (expected id = a positive integer)",
-        ));
+fn step(doc: &Doc<'_>, item: &Spanned<RawStep>) -> Result<Step, Bad> {
+    let raw = item.get_ref();
+    let Some(id_value) = &raw.id else {
+        let message = "step without an id (expected id = a positive integer)";
+        return Err(Bad::new(item.span(), "", message));
     };
-    let id = doc.integer(
-        id_value,
-        "id",
-        1,
-        i128::from(u32::MAX),
-        "a positive integer",
-    )?;
-    let id = u32::try_from(id).expect("range checked");
-    let mut step = Step {
-        id,
-        name: format!("step-{id}"),
-        before: Vec::new(),
-        actions: Vec::new(),
-        after: Vec::new(),
-    };
-    let mut has_actions = false;
-    for (key, value) in entries(table) {
-        let list = match key.get_ref().as_ref() {
-            "id" => continue,
-            "name" => {
-                step.name = doc.string(value, "name", "a string")?.to_owned();
-                continue;
+    let id = positive_u32(id_value.get_ref()).map_err(|m| Bad::new(id_value.span(), "id", m))?;
+    let actions =
+        |list: &Option<Spanned<List<RawAction>>>, key: &str| -> Result<Vec<Action>, Bad> {
+            let Some(list) = list else {
+                return Ok(Vec::new());
+            };
+            let actions: Vec<Action> = list
+                .get_ref()
+                .0
+                .iter()
+                .map(|raw| {
+                    Ok(Action {
+                        line: doc.line(raw.span().start),
+                        kind: ActionKind::try_from(raw)?,
+                    })
+                })
+                .collect::<Result<_, Bad>>()?;
+            if key == "actions" && actions.is_empty() {
+                let message =
+                    "no actions (expected at least one action; use before/after for one-off work)";
+                return Err(Bad::new(
+                    list.span(),
+                    format!("step {id}, actions"),
+                    message,
+                ));
             }
-            "before" => &mut step.before,
-            "actions" => {
-                has_actions = true;
-                &mut step.actions
-            }
-            "after" => &mut step.after,
-            _ => return Err(doc.unknown_key(key, &format!("step {id}"), STEP_KEYS)),
+            Ok(actions)
         };
-        let field = format!("step {id}, {}", key.get_ref());
-        let expected = "an array of actions like [{ click = \"#submit\" }]";
-        for action in doc.array(value, &field, expected)? {
-            list.push(parse_action(doc, action)?);
-        }
-        if key.get_ref() == "actions" && list.is_empty() {
-            return Err(doc.err(
-                value.span(),
-                field,
-                "no actions (expected at least one action; use before/after for one-off work)",
-            ));
-        }
-    }
-    if !has_actions {
-        return Err(doc.err(
-            item.span(),
-            format!("step {id}"),
-            "no actions (expected actions = [ ... ] with at least one action)",
-        ));
+    let step = Step {
+        id,
+        name: raw.name.clone().unwrap_or_else(|| format!("step-{id}")),
+        before: actions(&raw.before, "before")?,
+        actions: actions(&raw.actions, "actions")?,
+        after: actions(&raw.after, "after")?,
+    };
+    if raw.actions.is_none() {
+        let message = "no actions (expected actions = [ ... ] with at least one action)";
+        return Err(Bad::new(item.span(), format!("step {id}"), message));
     }
     Ok(step)
-}
-
-fn parse_action(doc: &Doc<'_>, value: &Spanned<DeValue<'_>>) -> Result<Action, ConfigError> {
-    let one_of = format!("one of: {}", ACTIONS.join(", "));
-    let table = doc.table(
-        value,
-        "",
-        &format!("an action like {{ click = \"#submit\" }}, with the action {one_of}"),
-    )?;
-    let all = entries(table);
-    let actions: Vec<_> = all
-        .iter()
-        .filter(|(k, _)| ACTIONS.contains(&k.get_ref().as_ref()))
-        .collect();
-    let (name_key, main) = match actions.as_slice() {
-        [one] => *one,
-        [] => {
-            let is_extra = |k: &str| ACTIONS.iter().any(|a| extra_keys(a).contains(&k));
-            return Err(match all.iter().find(|(k, _)| !is_extra(k.get_ref())) {
-                Some((k, _)) => doc.err(
-                    k.span(),
-                    "",
-                    format!(
-                        "unknown action {:?} (expected {one_of})",
-                        k.get_ref().as_ref()
-                    ),
-                ),
-                None => doc.err(
-                    value.span(),
-                    "",
-                    format!("no action in this table (expected {one_of})"),
-                ),
-            });
-        }
-        [first, second, ..] => {
-            return Err(doc.err(
-                second.0.span(),
-                "",
-                format!(
-                    "two actions in one table, {} and {} (expected one action per table)",
-                    first.0.get_ref(),
-                    second.0.get_ref()
-                ),
-            ));
-        }
-    };
-    let name: &str = name_key.get_ref();
-    let allowed = extra_keys(name);
-    for (key, _) in &all {
-        if key.get_ref() != name && !allowed.contains(&key.get_ref().as_ref()) {
-            return Err(doc.unknown_key(key, name, allowed));
-        }
-    }
-    let a = ActionReader { doc, table, name };
-    let kind = match name {
-        "goto" => ActionKind::Goto {
-            url: a.template(main, name)?,
-            timeout: a.timeout()?,
-        },
-        "click" => ActionKind::Click {
-            selector: a.template(main, name)?,
-            timeout: a.timeout()?,
-        },
-        "fill" => ActionKind::Fill {
-            selector: a.template(main, name)?,
-            text: a.required_template(value, "text")?,
-            timeout: a.timeout()?,
-        },
-        "press" => {
-            let key = doc.string(main, name, "a key name like Enter, or a single character")?;
-            if !(KEY_NAMES.contains(&key) || key.chars().count() == 1) {
-                return Err(doc.err(
-                    main.span(),
-                    name,
-                    format!(
-                        "unknown key {key:?} (expected one of: {}, or a single character)",
-                        KEY_NAMES.join(", ")
-                    ),
-                ));
-            }
-            ActionKind::Press {
-                key: key.to_owned(),
-                selector: a.optional_template("selector")?,
-                timeout: a.timeout()?,
-            }
-        }
-        "wait_for" => ActionKind::WaitFor {
-            selector: a.template(main, name)?,
-            timeout: a.timeout()?,
-        },
-        "wait_text" => ActionKind::WaitText {
-            selector: a.template(main, name)?,
-            contains: a.required_template(value, "contains")?,
-            timeout: a.timeout()?,
-        },
-        "assert_url" => ActionKind::AssertUrl {
-            substr: a.template(main, name)?,
-        },
-        "extract" => ActionKind::Extract {
-            selector: a.template(main, name)?,
-            into: a.name_string("into")?,
-            attr: a.name_string("attr")?,
-        },
-        "script" => ActionKind::Script {
-            js: a.template(main, name)?,
-            into: a.name_string("into")?,
-        },
-        "screenshot" => {
-            let template = a.template(main, name)?;
-            let bad = template.source.trim().is_empty()
-                || template
-                    .parts
-                    .iter()
-                    .any(|p| matches!(p, Part::Lit(s) if s.contains(['/', '\\']) || s == ".."));
-            if bad {
-                return Err(doc.err(
-                    main.span(),
-                    name,
-                    "not a plain file name (expected a name without \"/\", like \"cart-{iteration}\")",
-                ));
-            }
-            ActionKind::Screenshot { name: template }
-        }
-        "sleep" => ActionKind::Sleep {
-            duration: a.duration(main, name)?,
-        },
-        "exec" => {
-            let expected = "a non-empty array of strings, like [\"python3\", \"script.py\"]";
-            let items = doc.array(main, name, expected)?;
-            if items.is_empty() {
-                return Err(doc.err(
-                    main.span(),
-                    name,
-                    format!("an empty argv (expected {expected})"),
-                ));
-            }
-            let argv = items
-                .iter()
-                .map(|item| a.template(item, name))
-                .collect::<Result<_, _>>()?;
-            ActionKind::Exec {
-                argv,
-                timeout: a.timeout()?,
-            }
-        }
-        _ => unreachable!("{name} is in ACTIONS"),
-    };
-    Ok(Action {
-        line: doc.line_of(value.span()),
-        kind,
-    })
-}
-
-/// Reads the values of one action's table, with errors naming the action.
-struct ActionReader<'d, 't, 'i> {
-    doc: &'d Doc<'d>,
-    table: &'t DeTable<'i>,
-    name: &'t str,
-}
-
-impl ActionReader<'_, '_, '_> {
-    fn field(&self, key: &str) -> String {
-        format!("{}.{key}", self.name)
-    }
-
-    fn template(&self, value: &Spanned<DeValue<'_>>, field: &str) -> Result<Template, ConfigError> {
-        let s = self.doc.string(value, field, "a string")?;
-        Template::parse(s).map_err(|message| self.doc.err(value.span(), field, message))
-    }
-
-    fn optional_template(&self, key: &str) -> Result<Option<Template>, ConfigError> {
-        self.table
-            .get(key)
-            .map(|v| self.template(v, &self.field(key)))
-            .transpose()
-    }
-
-    fn required_template(
-        &self,
-        action: &Spanned<DeValue<'_>>,
-        key: &str,
-    ) -> Result<Template, ConfigError> {
-        self.optional_template(key)?.ok_or_else(|| {
-            self.doc.err(
-                action.span(),
-                self.name,
-                format!(
-                    "missing key {key:?} (expected {}, {key} = \"...\" }})",
-                    self.example()
-                ),
-            )
-        })
-    }
-
-    fn example(&self) -> String {
-        format!("{{ {} = ...", self.name)
-    }
-
-    fn duration(&self, value: &Spanned<DeValue<'_>>, field: &str) -> Result<Duration, ConfigError> {
-        let s = self
-            .doc
-            .string(value, field, "a duration string like \"500ms\" or \"2s\"")?;
-        parse_duration(s).map_err(|message| {
-            self.doc
-                .err(value.span(), field, format!("{s:?}: {message}"))
-        })
-    }
-
-    fn timeout(&self) -> Result<Option<Duration>, ConfigError> {
-        let Some(value) = self.table.get("timeout") else {
-            return Ok(None);
-        };
-        let field = self.field("timeout");
-        let d = self.duration(value, &field)?;
-        if d.is_zero() {
-            return Err(self.doc.err(
-                value.span(),
-                field,
-                "a zero timeout (expected a positive duration like \"5s\")",
-            ));
-        }
-        Ok(Some(d))
-    }
-
-    fn name_string(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        let Some(value) = self.table.get(key) else {
-            return Ok(None);
-        };
-        let field = self.field(key);
-        let s = self.doc.string(value, &field, "a non-empty string")?;
-        if s.trim().is_empty() {
-            return Err(self.doc.err(
-                value.span(),
-                field,
-                "an empty name (expected a non-empty string)",
-            ));
-        }
-        Ok(Some(s.to_owned()))
-    }
-}
-
-impl ActionKind {
-    /// The action's name as written in the workflow (`goto`, `wait_text`, …).
-    pub fn name(&self) -> &'static str {
-        match self {
-            ActionKind::Goto { .. } => "goto",
-            ActionKind::Click { .. } => "click",
-            ActionKind::Fill { .. } => "fill",
-            ActionKind::Press { .. } => "press",
-            ActionKind::WaitFor { .. } => "wait_for",
-            ActionKind::WaitText { .. } => "wait_text",
-            ActionKind::AssertUrl { .. } => "assert_url",
-            ActionKind::Extract { .. } => "extract",
-            ActionKind::Script { .. } => "script",
-            ActionKind::Screenshot { .. } => "screenshot",
-            ActionKind::Sleep { .. } => "sleep",
-            ActionKind::Exec { .. } => "exec",
-        }
-    }
-
-    /// The action's own `timeout`, if it has one and it was given.
-    pub fn timeout(&self) -> Option<Duration> {
-        match self {
-            ActionKind::Goto { timeout, .. }
-            | ActionKind::Click { timeout, .. }
-            | ActionKind::Fill { timeout, .. }
-            | ActionKind::Press { timeout, .. }
-            | ActionKind::WaitFor { timeout, .. }
-            | ActionKind::WaitText { timeout, .. }
-            | ActionKind::Exec { timeout, .. } => *timeout,
-            _ => None,
-        }
-    }
-
-    /// Every template of the action, in the order written.
-    pub fn templates(&self) -> Vec<&Template> {
-        match self {
-            ActionKind::Goto { url, .. } => vec![url],
-            ActionKind::Click { selector, .. }
-            | ActionKind::WaitFor { selector, .. }
-            | ActionKind::Extract { selector, .. } => vec![selector],
-            ActionKind::Fill { selector, text, .. } => vec![selector, text],
-            ActionKind::Press { selector, .. } => selector.iter().collect(),
-            ActionKind::WaitText {
-                selector, contains, ..
-            } => vec![selector, contains],
-            ActionKind::AssertUrl { substr } => vec![substr],
-            ActionKind::Script { js, .. } => vec![js],
-            ActionKind::Screenshot { name } => vec![name],
-            ActionKind::Sleep { .. } => vec![],
-            ActionKind::Exec { argv, .. } => argv.iter().collect(),
-        }
-    }
 }
 
 /// `fn(workflow, running accounts, running steps) -> ()`: checks, before anything
@@ -511,6 +209,9 @@ pub fn check_templates_with_env(
                 ConfigError::invalid(path, Some(action.line), action.kind.name(), message)
             };
             let is_exec = matches!(action.kind, ActionKind::Exec { .. });
+            // What reaches a URL or an argv may not hold a control character: a NUL
+            // cannot be passed to a program, and a URL parser silently drops some.
+            let reaches_url_or_argv = is_exec || matches!(action.kind, ActionKind::Goto { .. });
             for part in action
                 .kind
                 .templates()
@@ -524,11 +225,32 @@ pub fn check_templates_with_env(
                              workflow file, or --base-url)"
                         )));
                     }
+                    Part::BaseUrl => {
+                        if let Err(why) = check_base_url(&workflow.base_url) {
+                            return Err(err(format!(
+                                "{part} is used but the base URL {why} (expected base_url = \
+                                 \"http://HOST:PORT\" in the workflow file, or --base-url)"
+                            )));
+                        }
+                    }
                     Part::Account(field) if field != "id" => {
                         if let Some(a) = accounts.iter().find(|a| !a.fields.contains_key(field)) {
                             return Err(err(format!(
                                 "{part}: account {} has no field {field:?} (expected every \
                                  account that runs to have it)",
+                                a.id
+                            )));
+                        }
+                        let control =
+                            |a: &&&Account| a.fields[field].value.contains(char::is_control);
+                        if let Some(a) = accounts
+                            .iter()
+                            .find(control)
+                            .filter(|_| reaches_url_or_argv)
+                        {
+                            return Err(err(format!(
+                                "{part}: the value of account {} has a control character \
+                                 (expected printable text in a URL or an argv)",
                                 a.id
                             )));
                         }
@@ -551,6 +273,14 @@ pub fn check_templates_with_env(
                                  {name} from the environment it inherits)"
                             )));
                         }
+                        if reaches_url_or_argv
+                            && env(name).is_some_and(|v| v.contains(char::is_control))
+                        {
+                            return Err(err(format!(
+                                "{part}: environment variable {name} has a control character \
+                                 (expected printable text in a URL)"
+                            )));
+                        }
                         if env(name).is_none() {
                             return Err(err(format!(
                                 "{part}: environment variable {name} is not set (expected it \
@@ -566,12 +296,29 @@ pub fn check_templates_with_env(
     Ok(())
 }
 
+/// Why `base_url` cannot start a URL, if it cannot: it must be an `http://` or
+/// `https://` URL with a host. Never quotes it: it may hold credentials.
+fn check_base_url(base_url: &str) -> Result<(), &'static str> {
+    if base_url.is_empty() {
+        return Err("is not set");
+    }
+    if base_url.contains(char::is_control) {
+        return Err("has a control character");
+    }
+    match url::Url::parse(base_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err("is not an http:// or https:// URL"),
+        Err(_) => Err("is not a URL"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use super::*;
-    use crate::config::FieldValue;
+    use crate::config::{FieldValue, Template};
 
     fn t(s: &str) -> Template {
         Template::parse(s).unwrap()
@@ -924,6 +671,21 @@ after = []
         );
         check_error(&actions("{ exec = [] }"), Some(5), "exec: an empty argv");
         check_error(
+            &actions("{ goto = \"http://h/\\u0000\" }"),
+            Some(5),
+            "goto: a control character (expected printable text",
+        );
+        check_error(
+            &actions("{ exec = [\"tool\", \"a\\nb\"] }"),
+            Some(5),
+            "exec: a control character",
+        );
+        check_error(
+            &actions("{ screenshot = \"a\\tb\" }"),
+            Some(5),
+            "screenshot: not a plain file name",
+        );
+        check_error(
             &actions("{ exec = \"python3 x.py\" }"),
             Some(5),
             "exec: found a string (expected a non-empty array of strings",
@@ -1143,6 +905,80 @@ actions = [{ exec = ["tool", "{account.note}"] }]
             &[1],
             &env,
             Err((5, "{base_url} is used but no base URL is set")),
+        );
+        for (base_url, why) in [
+            ("127.0.0.1:8080", "is not a URL"),
+            ("localhost:8080", "is not an http:// or https:// URL"),
+            ("localhost", "is not a URL"),
+            ("ftp://h/x", "is not an http:// or https:// URL"),
+            ("http://", "is not a URL"),
+            ("http://h\u{0}x", "has a control character"),
+            ("http://u:hunter2@h\n", "has a control character"),
+        ] {
+            workflow.base_url = base_url.to_owned();
+            check(
+                &workflow,
+                &[&full],
+                &[1],
+                &env,
+                Err((
+                    5,
+                    &format!(
+                        "goto: {{base_url}} is used but the base URL {why} (expected base_url = \"http://HOST:PORT\""
+                    ),
+                )),
+            );
+        }
+        // Not used, not checked: step 2 has no {base_url}.
+        workflow.base_url = "not a url".to_owned();
+        check(&workflow, &[&plain_note], &[4], &env, Ok(()));
+        workflow.base_url = "https://u:hunter2@h:8443/app".to_owned();
+        check(&workflow, &[&full], &[1], &env, Ok(()));
+
+        // Control characters in what reaches a URL or an argv.
+        let nul_name = account(
+            5,
+            &[
+                ("username", "u\u{0}5", false),
+                ("email", "e\n", false),
+                ("password", "p", true),
+                ("note", "n\u{0}", false),
+            ],
+        );
+        check(
+            &workflow,
+            &[&plain_note, &nul_name],
+            &[4],
+            &env,
+            Err((
+                18,
+                "exec: {account.note}: the value of account 5 has a control character",
+            )),
+        );
+        let cr = account(6, &[("note", "a\rb", false)]);
+        check(
+            &workflow,
+            &[&cr],
+            &[4],
+            &env,
+            Err((
+                18,
+                "exec: {account.note}: the value of account 6 has a control character",
+            )),
+        );
+        // `fill` types text: a newline there is meant.
+        let multiline = account(7, &[("username", "a\nb", false), ("email", "e", false)]);
+        let env_nl = |name: &str| (name == "CHECK_KEY").then(|| "x\ny".to_owned());
+        check(&workflow, &[&multiline], &[1], &env, Ok(()));
+        check(
+            &workflow,
+            &[&full],
+            &[1],
+            &env_nl,
+            Err((
+                5,
+                "goto: {env.CHECK_KEY}: environment variable CHECK_KEY has a control character",
+            )),
         );
     }
 }

@@ -1,0 +1,458 @@
+//! The bad-input table, as fast unit tests: a project in a temp directory (the
+//! end-to-end harness's files), one file overwritten per case, then the same checks
+//! the CLI makes before anything launches — load the project, resolve `--accounts`
+//! and `--steps`, check the templates. Each case must fail naming the file (and
+//! line) or argument and what was expected, and show no secret.
+//!
+//! tests/src/bad_input.rs keeps a few of these as CLI smoke tests (exit code 2,
+//! nothing launched); the CLI-only arguments (`--quantity`, `--base-url`) are tested
+//! there.
+
+use std::path::Path;
+
+use super::{
+    Account, ConfigError, check_templates_with_env, load_project_with_env, parse_account_list,
+    parse_launch_interval, parse_step_list,
+};
+
+const WORKFLOW: &str = r##"
+base_url = "http://127.0.0.1:9"
+
+[[steps]]
+id = 1
+name = "add-to-cart"
+before = [
+  { goto = "{base_url}/login" },
+  { fill = "#username", text = "{account.username}" },
+  { fill = "#password", text = "{account.password}" },
+  { click = "#submit" },
+  { wait_for = "#welcome" },
+]
+actions = [
+  { goto = "{base_url}/item/{iteration}" },
+  { click = "#add" },
+  { wait_text = "#done", contains = "added {iteration}" },
+]
+"##;
+
+const ACCOUNTS: &str = "[[accounts]]\nid = 1\nusername = \"user-1\"\npassword = \"pass-1\"\n\n\
+                        [[accounts]]\nid = 2\nusername = \"user-2\"\npassword = \"pass-2\"\n\n\
+                        [[accounts]]\nid = 3\nusername = \"user-3\"\npassword = \"pass-3\"\n";
+
+/// The part of the CLI's plan building that is config: what `single`/`run` check.
+fn plan(dir: &Path, accounts: &str, steps: &str) -> Result<(), ConfigError> {
+    let env = |name: &str| (name == "BAD_INPUT_SET").then(|| "env-secret-9".to_owned());
+    let project = load_project_with_env(&dir.join("batch.toml"), &env)?;
+    let steps = parse_step_list(steps, &project.workflow)?;
+    let ids = parse_account_list(accounts, &project.accounts)?;
+    let running: Vec<&Account> = ids
+        .iter()
+        .filter_map(|id| project.accounts.accounts.iter().find(|a| a.id == *id))
+        .collect();
+    check_templates_with_env(&project.workflow, &running, &steps, &env)
+}
+
+fn workflow_with(action: &str) -> String {
+    format!("base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  {action},\n]\n")
+}
+
+struct Case {
+    name: &'static str,
+    files: Vec<(&'static str, String)>,
+    accounts: &'static str,
+    steps: &'static str,
+    expect: &'static [&'static str],
+}
+
+fn case(
+    name: &'static str,
+    files: &[(&'static str, &str)],
+    expect: &'static [&'static str],
+) -> Case {
+    Case {
+        name,
+        files: files.iter().map(|(f, t)| (*f, (*t).to_owned())).collect(),
+        accounts: "1",
+        steps: "1",
+        expect,
+    }
+}
+
+fn args(
+    name: &'static str,
+    accounts: &'static str,
+    steps: &'static str,
+    expect: &'static [&'static str],
+) -> Case {
+    Case {
+        name,
+        files: Vec::new(),
+        accounts,
+        steps,
+        expect,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let w = workflow_with;
+    vec![
+        args(
+            "empty list item",
+            "1,,x",
+            "1",
+            &["--accounts \"1,,x\": empty item at position 2"],
+        ),
+        args(
+            "reversed range",
+            "5-1",
+            "1",
+            &["--accounts \"5-1\": range \"5-1\" at position 1 is reversed"],
+        ),
+        args("duplicate id", "1,1", "1", &["account 1 is listed twice"]),
+        args(
+            "id not in file",
+            "1,42",
+            "1",
+            &["account 42 is not in", "accounts.toml"],
+        ),
+        args(
+            "unknown step",
+            "1",
+            "9",
+            &["--steps \"9\": step 9 is not in", "workflow.toml"],
+        ),
+        case(
+            "malformed toml",
+            &[("workflow.toml", "base_url = \"x\"\n[[steps]\nid = 1\n")],
+            &["workflow.toml:2: invalid TOML"],
+        ),
+        case(
+            "unknown action",
+            &[("workflow.toml", &w("{ clik = \"#a\" }"))],
+            &["workflow.toml:5: unknown action \"clik\" (expected one of: goto,"],
+        ),
+        case(
+            "unknown key",
+            &[("workflow.toml", &w("{ click = \"#a\", colour = \"red\" }"))],
+            &["workflow.toml:5: click: unknown key \"colour\" (expected one of: timeout)"],
+        ),
+        case(
+            "unknown template variable",
+            &[("workflow.toml", &w("{ goto = \"{base_url}/{nope}\" }"))],
+            &["workflow.toml:5: goto: unknown variable {nope}"],
+        ),
+        case(
+            "unknown account field",
+            &[(
+                "workflow.toml",
+                &w("{ goto = \"{base_url}/{account.shoe_size}\" }"),
+            )],
+            &["workflow.toml:5: goto: {account.shoe_size}: account 1 has no field \"shoe_size\""],
+        ),
+        case(
+            "missing accounts file",
+            &[("batch.toml", "accounts = \"nowhere.toml\"\n")],
+            &["nowhere.toml: no such file (expected the accounts file"],
+        ),
+        case(
+            "missing workflow file",
+            &[("batch.toml", "workflow = \"nowhere.toml\"\n")],
+            &["nowhere.toml: no such file (expected the workflow file"],
+        ),
+        case(
+            "bad duration in workflow",
+            &[("workflow.toml", &w("{ sleep = \"soon\" }"))],
+            &["workflow.toml:5: sleep: \"soon\": not a duration"],
+        ),
+        case(
+            "csv without id column",
+            &[
+                ("batch.toml", "accounts = \"a.csv\"\n"),
+                ("a.csv", "name,password\nx,y\n"),
+            ],
+            &["a.csv: no \"id\" column in the header"],
+        ),
+        case(
+            "env variable not set",
+            &[(
+                "accounts.toml",
+                "[[accounts]]\nid = 1\nusername = \"u\"\npassword = { env = \"E2E_SURELY_UNSET_VAR\" }\n",
+            )],
+            &[
+                "accounts.toml:4: account 1, password: environment variable E2E_SURELY_UNSET_VAR is not set",
+            ],
+        ),
+        case(
+            "duplicate account id",
+            &[(
+                "accounts.toml",
+                "[[accounts]]\nid = 1\nusername = \"a\"\n[[accounts]]\nid = 1\nusername = \"b\"\n",
+            )],
+            &["accounts.toml:5: id: account id 1 is used twice, first at line 2"],
+        ),
+        case(
+            "secret in exec argv",
+            &[(
+                "workflow.toml",
+                &w("{ exec = [\"echo\", \"{account.password}\"] }"),
+            )],
+            &[
+                "workflow.toml:5: exec: {account.password} is a secret in the argv",
+                "BATCH_ACCOUNT_PASSWORD",
+            ],
+        ),
+        case(
+            "env secret in exec argv",
+            &[(
+                "workflow.toml",
+                &w("{ exec = [\"echo\", \"{env.BAD_INPUT_SET}\"] }"),
+            )],
+            &["workflow.toml:5: exec: {env.BAD_INPUT_SET} is a secret in the argv"],
+        ),
+        case(
+            "managed switch in browser args",
+            &[(
+                "batch.toml",
+                "[browser]\nargs = [\n  \"--lang=en\",\n  \"--remote-debugging-port=9222\",\n]\n",
+            )],
+            &[
+                "batch.toml:4: browser.args: \"--remote-debugging-port=9222\" overrides --remote-debugging-port",
+            ],
+        ),
+        case(
+            "profile switch in browser args",
+            &[(
+                "batch.toml",
+                "[browser]\nargs = [\"--user-data-dir=/tmp/x\"]\n",
+            )],
+            &["batch.toml:2: browser.args: \"--user-data-dir=/tmp/x\" overrides --user-data-dir"],
+        ),
+        case(
+            "privileged port range",
+            &[("batch.toml", "[ports]\nrange = \"80-8080\"\n")],
+            &["batch.toml:2: ports.range:", "below 1024"],
+        ),
+        case(
+            "port range too small",
+            &[("batch.toml", "\n[ports]\nrange = \"30000-30000\"\n")],
+            &["batch.toml:3: ports.range:", "too small"],
+        ),
+        case(
+            "unknown section",
+            &[("batch.toml", "[brwoser]\nheaded = true\n")],
+            &[
+                "batch.toml:1: unknown key \"brwoser\" (expected one of: workflow, accounts, browser,",
+            ],
+        ),
+        case(
+            "unknown key in a section",
+            &[("batch.toml", "[launch]\nlock = true\nintervall = \"2s\"\n")],
+            &[
+                "batch.toml:3: launch: unknown key \"intervall\" (expected one of: lock, interval, max_concurrent)",
+            ],
+        ),
+        case(
+            "wrong type in a section",
+            &[("batch.toml", "[retry]\nretries = \"two\"\n")],
+            &["batch.toml:2: retry.retries: found a string (expected a whole number, 0 or more)"],
+        ),
+        case(
+            "unknown step key",
+            &[(
+                "workflow.toml",
+                "[[steps]]\nid = 1\nactions = [{ click = \"#a\" }]\nnmae = \"x\"\n",
+            )],
+            &[
+                "workflow.toml:4: step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after)",
+            ],
+        ),
+        case(
+            "unknown accounts key",
+            &[("accounts.toml", "[[acounts]]\nid = 1\n")],
+            &["accounts.toml:1: unknown key \"acounts\" (expected only [[accounts]] tables)"],
+        ),
+        // The gaps this table closed.
+        case(
+            "negative account id",
+            &[("accounts.toml", "[[accounts]]\nid = -1\nusername = \"u\"\n")],
+            &["accounts.toml:2: id: -1 is out of range (expected a non-negative integer)"],
+        ),
+        case(
+            "base_url missing where used",
+            &[(
+                "workflow.toml",
+                "[[steps]]\nid = 1\nactions = [\n  { goto = \"{base_url}/x\" },\n]\n",
+            )],
+            &["workflow.toml:4: goto: {base_url} is used but no base URL is set"],
+        ),
+        case(
+            "base_url not a URL where used",
+            &[(
+                "workflow.toml",
+                &WORKFLOW.replace("http://127.0.0.1:9", "127.0.0.1:9"),
+            )],
+            &[
+                "workflow.toml:8: goto: {base_url} is used but the base URL is not a URL (expected base_url = \"http://HOST:PORT\"",
+            ],
+        ),
+        case(
+            "base_url of another scheme",
+            &[(
+                "workflow.toml",
+                &WORKFLOW.replace("http://127.0.0.1:9", "file:///etc"),
+            )],
+            &[
+                "workflow.toml:8: goto: {base_url} is used but the base URL is not an http:// or https:// URL",
+            ],
+        ),
+        case(
+            "fields sharing one exec variable",
+            &[(
+                "accounts.toml",
+                "[[accounts]]\nid = 1\nusername = \"u\"\nuser_name = \"w\"\nuser-name = \"v\"\n",
+            )],
+            &[
+                "accounts.toml:5: account 1, user-name: fields \"user_name\" and \"user-name\"",
+                "BATCH_ACCOUNT_USER_NAME",
+            ],
+        ),
+        case(
+            "csv columns sharing one exec variable",
+            &[
+                ("batch.toml", "accounts = \"a.csv\"\n"),
+                ("a.csv", "id,Password,password\n1,pass-1,pass-1\n"),
+            ],
+            &["a.csv:1: fields \"Password\" and \"password\" both become BATCH_ACCOUNT_PASSWORD"],
+        ),
+        case(
+            "a field named like the id variable",
+            &[
+                ("batch.toml", "accounts = \"a.csv\"\n"),
+                ("a.csv", "id,ID\n1,x\n"),
+            ],
+            &["a.csv:1: field \"ID\" becomes BATCH_ACCOUNT_ID"],
+        ),
+        case(
+            "NUL in a goto URL",
+            &[("workflow.toml", &w("{ goto = \"{base_url}/a\\u0000b\" }"))],
+            &["workflow.toml:5: goto: a control character (expected printable text"],
+        ),
+        case(
+            "newline in an exec argv",
+            &[("workflow.toml", &w("{ exec = [\"tool\", \"a\\nb\"] }"))],
+            &["workflow.toml:5: exec: a control character"],
+        ),
+        case(
+            "control character in a value reaching a URL",
+            &[
+                (
+                    "accounts.toml",
+                    "[[accounts]]\nid = 1\nusername = \"u\\u0007\"\npassword = \"pass-1\"\n",
+                ),
+                (
+                    "workflow.toml",
+                    &w("{ goto = \"{base_url}/u/{account.username}\" }"),
+                ),
+            ],
+            &[
+                "workflow.toml:5: goto: {account.username}: the value of account 1 has a control character",
+            ],
+        ),
+        case(
+            "control character in a value reaching an argv",
+            &[
+                (
+                    "accounts.toml",
+                    "[[accounts]]\nid = 1\nusername = \"u\\r\"\npassword = \"pass-1\"\n",
+                ),
+                (
+                    "workflow.toml",
+                    &w("{ exec = [\"tool\", \"{account.username}\"] }"),
+                ),
+            ],
+            &[
+                "workflow.toml:5: exec: {account.username}: the value of account 1 has a control character",
+            ],
+        ),
+        case(
+            "control character in a proxy",
+            &[(
+                "accounts.toml",
+                "[[accounts]]\nid = 1\nusername = \"u\"\nproxy = \"http://127.0.0.1:3128\\u0000\"\n",
+            )],
+            &["accounts.toml: account 1, proxy: a control character in the proxy URL"],
+        ),
+        case(
+            "NUL in browser args",
+            &[("batch.toml", "[browser]\nargs = [\"--lang=en\\u0000\"]\n")],
+            &["batch.toml:2: browser.args: a control character"],
+        ),
+    ]
+}
+
+#[test]
+fn every_bad_input_is_refused_naming_the_culprit() {
+    let mut failures = Vec::new();
+    for case in cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("batch.toml"),
+            "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("workflow.toml"), WORKFLOW).unwrap();
+        std::fs::write(d.join("accounts.toml"), ACCOUNTS).unwrap();
+        for (name, text) in &case.files {
+            std::fs::write(d.join(name), text).unwrap();
+        }
+        match plan(d, case.accounts, case.steps) {
+            Ok(()) => failures.push(format!("{}: accepted", case.name)),
+            Err(e) => {
+                let shown = e.to_string();
+                let mut problems: Vec<String> = case
+                    .expect
+                    .iter()
+                    .filter(|want| !shown.contains(*want))
+                    .map(|want| format!("lacks {want:?}"))
+                    .collect();
+                if ["pass-1", "pass-2", "env-secret-9"]
+                    .iter()
+                    .any(|s| shown.contains(s))
+                {
+                    problems.push("shows a secret".into());
+                }
+                if !problems.is_empty() {
+                    failures.push(format!("{}: {} — {shown}", case.name, problems.join(", ")));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_good_inputs_next_to_them_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("batch.toml"), "").unwrap();
+    std::fs::write(
+        d.join("workflow.toml"),
+        WORKFLOW.replace("http://127.0.0.1:9", "https://u:pw@h:8443/app"),
+    )
+    .unwrap();
+    // Ids from a database export start at 0; a newline is fine where text is typed.
+    std::fs::write(
+        d.join("accounts.toml"),
+        "[[accounts]]\nid = 0\nusername = \"a\\nb\"\npassword = \"p\"\n\n[[accounts]]\nid = 1\nusername = \"u\"\npassword = \"q\"\n",
+    )
+    .unwrap();
+    plan(d, "0-1", "all").unwrap();
+    plan(d, "all", "1").unwrap();
+    assert!(parse_launch_interval("fast").is_err());
+}
