@@ -1,0 +1,191 @@
+//! The forwarder against the test proxies, over real loopback sockets.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::testing::{AuthProxy, Socks5Proxy};
+use crate::{Forwarder, Upstream};
+
+/// An origin that answers every request with the `Via` header it got (or `-`).
+async fn origin() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                let via = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("via: "))
+                    .unwrap_or("-")
+                    .trim()
+                    .to_owned();
+                let body = format!("via={via}");
+                let r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(r.as_bytes()).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+async fn roundtrip(to: std::net::SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(to).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("no hang")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn get(origin: std::net::SocketAddr) -> String {
+    format!("GET http://{origin}/x HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n")
+}
+
+#[tokio::test]
+async fn plain_http_goes_through_an_authenticating_http_proxy() {
+    let (o, _t) = origin().await;
+    let proxy = AuthProxy::start("proxy-a", Some(("alice", "s3cret:pw")))
+        .await
+        .unwrap();
+    let url = format!("http://alice:s3cret%3Apw@{}", proxy.addr());
+    let fwd = Forwarder::start(Upstream::parse(&url).unwrap())
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.ends_with("via=1.1 proxy-a"), "{r}");
+    let log = proxy.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].authorized && log[0].method == "GET", "{log:?}");
+    assert_eq!(fwd.auth_rejected(), 0);
+}
+
+#[tokio::test]
+async fn connect_tunnels_through_an_authenticating_http_proxy() {
+    let (o, _t) = origin().await;
+    let proxy = AuthProxy::start("proxy-a", Some(("alice", "pw")))
+        .await
+        .unwrap();
+    let url = format!("http://alice:pw@{}", proxy.addr());
+    let fwd = Forwarder::start(Upstream::parse(&url).unwrap())
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(fwd.addr()).await.unwrap();
+    s.write_all(format!("CONNECT {o} HTTP/1.1\r\nHost: {o}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // Skip the rest of the CONNECT answer's head.
+    let mut tail = Vec::new();
+    while !tail.ends_with(b"\r\n\r\n") {
+        tail.push(s.read_u8().await.unwrap());
+    }
+    s.write_all(format!("GET /x HTTP/1.1\r\nHost: {o}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let out = String::from_utf8_lossy(&out);
+    // Tunnelled bytes are not touched by the proxy: no Via.
+    assert!(out.ends_with("via=-"), "{out}");
+    assert_eq!(proxy.log()[0].method, "CONNECT");
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_502_that_names_them_and_are_counted() {
+    let (o, _t) = origin().await;
+    let proxy = AuthProxy::start("proxy-a", Some(("alice", "right")))
+        .await
+        .unwrap();
+    let url = format!("http://alice:wrong@{}", proxy.addr());
+    let fwd = Forwarder::start(Upstream::parse(&url).unwrap())
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert!(r.contains("rejected the credentials"), "{r}");
+    let c = roundtrip(
+        fwd.addr(),
+        &format!("CONNECT {o} HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+    )
+    .await;
+    assert!(c.starts_with("HTTP/1.1 502"), "{c}");
+    assert_eq!(fwd.auth_rejected(), 2);
+}
+
+#[tokio::test]
+async fn socks5_with_username_and_password() {
+    let (o, _t) = origin().await;
+    let socks = Socks5Proxy::start("bob", "pw-b").await.unwrap();
+    let url = format!("socks5://bob:pw-b@{}", socks.addr());
+    let fwd = Forwarder::start(Upstream::parse(&url).unwrap())
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let log = socks.log();
+    assert_eq!(log.len(), 1);
+    assert!(log[0].authorized);
+    assert_eq!(log[0].target, o.to_string());
+
+    let bad = format!("socks5://bob:nope@{}", socks.addr());
+    let fwd = Forwarder::start(Upstream::parse(&bad).unwrap())
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(
+        r.starts_with("HTTP/1.1 502") && r.contains("rejected the credentials"),
+        "{r}"
+    );
+    assert_eq!(fwd.auth_rejected(), 1);
+}
+
+#[tokio::test]
+async fn dropping_the_forwarder_closes_its_port_and_its_tunnels() {
+    let (o, _t) = origin().await;
+    let proxy = AuthProxy::start("p", None).await.unwrap();
+    let fwd = Forwarder::start(Upstream::parse(&format!("http://u:p@{}", proxy.addr())).unwrap())
+        .await
+        .unwrap();
+    let addr = fwd.addr();
+    assert!(addr.ip().is_loopback());
+    // An open tunnel, idle.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("CONNECT {o} HTTP/1.1\r\nHost: {o}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    drop(fwd);
+    // The tunnel ends (EOF) and the port stops accepting, within a deadline.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("the tunnel was closed")
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still listening");
+        tokio::task::yield_now().await;
+    }
+}
