@@ -168,7 +168,7 @@ impl AccountRun {
                         }
                         break;
                     }
-                    Err(f) => f,
+                    Err(f) => self.pool.explain(f),
                 };
                 self.failure_screenshot(step.id, iteration, attempt + 1)
                     .await;
