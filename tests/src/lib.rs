@@ -20,6 +20,8 @@ pub mod harness;
 #[cfg(test)]
 mod phase3;
 #[cfg(test)]
+mod proxy;
+#[cfg(test)]
 mod reaping;
 #[cfg(test)]
 mod recovery;
