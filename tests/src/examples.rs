@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use crate::harness::{Project, events, named, step1};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Copies an example's files into the project, its accounts replaced by the
@@ -39,7 +42,10 @@ async fn the_python_selenium_example_drives_the_accounts_own_browser() {
     );
     let p = Project::new(2).await;
     copy_example(&p, "selenium-python");
-    let mut cmd = p.command(&step1("1,2", &["--quantity", "2", "--launch-interval", "0"]));
+    let mut cmd = p.command(&step1(
+        "1,2",
+        &["--quantity", "2", "--launch-interval", "0"],
+    ));
     // `python3` in the workflow is the venv's.
     let path = format!(
         "{}:{}",
@@ -67,7 +73,10 @@ async fn the_python_selenium_example_drives_the_accounts_own_browser() {
             .into_iter()
             .filter(|e| e["account"] == id)
             .count();
-        assert_eq!(created, 1, "account {id}: one browser, the script's attach launched none");
+        assert_eq!(
+            created, 1,
+            "account {id}: one browser, the script's attach launched none"
+        );
     }
     p.assert_nothing_left();
 }

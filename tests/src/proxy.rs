@@ -83,8 +83,12 @@ fn basic(user: &str, pass: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_account_goes_through_its_own_authenticated_proxy_and_no_password_leaks() {
     let p = Project::new(0).await;
-    let a = AuthProxy::start("proxy-a", Some(("alice", PASS_A))).await.unwrap();
-    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B))).await.unwrap();
+    let a = AuthProxy::start("proxy-a", Some(("alice", PASS_A)))
+        .await
+        .unwrap();
+    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B)))
+        .await
+        .unwrap();
     project_files(
         &p,
         &(account(1, &format!("http://alice:{PASS_A}@{}", a.addr()))
@@ -104,44 +108,79 @@ async fn each_account_goes_through_its_own_authenticated_proxy_and_no_password_l
     while fsutil::proc::alive(pid) {
         leaks.extend(in_processes(&needles));
         scans += 1;
-        browsers_seen |= !p.live_processes().is_empty()
-            && p.live_processes().len() > 1;
+        browsers_seen |= !p.live_processes().is_empty() && p.live_processes().len() > 1;
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let out = finish(child, 300).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(browsers_seen && scans > 5, "the scan ran while browsers were up ({scans})");
+    assert!(
+        browsers_seen && scans > 5,
+        "the scan ran while browsers were up ({scans})"
+    );
     assert!(leaks.is_empty(), "secrets in processes: {leaks:?}");
     for n in needles {
-        assert!(!stdout.contains(n) && !stderr.contains(n), "output shows {n}");
+        assert!(
+            !stdout.contains(n) && !stderr.contains(n),
+            "output shows {n}"
+        );
     }
     let mut in_run_files = Vec::new();
-    in_files(p.dir.path(), &p.path("accounts.toml"), &needles, &mut in_run_files);
-    assert!(in_run_files.is_empty(), "secrets in files: {in_run_files:?}");
+    in_files(
+        p.dir.path(),
+        &p.path("accounts.toml"),
+        &needles,
+        &mut in_run_files,
+    );
+    assert!(
+        in_run_files.is_empty(),
+        "secrets in files: {in_run_files:?}"
+    );
 
     // The app's view: each user's logins and adds came with its own proxy's Via.
     let counts = p.site.counts();
-    let via = |user: &str| counts.users[user].via.clone().into_iter().collect::<Vec<_>>();
+    let via = |user: &str| {
+        counts.users[user]
+            .via
+            .clone()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
     assert_eq!(via("user-1"), [("1.1 proxy-a".to_owned(), 3)], "{counts:?}");
     assert_eq!(via("user-2"), [("1.1 proxy-b".to_owned(), 3)], "{counts:?}");
-    assert_eq!(p.adds("user-1").into_iter().collect::<Vec<_>>(), [(1, 1), (2, 1)]);
-    assert_eq!(p.adds("user-2").into_iter().collect::<Vec<_>>(), [(1, 1), (2, 1)]);
+    assert_eq!(
+        p.adds("user-1").into_iter().collect::<Vec<_>>(),
+        [(1, 1), (2, 1)]
+    );
+    assert_eq!(
+        p.adds("user-2").into_iter().collect::<Vec<_>>(),
+        [(1, 1), (2, 1)]
+    );
 
     // The proxies' view agrees: every request authorized, and each saw its own
     // account's one login and two adds to the demo app (and nothing of the other's).
     let site = p.site.addr().to_string();
     for (proxy, name) in [(&a, "proxy-a"), (&b, "proxy-b")] {
         let log = proxy.log();
-        assert!(!log.is_empty() && log.iter().all(|s| s.authorized), "{name}: {log:?}");
-        assert!(log.iter().all(|s| s.peer.ip().is_loopback()), "{name}: {log:?}");
+        assert!(
+            !log.is_empty() && log.iter().all(|s| s.authorized),
+            "{name}: {log:?}"
+        );
+        assert!(
+            log.iter().all(|s| s.peer.ip().is_loopback()),
+            "{name}: {log:?}"
+        );
         let posts = |path: &str| {
             log.iter()
                 .filter(|s| s.method == "POST" && s.target == format!("http://{site}{path}"))
                 .count()
         };
-        assert_eq!((posts("/login"), posts("/api/cart")), (1, 2), "{name}: {log:?}");
+        assert_eq!(
+            (posts("/login"), posts("/api/cart")),
+            (1, 2),
+            "{name}: {log:?}"
+        );
     }
     // The forwarders' client sockets are Chrome's, not the proxies': the proxies saw
     // forwarder connections, whose ports differ between the two accounts.
@@ -157,8 +196,12 @@ async fn each_account_goes_through_its_own_authenticated_proxy_and_no_password_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_proxy_password_fails_that_account_clearly_and_at_once() {
     let p = Project::new(0).await;
-    let a = AuthProxy::start("proxy-a", Some(("alice", PASS_A))).await.unwrap();
-    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B))).await.unwrap();
+    let a = AuthProxy::start("proxy-a", Some(("alice", PASS_A)))
+        .await
+        .unwrap();
+    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B)))
+        .await
+        .unwrap();
     let wrong = "pw-wrong-Hy61q";
     project_files(
         &p,
@@ -166,7 +209,17 @@ async fn a_wrong_proxy_password_fails_that_account_clearly_and_at_once() {
             + &account(2, &format!("http://bob:{PASS_B}@{}", b.addr()))),
     );
     let run = p
-        .run(&step1("1,2", &["--quantity", "2", "--launch-interval", "0", "--retries", "2"]))
+        .run(&step1(
+            "1,2",
+            &[
+                "--quantity",
+                "2",
+                "--launch-interval",
+                "0",
+                "--retries",
+                "2",
+            ],
+        ))
         .await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let ev = events(&p.run_dir());
@@ -189,7 +242,10 @@ async fn a_wrong_proxy_password_fails_that_account_clearly_and_at_once() {
     );
     assert_eq!(failed[0]["attempts"], 1, "{failed:?}");
     // Account 2 was unaffected.
-    assert_eq!(p.adds("user-2").into_iter().collect::<Vec<_>>(), [(1, 1), (2, 1)]);
+    assert_eq!(
+        p.adds("user-2").into_iter().collect::<Vec<_>>(),
+        [(1, 1), (2, 1)]
+    );
     assert!(p.adds("user-1").is_empty());
     assert!(a.log().iter().all(|s| !s.authorized), "{:?}", a.log());
     for text in [&run.stdout, &run.stderr] {

@@ -49,7 +49,10 @@ fn python_selenium() -> anyhow::Result<()> {
         .arg(&requirements)
         .status()?;
     if !status.success() || !has(&python) {
-        bail!("pip install -r {} failed ({status})", requirements.display());
+        bail!(
+            "pip install -r {} failed ({status})",
+            requirements.display()
+        );
     }
     Ok(())
 }

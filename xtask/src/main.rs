@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
                  \x20 stress  [--accounts N] [--rounds R]  collision stress run (default 20 × 50)\n\
                  \x20 stress  --many N [--hold SECS]  N accounts at once with the defaults\n\
                  \x20 bench   [--rounds R]  pacing configurations side by side, as ratios\n\
+                 \x20 bench   proxy [--rounds R]  the proxy forwarder against a direct proxy\n\
                  \x20 deps    install Debian's chromium and chromium-driver if missing, and selenium (target/py-venv)"
             );
             std::process::exit(if cmd == "help" || cmd == "--help" {

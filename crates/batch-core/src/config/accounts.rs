@@ -550,7 +550,10 @@ my_secret_word = "s"
         check(
             "accounts.csv",
             "id,proxy\n1,127.0.0.1:3128\n",
-            Err((None, "account 1, proxy: not a proxy URL (expected scheme://")),
+            Err((
+                None,
+                "account 1, proxy: not a proxy URL (expected scheme://",
+            )),
         );
         check(
             "accounts.toml",
