@@ -178,6 +178,11 @@ async fn handle(
         return Ok(reply(StatusCode::BAD_REQUEST, None));
     };
     let port = req.uri().port_u16().unwrap_or(80);
+    if !is_loopback(&host) {
+        // Only loopback targets, ever: Chromium also sends its own background
+        // requests (Google services) through the proxy.
+        return Ok(reply(StatusCode::FORBIDDEN, None));
+    }
     if req.method() == Method::CONNECT {
         return Ok(match TcpStream::connect((host.as_str(), port)).await {
             Ok(far) => {
@@ -333,8 +338,18 @@ async fn socks_serve(
         authorized,
         peer,
     });
+    if !is_loopback(&host) {
+        // Only loopback targets: reply "connection not allowed by ruleset".
+        s.write_all(&[5, 2, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+        return Ok(());
+    }
     let mut far = TcpStream::connect((host.as_str(), port)).await?;
     s.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
     tokio::io::copy_bidirectional(&mut s, &mut far).await?;
     Ok(())
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
