@@ -2,7 +2,8 @@
 //! against the demo app, attached to each account's browser through
 //! `BATCH_DEBUGGER_ADDRESS` (no extra browser: one `browser_created` per account, and
 //! the server counts the script's adds for the logged-in user); the Node/Puppeteer
-//! one is syntax-checked with `node --check`.
+//! one is syntax-checked with `node --check`, and run the same way through
+//! `BATCH_CDP_URL` (with puppeteer-core from `cargo xtask deps`).
 
 use std::path::{Path, PathBuf};
 
@@ -32,27 +33,9 @@ fn copy_example(p: &Project, name: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_selenium_example_drives_the_accounts_own_browser() {
-    let venv = workspace().join("target/py-venv/bin");
-    assert!(
-        venv.join("python3").exists(),
-        "{} is missing: `cargo xtask deps` (run by `cargo xtask test`) installs selenium there",
-        venv.display()
-    );
-    let p = Project::new(2).await;
-    copy_example(&p, "selenium-python");
-    let mut cmd = p.command(&step1(
-        "1,2",
-        &["--quantity", "2", "--launch-interval", "0"],
-    ));
-    // `python3` in the workflow is the venv's.
-    let path = format!(
-        "{}:{}",
-        venv.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    cmd.env("PATH", path);
+/// Runs the copied example for accounts 1, 2 × 2 iterations and checks what the
+/// server saw and that each account had exactly one browser.
+async fn run_example(p: &Project, cmd: &mut tokio::process::Command) {
     let out = crate::harness::finish(cmd.spawn().unwrap(), 300).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -79,6 +62,49 @@ async fn the_python_selenium_example_drives_the_accounts_own_browser() {
         );
     }
     p.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_puppeteer_example_drives_the_accounts_own_browser() {
+    let modules = workspace().join("target/node-puppeteer/node_modules");
+    assert!(
+        modules.join("puppeteer-core").exists(),
+        "{} is missing: `cargo xtask deps` (run by `cargo xtask test`) installs puppeteer-core there",
+        modules.display()
+    );
+    let p = Project::new(2).await;
+    copy_example(&p, "puppeteer-node");
+    // Node resolves `puppeteer-core` from the script's directory.
+    std::os::unix::fs::symlink(&modules, p.path("node_modules")).unwrap();
+    let mut cmd = p.command(&step1(
+        "1,2",
+        &["--quantity", "2", "--launch-interval", "0"],
+    ));
+    run_example(&p, &mut cmd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_selenium_example_drives_the_accounts_own_browser() {
+    let venv = workspace().join("target/py-venv/bin");
+    assert!(
+        venv.join("python3").exists(),
+        "{} is missing: `cargo xtask deps` (run by `cargo xtask test`) installs selenium there",
+        venv.display()
+    );
+    let p = Project::new(2).await;
+    copy_example(&p, "selenium-python");
+    let mut cmd = p.command(&step1(
+        "1,2",
+        &["--quantity", "2", "--launch-interval", "0"],
+    ));
+    // `python3` in the workflow is the venv's.
+    let path = format!(
+        "{}:{}",
+        venv.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cmd.env("PATH", path);
+    run_example(&p, &mut cmd).await;
 }
 
 #[test]

@@ -257,15 +257,22 @@ async fn a_wrong_proxy_password_fails_that_account_clearly_and_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socks5_proxy_with_credentials_carries_its_accounts_traffic() {
     let p = Project::new(0).await;
-    let socks = forwarder::testing::Socks5Proxy::start("carol", PASS_A).await.unwrap();
-    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B))).await.unwrap();
+    let socks = forwarder::testing::Socks5Proxy::start("carol", PASS_A)
+        .await
+        .unwrap();
+    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B)))
+        .await
+        .unwrap();
     project_files(
         &p,
         &(account(1, &format!("socks5://carol:{PASS_A}@{}", socks.addr()))
             + &account(2, &format!("http://bob:{PASS_B}@{}", b.addr()))),
     );
     let child = p
-        .command(&step1("1,2", &["--quantity", "2", "--launch-interval", "0"]))
+        .command(&step1(
+            "1,2",
+            &["--quantity", "2", "--launch-interval", "0"],
+        ))
         .spawn()
         .unwrap();
     let pid = child.id().expect("running");
@@ -275,7 +282,12 @@ async fn a_socks5_proxy_with_credentials_carries_its_accounts_traffic() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let out = finish(child, 300).await;
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(leaks.is_empty(), "{leaks:?}");
     // Account 1 went through SOCKS5 — a tunnel adds no Via — authenticated every
     // time; account 2 through its HTTP proxy. (Chromium's own background requests
@@ -283,16 +295,26 @@ async fn a_socks5_proxy_with_credentials_carries_its_accounts_traffic() {
     // target that is not loopback.)
     let log = socks.log();
     let site = p.site.addr().to_string();
-    assert!(log.iter().any(|s| s.target == site), "the demo app not reached: {log:?}");
+    assert!(
+        log.iter().any(|s| s.target == site),
+        "the demo app not reached: {log:?}"
+    );
     assert!(log.iter().all(|s| s.authorized), "{log:?}");
     let counts = p.site.counts();
     assert!(counts.users["user-1"].via.is_empty(), "{counts:?}");
     assert_eq!(
-        counts.users["user-2"].via.clone().into_iter().collect::<Vec<_>>(),
+        counts.users["user-2"]
+            .via
+            .clone()
+            .into_iter()
+            .collect::<Vec<_>>(),
         [("1.1 proxy-b".to_owned(), 3)]
     );
     for user in ["user-1", "user-2"] {
-        assert_eq!(p.adds(user).into_iter().collect::<Vec<_>>(), [(1, 1), (2, 1)]);
+        assert_eq!(
+            p.adds(user).into_iter().collect::<Vec<_>>(),
+            [(1, 1), (2, 1)]
+        );
     }
     p.assert_nothing_left();
 }

@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
                  \x20 stress  --many N [--hold SECS]  N accounts at once with the defaults\n\
                  \x20 bench   [--rounds R]  pacing configurations side by side, as ratios\n\
                  \x20 bench   proxy [--rounds R]  the proxy forwarder against a direct proxy\n\
-                 \x20 deps    install Debian's chromium and chromium-driver if missing, and selenium (target/py-venv)"
+                 \x20 deps    install Debian's chromium and chromium-driver if missing, selenium (target/py-venv), puppeteer-core (target/node-puppeteer)"
             );
             std::process::exit(if cmd == "help" || cmd == "--help" {
                 0
