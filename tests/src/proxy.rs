@@ -190,6 +190,24 @@ async fn each_account_goes_through_its_own_authenticated_proxy_and_no_password_l
 
     let ev = events(&p.run_dir());
     assert_eq!(named(&ev, "browser_created").len(), 2);
+    // Each account's forwarder is journaled with its upstream, credentials left out.
+    let mut forwarders: Vec<(u64, String)> = named(&ev, "proxy_forwarder")
+        .iter()
+        .map(|e| {
+            (
+                e["account"].as_u64().unwrap(),
+                e["upstream"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    forwarders.sort();
+    assert_eq!(
+        forwarders,
+        [
+            (1, format!("http://{}", a.addr())),
+            (2, format!("http://{}", b.addr()))
+        ]
+    );
     p.assert_nothing_left();
 }
 

@@ -614,7 +614,16 @@ mod tests {
         let env = |name: &str| (name == "API_KEY").then(|| "env-key".to_owned());
         let argv = vec!["--base-url".to_owned(), "http://cu:cpw@h".to_owned()];
         let secrets = Secrets::for_run(&workflow, &[&account], &argv, &env);
-        for s in ["pw-1", "hpw", "bpw", "env-key", "cpw", "cu:cpw", "p%40ss%2Fx", "p@ss/x"] {
+        for s in [
+            "pw-1",
+            "hpw",
+            "bpw",
+            "env-key",
+            "cpw",
+            "cu:cpw",
+            "p%40ss%2Fx",
+            "p@ss/x",
+        ] {
             assert!(secrets.appears_in(s), "{s}");
         }
         assert!(!secrets.appears_in("user-1"));

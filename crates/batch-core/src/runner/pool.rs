@@ -332,6 +332,7 @@ async fn create(
     let forwarder = match proxy_of(account) {
         None => None,
         Some(upstream) if forwarder::needs_forwarder(&upstream) => {
+            let upstream_shown = upstream.without_credentials();
             // Chromium ignores credentials in `--proxy-server`, and a command line is
             // readable by every user: Chrome gets our loopback forwarder instead,
             // which adds the credentials upstream.
@@ -342,6 +343,12 @@ async fn create(
                 )
             })?;
             spec.proxy = Some(f.proxy_server());
+            ctx.journal.emit(
+                Event::new("proxy_forwarder")
+                    .account(id)
+                    .with("listen", f.addr().to_string())
+                    .with("upstream", upstream_shown.as_str()),
+            );
             Some(f)
         }
         Some(upstream) => {
