@@ -1,4 +1,6 @@
-// The two ways to give Chromium proxy credentials, side by side (docs/proxies.md):
+// The two ways to give Chromium proxy credentials, side by side (docs/proxies.md),
+// and the baseline without credentials:
+//   direct    — --proxy-server=<an open proxy> (no credentials needed at all);
 //   forwarder — --proxy-server=<our forwarder>, which adds Proxy-Authorization;
 //   cdp       — --proxy-server=<the proxy itself>, and a DevTools client answering
 //               Fetch.authRequired with the credentials (Fetch.enable with
@@ -35,7 +37,7 @@ function cpuOf(pid) {
 
 async function run(way) {
   const dir = mkdtempSync(join(tmpdir(), "cdp-auth-"));
-  const proxy = way === "cdp" ? ports.guarded : ports.forwarder;
+  const proxy = { cdp: ports.guarded, forwarder: ports.forwarder, direct: ports.open }[way];
   const chrome = spawn("/usr/lib/chromium/chromium", [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -94,16 +96,18 @@ async function run(way) {
   return { ms, cpu, ok, paused, challenges };
 }
 
-const results = { forwarder: [], cdp: [] };
+const results = { direct: [], forwarder: [], cdp: [] };
 for (let r = 0; r < rounds; r++) {
-  for (const way of ["forwarder", "cdp"]) {
+  for (const way of ["direct", "forwarder", "cdp"]) {
     const x = await run(way);
     console.error(`round ${r + 1} ${way}: ${x.ms.toFixed(1)} ms/navigation, chrome CPU ${x.cpu.toFixed(2)} ticks/navigation, ${x.ok}/${N} pages ok, ${x.paused} paused, ${x.challenges} auth challenges`);
     results[way].push(x);
   }
 }
 const med = (a) => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)];
-const f = { ms: med(results.forwarder.map((x) => x.ms)), cpu: med(results.forwarder.map((x) => x.cpu)) };
-const c = { ms: med(results.cdp.map((x) => x.ms)), cpu: med(results.cdp.map((x) => x.cpu)) };
-console.log(`median per navigation: forwarder ${f.ms.toFixed(1)} ms, cdp ${c.ms.toFixed(1)} ms; cdp / forwarder: latency ×${(c.ms / f.ms).toFixed(2)}, Chromium CPU ×${(c.cpu / f.cpu).toFixed(2)}`);
+const m = (way) => ({ ms: med(results[way].map((x) => x.ms)), cpu: med(results[way].map((x) => x.cpu)) });
+const [d, f, c] = [m("direct"), m("forwarder"), m("cdp")];
+console.log(`median per navigation: direct ${d.ms.toFixed(1)} ms, forwarder ${f.ms.toFixed(1)} ms, cdp ${c.ms.toFixed(1)} ms`);
+console.log(`forwarder / direct: latency ×${(f.ms / d.ms).toFixed(2)}, Chromium CPU ×${(f.cpu / d.cpu).toFixed(2)}`);
+console.log(`cdp / forwarder: latency ×${(c.ms / f.ms).toFixed(2)}, Chromium CPU ×${(c.cpu / f.cpu).toFixed(2)}`);
 up.stdin.end();

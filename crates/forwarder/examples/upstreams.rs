@@ -1,6 +1,6 @@
 //! For `cdp_auth.mjs` (the forwarder-vs-DevTools comparison in docs/proxies.md):
-//! starts an origin page, an authenticating proxy (`user` / `cdp-pw`) and a
-//! forwarder in front of it, prints their ports as one JSON line, and runs until
+//! starts an origin page, an open proxy, an authenticating proxy (`user` /
+//! `cdp-pw`) and a forwarder in front of the latter, prints their ports as one JSON line, and runs until
 //! its stdin closes.
 
 use forwarder::testing::AuthProxy;
@@ -40,6 +40,7 @@ async fn main() {
             });
         }
     });
+    let open = AuthProxy::start("open", None).await.unwrap();
     let guarded = AuthProxy::start("guarded", Some(("user", "cdp-pw")))
         .await
         .unwrap();
@@ -49,8 +50,9 @@ async fn main() {
     .await
     .unwrap();
     println!(
-        "{{\"origin\":{},\"guarded\":{},\"forwarder\":{}}}",
+        "{{\"origin\":{},\"open\":{},\"guarded\":{},\"forwarder\":{}}}",
         origin_addr.port(),
+        open.addr().port(),
         guarded.addr().port(),
         fwd.addr().port()
     );
