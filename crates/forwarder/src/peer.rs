@@ -9,8 +9,9 @@
 //! The forwarder listens on 127.0.0.1, where any local user could connect and ride
 //! the account's credentials. We cannot cheaply tell *which* of our own processes
 //! connected (that needs a scan of every `/proc/*/fd`), but the user is the
-//! boundary that matters: a process of our own user could read the credentials from
-//! our memory anyway. So clients of other users are refused.
+//! boundary that matters: a process of our own user can read the accounts file (or
+//! the environment) the credentials come from anyway. So clients of other users are
+//! refused.
 
 use std::net::{IpAddr, SocketAddr};
 
