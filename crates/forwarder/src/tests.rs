@@ -189,3 +189,44 @@ async fn dropping_the_forwarder_closes_its_port_and_its_tunnels() {
         tokio::task::yield_now().await;
     }
 }
+
+#[tokio::test]
+async fn a_client_of_another_user_is_refused() {
+    // Needs to start a process as another user: root only (as CI runs).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root, cannot connect as another user");
+        return;
+    }
+    let (o, _t) = origin().await;
+    let proxy = AuthProxy::start("p", None).await.unwrap();
+    let fwd = Forwarder::start(Upstream::parse(&format!("http://u:p@{}", proxy.addr())).unwrap())
+        .await
+        .unwrap();
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{}; printf 'GET http://{o}/x HTTP/1.1\\r\\nHost: {o}\\r\\nConnection: close\\r\\n\\r\\n' >&3; cat <&3",
+        fwd.addr().port()
+    );
+    let out = tokio::process::Command::new("bash")
+        .args(["-c", &script])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "nobody got an answer"
+    );
+    assert_eq!(
+        fwd.stats()
+            .refused_clients
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert!(proxy.log().is_empty(), "nothing reached the upstream");
+    // Our own user is served.
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
