@@ -358,6 +358,40 @@ async fn handle(
     })
 }
 
+/// A new HTTP/1 connection for plain requests: to the upstream proxy itself, or
+/// through SOCKS5 to the target.
+async fn connect_upstream(
+    state: &ConnState,
+    host: &str,
+    port: u16,
+) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, UpstreamError> {
+    let far: Box<dyn Stream> = match state.upstream.scheme {
+        Scheme::Socks5 => state.open(host, port).await?,
+        Scheme::Http | Scheme::Https => {
+            let (h, p) = state.upstream.address();
+            let tcp = TcpStream::connect((h.as_str(), p))
+                .await
+                .map_err(|e| UpstreamError::Other(format!("upstream proxy unreachable: {e}")))?;
+            let _ = tcp.set_nodelay(true);
+            Box::new(tcp)
+        }
+    };
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .title_case_headers(true)
+        .handshake::<_, Incoming>(TokioIo::new(far))
+        .await
+        .map_err(|e| UpstreamError::Other(format!("upstream: {e}")))?;
+    state
+        .drivers
+        .lock()
+        .expect("not poisoned")
+        .spawn(async move {
+            let _ = conn.await;
+        });
+    Ok(sender)
+}
+
 /// A plain-http request (absolute-form URI): to an HTTP upstream as is, plus
 /// `Proxy-Authorization`; through SOCKS5 in origin-form to the target itself.
 async fn forward_plain(
@@ -398,45 +432,44 @@ async fn forward_plain(
         }
     }
     let mut guard = state.sender.lock().await;
-    let reusable = guard
-        .as_ref()
-        .is_some_and(|(k, s)| *k == key && !s.is_closed());
-    if !reusable {
-        let far: Box<dyn Stream> = match state.upstream.scheme {
-            Scheme::Socks5 => state.open(&host, port).await?,
-            Scheme::Http | Scheme::Https => {
-                let (h, p) = state.upstream.address();
-                let tcp = TcpStream::connect((h.as_str(), p)).await.map_err(|e| {
-                    UpstreamError::Other(format!("upstream proxy unreachable: {e}"))
-                })?;
-                let _ = tcp.set_nodelay(true);
-                Box::new(tcp)
+    // A reused keep-alive connection may have been closed by the upstream just now:
+    // hyper then hands the unsent request back, and it goes once more on a fresh
+    // connection (nothing of it was sent, so this cannot repeat a request).
+    let mut fresh_tried = false;
+    let response = loop {
+        let reusable = guard
+            .as_ref()
+            .is_some_and(|(k, s)| *k == key && !s.is_closed());
+        if !reusable {
+            fresh_tried = true;
+            *guard = Some((key.clone(), connect_upstream(state, &host, port).await?));
+        }
+        let (_, sender) = guard.as_mut().expect("set above");
+        let sent = match sender.ready().await {
+            Ok(()) => sender.try_send_request(req).await,
+            Err(e) if !fresh_tried => {
+                tracing::debug!(error = %e, "upstream keep-alive connection gone");
+                *guard = None;
+                continue;
             }
+            Err(e) => return Err(UpstreamError::Other(format!("upstream: {e}"))),
         };
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .preserve_header_case(true)
-            .title_case_headers(true)
-            .handshake::<_, Incoming>(TokioIo::new(far))
-            .await
-            .map_err(|e| UpstreamError::Other(format!("upstream: {e}")))?;
-        state
-            .drivers
-            .lock()
-            .expect("not poisoned")
-            .spawn(async move {
-                let _ = conn.await;
-            });
-        *guard = Some((key, sender));
-    }
-    let (_, sender) = guard.as_mut().expect("set above");
-    sender
-        .ready()
-        .await
-        .map_err(|e| UpstreamError::Other(format!("upstream: {e}")))?;
-    let response = sender
-        .send_request(req)
-        .await
-        .map_err(|e| UpstreamError::Other(format!("upstream: {e}")))?;
+        match sent {
+            Ok(response) => break response,
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if !fresh_tried => {
+                    req = unsent;
+                    *guard = None;
+                }
+                _ => {
+                    return Err(UpstreamError::Other(format!(
+                        "upstream: {}",
+                        e.into_error()
+                    )));
+                }
+            },
+        }
+    };
     drop(guard);
     if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED
         && state.upstream.scheme != Scheme::Socks5

@@ -230,3 +230,58 @@ async fn a_client_of_another_user_is_refused() {
     let r = roundtrip(fwd.addr(), &get(o)).await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 }
+
+#[tokio::test]
+async fn an_upstream_that_drops_keep_alive_connections_costs_no_request() {
+    // An "upstream proxy" that answers one request per connection, then hangs up
+    // without saying so (no `Connection: close`).
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = l.local_addr().unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&served);
+    let _t = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+        }
+    });
+    let fwd = Forwarder::start(Upstream::parse(&format!("http://u:p@{upstream}")).unwrap())
+        .await
+        .unwrap();
+    let mut s = tokio::io::BufReader::new(TcpStream::connect(fwd.addr()).await.unwrap());
+    for i in 0..5 {
+        s.get_mut()
+            .write_all(b"GET http://127.0.0.1:1/x HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            tokio::io::AsyncBufReadExt::read_line(&mut s, &mut line)
+                .await
+                .unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        assert!(head.starts_with("HTTP/1.1 200"), "request {i}: {head}");
+        let mut body = [0u8; 2];
+        s.read_exact(&mut body).await.unwrap();
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), 5);
+}
