@@ -11,6 +11,8 @@
 #[cfg(test)]
 mod bad_input;
 #[cfg(test)]
+mod examples;
+#[cfg(test)]
 mod foundation;
 #[cfg(test)]
 mod guarantees;
@@ -19,6 +21,8 @@ mod guarantees_io;
 pub mod harness;
 #[cfg(test)]
 mod phase3;
+#[cfg(test)]
+mod proxy;
 #[cfg(test)]
 mod reaping;
 #[cfg(test)]

@@ -16,6 +16,9 @@
 //! peak PSS (sampled every second: a lower bound), failed iterations, and whether the
 //! demo app counted exactly N × Q adds. `--rounds R` repeats everything, interleaved,
 //! and reports medians.
+//!
+//! `cargo xtask bench proxy [--rounds R]`: the proxy forwarder's latency and CPU per
+//! request against a direct proxy (`crates/forwarder/examples/bench.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -47,6 +50,30 @@ struct Figures {
 }
 
 pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
+    if args.first().map(String::as_str) == Some("proxy") {
+        // The forwarder's overhead against a direct proxy, in-process (no browser):
+        // crates/forwarder/examples/bench.rs.
+        let rounds: u32 = flag(args, "--rounds", 5)?;
+        let rounds = rounds.to_string();
+        let cargo = crate::util::cargo();
+        return crate::util::sh(
+            &cargo,
+            &[
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "forwarder",
+                "--features",
+                "testing",
+                "--example",
+                "bench",
+                "--",
+                "--rounds",
+                &rounds,
+            ],
+        );
+    }
     crate::deps::ensure()?;
     let rounds: u32 = flag(args, "--rounds", 1)?;
     let scratch = Scratch::new(build_cli(true)?, 10)?;

@@ -1,6 +1,8 @@
 //! Making sure Debian's Chromium and ChromeDriver are installed (never downloading a
 //! browser of our own): `apt-get install chromium chromium-driver` when root,
-//! otherwise exact instructions.
+//! otherwise exact instructions. Also Selenium for the Python attach example, into a
+//! venv under `target/py-venv` (from PyPI, pinned in the example's requirements.txt),
+//! and puppeteer-core for the Node example under `target/node-puppeteer` (npm).
 
 use std::path::Path;
 use std::process::Command;
@@ -13,6 +15,83 @@ const NEEDED: &[(&str, &str)] = &[
 ];
 
 pub(crate) fn ensure() -> anyhow::Result<()> {
+    browser()?;
+    python_selenium()?;
+    node_puppeteer()
+}
+
+/// Where `examples/puppeteer-node`'s dependencies are installed for the tests.
+pub(crate) fn node_dir() -> std::path::PathBuf {
+    crate::util::root().join("target").join("node-puppeteer")
+}
+
+fn node_puppeteer() -> anyhow::Result<()> {
+    let dir = node_dir();
+    let manifest = crate::util::root().join("examples/puppeteer-node/package.json");
+    let wanted = std::fs::read_to_string(&manifest)?;
+    let installed = dir
+        .join("node_modules/puppeteer-core/package.json")
+        .exists()
+        && std::fs::read_to_string(dir.join("package.json"))
+            .ok()
+            .as_deref()
+            == Some(&wanted);
+    if installed {
+        return Ok(());
+    }
+    eprintln!("installing puppeteer-core into {} with npm…", dir.display());
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("package.json"), &wanted)?;
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent"])
+        .current_dir(&dir)
+        .status()?;
+    if !status.success() {
+        bail!("npm install in {} failed ({status})", dir.display());
+    }
+    Ok(())
+}
+
+/// The venv the end-to-end tests run `examples/selenium-python` with.
+pub(crate) fn py_venv() -> std::path::PathBuf {
+    crate::util::root().join("target").join("py-venv")
+}
+
+fn python_selenium() -> anyhow::Result<()> {
+    let venv = py_venv();
+    let python = venv.join("bin").join("python");
+    let has = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import selenium"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has(&python) {
+        return Ok(());
+    }
+    eprintln!("installing selenium into {} with pip…", venv.display());
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()?;
+    if !status.success() {
+        bail!("python3 -m venv {} failed ({status})", venv.display());
+    }
+    let requirements = crate::util::root().join("examples/selenium-python/requirements.txt");
+    let status = Command::new(venv.join("bin").join("pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements)
+        .status()?;
+    if !status.success() || !has(&python) {
+        bail!(
+            "pip install -r {} failed ({status})",
+            requirements.display()
+        );
+    }
+    Ok(())
+}
+
+fn browser() -> anyhow::Result<()> {
     let missing: Vec<&str> = NEEDED
         .iter()
         .filter(|(p, _)| !Path::new(p).exists())

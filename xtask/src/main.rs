@@ -41,7 +41,8 @@ fn main() -> anyhow::Result<()> {
                  \x20 stress  --many N [--hold SECS]  N accounts at once with the defaults\n\
                  \x20 bench   [--rounds R]  pacing configurations side by side, as ratios\n\
                  \x20 fuzz    [--secs N] [--cases C]  config property tests, C cases a round, for N s\n\
-                 \x20 deps    install Debian's chromium and chromium-driver if missing"
+                 \x20 bench   proxy [--rounds R]  the proxy forwarder against a direct proxy\n\
+                 \x20 deps    install Debian's chromium and chromium-driver if missing, selenium (target/py-venv), puppeteer-core (target/node-puppeteer)"
             );
             std::process::exit(if cmd == "help" || cmd == "--help" {
                 0

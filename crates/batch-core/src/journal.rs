@@ -182,6 +182,16 @@ pub enum Event {
         /// Its launch number.
         launch: u32,
     },
+    /// A loopback forwarder was started for an account's proxy with credentials,
+    /// before the browser it serves (the upstream is shown without them).
+    ProxyForwarder {
+        /// The account.
+        account: u64,
+        /// Where the forwarder listens (what Chromium's `--proxy-server` names).
+        listen: String,
+        /// The upstream proxy, credentials removed.
+        upstream: String,
+    },
     /// A healthy browser retired by the pool.
     BrowserRetired {
         /// The account.
@@ -423,6 +433,7 @@ impl Event {
             | LaunchFailed { account, .. }
             | LaunchAhead { account, .. }
             | BrowserRetired { account, .. }
+            | ProxyForwarder { account, .. }
             | BrowserCrashed { account, .. }
             | ValueRecorded { account, .. }
             | FailureScreenshot { account, .. }

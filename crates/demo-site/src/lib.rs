@@ -16,7 +16,7 @@
 //! | `GET /home` | `#welcome`, links to items (needs a session) |
 //! | `GET /item/{n}` | `#title`, `#add`, `#done` (needs a session) |
 //! | `POST /api/cart` | `{"item": n}`: counts one add (needs a session) |
-//! | `GET /api/counts` | the [`Counts`] as JSON |
+//! | `GET /api/counts` | the [`Counts`] as JSON (with the `Via` of each user's logins and adds) |
 //! | `GET /slow?ms=N` | answers after N ms (at most 30 s) |
 //! | `GET /echo?…` | shows its query string in `#echo` |
 //!
@@ -61,6 +61,11 @@ pub struct UserCounts {
     pub items: BTreeMap<u32, u64>,
     /// Rejected logins for this (well-formed `user-N`) username.
     pub failed_logins: u64,
+    /// `Via` header value (as a proxy adds it) → this user's logins and adds that
+    /// came with it: which proxy the user's traffic went through. Requests without
+    /// a `Via` are not counted here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub via: BTreeMap<String, u64>,
 }
 
 /// A running demo site, serving in a tokio task until [`DemoSite::shutdown`] or drop.

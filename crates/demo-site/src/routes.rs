@@ -73,8 +73,22 @@ struct LoginForm {
     password: String,
 }
 
-async fn login_submit(State(state): State<Shared>, Form(form): Form<LoginForm>) -> Response {
-    match state.login(&form.username, &form.password) {
+/// The `Via` header a proxy added, if any (several are joined as HTTP allows).
+fn via(headers: &HeaderMap) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all("via")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+async fn login_submit(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    match state.login(&form.username, &form.password, via(&headers).as_deref()) {
         Some(session) => {
             tracing::info!(user = %form.username, "login");
             // Max-Age makes the cookie persistent, so a persistent Chrome profile
@@ -129,7 +143,7 @@ async fn cart(
             return (rejection.status(), Json(body)).into_response();
         }
     };
-    let adds = state.add(&user, request.item);
+    let adds = state.add(&user, request.item, via(&headers).as_deref());
     tracing::debug!(user = %user, item = request.item, adds, "add to cart");
     Json(json!({ "ok": true, "user": user, "item": request.item, "adds": adds })).into_response()
 }

@@ -40,7 +40,12 @@ impl Shared {
 
     /// Checks the credentials. On success counts a login and returns a new session
     /// id; on failure counts a failed login for a well-formed `user-N` name.
-    pub(crate) fn login(&self, username: &str, password: &str) -> Option<String> {
+    pub(crate) fn login(
+        &self,
+        username: &str,
+        password: &str,
+        via: Option<&str>,
+    ) -> Option<String> {
         let mut state = self.lock();
         if !credentials_ok(username, password) {
             // Only names that could be real users get an entry, so that a client
@@ -53,7 +58,9 @@ impl Shared {
         }
         let id = state.new_session_id();
         state.sessions.insert(id.clone(), username.to_owned());
-        state.user(username).logins += 1;
+        let counts = state.user(username);
+        counts.logins += 1;
+        count_via(counts, via);
         Some(id)
     }
 
@@ -63,9 +70,10 @@ impl Shared {
     }
 
     /// Counts one add of `item` for `user`; returns the user's total adds.
-    pub(crate) fn add(&self, user: &str, item: u32) -> u64 {
+    pub(crate) fn add(&self, user: &str, item: u32, via: Option<&str>) -> u64 {
         let mut state = self.lock();
         let counts = state.user(user);
+        count_via(counts, via);
         counts.adds += 1;
         *counts.items.entry(item).or_default() += 1;
         counts.adds
@@ -74,6 +82,12 @@ impl Shared {
     /// A copy of the counts as they are now.
     pub(crate) fn counts(&self) -> Counts {
         self.lock().counts.clone()
+    }
+}
+
+fn count_via(counts: &mut UserCounts, via: Option<&str>) {
+    if let Some(via) = via {
+        *counts.via.entry(via.to_owned()).or_default() += 1;
     }
 }
 

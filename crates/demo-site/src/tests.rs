@@ -194,6 +194,7 @@ fn counts_of(users: &[Expected<'_>]) -> Counts {
                 adds,
                 items,
                 failed_logins,
+                via: BTreeMap::new(),
             };
             (user.to_owned(), counts)
         })

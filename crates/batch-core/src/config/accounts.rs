@@ -137,21 +137,22 @@ fn check_proxy_characters(path: &Path, accounts: &[Account]) -> Result<(), Confi
     }
 }
 
-/// A proxy with credentials would put them into Chromium's `--proxy-server` argv,
-/// which every user of the host can read in `/proc`: refused until authenticated
-/// proxies are built. The message never quotes the URL (it holds the secret).
+/// Every `proxy` must be a proxy URL the browser can use (`forwarder::Upstream::parse`,
+/// the same parser the runner uses at launch): http, https or socks5, a host, no
+/// path. Credentials are allowed — they reach the upstream through a loopback
+/// forwarder, never a command line. The message never quotes the URL (it may hold
+/// a password).
 fn check_proxies(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
     for a in accounts {
-        let Some(proxy) = a.fields.get("proxy") else {
+        let Some(proxy) = a.fields.get("proxy").filter(|p| !p.value.is_empty()) else {
             continue;
         };
-        if !super::url_userinfo(&proxy.value).is_empty() {
+        if let Err(e) = forwarder::Upstream::parse(&proxy.value) {
             return Err(ConfigError::invalid(
                 path,
                 None,
                 format!("account {}, proxy", a.id),
-                "credentials in a proxy URL (user:password@) are not supported yet (expected a \
-                 proxy without credentials, such as http://127.0.0.1:3128)",
+                e.to_string(),
             ));
         }
     }
@@ -590,24 +591,45 @@ my_secret_word = "s"
     }
 
     #[test]
-    fn proxies_with_credentials_are_refused_without_showing_them() {
-        let refused = "account 2, proxy: credentials in a proxy URL (user:password@) are not \
-                       supported yet";
+    fn proxies_are_checked_without_showing_them() {
+        // Credentials are fine now (they go through the forwarder), in TOML or env.
+        for text in [
+            "[[accounts]]\nid = 2\nproxy = \"http://user:hunter2@127.0.0.1:3128\"\n",
+            "[[accounts]]\nid = 2\nproxy = \"socks5://user:hunter2@127.0.0.1:1080\"\n",
+            "[[accounts]]\nid = 2\nproxy = { env = \"ACC_TEST_PROXY\" }\n",
+        ] {
+            let (_dir, got) = load("accounts.toml", text);
+            assert!(got.is_ok(), "{text}: {got:?}");
+        }
         check(
             "accounts.toml",
             "[[accounts]]\nid = 1\nproxy = \"http://127.0.0.1:3128\"\n[[accounts]]\nid = 2\n\
-             proxy = \"http://user:hunter2@127.0.0.1:3128\"\n",
-            Err((None, refused)),
+             proxy = \"ftp://user:hunter2@127.0.0.1:3128\"\n",
+            Err((
+                None,
+                "account 2, proxy: unsupported proxy scheme \"ftp\" (expected http, https or socks5)",
+            )),
         );
         check(
             "accounts.csv",
-            "id,proxy\n1,socks5://127.0.0.1:1080\n2,https://hunter2@proxy:443\n",
-            Err((None, refused)),
+            "id,proxy\n1,socks5://127.0.0.1:1080\n2,https://hunter2:x@proxy:443\n",
+            Err((
+                None,
+                "account 2, proxy: credentials for an https:// proxy are not supported yet",
+            )),
+        );
+        check(
+            "accounts.csv",
+            "id,proxy\n1,127.0.0.1:3128\n",
+            Err((
+                None,
+                "account 1, proxy: not a proxy URL (expected scheme://",
+            )),
         );
         check(
             "accounts.toml",
-            "[[accounts]]\nid = 2\nproxy = { env = \"ACC_TEST_PROXY\" }\n",
-            Err((None, refused)),
+            "[[accounts]]\nid = 3\nproxy = \"http://u:hunter2@proxy:1/path\"\n",
+            Err((None, "account 3, proxy: a proxy URL has no path")),
         );
     }
 

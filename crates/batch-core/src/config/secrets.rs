@@ -136,6 +136,15 @@ impl Secrets {
             for v in a.fields.values() {
                 values.extend(url_userinfo(&v.value));
             }
+            // A proxy's password as the forwarder sends it (percent-decoded: `p%40ss`
+            // is the password `p@ss`), in case anything ever echoes it.
+            if let Some(proxy) = a.fields.get("proxy")
+                && let Ok(upstream) = forwarder::Upstream::parse(&proxy.value)
+                && let Some(c) = upstream.credentials
+                && !c.password.is_empty()
+            {
+                values.push(c.password);
+            }
         }
         for step in &workflow.steps {
             for action in step.before.iter().chain(&step.actions).chain(&step.after) {
@@ -594,6 +603,7 @@ mod tests {
                 ("username", "user-1", false),
                 ("password", "pw-1", true),
                 ("home", "http://u:hpw@h", false),
+                ("proxy", "socks5://pu:p%40ss%2Fx@127.0.0.1:1080", false),
             ]
             .into_iter()
             .map(|(k, v, secret)| {
@@ -627,11 +637,21 @@ mod tests {
         let env = |name: &str| (name == "API_KEY").then(|| "env-key".to_owned());
         let argv = vec!["--base-url".to_owned(), "http://cu:cpw@h".to_owned()];
         let secrets = Secrets::for_run(&workflow, &[&account], &argv, &env);
-        for s in ["pw-1", "hpw", "bpw", "env-key", "cpw", "cu:cpw"] {
+        for s in [
+            "pw-1",
+            "hpw",
+            "bpw",
+            "env-key",
+            "cpw",
+            "cu:cpw",
+            "p%40ss%2Fx",
+            "p@ss/x",
+        ] {
             assert!(secrets.appears_in(s), "{s}");
         }
         assert!(!secrets.appears_in("user-1"));
         assert_eq!(secrets.redact("http://cu:cpw@h/x"), "http://***@h/x");
-        assert_eq!(format!("{secrets:?}"), "Secrets(8 values)");
+        assert_eq!(secrets.redact("sent p@ss/x"), "sent ***");
+        assert_eq!(format!("{secrets:?}"), "Secrets(11 values)");
     }
 }

@@ -181,7 +181,7 @@ impl AccountRun {
                         }
                         break;
                     }
-                    Err(f) => f,
+                    Err(f) => self.pool.explain(f),
                 };
                 // Where the page was, and its screenshot (the last attempt's go
                 // into `iteration_failed`).

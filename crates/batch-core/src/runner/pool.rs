@@ -29,6 +29,9 @@ use crate::journal::Event;
 pub(crate) struct Session {
     // Field order matters: the browser must be gone before its profile is released.
     pub(crate) browser: Browser,
+    /// The loopback forwarder of an authenticated proxy: after the browser (its
+    /// only client), so it stops only once the browser is gone.
+    forwarder: Option<forwarder::Forwarder>,
     _ephemeral: Option<profiles::Profile>,
     /// Launch number within the account (1, 2, …): the memory sampler's key.
     pub(crate) serial: u32,
@@ -76,6 +79,29 @@ impl Pool {
     /// The browser checked out now, if any.
     pub(crate) fn browser(&self) -> Option<&Browser> {
         self.current.as_ref().map(|s| &s.browser)
+    }
+
+    /// `failure`, explained when the account's proxy rejected its credentials: the
+    /// page then shows only the forwarder's 502, and the action fails on a missing
+    /// element, which says nothing useful. Permanent: retrying cannot fix a password.
+    pub(crate) fn explain(&self, failure: Failure) -> Failure {
+        let rejected = self
+            .current
+            .as_ref()
+            .and_then(|s| s.forwarder.as_ref())
+            .is_some_and(|f| f.auth_rejected() > 0);
+        if !rejected {
+            return failure;
+        }
+        Failure {
+            message: format!(
+                "the proxy of account {} rejected its credentials (user name or password \
+                 in the accounts file's proxy field); {}",
+                self.account.id, failure.message
+            ),
+            permanent: true,
+            ..failure
+        }
     }
 
     /// Make sure a browser is checked out. `Ok(true)`: a fresh one (run `before`).
@@ -298,11 +324,32 @@ async fn create(
     spec.headless = !ctx.plan.headed;
     spec.args = settings.browser.args.clone();
     spec.window_size = settings.browser.window_size;
-    spec.proxy = account
-        .fields
-        .get("proxy")
-        .map(|v| v.value.clone())
-        .filter(|p| !p.is_empty());
+    let forwarder = match proxy_of(account) {
+        None => None,
+        Some(upstream) if forwarder::needs_forwarder(&upstream) => {
+            let upstream_shown = upstream.without_credentials();
+            // Chromium ignores credentials in `--proxy-server`, and a command line is
+            // readable by every user: Chrome gets our loopback forwarder instead,
+            // which adds the credentials upstream.
+            let f = forwarder::Forwarder::start(upstream).await.map_err(|e| {
+                Failure::new(
+                    FailureKind::Launch,
+                    format!("could not start the proxy forwarder: {e}"),
+                )
+            })?;
+            spec.proxy = Some(f.proxy_server());
+            ctx.journal.emit(Event::ProxyForwarder {
+                account: id,
+                listen: f.addr().to_string(),
+                upstream: upstream_shown,
+            });
+            Some(f)
+        }
+        Some(upstream) => {
+            spec.proxy = Some(upstream.without_credentials());
+            None
+        }
+    };
     spec.ports = ctx.ports.clone();
     spec.request_timeout = settings.timeouts.webdriver;
     spec.launch_timeout = settings.timeouts.launch;
@@ -326,6 +373,7 @@ async fn create(
             ctx.memory.track((id, serial), info.driver_pid);
             Ok(Session {
                 browser,
+                forwarder,
                 _ephemeral: ephemeral,
                 serial,
                 iterations: 0,
@@ -340,4 +388,13 @@ async fn create(
             Err(Failure::launch(&e, message))
         }
     }
+}
+
+/// The account's proxy, if it has one (validated when the accounts were loaded).
+fn proxy_of(account: &Account) -> Option<forwarder::Upstream> {
+    let value = &account.fields.get("proxy")?.value;
+    if value.is_empty() {
+        return None;
+    }
+    forwarder::Upstream::parse(value).ok()
 }

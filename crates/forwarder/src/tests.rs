@@ -1,0 +1,287 @@
+//! The forwarder against the test proxies, over real loopback sockets.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::testing::{AuthProxy, Socks5Proxy};
+use crate::{Forwarder, Upstream};
+
+/// An origin that answers every request with the `Via` header it got (or `-`).
+async fn origin() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                let via = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("via: "))
+                    .unwrap_or("-")
+                    .trim()
+                    .to_owned();
+                let body = format!("via={via}");
+                let r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(r.as_bytes()).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+async fn roundtrip(to: std::net::SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(to).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("no hang")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn get(origin: std::net::SocketAddr) -> String {
+    format!("GET http://{origin}/x HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n")
+}
+
+#[tokio::test]
+async fn plain_http_goes_through_an_authenticating_http_proxy() {
+    let (o, _t) = origin().await;
+    let proxy = AuthProxy::start("proxy-a", Some(("alice", "s3cret:pw")))
+        .await
+        .unwrap();
+    let url = format!("http://alice:s3cret%3Apw@{}", proxy.addr());
+    let fwd = Forwarder::start(Upstream::parse(&url).unwrap())
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.ends_with("via=1.1 proxy-a"), "{r}");
+    let log = proxy.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].authorized && log[0].method == "GET", "{log:?}");
+    assert_eq!(fwd.auth_rejected(), 0);
+}
+
+#[tokio::test]
+async fn connect_tunnels_through_an_authenticating_http_proxy() {
+    let (o, _t) = origin().await;
+    let proxy = AuthProxy::start("proxy-a", Some(("alice", "pw")))
+        .await
+        .unwrap();
+    let url = format!("http://alice:pw@{}", proxy.addr());
+    let fwd = Forwarder::start(Upstream::parse(&url).unwrap())
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(fwd.addr()).await.unwrap();
+    s.write_all(format!("CONNECT {o} HTTP/1.1\r\nHost: {o}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // Skip the rest of the CONNECT answer's head.
+    let mut tail = Vec::new();
+    while !tail.ends_with(b"\r\n\r\n") {
+        tail.push(s.read_u8().await.unwrap());
+    }
+    s.write_all(format!("GET /x HTTP/1.1\r\nHost: {o}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let out = String::from_utf8_lossy(&out);
+    // Tunnelled bytes are not touched by the proxy: no Via.
+    assert!(out.ends_with("via=-"), "{out}");
+    assert_eq!(proxy.log()[0].method, "CONNECT");
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_502_that_names_them_and_are_counted() {
+    let (o, _t) = origin().await;
+    let proxy = AuthProxy::start("proxy-a", Some(("alice", "right")))
+        .await
+        .unwrap();
+    let url = format!("http://alice:wrong@{}", proxy.addr());
+    let fwd = Forwarder::start(Upstream::parse(&url).unwrap())
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert!(r.contains("rejected the credentials"), "{r}");
+    let c = roundtrip(
+        fwd.addr(),
+        &format!("CONNECT {o} HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+    )
+    .await;
+    assert!(c.starts_with("HTTP/1.1 502"), "{c}");
+    assert_eq!(fwd.auth_rejected(), 2);
+}
+
+#[tokio::test]
+async fn socks5_with_username_and_password() {
+    let (o, _t) = origin().await;
+    let socks = Socks5Proxy::start("bob", "pw-b").await.unwrap();
+    let url = format!("socks5://bob:pw-b@{}", socks.addr());
+    let fwd = Forwarder::start(Upstream::parse(&url).unwrap())
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let log = socks.log();
+    assert_eq!(log.len(), 1);
+    assert!(log[0].authorized);
+    assert_eq!(log[0].target, o.to_string());
+
+    let bad = format!("socks5://bob:nope@{}", socks.addr());
+    let fwd = Forwarder::start(Upstream::parse(&bad).unwrap())
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(
+        r.starts_with("HTTP/1.1 502") && r.contains("rejected the credentials"),
+        "{r}"
+    );
+    assert_eq!(fwd.auth_rejected(), 1);
+}
+
+#[tokio::test]
+async fn dropping_the_forwarder_closes_its_port_and_its_tunnels() {
+    let (o, _t) = origin().await;
+    let proxy = AuthProxy::start("p", None).await.unwrap();
+    let fwd = Forwarder::start(Upstream::parse(&format!("http://u:p@{}", proxy.addr())).unwrap())
+        .await
+        .unwrap();
+    let addr = fwd.addr();
+    assert!(addr.ip().is_loopback());
+    // An open tunnel, idle.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("CONNECT {o} HTTP/1.1\r\nHost: {o}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    drop(fwd);
+    // The tunnel ends (EOF) and the port stops accepting, within a deadline.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("the tunnel was closed")
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still listening");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_of_another_user_is_refused() {
+    // Needs to start a process as another user: root only (as CI runs).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root, cannot connect as another user");
+        return;
+    }
+    let (o, _t) = origin().await;
+    let proxy = AuthProxy::start("p", None).await.unwrap();
+    let fwd = Forwarder::start(Upstream::parse(&format!("http://u:p@{}", proxy.addr())).unwrap())
+        .await
+        .unwrap();
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{}; printf 'GET http://{o}/x HTTP/1.1\\r\\nHost: {o}\\r\\nConnection: close\\r\\n\\r\\n' >&3; cat <&3",
+        fwd.addr().port()
+    );
+    let out = tokio::process::Command::new("bash")
+        .args(["-c", &script])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "nobody got an answer"
+    );
+    assert_eq!(
+        fwd.stats()
+            .refused_clients
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert!(proxy.log().is_empty(), "nothing reached the upstream");
+    // Our own user is served.
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+#[tokio::test]
+async fn an_upstream_that_drops_keep_alive_connections_costs_no_request() {
+    // An "upstream proxy" that answers one request per connection, then hangs up
+    // without saying so (no `Connection: close`).
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = l.local_addr().unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&served);
+    let _t = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+        }
+    });
+    let fwd = Forwarder::start(Upstream::parse(&format!("http://u:p@{upstream}")).unwrap())
+        .await
+        .unwrap();
+    let mut s = tokio::io::BufReader::new(TcpStream::connect(fwd.addr()).await.unwrap());
+    for i in 0..5 {
+        s.get_mut()
+            .write_all(b"GET http://127.0.0.1:1/x HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            tokio::io::AsyncBufReadExt::read_line(&mut s, &mut line)
+                .await
+                .unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        assert!(head.starts_with("HTTP/1.1 200"), "request {i}: {head}");
+        let mut body = [0u8; 2];
+        s.read_exact(&mut body).await.unwrap();
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), 5);
+}

@@ -1,0 +1,338 @@
+//! Per-account authenticated proxies, end to end: two local proxies that demand
+//! different credentials, one per account; each account's traffic reached the demo
+//! app through its own proxy (the proxies' logs and the app's `Via` counts agree),
+//! and the passwords appear in no process's argv or environment, no output and no
+//! file of the run. A wrong password is a clear, permanent failure, not a hang.
+
+use std::path::Path;
+use std::time::Duration;
+
+use forwarder::testing::AuthProxy;
+
+use crate::harness::{Project, events, finish, named, step1};
+
+const PASS_A: &str = "pw-alpha-Zq83x";
+const PASS_B: &str = "pw-bravo-Kd27m";
+
+/// The demo workflow, with proxies for loopback targets (Chromium bypasses proxies
+/// for loopback by default).
+fn project_files(p: &Project, accounts: &str) {
+    p.write(
+        "batch.toml",
+        "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\n\
+         [browser]\nargs = [\"--proxy-bypass-list=<-loopback>\"]\n",
+    );
+    p.write("accounts.toml", accounts);
+}
+
+fn account(id: u32, proxy: &str) -> String {
+    format!(
+        "[[accounts]]\nid = {id}\nusername = \"user-{id}\"\npassword = \"pass-{id}\"\n\
+         proxy = \"{proxy}\"\n\n"
+    )
+}
+
+/// Every needle found in any process's argv or environment: `(pid, where, needle)`.
+fn in_processes(needles: &[&str]) -> Vec<(u32, &'static str, String)> {
+    let mut found = Vec::new();
+    for pid in fsutil::proc::pids() {
+        for (what, file) in [("argv", "cmdline"), ("environ", "environ")] {
+            let Ok(bytes) = std::fs::read(format!("/proc/{pid}/{file}")) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            for n in needles {
+                if text.contains(n) {
+                    found.push((pid, what, n.to_string()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every file under `dir` (except `skip`) containing a needle.
+fn in_files(dir: &Path, skip: &Path, needles: &[&str], found: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            in_files(&path, skip, needles, found);
+        } else if meta.is_file() && path != skip {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            for n in needles {
+                if text.contains(n) {
+                    found.push(format!("{}: {n}", path.display()));
+                }
+            }
+        }
+    }
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_goes_through_its_own_authenticated_proxy_and_no_password_leaks() {
+    let p = Project::new(0).await;
+    let a = AuthProxy::start("proxy-a", Some(("alice", PASS_A)))
+        .await
+        .unwrap();
+    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B)))
+        .await
+        .unwrap();
+    project_files(
+        &p,
+        &(account(1, &format!("http://alice:{PASS_A}@{}", a.addr()))
+            + account(2, &format!("http://bob:{PASS_B}@{}", b.addr())).as_str()),
+    );
+    let token_a = basic("alice", PASS_A);
+    let token_b = basic("bob", PASS_B);
+    let needles = [PASS_A, PASS_B, token_a.as_str(), token_b.as_str()];
+
+    let args = step1("1,2", &["--quantity", "2", "--launch-interval", "0"]);
+    let child = p.command(&args).spawn().expect("batch-cli starts");
+    // While the run is up, every process's argv and environment, again and again.
+    let mut scans = 0;
+    let mut leaks = Vec::new();
+    let mut browsers_seen = false;
+    let pid = child.id().expect("running");
+    while fsutil::proc::alive(pid) {
+        leaks.extend(in_processes(&needles));
+        scans += 1;
+        browsers_seen |= !p.live_processes().is_empty() && p.live_processes().len() > 1;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let out = finish(child, 300).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        browsers_seen && scans > 5,
+        "the scan ran while browsers were up ({scans})"
+    );
+    assert!(leaks.is_empty(), "secrets in processes: {leaks:?}");
+    for n in needles {
+        assert!(
+            !stdout.contains(n) && !stderr.contains(n),
+            "output shows {n}"
+        );
+    }
+    let mut in_run_files = Vec::new();
+    in_files(
+        p.dir.path(),
+        &p.path("accounts.toml"),
+        &needles,
+        &mut in_run_files,
+    );
+    assert!(
+        in_run_files.is_empty(),
+        "secrets in files: {in_run_files:?}"
+    );
+
+    // The app's view: each user's logins and adds came with its own proxy's Via.
+    let counts = p.site.counts();
+    let via = |user: &str| {
+        counts.users[user]
+            .via
+            .clone()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(via("user-1"), [("1.1 proxy-a".to_owned(), 3)], "{counts:?}");
+    assert_eq!(via("user-2"), [("1.1 proxy-b".to_owned(), 3)], "{counts:?}");
+    assert_eq!(
+        p.adds("user-1").into_iter().collect::<Vec<_>>(),
+        [(1, 1), (2, 1)]
+    );
+    assert_eq!(
+        p.adds("user-2").into_iter().collect::<Vec<_>>(),
+        [(1, 1), (2, 1)]
+    );
+
+    // The proxies' view agrees: every request authorized, and each saw its own
+    // account's one login and two adds to the demo app (and nothing of the other's).
+    let site = p.site.addr().to_string();
+    for (proxy, name) in [(&a, "proxy-a"), (&b, "proxy-b")] {
+        let log = proxy.log();
+        assert!(
+            !log.is_empty() && log.iter().all(|s| s.authorized),
+            "{name}: {log:?}"
+        );
+        assert!(
+            log.iter().all(|s| s.peer.ip().is_loopback()),
+            "{name}: {log:?}"
+        );
+        let posts = |path: &str| {
+            log.iter()
+                .filter(|s| s.method == "POST" && s.target == format!("http://{site}{path}"))
+                .count()
+        };
+        assert_eq!(
+            (posts("/login"), posts("/api/cart")),
+            (1, 2),
+            "{name}: {log:?}"
+        );
+    }
+    // The forwarders' client sockets are Chrome's, not the proxies': the proxies saw
+    // forwarder connections, whose ports differ between the two accounts.
+    let ports_a: std::collections::BTreeSet<u16> = a.log().iter().map(|s| s.peer.port()).collect();
+    let ports_b: std::collections::BTreeSet<u16> = b.log().iter().map(|s| s.peer.port()).collect();
+    assert!(ports_a.is_disjoint(&ports_b));
+
+    let ev = events(&p.run_dir());
+    assert_eq!(named(&ev, "browser_created").len(), 2);
+    // Each account's forwarder is journaled with its upstream, credentials left out.
+    let mut forwarders: Vec<(u64, String)> = named(&ev, "proxy_forwarder")
+        .iter()
+        .map(|e| {
+            (
+                e["account"].as_u64().unwrap(),
+                e["upstream"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    forwarders.sort();
+    assert_eq!(
+        forwarders,
+        [
+            (1, format!("http://{}", a.addr())),
+            (2, format!("http://{}", b.addr()))
+        ]
+    );
+    p.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_proxy_password_fails_that_account_clearly_and_at_once() {
+    let p = Project::new(0).await;
+    let a = AuthProxy::start("proxy-a", Some(("alice", PASS_A)))
+        .await
+        .unwrap();
+    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B)))
+        .await
+        .unwrap();
+    let wrong = "pw-wrong-Hy61q";
+    project_files(
+        &p,
+        &(account(1, &format!("http://alice:{wrong}@{}", a.addr()))
+            + account(2, &format!("http://bob:{PASS_B}@{}", b.addr())).as_str()),
+    );
+    let run = p
+        .run(&step1(
+            "1,2",
+            &[
+                "--quantity",
+                "2",
+                "--launch-interval",
+                "0",
+                "--retries",
+                "2",
+            ],
+        ))
+        .await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let ev = events(&p.run_dir());
+    let failed: Vec<_> = named(&ev, "iteration_failed")
+        .into_iter()
+        .filter(|e| e["account"] == 1)
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    for f in &failed {
+        let error = f["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("the proxy of account 1 rejected its credentials"),
+            "{f}"
+        );
+    }
+    // Permanent: no retries for account 1 despite --retries 2, and no other outcome.
+    assert!(
+        named(&ev, "retry").iter().all(|e| e["account"] != 1),
+        "{ev:?}"
+    );
+    assert_eq!(failed[0]["attempts"], 1, "{failed:?}");
+    // Account 2 was unaffected.
+    assert_eq!(
+        p.adds("user-2").into_iter().collect::<Vec<_>>(),
+        [(1, 1), (2, 1)]
+    );
+    assert!(p.adds("user-1").is_empty());
+    assert!(a.log().iter().all(|s| !s.authorized), "{:?}", a.log());
+    for text in [&run.stdout, &run.stderr] {
+        assert!(!text.contains(wrong) && !text.contains(PASS_B), "{text}");
+    }
+    p.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks5_proxy_with_credentials_carries_its_accounts_traffic() {
+    let p = Project::new(0).await;
+    let socks = forwarder::testing::Socks5Proxy::start("carol", PASS_A)
+        .await
+        .unwrap();
+    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B)))
+        .await
+        .unwrap();
+    project_files(
+        &p,
+        &(account(1, &format!("socks5://carol:{PASS_A}@{}", socks.addr()))
+            + account(2, &format!("http://bob:{PASS_B}@{}", b.addr())).as_str()),
+    );
+    let child = p
+        .command(&step1(
+            "1,2",
+            &["--quantity", "2", "--launch-interval", "0"],
+        ))
+        .spawn()
+        .unwrap();
+    let pid = child.id().expect("running");
+    let mut leaks = Vec::new();
+    while fsutil::proc::alive(pid) {
+        leaks.extend(in_processes(&[PASS_A, PASS_B]));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let out = finish(child, 300).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(leaks.is_empty(), "{leaks:?}");
+    // Account 1 went through SOCKS5 — a tunnel adds no Via — authenticated every
+    // time; account 2 through its HTTP proxy. (Chromium's own background requests
+    // to Google services go through the proxy too; the test proxies refuse every
+    // target that is not loopback.)
+    let log = socks.log();
+    let site = p.site.addr().to_string();
+    assert!(
+        log.iter().any(|s| s.target == site),
+        "the demo app not reached: {log:?}"
+    );
+    assert!(log.iter().all(|s| s.authorized), "{log:?}");
+    let counts = p.site.counts();
+    assert!(counts.users["user-1"].via.is_empty(), "{counts:?}");
+    assert_eq!(
+        counts.users["user-2"]
+            .via
+            .clone()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [("1.1 proxy-b".to_owned(), 3)]
+    );
+    for user in ["user-1", "user-2"] {
+        assert_eq!(
+            p.adds(user).into_iter().collect::<Vec<_>>(),
+            [(1, 1), (2, 1)]
+        );
+    }
+    p.assert_nothing_left();
+}
