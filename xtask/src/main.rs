@@ -6,11 +6,14 @@
 //!   test suite (real-Chromium tests in a bounded nextest group), doctests.
 //! - `stress` — the long collision stress run (many browsers at once, many rounds).
 //! - `bench` — side-by-side launch benchmarks that print ratios.
+//! - `grid` — a real Selenium Grid 4 on loopback (hub + two nodes), started and stopped.
 //!
 //! One module per command; as few dependencies as possible.
 
 mod bench;
 mod deps;
+mod grid;
+mod gridctl;
 mod run;
 mod scratch;
 mod stress;
@@ -29,15 +32,17 @@ fn main() -> anyhow::Result<()> {
         "stress" => stress::stress(rest),
         "bench" => bench::bench(rest),
         "deps" => deps::ensure(),
+        "grid" => grid::grid(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test|stress|bench|deps>\n\
+                "usage: cargo xtask <run|test|stress|bench|deps|grid>\n\
                  \x20 run     run the built-in demo (5 accounts × 10 iterations, concurrent)\n\
                  \x20 test    fmt check, clippy, the whole test suite with real Chromium\n\
                  \x20 stress  [--accounts N] [--rounds R]  collision stress run (default 20 × 50)\n\
                  \x20 stress  --many N [--hold SECS]  N accounts at once with the defaults\n\
                  \x20 bench   [--rounds R]  pacing configurations side by side, as ratios\n\
-                 \x20 deps    install Debian's chromium and chromium-driver if missing"
+                 \x20 deps    install Debian's chromium and chromium-driver (and the Grid's jar) if missing\n\
+                 \x20 grid    start|stop|status [--dir DIR] [--nodes N]  a local Selenium Grid 4 (hub + nodes)"
             );
             std::process::exit(if cmd == "help" || cmd == "--help" {
                 0

@@ -30,6 +30,8 @@
 //!     headed: false,
 //!     retries: 2,
 //!     output: "runs".into(),
+//!     webdriver_url: None,
+//!     storage_state: false,
 //!     argv: Vec::new(),
 //! };
 //! let print: batch_core::journal::Observer = Arc::new(|event| println!("{event}"));

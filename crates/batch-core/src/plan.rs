@@ -48,6 +48,12 @@ pub struct Plan {
     pub retries: u32,
     /// Where run directories go.
     pub output: PathBuf,
+    /// Open every session on this remote WebDriver endpoint (a Selenium Grid) instead
+    /// of starting ChromeDriver and Chromium here (`--webdriver-url`).
+    pub webdriver_url: Option<String>,
+    /// Carry each account's logged-in state (cookies, localStorage) from one browser
+    /// to the next as a storage state file (on by default for remote runs).
+    pub storage_state: bool,
     /// The command line as given (recorded in the journal, which redacts the
     /// credentials of any URL in it).
     pub argv: Vec<String>,

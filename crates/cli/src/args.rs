@@ -42,6 +42,9 @@ pub(crate) enum Command {
         /// The project file (optional: its [browser] paths are used if it exists).
         #[arg(long, default_value = "batch.toml")]
         config: PathBuf,
+        /// Check this remote WebDriver / Selenium Grid instead of the local browser.
+        #[arg(long, value_name = "URL")]
+        webdriver_url: Option<String>,
     },
     /// Manage the persistent per-account profiles.
     Profiles {
@@ -112,8 +115,12 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "SIZE")]
     pub(crate) min_available_memory: Option<String>,
     /// Use a remote WebDriver / Selenium Grid instead of a local ChromeDriver.
-    #[arg(long)]
+    #[arg(long, value_name = "URL")]
     pub(crate) webdriver_url: Option<String>,
+    /// Carry each account's cookies and localStorage from one browser to the next
+    /// (always on with --webdriver-url, where no profile directory exists).
+    #[arg(long)]
+    pub(crate) storage_state: bool,
     /// Run only the I-th (1-based) of N equal slices of the account list.
     #[arg(long, value_name = "I/N")]
     pub(crate) shard: Option<String>,

@@ -17,7 +17,11 @@ pub(crate) async fn dispatch(command: Command) -> i32 {
         Command::Single { step, run } => run_command(Some(step), None, run).await,
         Command::Run { steps, run } => run_command(None, Some(steps), run).await,
         Command::Validate { config } => validate(&config),
-        Command::Doctor { config } => doctor(&config).await,
+        Command::Doctor {
+            config,
+            webdriver_url: Some(url),
+        } => doctor_remote(&config, &url).await,
+        Command::Doctor { config, .. } => doctor(&config).await,
         Command::Profiles { action, config } => profiles(action, &config),
         Command::Report { run_dir, json } => report(&run_dir, json),
     }
@@ -31,9 +35,10 @@ fn usage(msg: impl std::fmt::Display) -> i32 {
 /// Everything the command line and the files say, checked, before anything launches.
 fn build_plan(step: Option<u32>, steps: Option<String>, a: &RunArgs) -> Result<Plan, String> {
     let e = |err: ConfigError| err.to_string();
-    if a.webdriver_url.is_some() {
-        return Err("--webdriver-url: remote WebDriver / Selenium Grid is not supported by this version yet (expected no --webdriver-url)".into());
-    }
+    let webdriver_url = match &a.webdriver_url {
+        Some(url) => Some(check_webdriver_url(url)?),
+        None => None,
+    };
     if a.resume.is_some() {
         return Err(
             "--resume: resuming a run is not supported by this version yet (expected no --resume)"
@@ -109,6 +114,8 @@ fn build_plan(step: Option<u32>, steps: Option<String>, a: &RunArgs) -> Result<P
         headed,
         retries,
         output: a.output.clone(),
+        storage_state: a.storage_state || webdriver_url.is_some(),
+        webdriver_url,
         argv: std::env::args().collect(),
         project,
     })
@@ -351,6 +358,7 @@ async fn doctor(path: &Path) -> i32 {
     match launcher::Browser::launch(&spec).await {
         Ok(b) => {
             let info = b.info().clone();
+            let local = info.local.clone().expect("a local browser");
             let nav = b.driver().goto("about:blank").await;
             b.close().await;
             report(
@@ -358,7 +366,116 @@ async fn doctor(path: &Path) -> i32 {
                 "browser start",
                 format!(
                     "pid {} on verified DevTools port {} in {:?}",
-                    info.pid, info.devtools_port, info.launch_time
+                    local.pid, local.devtools_port, info.launch_time
+                ),
+            );
+        }
+        Err(e) => report(false, "browser start", e.to_string()),
+    }
+    if bad == 0 {
+        exit::OK
+    } else {
+        exit::ENVIRONMENT
+    }
+}
+
+/// `--webdriver-url`: an http(s) URL with a host, no query or fragment; returned
+/// without a trailing slash.
+fn check_webdriver_url(url: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "--webdriver-url {url:?}: {why} (expected an http:// or https:// URL of a WebDriver endpoint, like http://127.0.0.1:4444)"
+        ))
+    };
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return bad("not an http:// or https:// URL");
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    let host = host.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return bad("no host");
+    }
+    if url.contains('?') || url.contains('#') {
+        return bad("a query or fragment has no place in it");
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// `doctor --webdriver-url URL`: the endpoint's status and one real session there.
+/// What only exists locally (binaries, ports, profiles, reaping, PSS) is said to be
+/// absent rather than checked.
+async fn doctor_remote(path: &Path, url: &str) -> i32 {
+    let url = match check_webdriver_url(url) {
+        Ok(u) => u,
+        Err(m) => return usage(m),
+    };
+    let settings = if path.exists() {
+        match config::load_settings(path) {
+            Ok(s) => Some(s),
+            Err(e) => return usage(e),
+        }
+    } else {
+        None
+    };
+    let mut bad = 0;
+    let mut report = |ok: bool, what: &str, detail: String| {
+        outln!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            bad += 1;
+        }
+    };
+    match launcher::endpoint_status(&url).await {
+        Ok(st) => {
+            report(
+                st.ready,
+                "endpoint",
+                format!(
+                    "{url}: {}",
+                    if st.message.is_empty() {
+                        "answers"
+                    } else {
+                        &st.message
+                    }
+                ),
+            );
+            for n in &st.nodes {
+                report(
+                    n.availability == "UP",
+                    "grid node",
+                    format!(
+                        "{} {} — {} of {} slots busy",
+                        n.uri, n.availability, n.busy, n.slots
+                    ),
+                );
+            }
+        }
+        Err(e) => report(false, "endpoint", e),
+    }
+    outln!(
+        "n/a  local only: chromium/chromedriver, DevTools and driver ports, profile directories, reaping and PSS memory do not apply to remote browsers (the Grid's nodes own them)"
+    );
+    let mut spec = launcher::LaunchSpec::remote(&url);
+    if let Some(s) = &settings {
+        spec.launch_timeout = s.timeouts.launch;
+        spec.args = s.browser.args.clone();
+    }
+    match launcher::Browser::launch(&spec).await {
+        Ok(b) => {
+            let info = b.info().clone();
+            let nav = b.driver().goto("about:blank").await;
+            b.close().await;
+            report(
+                nav.is_ok(),
+                "browser start",
+                format!(
+                    "session {} on node {} in {:?}; CDP: {}",
+                    info.session_id,
+                    info.node.as_deref().unwrap_or("(not said)"),
+                    info.launch_time,
+                    info.cdp_url.as_deref().unwrap_or("(none offered)")
                 ),
             );
         }

@@ -244,7 +244,8 @@ pub async fn confirm_loss(browser: &Browser, suspected: FailureKind) -> Option<F
         Err(_) => Some(suspected),
         Ok(Ok(_)) => {
             tracing::info!(
-                pid = browser.info().pid,
+                pid = browser.info().pid(),
+                session = %browser.info().session_id,
                 suspected = suspected.as_str(),
                 "suspected browser loss not confirmed: the browser answers"
             );

@@ -101,7 +101,8 @@ pub(crate) struct Ctx {
     /// driver's and Chrome's environment.
     pub(crate) secret_env: Vec<String>,
     pub(crate) memory: Memory,
-    pub(crate) binaries: Binaries,
+    /// `None` for a remote run: nothing is started here.
+    pub(crate) binaries: Option<Binaries>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) ports: Option<ports::PortAllocator>,
     pub(crate) run_dir: PathBuf,
@@ -123,10 +124,14 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<RunOutcome, RunError> {
     let settings = &plan.project.settings;
-    let binaries = Binaries::locate(
-        settings.browser.chromium.as_deref(),
-        settings.browser.chromedriver.as_deref(),
-    )?;
+    // A remote run starts no browser here: neither binary is needed.
+    let binaries = match &plan.webdriver_url {
+        Some(_) => None,
+        None => Some(Binaries::locate(
+            settings.browser.chromium.as_deref(),
+            settings.browser.chromedriver.as_deref(),
+        )?),
+    };
 
     // Reap what a killed runner left before taking anything ourselves.
     let runtime = launcher::runtime_dir();
@@ -151,7 +156,8 @@ pub async fn run(
         })
         .collect();
     let mut held = Vec::new();
-    if !settings.profiles.ephemeral {
+    // A remote browser has no profile directory of ours: nothing to lock.
+    if !settings.profiles.ephemeral && plan.webdriver_url.is_none() {
         let store =
             profiles::ProfileStore::open(&settings.profiles.root).map_err(RunError::Profiles)?;
         for a in &accounts {

@@ -152,7 +152,7 @@ impl Pool {
             self.ctx.journal.emit(
                 Event::new("browser_retired")
                     .account(self.account.id)
-                    .with("pid", session.browser.info().pid)
+                    .with("pid", session.browser.info().pid())
                     .with("reason", reason)
                     .with("iterations", served)
                     .with("pss_bytes", pss),
@@ -199,7 +199,8 @@ impl Pool {
         self.ctx.journal.emit(
             Event::new("browser_crashed")
                 .account(self.account.id)
-                .with("pid", info.pid)
+                .with("pid", info.pid())
+                .with("node", info.node.clone())
                 .with("kind", observed.unwrap_or(failure.kind).as_str())
                 .with("error", failure.message.as_str()),
         );
@@ -219,9 +220,13 @@ impl Pool {
         }
         if let Some(s) = self.current.take() {
             self.ctx.memory.untrack((self.account.id, s.serial));
-            if interrupted {
+            if interrupted && s.browser.is_local() {
                 // Ctrl-C: no time for a graceful quit, but nothing may outlive us.
                 drop(s);
+            } else if interrupted {
+                // A remote session: a brief DELETE, or its Grid slot stays taken
+                // until the Grid's own session timeout.
+                s.browser.kill().await;
             } else {
                 s.browser.close().await;
             }
@@ -277,7 +282,7 @@ async fn launch(
     (result, seat)
 }
 
-/// Start the browser and journal the outcome.
+/// Start the browser — locally, or on the remote endpoint — and journal the outcome.
 async fn create(
     ctx: &Ctx,
     account: &Account,
@@ -287,19 +292,29 @@ async fn create(
 ) -> Result<Session, Failure> {
     let id = account.id;
     let settings = &ctx.plan.project.settings;
-    let ephemeral = match &profile_dir {
-        Some(_) => None,
-        None => Some(
-            profiles::ephemeral(&ctx.ephemeral_parent)
-                .map_err(|e| Failure::new(FailureKind::Launch, e.to_string()))?,
-        ),
+    let mut ephemeral = None;
+    let mut spec = match (&ctx.plan.webdriver_url, &ctx.binaries) {
+        (Some(url), _) => LaunchSpec::remote(url),
+        (None, Some(binaries)) => {
+            let dir = match profile_dir {
+                Some(d) => d,
+                None => {
+                    let p = profiles::ephemeral(&ctx.ephemeral_parent)
+                        .map_err(|e| Failure::new(FailureKind::Launch, e.to_string()))?;
+                    let d = p.path().to_path_buf();
+                    ephemeral = Some(p);
+                    d
+                }
+            };
+            let mut spec = LaunchSpec::new(binaries.clone(), &dir);
+            let local = spec.local_mut().expect("a local spec");
+            local.ports = ctx.ports.clone();
+            local.registry = Some(Arc::clone(&ctx.registry));
+            local.env_remove = ctx.secret_env.clone();
+            spec
+        }
+        (None, None) => unreachable!("a local run has located its binaries"),
     };
-    let dir = match (&profile_dir, &ephemeral) {
-        (Some(d), _) => d.clone(),
-        (None, Some(p)) => p.path().to_path_buf(),
-        (None, None) => unreachable!("one of them"),
-    };
-    let mut spec = LaunchSpec::new(ctx.binaries.clone(), &dir);
     spec.headless = !ctx.plan.headed;
     spec.args = settings.browser.args.clone();
     spec.window_size = settings.browser.window_size;
@@ -308,28 +323,31 @@ async fn create(
         .get("proxy")
         .map(|v| v.value.clone())
         .filter(|p| !p.is_empty());
-    spec.ports = ctx.ports.clone();
     spec.request_timeout = settings.timeouts.webdriver;
     spec.launch_timeout = settings.timeouts.launch;
-    spec.registry = Some(Arc::clone(&ctx.registry));
-    spec.env_remove = ctx.secret_env.clone();
     match Browser::launch(&spec).await {
         Ok(browser) => {
             let info = browser.info();
+            let local = info.local.as_ref();
+            // What cannot apply to a remote browser is null, never made up.
             ctx.journal.emit(
                 Event::new("browser_created")
                     .account(id)
-                    .with("pid", info.pid)
-                    .with("port", info.devtools_port)
-                    .with("driver_port", info.driver_port)
-                    .with("driver_pid", info.driver_pid)
+                    .with("pid", local.map(|l| l.pid))
+                    .with("port", local.map(|l| l.devtools_port))
+                    .with("driver_port", local.map(|l| l.driver_port))
+                    .with("driver_pid", local.map(|l| l.driver_pid))
                     .with("session_id", info.session_id.as_str())
-                    .with("profile", info.profile.display().to_string())
+                    .with("profile", local.map(|l| l.profile.display().to_string()))
+                    .with("node", info.node.clone())
                     .with("launch", serial)
                     .with("launch_ms", info.launch_time.as_millis() as u64)
                     .with("admission_wait_ms", waited.as_millis() as u64),
             );
-            ctx.memory.track((id, serial), info.driver_pid);
+            // PSS is measured on this host's process trees: a remote browser has none.
+            if let Some(l) = local {
+                ctx.memory.track((id, serial), l.driver_pid);
+            }
             Ok(Session {
                 browser,
                 _ephemeral: ephemeral,
