@@ -13,6 +13,8 @@ mod bad_input;
 #[cfg(test)]
 mod foundation;
 #[cfg(test)]
+mod grid;
+#[cfg(test)]
 mod guarantees;
 #[cfg(test)]
 mod guarantees_io;

@@ -1,6 +1,8 @@
 //! Making sure Debian's Chromium and ChromeDriver are installed (never downloading a
 //! browser of our own): `apt-get install chromium chromium-driver` when root,
-//! otherwise exact instructions.
+//! otherwise exact instructions. Then the Selenium Grid server jar the Grid tests
+//! need, from its npm package into `target/grid-cache` (when Java is there: without
+//! Java those tests say so and skip).
 
 use std::path::Path;
 use std::process::Command;
@@ -19,7 +21,7 @@ pub(crate) fn ensure() -> anyhow::Result<()> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        return Ok(());
+        return grid_jar();
     }
     if !is_root() {
         bail!(
@@ -41,6 +43,19 @@ pub(crate) fn ensure() -> anyhow::Result<()> {
     if !status.success() {
         bail!("apt-get install {} failed ({status})", missing.join(" "));
     }
+    grid_jar()
+}
+
+/// The Selenium server jar for the Grid end-to-end tests.
+fn grid_jar() -> anyhow::Result<()> {
+    if !crate::gridctl::java_available() {
+        eprintln!(
+            "note: no Java runtime: the Selenium Grid tests will skip (install openjdk-17-jre-headless to run them)"
+        );
+        return Ok(());
+    }
+    let jar = crate::gridctl::ensure_jar(&crate::util::root()).map_err(anyhow::Error::msg)?;
+    eprintln!("selenium grid: {}", jar.display());
     Ok(())
 }
 

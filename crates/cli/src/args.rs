@@ -54,13 +54,20 @@ pub(crate) enum Command {
         #[arg(long, default_value = "batch.toml", global = true)]
         config: PathBuf,
     },
-    /// Print the summary of a finished run.
+    /// Print the summary of a finished run, or merge the runs of several shards.
     Report {
         /// The run directory.
-        run_dir: PathBuf,
+        #[arg(required_unless_present = "merge")]
+        run_dir: Option<PathBuf>,
         /// Print report.json as is.
         #[arg(long)]
         json: bool,
+        /// Merge these run directories (one per `--shard`) into one report.
+        #[arg(long, value_name = "DIR", num_args = 1.., conflicts_with = "run_dir")]
+        merge: Vec<PathBuf>,
+        /// Where the merged report goes (default `./merged`).
+        #[arg(long, value_name = "DIR", requires = "merge")]
+        output: Option<PathBuf>,
     },
 }
 

@@ -23,11 +23,19 @@ pub(crate) async fn dispatch(command: Command) -> i32 {
         } => doctor_remote(&config, &url).await,
         Command::Doctor { config, .. } => doctor(&config).await,
         Command::Profiles { action, config } => profiles(action, &config),
-        Command::Report { run_dir, json } => report(&run_dir, json),
+        Command::Report {
+            merge,
+            json,
+            output,
+            ..
+        } if !merge.is_empty() => crate::merge::merge_command(&merge, output.as_deref(), json),
+        Command::Report { run_dir, json, .. } => {
+            report(&run_dir.expect("clap requires it without --merge"), json)
+        }
     }
 }
 
-fn usage(msg: impl std::fmt::Display) -> i32 {
+pub(crate) fn usage(msg: impl std::fmt::Display) -> i32 {
     errln!("error: {msg}");
     exit::USAGE
 }
@@ -572,6 +580,11 @@ fn report(run_dir: &Path, json: bool) -> i32 {
             ));
         }
     };
+    print_report(&r, json)
+}
+
+/// The summary of a report (or the JSON as is).
+pub(crate) fn print_report(r: &batch_core::report::Report, json: bool) -> i32 {
     if json {
         outln!(
             "{}",

@@ -339,14 +339,30 @@ impl Browser {
         started: Instant,
     ) -> Result<Browser, LaunchError> {
         let caps = capabilities(spec, None)?;
-        // The trailing slash keeps a path prefix (`/wd/hub`) when URLs are joined.
-        let driver = WebDriver::builder(&format!("{url}/"), caps)
-            .request_timeout(spec.request_timeout)
-            .connect()
-            .await
-            .map_err(|e| LaunchError::Session {
-                reason: first_line(&crate::failure::summary(&e)),
-            })?;
+        // Until the Grid notices a dead node (its health check), it still routes new
+        // sessions there and answers `session not created … ConnectException` at
+        // once. Its own queue would retry; so do we, within the launch timeout (the
+        // outer timeout still bounds everything).
+        let give_up = started + spec.launch_timeout.saturating_sub(Duration::from_secs(1));
+        let driver = loop {
+            // The trailing slash keeps a path prefix (`/wd/hub`) when URLs are joined.
+            match WebDriver::builder(&format!("{url}/"), caps.clone())
+                .request_timeout(spec.request_timeout)
+                .connect()
+                .await
+            {
+                Ok(d) => break d,
+                Err(e) => {
+                    let reason = first_line(&crate::remote::session_error(&e));
+                    if crate::remote::node_unreachable(&e) && Instant::now() < give_up {
+                        tracing::debug!(%reason, "the Grid could not reach a node: asking again");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    return Err(LaunchError::Session { reason });
+                }
+            }
+        };
         let session_id = driver.session_id().to_string();
         let cdp_url = driver
             .capabilities()

@@ -118,6 +118,40 @@ fn node_of(status: &serde_json::Value, session_id: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whether a failed session request means "the Grid routed it to a node it cannot
+/// reach" (a node that died and is not yet deregistered): worth asking again, the next
+/// attempt goes to another node. Grid 4.20 answers HTTP 500 `session not created`,
+/// "Could not start a new session. java.net.ConnectException", with a stack trace as
+/// an array (so thirtyfour sees an unrecognised response).
+pub(crate) fn node_unreachable(err: &thirtyfour::error::WebDriverError) -> bool {
+    use thirtyfour::error::WebDriverErrorInner as E;
+    let text = match err.as_inner() {
+        E::UnknownResponse(status, body) if *status >= 500 => body.clone(),
+        E::SessionNotCreated(info) => info.value.message.clone(),
+        _ => return false,
+    };
+    let t = text.to_ascii_lowercase();
+    t.contains("session not created") && t.contains("connectexception")
+        || t.contains("could not start a new session. java.net.connectexception")
+}
+
+/// One line for a failed session request: the server's `message` when its answer is
+/// JSON that thirtyfour could not map (a Grid's), else the usual summary.
+pub(crate) fn session_error(err: &thirtyfour::error::WebDriverError) -> String {
+    use thirtyfour::error::WebDriverErrorInner as E;
+    if let E::UnknownResponse(status, body) = err.as_inner()
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(body)
+        && let Some(m) = v["value"]["message"].as_str()
+    {
+        let code = v["value"]["error"].as_str().unwrap_or("error");
+        return format!(
+            "{code} (HTTP {status}): {}",
+            m.lines().next().unwrap_or_default()
+        );
+    }
+    crate::failure::summary(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +167,25 @@ mod tests {
                 {"session": {"sessionId": "reserved"}}
             ]}
         ]}})
+    }
+
+    #[test]
+    fn a_request_routed_to_a_dead_node_is_asked_again() {
+        use thirtyfour::error::WebDriverError;
+        // Grid 4.20's answer, trimmed: the stack trace is an array, not a string.
+        let body = r#"{"value": {"error": "session not created", "message": "Could not start a new session. java.net.ConnectException \nHost info: host: 'vm'", "stacktrace": [{"className": "x"}]}}"#;
+        let e = WebDriverError::parse(500, body.into());
+        assert!(node_unreachable(&e), "{e:?}");
+        assert_eq!(
+            session_error(&e),
+            "session not created (HTTP 500): Could not start a new session. java.net.ConnectException "
+        );
+        // A real refusal (no such browser on the Grid) is final.
+        let refused = r#"{"value": {"error": "session not created", "message": "No nodes support the capabilities in the request", "stacktrace": ""}}"#;
+        assert!(!node_unreachable(&WebDriverError::parse(
+            500,
+            refused.into()
+        )));
     }
 
     #[test]

@@ -1,0 +1,362 @@
+//! Beyond one host, end to end: a real Selenium Grid 4 (hub + two nodes on loopback,
+//! Debian's chromium) started by each test and always stopped by a guard, batches run
+//! through it with `--webdriver-url`, a node killed mid-run, and `--shard` slices
+//! merged with `report --merge`. The Grid's control code is xtask's own
+//! (`xtask/src/gridctl.rs`), included here so both use one copy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::harness::{Project, events, named, report, slow_workflow, step1, wait_for_event};
+
+#[path = "../../xtask/src/gridctl.rs"]
+mod gridctl;
+
+/// A running Grid, stopped (with every browser it started) when dropped — also when
+/// the test fails.
+struct GridGuard {
+    grid: gridctl::Grid,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for GridGuard {
+    fn drop(&mut self) {
+        self.grid.stop();
+    }
+}
+
+impl GridGuard {
+    fn url(&self) -> &str {
+        &self.grid.hub_url
+    }
+
+    /// Stop it now and check that nothing of it is left.
+    fn stop_and_check(&self) {
+        self.grid.stop();
+        let left = self.grid.processes();
+        assert!(left.is_empty(), "Grid processes left: {left:?}");
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
+
+/// A fresh 2-node Grid, or `None` (after saying why) when this machine has no Java:
+/// the one reason to skip. Everything else that goes wrong fails the test.
+fn start_grid() -> Option<GridGuard> {
+    if !gridctl::java_available() {
+        eprintln!(
+            "SKIPPED: no Java runtime (`java -version` fails), so no Selenium Grid can run here; install openjdk-17-jre-headless"
+        );
+        return None;
+    }
+    let jar = gridctl::ensure_jar(&workspace()).expect("the Selenium server jar");
+    let dir = tempfile::Builder::new()
+        .prefix("batch-grid-")
+        .tempdir()
+        .expect("temp dir");
+    let grid = gridctl::Grid::start(&jar, &dir.path().join("grid"), 2).expect("the Grid starts");
+    Some(GridGuard { grid, _dir: dir })
+}
+
+/// `browser_created` events' `node` field, per account.
+fn nodes_by_account(events: &[Value]) -> BTreeMap<u64, Vec<String>> {
+    let mut out: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for e in named(events, "browser_created") {
+        out.entry(e["account"].as_u64().unwrap())
+            .or_default()
+            .push(e["node"].as_str().unwrap_or_default().to_string());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_six_accounts_run_across_both_nodes() {
+    let Some(grid) = start_grid() else { return };
+    let p = Project::new(6).await;
+    let run = p
+        .run(&step1(
+            "1-6",
+            &[
+                "--quantity",
+                "2",
+                "--concurrent",
+                "--webdriver-url",
+                grid.url(),
+            ],
+        ))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    // What the server saw: every account logged in and added items 1 and 2 once.
+    for n in 1..=6 {
+        assert_eq!(
+            p.adds(&format!("user-{n}")),
+            BTreeMap::from([(1, 1), (2, 1)]),
+            "user-{n}"
+        );
+    }
+    let events = events(&p.run_dir());
+    let created = named(&events, "browser_created");
+    assert_eq!(created.len(), 6, "{created:?}");
+    let uris: BTreeSet<&str> = grid.grid.nodes.iter().map(|n| n.uri.as_str()).collect();
+    let mut used = BTreeSet::new();
+    for e in &created {
+        // What only a local browser has is null, not made up.
+        for key in ["pid", "port", "driver_port", "driver_pid", "profile"] {
+            assert!(e[key].is_null(), "{key} in {e}");
+        }
+        let node = e["node"].as_str().expect("the Grid says which node");
+        assert!(uris.contains(node), "{node} is not one of {uris:?}");
+        used.insert(node);
+    }
+    assert_eq!(used, uris, "sessions landed on every node");
+    let rep = report(&p.run_dir());
+    assert_eq!(rep["totals"]["iterations_ok"], 12);
+    assert_eq!(rep["totals"]["browser_launches"], 6);
+    // No local browser, driver or profile was involved.
+    assert!(
+        !p.runtime_dir().join("profiles").exists() || is_empty(&p.runtime_dir().join("profiles"))
+    );
+    assert!(
+        !p.path("profiles").exists(),
+        "no persistent profile directory"
+    );
+    // The sessions were ended: the Grid's slots are all free again.
+    let status = grid.grid.status().unwrap();
+    let busy: usize = status["value"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["slots"].as_array().unwrap())
+        .filter(|s| !s["session"].is_null())
+        .count();
+    assert_eq!(busy, 0, "sessions left open on the Grid: {status}");
+    grid.stop_and_check();
+    p.assert_nothing_left();
+}
+
+fn is_empty(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_node_killed_mid_run_its_iterations_are_retried_on_the_other() {
+    let Some(grid) = start_grid() else { return };
+    let p = Project::new(4).await;
+    p.write("workflow.toml", &slow_workflow());
+    let quantity = 8u32;
+    let q = quantity.to_string();
+    let child = p
+        .command(&step1(
+            "1-4",
+            &[
+                "--quantity",
+                &q,
+                "--concurrent",
+                "--webdriver-url",
+                grid.url(),
+            ],
+        ))
+        .spawn()
+        .unwrap();
+    // Strike once every account has a browser and some iterations are done.
+    for n in 1..=4u64 {
+        wait_for_event(&p, "browser_created", |e| {
+            e["event"] == "browser_created" && e["account"] == n
+        })
+        .await;
+    }
+    wait_for_event(&p, "a few iterations", |e| {
+        e["event"] == "iteration_ok" && e["iteration"] == 2
+    })
+    .await;
+    let before = events(&p.run_dir());
+    let placed = nodes_by_account(&before);
+    // Kill the node that runs account 1's browser (and so at least one account).
+    let victim_uri = placed[&1][0].clone();
+    let victim = grid
+        .grid
+        .nodes
+        .iter()
+        .find(|n| n.uri == victim_uri)
+        .expect("a node of ours")
+        .clone();
+    let survivor = grid
+        .grid
+        .nodes
+        .iter()
+        .find(|n| n.uri != victim_uri)
+        .unwrap()
+        .uri
+        .clone();
+    let hit: BTreeSet<u64> = placed
+        .iter()
+        .filter(|(_, nodes)| nodes.last() == Some(&victim_uri))
+        .map(|(a, _)| *a)
+        .collect();
+    grid.grid.kill_node(&victim.name);
+    let out = crate::harness::finish(child, 240).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+
+    let events = events(&p.run_dir());
+    // Each account on the killed node lost its browser, got a new one on the other
+    // node, and its interrupted iteration was retried there.
+    let crashed: BTreeSet<u64> = named(&events, "browser_crashed")
+        .iter()
+        .map(|e| e["account"].as_u64().unwrap())
+        .collect();
+    assert_eq!(crashed, hit, "the killed node's accounts, and only those");
+    let placed = nodes_by_account(&events);
+    for a in &hit {
+        assert_eq!(
+            placed[a].last(),
+            Some(&survivor),
+            "account {a} went on on the surviving node"
+        );
+        assert!(
+            named(&events, "retry")
+                .iter()
+                .any(|e| e["account"] == *a && e["kind"] == "driver_gone"),
+            "account {a}'s iteration was retried as a driver loss"
+        );
+    }
+    // Nothing lost: every iteration of every account reached the server.
+    let rep = report(&p.run_dir());
+    assert_eq!(rep["totals"]["iterations_ok"], u64::from(4 * quantity));
+    assert_eq!(rep["totals"]["iterations_failed"], 0);
+    for n in 1..=4 {
+        let adds = p.adds(&format!("user-{n}"));
+        for item in 1..=quantity {
+            assert!(
+                adds.get(&item).copied().unwrap_or(0) >= 1,
+                "user-{n} item {item}: {adds:?}"
+            );
+        }
+    }
+    grid.stop_and_check();
+    p.assert_nothing_left();
+}
+
+/// The demo workflow's step 1 on 5 accounts, in two shards run side by side, then
+/// merged: every account exactly once, and the merged totals are a single run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_side_by_side_cover_every_account_once_and_merge() {
+    let p = Project::new(5).await;
+    p.write(
+        "batch.toml",
+        "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n[profiles]\nephemeral = true\n",
+    );
+    let (a, b) = (p.path("shard1"), p.path("shard2"));
+    let (a_s, b_s) = (a.display().to_string(), b.display().to_string());
+    let one = p.command(&step1(
+        "all",
+        &[
+            "--quantity",
+            "2",
+            "--concurrent",
+            "--shard",
+            "1/2",
+            "--output",
+            &a_s,
+        ],
+    ));
+    let two = p.command(&step1(
+        "all",
+        &[
+            "--quantity",
+            "2",
+            "--concurrent",
+            "--shard",
+            "2/2",
+            "--output",
+            &b_s,
+        ],
+    ));
+    let (mut one, mut two) = (one, two);
+    let (c1, c2) = (one.spawn().unwrap(), two.spawn().unwrap());
+    let (o1, o2) = tokio::join!(
+        crate::harness::finish(c1, 240),
+        crate::harness::finish(c2, 240)
+    );
+    assert_eq!(
+        o1.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o1.stderr)
+    );
+    assert_eq!(
+        o2.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o2.stderr)
+    );
+    let only = |dir: &Path| {
+        let dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs.into_iter().next().unwrap()
+    };
+    let (d1, d2) = (only(&a), only(&b));
+    let ids = |r: &Value| -> Vec<u64> {
+        r["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_u64().unwrap())
+            .collect()
+    };
+    let (r1, r2) = (report(&d1), report(&d2));
+    // Deterministic, contiguous slices: 3 + 2 of the file's 5 accounts.
+    assert_eq!(ids(&r1), vec![1, 2, 3]);
+    assert_eq!(ids(&r2), vec![4, 5]);
+    // Each account ran exactly once, across both hosts-to-be.
+    for n in 1..=5 {
+        assert_eq!(
+            p.adds(&format!("user-{n}")),
+            BTreeMap::from([(1, 1), (2, 1)]),
+            "user-{n}"
+        );
+    }
+    // Merged: one report.json over both, written where asked.
+    let merged_dir = p.path("merged");
+    let d1s = d1.display().to_string();
+    let d2s = d2.display().to_string();
+    let md = merged_dir.display().to_string();
+    let run = p
+        .run(&["report", "--merge", &d1s, &d2s, "--output", &md])
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let merged = report(&merged_dir);
+    assert_eq!(ids(&merged), vec![1, 2, 3, 4, 5]);
+    assert_eq!(merged["exit_code"], 0);
+    // A single run of the same batch gives the same totals.
+    let single = p
+        .run(&step1("all", &["--quantity", "2", "--concurrent"]))
+        .await;
+    assert_eq!(single.code, Some(0), "{}", single.stderr);
+    let whole = report(&p.run_dir());
+    for key in [
+        "iterations_ok",
+        "iterations_failed",
+        "browser_launches",
+        "retries",
+    ] {
+        assert_eq!(merged["totals"][key], whole["totals"][key], "totals.{key}");
+    }
+    // The same account in two shards is refused, naming both directories.
+    let bad = p.run(&["report", "--merge", &d1s, &d1s]).await;
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("account 1"), "{}", bad.stderr);
+    p.assert_nothing_left();
+}
