@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -358,5 +359,137 @@ async fn shards_side_by_side_cover_every_account_once_and_merge() {
     let bad = p.run(&["report", "--merge", &d1s, &d1s]).await;
     assert_eq!(bad.code, Some(2), "{}", bad.stderr);
     assert!(bad.stderr.contains("account 1"), "{}", bad.stderr);
+    p.assert_nothing_left();
+}
+
+/// Step 1 logs in; step 2 never does, and needs the login (`/home` sends a stranger
+/// to `/login`, and the adds count for the logged-in user only).
+const TWO_STEPS: &str = r##"
+base_url = "http://127.0.0.1:9"
+
+[[steps]]
+id = 1
+name = "login-and-add"
+before = [
+  { goto = "{base_url}/login" },
+  { fill = "#username", text = "{account.username}" },
+  { fill = "#password", text = "{account.password}" },
+  { click = "#submit" },
+  { wait_for = "#welcome" },
+]
+actions = [
+  { goto = "{base_url}/item/{iteration}" },
+  { click = "#add" },
+  { wait_text = "#done", contains = "added {iteration}" },
+]
+
+[[steps]]
+id = 2
+name = "add-without-login"
+actions = [
+  { goto = "{base_url}/home" },
+  { wait_for = "#welcome", timeout = "5s" },
+  { goto = "{base_url}/item/{iteration}" },
+  { click = "#add" },
+  { wait_text = "#done", contains = "added {iteration}" },
+]
+"##;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_login_on_one_node_carries_to_the_other_node() {
+    let Some(grid) = start_grid() else { return };
+    let p = Project::new(1).await;
+    p.write("workflow.toml", TWO_STEPS);
+    let first = p
+        .run(&[
+            "single",
+            "--step",
+            "1",
+            "--accounts",
+            "1",
+            "--webdriver-url",
+            grid.url(),
+        ])
+        .await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    let counts = p.site.counts();
+    assert_eq!(counts.users["user-1"].logins, 1);
+    let node1 = nodes_by_account(&events(&p.run_dirs()[0]))[&1][0].clone();
+
+    // The state is in the account's data, private, and holds the session cookie.
+    let state_path = p.path("profiles/storage-state/account-1/state.json");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state_path), 0o600);
+    assert_eq!(mode(state_path.parent().unwrap()), 0o700);
+    assert_eq!(mode(state_path.parent().unwrap().parent().unwrap()), 0o700);
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let cookie = state["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["domain"] == "127.0.0.1")
+        .expect("the demo's session cookie")["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.len() >= 8, "{cookie:?}");
+
+    // Take away the node that ran step 1: step 2 can only run on the other one.
+    let victim = grid
+        .grid
+        .nodes
+        .iter()
+        .find(|n| n.uri == node1)
+        .unwrap()
+        .name
+        .clone();
+    grid.grid.kill_node(&victim);
+    grid.grid
+        .wait_up(1, Duration::from_secs(60))
+        .expect("the hub notices the lost node");
+    let second = p
+        .run(&[
+            "single",
+            "--step",
+            "2",
+            "--accounts",
+            "1",
+            "--quantity",
+            "2",
+            "--webdriver-url",
+            grid.url(),
+        ])
+        .await;
+    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    let runs = p.run_dirs();
+    let second_dir = runs
+        .iter()
+        .find(|d| events(d).iter().any(|e| e["event"] == "storage_restored"))
+        .expect("the second run restored the state")
+        .clone();
+    let ev = events(&second_dir);
+    let node2 = nodes_by_account(&ev)[&1][0].clone();
+    assert_ne!(node1, node2, "step 2 ran on the other node");
+    let restored = named(&ev, "storage_restored");
+    assert!(
+        restored[0]["cookies"].as_u64().unwrap() >= 1,
+        "{restored:?}"
+    );
+    // No second login: the carried cookie did it, and the adds counted for user-1.
+    let counts = p.site.counts();
+    assert_eq!(counts.users["user-1"].logins, 1, "logged in only once");
+    assert_eq!(p.adds("user-1"), BTreeMap::from([(1, 2), (2, 1)]));
+    // The cookie value is a secret: in no journal, report or output.
+    for dir in &runs {
+        for file in ["events.jsonl", "report.json"] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            assert!(!text.contains(&cookie), "{file} shows the session cookie");
+        }
+    }
+    for out in [&first.stdout, &first.stderr, &second.stdout, &second.stderr] {
+        assert!(!out.contains(&cookie), "output shows the session cookie");
+    }
+    grid.stop_and_check();
     p.assert_nothing_left();
 }

@@ -207,7 +207,7 @@ impl AccountRun {
                 break;
             }
         }
-        if !step.after.is_empty()
+        let after_failed = if !step.after.is_empty()
             && self.pool.browser().is_some()
             && let Err(f) = self.actions(step, 0, &step.after).await
         {
@@ -220,7 +220,56 @@ impl AccountRun {
                     .with("kind", f.kind.as_str())
                     .with("error", f.message.as_str()),
             );
+            true
+        } else {
+            false
+        };
+        // The step is over: its logged-in state travels on to the next browser.
+        if !after_failed {
+            self.save_storage(step.id).await;
         }
+    }
+
+    /// Where this account's storage state lives, when the run carries one.
+    fn storage_path(&self) -> Option<std::path::PathBuf> {
+        self.ctx.plan.storage_state.then(|| {
+            super::storage::path_for(
+                &self.ctx.plan.project.settings.profiles.root,
+                self.account.id,
+            )
+        })
+    }
+
+    async fn save_storage(&self, step: u32) {
+        let (Some(path), Some(browser)) = (self.storage_path(), self.pool.browser()) else {
+            return;
+        };
+        let event = match super::storage::save(browser.driver(), &path).await {
+            Ok(c) => Event::new("storage_saved")
+                .with("cookies", c.cookies)
+                .with("origins", c.origins),
+            Err(e) => Event::new("storage_save_failed").with("error", e),
+        };
+        self.ctx
+            .journal
+            .emit(event.account(self.account.id).with("step", step));
+    }
+
+    /// A fresh browser gets the account's saved state before anything runs in it. A
+    /// state that cannot be restored is journaled, not fatal: `before` still runs and
+    /// can log in again.
+    async fn restore_storage(&self) {
+        let (Some(path), Some(browser)) = (self.storage_path(), self.pool.browser()) else {
+            return;
+        };
+        let event = match super::storage::restore(browser.driver(), &path).await {
+            Ok(Some(c)) => Event::new("storage_restored")
+                .with("cookies", c.cookies)
+                .with("origins", c.origins),
+            Ok(None) => return,
+            Err(e) => Event::new("storage_restore_failed").with("error", e),
+        };
+        self.ctx.journal.emit(event.account(self.account.id));
     }
 
     fn fail_iteration(&mut self, step: u32, iteration: u32, attempts: u32, failure: &Failure) {
@@ -258,6 +307,7 @@ impl AccountRun {
         };
         if fresh {
             *before_done = false;
+            self.restore_storage().await;
         }
         if !*before_done {
             self.actions(step, 0, &step.before)

@@ -14,6 +14,7 @@ pub(crate) mod pacer;
 mod pool;
 mod rundir;
 pub(crate) mod scheduler;
+mod storage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
