@@ -124,10 +124,13 @@ async fn grid_six_accounts_run_across_both_nodes() {
     assert!(
         !p.runtime_dir().join("profiles").exists() || is_empty(&p.runtime_dir().join("profiles"))
     );
-    assert!(
-        !p.path("profiles").exists(),
-        "no persistent profile directory"
-    );
+    for n in 1..=6 {
+        // No browser profile of ours; the account's portable state instead.
+        assert!(!p.path(&format!("profiles/account-{n}")).exists());
+        let state = format!("profiles/storage-state/account-{n}/state.json");
+        assert!(p.path(&state).exists(), "{state}");
+    }
+    assert_eq!(named(&events, "storage_saved").len(), 6);
     // The sessions were ended: the Grid's slots are all free again.
     let status = grid.grid.status().unwrap();
     let busy: usize = status["value"]["nodes"]
@@ -138,6 +141,24 @@ async fn grid_six_accounts_run_across_both_nodes() {
         .filter(|s| !s["session"].is_null())
         .count();
     assert_eq!(busy, 0, "sessions left open on the Grid: {status}");
+    // `doctor` looks at the Grid instead of the local browser, and says what is absent.
+    let doc = p.run(&["doctor", "--webdriver-url", grid.url()]).await;
+    assert_eq!(doc.code, Some(0), "{}\n{}", doc.stdout, doc.stderr);
+    assert_eq!(
+        doc.stdout
+            .lines()
+            .filter(|l| l.starts_with("ok   grid node"))
+            .count(),
+        2,
+        "{}",
+        doc.stdout
+    );
+    assert!(doc.stdout.contains("n/a  local only"), "{}", doc.stdout);
+    assert!(
+        doc.stdout.contains("ok   browser start: session"),
+        "{}",
+        doc.stdout
+    );
     grid.stop_and_check();
     p.assert_nothing_left();
 }
@@ -392,6 +413,7 @@ actions = [
   { goto = "{base_url}/item/{iteration}" },
   { click = "#add" },
   { wait_text = "#done", contains = "added {iteration}" },
+  { exec = ["/bin/sh", "-c", "printf '%s\\n' \"$BATCH_WEBDRIVER_URL\" \"$BATCH_SESSION_ID\" \"$BATCH_CDP_URL\" \"${{BATCH_DEBUGGER_ADDRESS-unset}}\" > exec-env.txt"] },
 ]
 "##;
 
@@ -471,6 +493,23 @@ async fn grid_login_on_one_node_carries_to_the_other_node() {
     let ev = events(&second_dir);
     let node2 = nodes_by_account(&ev)[&1][0].clone();
     assert_ne!(node1, node2, "step 2 ran on the other node");
+    // `exec` was handed the remote session: the Grid's URL, the session, the hub's
+    // CDP proxy for it — and no DevTools address, which would be the node's.
+    let session = named(&ev, "browser_created")[0]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let env = std::fs::read_to_string(p.path("exec-env.txt")).unwrap();
+    let host = grid.url().trim_start_matches("http://");
+    assert_eq!(
+        env.lines().collect::<Vec<_>>(),
+        vec![
+            grid.url().to_string(),
+            session.clone(),
+            format!("ws://{host}/session/{session}/se/cdp"),
+            "unset".to_string()
+        ]
+    );
     let restored = named(&ev, "storage_restored");
     assert!(
         restored[0]["cookies"].as_u64().unwrap() >= 1,
