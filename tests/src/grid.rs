@@ -532,3 +532,59 @@ async fn grid_login_on_one_node_carries_to_the_other_node() {
     grid.stop_and_check();
     p.assert_nothing_left();
 }
+
+/// Locally the profile keeps the login; with ephemeral profiles it does not — unless
+/// `--storage-state` carries it. Without the flag nothing is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_storage_state_is_opt_in() {
+    let p = Project::new(1).await;
+    p.write("workflow.toml", TWO_STEPS);
+    p.write(
+        "batch.toml",
+        "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n[profiles]\nephemeral = true\n",
+    );
+    let step = |n: &'static str, extra: &'static [&'static str]| {
+        let mut a = vec!["single", "--step", n, "--accounts", "1"];
+        a.extend_from_slice(extra);
+        a
+    };
+    // Not opted in: a fresh ephemeral browser is a stranger to the site.
+    let run = p.run(&step("1", &[])).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!p.path("profiles/storage-state").exists());
+    let run = p.run(&step("2", &["--retries", "0"])).await;
+    assert_eq!(run.code, Some(1), "step 2 needs the login: {}", run.stdout);
+    // Opted in: the login travels from one ephemeral browser to the next.
+    let run = p.run(&step("1", &["--storage-state"])).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = p.run(&step("2", &["--storage-state"])).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        p.site.counts().users["user-1"].logins,
+        2,
+        "one login per step 1"
+    );
+    // The local browser's facts are all there, unlike a remote one's.
+    for dir in p.run_dirs() {
+        for e in named(&events(&dir), "browser_created") {
+            assert!(e["pid"].is_u64() && e["port"].is_u64() && e["profile"].is_string());
+            assert!(e["node"].is_null(), "{e}");
+        }
+    }
+    p.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_webdriver_url_is_a_usage_error_and_launches_nothing() {
+    let p = Project::new(1).await;
+    for bad in ["ftp://127.0.0.1:4444", "127.0.0.1:4444", "http://"] {
+        let run = p.run(&step1("1", &["--webdriver-url", bad])).await;
+        assert_eq!(run.code, Some(2), "{bad}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("--webdriver-url") && run.stderr.contains("expected an http://"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(p.run_dirs().is_empty(), "nothing ran");
+}

@@ -563,6 +563,18 @@ fn profiles(action: ProfilesCommand, path: &Path) -> i32 {
                         code = exit::SOME_FAILED;
                     }
                 }
+                // The portable session (remote runs, --storage-state) logs in too.
+                let state =
+                    batch_core::runner::storage_state_path(&project.settings.profiles.root, id);
+                if let Some(dir) = state.parent().filter(|d| d.exists()) {
+                    match std::fs::remove_dir_all(dir) {
+                        Ok(()) => outln!("account {id}: storage state deleted"),
+                        Err(e) => {
+                            errln!("error: account {id}: {}: {e}", dir.display());
+                            code = exit::SOME_FAILED;
+                        }
+                    }
+                }
             }
             code
         }
@@ -622,4 +634,32 @@ pub(crate) fn print_report(r: &batch_core::report::Report, json: bool) -> i32 {
         );
     }
     exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webdriver_urls_are_checked() {
+        assert_eq!(
+            check_webdriver_url("http://127.0.0.1:4444/").unwrap(),
+            "http://127.0.0.1:4444"
+        );
+        assert_eq!(
+            check_webdriver_url("https://grid.example/wd/hub").unwrap(),
+            "https://grid.example/wd/hub"
+        );
+        for bad in [
+            "ftp://x",
+            "127.0.0.1:4444",
+            "http://",
+            "http://:4444",
+            "http://h/?a=1",
+        ] {
+            let e = check_webdriver_url(bad).unwrap_err();
+            assert!(e.starts_with("--webdriver-url "), "{e}");
+            assert!(e.contains("expected an http:// or https:// URL"), "{e}");
+        }
+    }
 }

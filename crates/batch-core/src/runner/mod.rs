@@ -16,6 +16,8 @@ mod rundir;
 pub(crate) mod scheduler;
 mod storage;
 
+pub use storage::path_for as storage_state_path;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

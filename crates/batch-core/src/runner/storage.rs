@@ -25,7 +25,7 @@ use launcher::thirtyfour::WebDriver;
 use serde_json::{Value, json};
 
 /// The storage state file of `account` under the profiles `root`.
-pub(crate) fn path_for(root: &Path, account: u64) -> PathBuf {
+pub fn path_for(root: &Path, account: u64) -> PathBuf {
     root.join("storage-state")
         .join(format!("account-{account}"))
         .join("state.json")
