@@ -346,7 +346,7 @@ impl Browser {
         let give_up = started + spec.launch_timeout.saturating_sub(Duration::from_secs(1));
         let driver = loop {
             // The trailing slash keeps a path prefix (`/wd/hub`) when URLs are joined.
-            match WebDriver::builder(&format!("{url}/"), caps.clone())
+            match WebDriver::builder(format!("{url}/"), caps.clone())
                 .request_timeout(spec.request_timeout)
                 .connect()
                 .await
