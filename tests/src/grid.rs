@@ -51,6 +51,10 @@ fn workspace() -> PathBuf {
 /// A fresh 2-node Grid, or `None` (after saying why) when this machine has no Java:
 /// the one reason to skip. Everything else that goes wrong fails the test.
 fn start_grid() -> Option<GridGuard> {
+    start_grid_of(2)
+}
+
+fn start_grid_of(nodes: usize) -> Option<GridGuard> {
     if !gridctl::java_available() {
         eprintln!(
             "SKIPPED: no Java runtime (`java -version` fails), so no Selenium Grid can run here; install openjdk-17-jre-headless"
@@ -62,7 +66,8 @@ fn start_grid() -> Option<GridGuard> {
         .prefix("batch-grid-")
         .tempdir()
         .expect("temp dir");
-    let grid = gridctl::Grid::start(&jar, &dir.path().join("grid"), 2).expect("the Grid starts");
+    let grid =
+        gridctl::Grid::start(&jar, &dir.path().join("grid"), nodes).expect("the Grid starts");
     Some(GridGuard { grid, _dir: dir })
 }
 
@@ -132,15 +137,7 @@ async fn grid_six_accounts_run_across_both_nodes() {
     }
     assert_eq!(named(&events, "storage_saved").len(), 6);
     // The sessions were ended: the Grid's slots are all free again.
-    let status = grid.grid.status().unwrap();
-    let busy: usize = status["value"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|n| n["slots"].as_array().unwrap())
-        .filter(|s| !s["session"].is_null())
-        .count();
-    assert_eq!(busy, 0, "sessions left open on the Grid: {status}");
+    assert_eq!(busy_slots(&grid), 0, "sessions left open on the Grid");
     // `doctor` looks at the Grid instead of the local browser, and says what is absent.
     let doc = p.run(&["doctor", "--webdriver-url", grid.url()]).await;
     assert_eq!(doc.code, Some(0), "{}\n{}", doc.stdout, doc.stderr);
@@ -158,6 +155,106 @@ async fn grid_six_accounts_run_across_both_nodes() {
         doc.stdout.contains("ok   browser start: session"),
         "{}",
         doc.stdout
+    );
+    grid.stop_and_check();
+    p.assert_nothing_left();
+}
+
+/// Slots holding a session (or being set up for one) across the Grid.
+fn busy_slots(grid: &GridGuard) -> usize {
+    let status = grid.grid.status().unwrap();
+    status["value"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["slots"].as_array().unwrap())
+        .filter(|s| !s["session"].is_null())
+        .count()
+}
+
+/// One node of 4 slots, 6 accounts at once: two session requests find no free slot,
+/// wait in the Grid's queue, and are served when the first accounts are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_no_free_slot_waits_in_the_queue_and_is_served() {
+    let Some(grid) = start_grid_of(1) else { return };
+    let p = Project::new(6).await;
+    let run = p
+        .run(&step1(
+            "1-6",
+            &["--concurrent", "--webdriver-url", grid.url()],
+        ))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    for n in 1..=6 {
+        assert_eq!(
+            p.adds(&format!("user-{n}")),
+            BTreeMap::from([(1, 1)]),
+            "user-{n}"
+        );
+    }
+    let events = events(&p.run_dir());
+    assert_eq!(named(&events, "browser_created").len(), 6);
+    // More accounts than slots: some sessions were created only after another
+    // account's session was ended.
+    let first_done = events
+        .iter()
+        .position(|e| e["event"] == "account_done")
+        .unwrap();
+    let created_after = events[first_done..]
+        .iter()
+        .filter(|e| e["event"] == "browser_created")
+        .count();
+    assert!(
+        created_after >= 2,
+        "{created_after} sessions after a slot was freed"
+    );
+    assert_eq!(busy_slots(&grid), 0);
+    grid.stop_and_check();
+    p.assert_nothing_left();
+}
+
+/// Ctrl-C during a Grid run: exit 130, and every remote session was ended (the
+/// Grid's slots are free at once, not after its session timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_sigint_ends_every_remote_session() {
+    let Some(grid) = start_grid() else { return };
+    let p = Project::new(2).await;
+    p.write("workflow.toml", &slow_workflow());
+    let child = p
+        .command(&step1(
+            "1,2",
+            &[
+                "--quantity",
+                "50",
+                "--concurrent",
+                "--webdriver-url",
+                grid.url(),
+            ],
+        ))
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    for n in 1..=2u64 {
+        wait_for_event(&p, "an iteration", |e| {
+            e["event"] == "iteration_ok" && e["account"] == n
+        })
+        .await;
+    }
+    assert_eq!(busy_slots(&grid), 2);
+    crate::harness::signal(pid, nix::sys::signal::Signal::SIGINT);
+    let out = crate::harness::finish(child, 60).await;
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = events(&p.run_dir());
+    assert_eq!(events.last().unwrap()["event"], "run_finished");
+    assert_eq!(
+        busy_slots(&grid),
+        0,
+        "the sessions were deleted on the Grid"
     );
     grid.stop_and_check();
     p.assert_nothing_left();
