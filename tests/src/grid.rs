@@ -172,10 +172,12 @@ fn busy_slots(grid: &GridGuard) -> usize {
         .count()
 }
 
-/// One node of 4 slots, 6 accounts at once: two session requests find no free slot,
-/// wait in the Grid's queue, and are served when the first accounts are done.
+/// One node of 4 slots, 6 accounts at once. By default the Grid's slot count caps
+/// the batch (`grid_capacity`): two accounts wait in our scheduler, journaled. With
+/// the user's own `--max-concurrent 6`, two session requests find no free slot, wait
+/// in the Grid's queue, and are served when the first accounts are done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grid_no_free_slot_waits_in_the_queue_and_is_served() {
+async fn grid_no_free_slot_waits_and_is_served() {
     let Some(grid) = start_grid_of(1) else { return };
     let p = Project::new(6).await;
     let run = p
@@ -185,17 +187,47 @@ async fn grid_no_free_slot_waits_in_the_queue_and_is_served() {
         ))
         .await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let capped = events(&p.run_dir());
+    let cap = named(&capped, "grid_capacity");
+    assert_eq!(
+        (cap[0]["nodes"].as_u64(), cap[0]["slots"].as_u64()),
+        (Some(1), Some(4))
+    );
+    let cap_waits = named(&capped, "admission_wait")
+        .iter()
+        .filter(|e| e["reason"] == "cap")
+        .count();
+    assert_eq!(cap_waits, 2, "accounts beyond the Grid's slots waited here");
+    std::fs::remove_dir_all(p.path("runs")).unwrap();
+
+    let run = p
+        .run(&step1(
+            "1-6",
+            &[
+                "--concurrent",
+                "--max-concurrent",
+                "6",
+                "--webdriver-url",
+                grid.url(),
+            ],
+        ))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     for n in 1..=6 {
         assert_eq!(
             p.adds(&format!("user-{n}")),
-            BTreeMap::from([(1, 1)]),
+            BTreeMap::from([(1, 2)]),
             "user-{n}"
         );
     }
     let events = events(&p.run_dir());
+    assert!(
+        named(&events, "grid_capacity").is_empty(),
+        "the user's cap rules"
+    );
     assert_eq!(named(&events, "browser_created").len(), 6);
-    // More accounts than slots: some sessions were created only after another
-    // account's session was ended.
+    // More sessions than slots: some were created only after another account's
+    // session was ended.
     let first_done = events
         .iter()
         .position(|e| e["event"] == "account_done")

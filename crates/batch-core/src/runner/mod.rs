@@ -239,10 +239,18 @@ pub async fn run(
     memory.set_control_file(run_dir.join("min_available_memory"));
     let sampler = memory.spawn_sampler(journal.clone(), settings.resources.sample_interval);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let grid_slots = match &plan.webdriver_url {
+        Some(url) if plan.concurrent && plan.max_concurrent.is_none() => {
+            grid_capacity(url, &journal).await
+        }
+        _ => None,
+    };
     let policy = Policy {
-        // Sequential mode is the same scheduler with room for one account.
+        // Sequential mode is the same scheduler with room for one account. On a Grid
+        // the slots are the resource: without a cap of the user's, accounts beyond
+        // them wait here (journaled) rather than time out in the Grid's queue.
         cap: if plan.concurrent {
-            plan.max_concurrent
+            plan.max_concurrent.or(grid_slots)
         } else {
             Some(1)
         },
@@ -355,6 +363,19 @@ fn secret_env(secrets: &Secrets) -> Vec<String> {
         .filter(|(_, v)| !v.is_empty() && secrets.redact(v).trim() == "***")
         .map(|(k, _)| k)
         .collect()
+}
+
+/// A Grid's slot count (its nodes' slots, summed), journaled as `grid_capacity`;
+/// `None` when the endpoint is no Grid or does not say.
+async fn grid_capacity(url: &str, journal: &Journal) -> Option<usize> {
+    let status = launcher::endpoint_status(url).await.ok()?;
+    let slots: usize = status.nodes.iter().map(|n| n.slots).sum();
+    journal.emit(
+        Event::new("grid_capacity")
+            .with("nodes", status.nodes.len())
+            .with("slots", slots),
+    );
+    (slots > 0).then_some(slots)
 }
 
 /// The machine, as the scheduler reads it.
