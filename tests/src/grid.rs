@@ -717,3 +717,48 @@ async fn a_bad_webdriver_url_is_a_usage_error_and_launches_nothing() {
     }
     assert!(p.run_dirs().is_empty(), "nothing ran");
 }
+
+/// An account's storage state belongs to one run at a time: a second process that
+/// would carry the same account's session is refused before it launches anything,
+/// and the first is unharmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_cannot_take_an_accounts_storage_state() {
+    let p = Project::new(2).await;
+    p.write("workflow.toml", &slow_workflow());
+    p.write(
+        "batch.toml",
+        "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n[profiles]\nephemeral = true\n",
+    );
+    let first = p
+        .command(&step1("1", &["--quantity", "6", "--storage-state"]))
+        .spawn()
+        .unwrap();
+    wait_for_event(&p, "the first run's browser", |e| {
+        e["event"] == "browser_created"
+    })
+    .await;
+    let second = p
+        .run(&step1("1,2", &["--storage-state", "--output", "runs2"]))
+        .await;
+    assert_eq!(second.code, Some(2), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("account 1: its storage state")
+            && second
+                .stderr
+                .contains("in use by another batch-cli process"),
+        "{}",
+        second.stderr
+    );
+    assert!(!p.path("runs2").exists(), "nothing was started");
+    let out = crate::harness::finish(first, 120).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Free again once the first run is over.
+    let third = p.run(&step1("2", &["--storage-state"])).await;
+    assert_eq!(third.code, Some(0), "{}", third.stderr);
+    p.assert_nothing_left();
+}

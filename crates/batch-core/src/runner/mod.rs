@@ -57,6 +57,16 @@ pub enum RunError {
         /// The lock error.
         source: profiles::ProfileError,
     },
+    /// An account's storage state is in use by another process (exit 2).
+    #[error(
+        "account {account}: its storage state ({path}) is in use by another batch-cli process (expected each account in one run at a time)"
+    )]
+    StateInUse {
+        /// The account.
+        account: u64,
+        /// The state's directory.
+        path: PathBuf,
+    },
     /// The profiles root cannot be used (exit 3).
     #[error("profiles: {0}")]
     Profiles(profiles::ProfileError),
@@ -86,7 +96,9 @@ impl RunError {
     /// The exit code this error means.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Config(_) | RunError::ProfileInUse { .. } => exit::USAGE,
+            RunError::Config(_) | RunError::ProfileInUse { .. } | RunError::StateInUse { .. } => {
+                exit::USAGE
+            }
             RunError::Environment(_)
             | RunError::Profiles(_)
             | RunError::Io { .. }
@@ -178,6 +190,30 @@ pub async fn run(
         }
     } else {
         held.resize_with(accounts.len(), || None);
+    }
+
+    // Portable sessions: each account's state is this run's alone (see `storage`).
+    let mut _state_locks = Vec::new();
+    if plan.storage_state {
+        for a in &accounts {
+            let root = &settings.profiles.root;
+            match storage::lock(root, a.id) {
+                Ok(Some(f)) => _state_locks.push(f),
+                Ok(None) => {
+                    let path = storage::path_for(root, a.id);
+                    return Err(RunError::StateInUse {
+                        account: a.id,
+                        path: path.parent().unwrap_or(&path).to_path_buf(),
+                    });
+                }
+                Err(source) => {
+                    return Err(RunError::Io {
+                        path: storage::path_for(root, a.id),
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     let ports = match settings.ports.range {

@@ -31,6 +31,27 @@ pub fn path_for(root: &Path, account: u64) -> PathBuf {
         .join("state.json")
 }
 
+/// Take account `account`'s storage state for this run: an exclusive `flock` on
+/// `<dir>/lock`, held as long as the returned file lives. Two runs carrying the same
+/// account's session would overwrite each other's state — the profile lock's
+/// counterpart for browsers that have no profile here. `Ok(None)`: another process
+/// holds it.
+pub(crate) fn lock(root: &Path, account: u64) -> std::io::Result<Option<std::fs::File>> {
+    let path = path_for(root, account);
+    let dir = path.parent().expect("a file in a directory");
+    for d in [dir.parent().unwrap_or(dir), dir] {
+        fsutil::private_dir(d)?;
+    }
+    match fsutil::lock_file(&dir.join("lock"), true)? {
+        fsutil::LockOutcome::Held(f) => Ok(Some(f)),
+        fsutil::LockOutcome::Busy => Ok(None),
+        other => Err(std::io::Error::other(format!(
+            "{}: cannot be locked ({other:?})",
+            dir.join("lock").display()
+        ))),
+    }
+}
+
 /// What was carried (for the journal: counts, never values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Carried {
