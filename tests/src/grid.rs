@@ -193,11 +193,13 @@ async fn grid_no_free_slot_waits_and_is_served() {
         (cap[0]["nodes"].as_u64(), cap[0]["slots"].as_u64()),
         (Some(1), Some(4))
     );
-    let cap_waits = named(&capped, "admission_wait")
+    let cap_waiters: BTreeSet<u64> = named(&capped, "admission_wait")
         .iter()
         .filter(|e| e["reason"] == "cap")
-        .count();
-    assert_eq!(cap_waits, 2, "accounts beyond the Grid's slots waited here");
+        .map(|e| e["account"].as_u64().unwrap())
+        .collect();
+    // 6 accounts, 4 slots: two accounts at least had to wait for a slot here.
+    assert!(cap_waiters.len() >= 2, "{cap_waiters:?}");
     std::fs::remove_dir_all(p.path("runs")).unwrap();
 
     let run = p
