@@ -715,6 +715,42 @@ fn singleton_pid(profile: &Path) -> Option<u32> {
 mod tests {
     use super::*;
 
+    fn chrome_options(caps: thirtyfour::ChromeCapabilities) -> serde_json::Value {
+        let caps: thirtyfour::Capabilities = caps.into();
+        serde_json::to_value(&caps).unwrap()["goog:chromeOptions"].clone()
+    }
+
+    #[test]
+    fn a_remote_session_asks_for_nothing_of_this_host() {
+        let mut spec = LaunchSpec::remote("http://127.0.0.1:4444/wd/hub/");
+        assert!(
+            matches!(&spec.source, Source::Remote { url } if url == "http://127.0.0.1:4444/wd/hub")
+        );
+        assert!(spec.local_mut().is_none());
+        spec.args = vec!["--lang=de".into(), "--user-data-dir=/here".into()];
+        let opts = chrome_options(capabilities(&spec, None).unwrap());
+        let args: Vec<&str> = opts["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        // No binary, profile, DevTools port or sandbox decision of ours: the node's.
+        assert!(opts.get("binary").is_none(), "{opts}");
+        for a in &args {
+            assert!(
+                !a.starts_with("--user-data-dir")
+                    && !a.starts_with("--remote-debugging")
+                    && *a != "--no-sandbox",
+                "{a}"
+            );
+        }
+        assert!(
+            args.contains(&"--headless=new") && args.contains(&"--lang=de"),
+            "{args:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_port_held_by_another_process_is_refused() {
         let dir = tempfile::tempdir().unwrap();

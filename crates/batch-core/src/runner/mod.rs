@@ -260,6 +260,9 @@ pub async fn run(
                 },
             )
             .with("retries", plan.retries)
+            // Where browsers come from: `null` = started here.
+            .with("webdriver_url", plan.webdriver_url.clone())
+            .with("storage_state", plan.storage_state)
             .with("argv", plan.argv.clone()),
     );
     if reaped.records > 0 || !reaped_profiles.is_empty() {
