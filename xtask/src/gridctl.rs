@@ -358,6 +358,9 @@ impl Grid {
     /// its sessions (its orphaned browsers are then killed too, as a host dies whole).
     pub(crate) fn kill_node(&self, name: &str) {
         if let Some(n) = self.nodes.iter().find(|n| n.name == name) {
+            if !marked(n.pid, &n.dir, true) {
+                return; // already gone (its pid may be someone else's by now)
+            }
             kill_group(n.pid, "KILL");
             wait_gone(&[n.pid], Duration::from_secs(5));
             let orphans: Vec<u32> = pids()
@@ -375,6 +378,9 @@ impl Grid {
     pub(crate) fn stop(&self) {
         let mut jvms: Vec<u32> = self.nodes.iter().map(|n| n.pid).collect();
         jvms.push(self.hub_pid);
+        // A recorded pid is signalled only while it still carries our marker: after a
+        // reboot, or once the JVM is gone, the same number may be another process.
+        jvms.retain(|p| alive(*p) && marked(*p, &self.dir, false));
         for pid in &jvms {
             kill_group(*pid, "TERM");
         }
@@ -407,9 +413,14 @@ impl Grid {
 }
 
 /// Whether `pid` belongs to `dir`: its marker names `dir` (exactly, or anything under
-/// it unless `exact`), or its command line mentions `dir` (a profile in a node's
-/// TMPDIR, should a browser ever be started without the inherited environment).
+/// it unless `exact`), or one of its arguments is an option whose value lies under
+/// `dir` (`--user-data-dir=<node TMPDIR>/…`, should a browser ever be started without
+/// the inherited environment). Never ourselves, nor a shell that merely names `dir`
+/// (`xtask grid stop --dir DIR`).
 fn marked(pid: u32, dir: &Path, exact: bool) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
     let d = dir.display().to_string();
     let by_env = std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
         env.split(|b| *b == 0).any(|e| {
@@ -418,7 +429,7 @@ fn marked(pid: u32, dir: &Path, exact: bool) -> bool {
                 .is_some_and(|v| v == d || (!exact && v.starts_with(&format!("{d}/"))))
         })
     });
-    by_env || cmdline(pid).contains(&d)
+    by_env || cmdline(pid).contains(&format!("={d}/"))
 }
 
 fn tail(text: &str, lines: usize) -> String {
