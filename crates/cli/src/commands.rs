@@ -429,8 +429,30 @@ async fn doctor_remote(path: &Path, url: &str) -> i32 {
         None
     };
     let mut bad = 0;
+    // Credentials in the URL are secrets: never printed, whatever message holds them.
+    let userinfo = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|host| host.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo.to_string());
+    let hide = |text: String| match &userinfo {
+        Some(u) => {
+            let mut t = text.replace(u.as_str(), "***");
+            if let Some((_, pass)) = u.split_once(':')
+                && !pass.is_empty()
+            {
+                t = t.replace(pass, "***");
+            }
+            t
+        }
+        None => text,
+    };
     let mut report = |ok: bool, what: &str, detail: String| {
-        outln!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
+        outln!(
+            "{} {what}: {}",
+            if ok { "ok  " } else { "FAIL" },
+            hide(detail)
+        );
         if !ok {
             bad += 1;
         }
