@@ -15,6 +15,8 @@ mod examples;
 #[cfg(test)]
 mod foundation;
 #[cfg(test)]
+mod grid;
+#[cfg(test)]
 mod guarantees;
 #[cfg(test)]
 mod guarantees_io;

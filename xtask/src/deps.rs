@@ -3,6 +3,8 @@
 //! otherwise exact instructions. Also Selenium for the Python attach example, into a
 //! venv under `target/py-venv` (from PyPI, pinned in the example's requirements.txt),
 //! and puppeteer-core for the Node example under `target/node-puppeteer` (npm).
+//! Then the Selenium Grid server jar the Grid tests need, from its npm package into
+//! `target/grid-cache` (when Java is there: without Java those tests say so and skip).
 
 use std::path::Path;
 use std::process::Command;
@@ -12,6 +14,10 @@ use anyhow::bail;
 const NEEDED: &[(&str, &str)] = &[
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
+    // The Selenium Grid's server (tests/src/grid.rs).
+    ("/usr/bin/java", "openjdk-17-jre-headless"),
+    // The live-view tests drive a real terminal (tests/src/reports.rs).
+    ("/usr/bin/tmux", "tmux"),
 ];
 
 pub(crate) fn ensure() -> anyhow::Result<()> {
@@ -98,7 +104,7 @@ fn browser() -> anyhow::Result<()> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        return Ok(());
+        return grid_jar();
     }
     if !is_root() {
         bail!(
@@ -120,6 +126,19 @@ fn browser() -> anyhow::Result<()> {
     if !status.success() {
         bail!("apt-get install {} failed ({status})", missing.join(" "));
     }
+    grid_jar()
+}
+
+/// The Selenium server jar for the Grid end-to-end tests.
+fn grid_jar() -> anyhow::Result<()> {
+    if !crate::gridctl::java_available() {
+        eprintln!(
+            "note: no Java runtime: the Selenium Grid tests will skip (install openjdk-17-jre-headless to run them)"
+        );
+        return Ok(());
+    }
+    let jar = crate::gridctl::ensure_jar(&crate::util::root()).map_err(anyhow::Error::msg)?;
+    eprintln!("selenium grid: {}", jar.display());
     Ok(())
 }
 

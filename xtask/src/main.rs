@@ -7,12 +7,15 @@
 //! - `stress` — the long collision stress run (many browsers at once, many rounds).
 //! - `bench` — side-by-side launch benchmarks that print ratios.
 //! - `fuzz` — the config layer's property tests, many more cases, for a time box.
+//! - `grid` — a real Selenium Grid 4 on loopback (hub + two nodes), started and stopped.
 //!
 //! One module per command; as few dependencies as possible.
 
 mod bench;
 mod deps;
 mod fuzz;
+mod grid;
+mod gridctl;
 mod run;
 mod scratch;
 mod stress;
@@ -32,9 +35,10 @@ fn main() -> anyhow::Result<()> {
         "bench" => bench::bench(rest),
         "deps" => deps::ensure(),
         "fuzz" => fuzz::fuzz(rest),
+        "grid" => grid::grid(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test|stress|bench|fuzz|deps>\n\
+                "usage: cargo xtask <run|test|stress|bench|fuzz|deps|grid>\n\
                  \x20 run     run the built-in demo (5 accounts × 10 iterations, concurrent)\n\
                  \x20 test    fmt check, clippy, the whole test suite with real Chromium\n\
                  \x20 stress  [--accounts N] [--rounds R]  collision stress run (default 20 × 50)\n\
@@ -42,7 +46,8 @@ fn main() -> anyhow::Result<()> {
                  \x20 bench   [--rounds R]  pacing configurations side by side, as ratios\n\
                  \x20 fuzz    [--secs N] [--cases C]  config property tests, C cases a round, for N s\n\
                  \x20 bench   proxy [--rounds R]  the proxy forwarder against a direct proxy\n\
-                 \x20 deps    install Debian's chromium and chromium-driver if missing, selenium (target/py-venv), puppeteer-core (target/node-puppeteer)"
+                 \x20 deps    install Debian's chromium and chromium-driver if missing, selenium (target/py-venv), puppeteer-core (target/node-puppeteer), the Grid's jar\n\
+                 \x20 grid    start|stop|status [--dir DIR] [--nodes N]  a local Selenium Grid 4 (hub + nodes)"
             );
             std::process::exit(if cmd == "help" || cmd == "--help" {
                 0

@@ -144,18 +144,21 @@ pub enum Event {
     BrowserCreated {
         /// The account.
         account: u64,
-        /// Chromium's pid.
-        pid: u32,
+        /// Chromium's pid (`None` for a remote browser: it runs on a Grid node).
+        pid: Option<u32>,
         /// The DevTools port (`None` for a remote browser).
         port: Option<u16>,
-        /// ChromeDriver's port.
-        driver_port: u16,
-        /// ChromeDriver's pid.
-        driver_pid: u32,
+        /// ChromeDriver's port (`None` for a remote browser).
+        driver_port: Option<u16>,
+        /// ChromeDriver's pid (`None` for a remote browser).
+        driver_pid: Option<u32>,
         /// The WebDriver session.
         session_id: String,
-        /// The user-data directory, absolute.
-        profile: String,
+        /// The user-data directory, absolute (`None` for a remote browser).
+        profile: Option<String>,
+        /// The Grid node the session landed on, when the endpoint says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
         /// Launch number within the account (1, 2, …).
         launch: u32,
         /// How long the launch took.
@@ -192,12 +195,56 @@ pub enum Event {
         /// The upstream proxy, credentials removed.
         upstream: String,
     },
+    /// A remote run's Grid capacity, read once at the start (the default cap).
+    GridCapacity {
+        /// Nodes the hub reported.
+        nodes: usize,
+        /// Their slots, summed.
+        slots: usize,
+    },
+    /// The account's storage state (cookies + localStorage) was saved after a step.
+    /// Only counts: the values are secrets.
+    StorageSaved {
+        /// The account.
+        account: u64,
+        /// The step that ended.
+        step: u32,
+        /// Cookies saved.
+        cookies: usize,
+        /// Origins whose localStorage was saved.
+        origins: usize,
+    },
+    /// Saving the storage state failed (the next browser logs in again).
+    StorageSaveFailed {
+        /// The account.
+        account: u64,
+        /// The step that ended.
+        step: u32,
+        /// Why.
+        error: String,
+    },
+    /// A fresh browser got the account's saved storage state.
+    StorageRestored {
+        /// The account.
+        account: u64,
+        /// Cookies restored.
+        cookies: usize,
+        /// Origins whose localStorage was restored.
+        origins: usize,
+    },
+    /// Restoring the storage state failed (`before` still runs and can log in).
+    StorageRestoreFailed {
+        /// The account.
+        account: u64,
+        /// Why.
+        error: String,
+    },
     /// A healthy browser retired by the pool.
     BrowserRetired {
         /// The account.
         account: u64,
-        /// Chromium's pid.
-        pid: u32,
+        /// Chromium's pid (`None` for a remote browser).
+        pid: Option<u32>,
         /// `iterations` or `memory`.
         reason: String,
         /// Iterations it served.
@@ -209,8 +256,11 @@ pub enum Event {
     BrowserCrashed {
         /// The account.
         account: u64,
-        /// Chromium's pid.
-        pid: u32,
+        /// Chromium's pid (`None` for a remote browser).
+        pid: Option<u32>,
+        /// The Grid node it ran on, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
         /// The failure kind.
         kind: String,
         /// The error that revealed it.
@@ -400,6 +450,13 @@ pub struct RunStarted {
     /// Whether this is a resumed part (`--resume`) of an earlier run.
     #[serde(default)]
     pub resumed: bool,
+    /// Where browsers come from: `None` = started here; else the remote WebDriver
+    /// endpoint (credentials redacted).
+    #[serde(default)]
+    pub webdriver_url: Option<String>,
+    /// Whether each account's storage state travels between browsers.
+    #[serde(default)]
+    pub storage_state: bool,
     /// The command line (redacted).
     pub argv: Vec<String>,
 }
@@ -434,6 +491,10 @@ impl Event {
             | LaunchAhead { account, .. }
             | BrowserRetired { account, .. }
             | ProxyForwarder { account, .. }
+            | StorageSaved { account, .. }
+            | StorageSaveFailed { account, .. }
+            | StorageRestored { account, .. }
+            | StorageRestoreFailed { account, .. }
             | BrowserCrashed { account, .. }
             | ValueRecorded { account, .. }
             | FailureScreenshot { account, .. }
@@ -445,6 +506,7 @@ impl Event {
             RunStarted(_)
             | Reaped { .. }
             | JournalRepaired { .. }
+            | GridCapacity { .. }
             | MemorySample { .. }
             | Pacing { .. }
             | RunFinished { .. }
@@ -963,6 +1025,8 @@ mod tests {
             config: "/p/batch.toml".into(),
             min_available_memory_bytes: None,
             resumed: false,
+            webdriver_url: None,
+            storage_state: false,
             argv: vec![],
         }
     }

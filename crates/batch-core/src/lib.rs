@@ -31,6 +31,8 @@
 //!     headed: false,
 //!     retries: 2,
 //!     output: "runs".into(),
+//!     webdriver_url: None,
+//!     storage_state: false,
 //!     argv: Vec::new(),
 //!     resume: None,
 //! };
@@ -49,4 +51,4 @@ pub mod report;
 pub mod resources;
 pub mod runner;
 
-pub use plan::{Mode, Plan, PlanError, Request, Resume};
+pub use plan::{Mode, Plan, PlanError, Request, Resume, check_webdriver_url};

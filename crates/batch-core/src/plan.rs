@@ -63,6 +63,12 @@ pub struct Plan {
     pub retries: u32,
     /// Where run directories go.
     pub output: PathBuf,
+    /// Open every session on this remote WebDriver endpoint (a Selenium Grid) instead
+    /// of starting ChromeDriver and Chromium here (`--webdriver-url`).
+    pub webdriver_url: Option<String>,
+    /// Carry each account's logged-in state (cookies, localStorage) from one browser
+    /// to the next as a storage state file (on by default for remote runs).
+    pub storage_state: bool,
     /// The command line as given (recorded in the journal, which redacts the
     /// credentials of any URL in it).
     pub argv: Vec<String>,
@@ -127,6 +133,8 @@ pub struct Request {
     pub min_available_memory: Option<String>,
     /// `--webdriver-url URL`.
     pub webdriver_url: Option<String>,
+    /// `--storage-state` (always on with a remote endpoint).
+    pub storage_state: bool,
     /// `--output DIR`.
     pub output: PathBuf,
     /// `--resume RUN_ID`.
@@ -165,9 +173,10 @@ impl Plan {
     /// launches. With `--resume` the run's recorded plan fills in what is not given,
     /// and a given value that differs from it is an error naming both.
     pub fn build(req: &Request) -> Result<Plan, PlanError> {
-        if req.webdriver_url.is_some() {
-            return Err(PlanError("--webdriver-url: remote WebDriver / Selenium Grid is not supported by this version yet (expected no --webdriver-url)".into()));
-        }
+        let webdriver_url = match &req.webdriver_url {
+            Some(url) => Some(check_webdriver_url(url).map_err(PlanError)?),
+            None => None,
+        };
         let recorded = match &req.resume {
             Some(id) => Some(recorded_plan(&req.output, id)?),
             None => None,
@@ -355,6 +364,8 @@ impl Plan {
             headed: req.headed || project.settings.browser.headed,
             retries: req.retries.unwrap_or(project.settings.retry.retries),
             output: req.output.clone(),
+            storage_state: req.storage_state || webdriver_url.is_some(),
+            webdriver_url,
             argv: req.argv.clone(),
             project,
             resume: None,
@@ -417,6 +428,28 @@ impl Plan {
             }
             _ => plan.retries = r.retries,
         }
+        // Where the browsers come from is part of the run: a resume on another
+        // endpoint (or locally) would not find the run's sessions' state.
+        match (&plan.webdriver_url, &r.webdriver_url) {
+            (Some(now), Some(was)) if was.contains("***") => {
+                // Credentials are never recorded: the user's URL is taken as the same.
+                let _ = now;
+            }
+            (Some(now), Some(was)) if now != was => {
+                return Err(conflict("--webdriver-url", now, "webdriver_url", was));
+            }
+            (Some(now), None) => {
+                return Err(conflict("--webdriver-url", now, "browser source", &"local"));
+            }
+            (None, Some(was)) if was.contains("***") => {
+                return Err(PlanError(format!(
+                    "--resume {id}: the run's webdriver_url {was} carried credentials, which are never recorded (expected --webdriver-url again)"
+                )));
+            }
+            (None, Some(was)) => plan.webdriver_url = Some(was.clone()),
+            _ => {}
+        }
+        plan.storage_state = plan.storage_state || r.storage_state || plan.webdriver_url.is_some();
         if req.headed && !r.headed {
             return Err(conflict("--headed", &"headed", "browser mode", &"headless"));
         }
@@ -464,6 +497,8 @@ impl Plan {
             config: self.project.settings.config_path.display().to_string(),
             min_available_memory_bytes: Some(self.project.settings.resources.min_available_memory),
             resumed: self.resume.is_some(),
+            webdriver_url: self.webdriver_url.clone(),
+            storage_state: self.storage_state,
             argv: self.argv.clone(),
         }
     }
@@ -555,6 +590,31 @@ fn recorded_plan(output: &Path, id: &str) -> Result<(String, Recorded), PlanErro
     Ok((id.to_string(), Recorded { plan, done_records }))
 }
 
+/// `--webdriver-url`: an http(s) URL with a host, no query or fragment; returned
+/// without a trailing slash.
+pub fn check_webdriver_url(url: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "--webdriver-url {url:?}: {why} (expected an http:// or https:// URL of a WebDriver endpoint, like http://127.0.0.1:4444)"
+        ))
+    };
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return bad("not an http:// or https:// URL");
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    let host = host.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return bad("no host");
+    }
+    if url.contains('?') || url.contains('#') {
+        return bad("a query or fragment has no place in it");
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,6 +638,8 @@ mod tests {
             config: String::new(),
             min_available_memory_bytes: None,
             resumed: false,
+            webdriver_url: None,
+            storage_state: false,
             argv: vec![],
         };
         Event::RunStarted(r)

@@ -521,6 +521,8 @@ mod tests {
             config: "/p/batch.toml".into(),
             min_available_memory_bytes: None,
             resumed,
+            webdriver_url: None,
+            storage_state: false,
             argv: vec![],
         })
     }
@@ -528,12 +530,13 @@ mod tests {
     fn created(account: u64) -> Event {
         Event::BrowserCreated {
             account,
-            pid: 1,
+            pid: Some(1),
             port: Some(2),
-            driver_port: 3,
-            driver_pid: 4,
+            driver_port: Some(3),
+            driver_pid: Some(4),
             session_id: "s".into(),
-            profile: "/p".into(),
+            profile: Some("/p".into()),
+            node: None,
             launch: 1,
             launch_ms: 5,
             admission_wait_ms: 0,
@@ -682,7 +685,8 @@ mod tests {
                 created(1),
                 Event::BrowserCrashed {
                     account: 1,
-                    pid: 1,
+                    pid: Some(1),
+                    node: None,
                     kind: "browser_gone".into(),
                     error: "gone".into(),
                 },

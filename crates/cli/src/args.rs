@@ -88,6 +88,9 @@ pub(crate) enum Command {
         /// The project file (optional: its [browser] paths are used if it exists).
         #[arg(long, default_value = "batch.toml")]
         config: PathBuf,
+        /// Check this remote WebDriver / Selenium Grid instead of the local browser.
+        #[arg(long, value_name = "URL")]
+        webdriver_url: Option<String>,
     },
     /// Manage the persistent per-account profiles.
     Profiles {
@@ -97,14 +100,21 @@ pub(crate) enum Command {
         #[arg(long, default_value = "batch.toml", global = true)]
         config: PathBuf,
     },
-    /// Print the summary of a run; rebuild its report.json from the journal when
-    /// missing or stale (e.g. the runner was killed), and its report.html and report.xml.
+    /// Print the summary of a run (rebuilding report.json from the journal when
+    /// missing or stale, and report.html/report.xml), or merge the runs of several shards.
     Report {
         /// The run directory.
-        run_dir: PathBuf,
+        #[arg(required_unless_present = "merge")]
+        run_dir: Option<PathBuf>,
         /// Print report.json as is.
         #[arg(long)]
         json: bool,
+        /// Merge these run directories (one per `--shard`) into one report.
+        #[arg(long, value_name = "DIR", num_args = 1.., conflicts_with = "run_dir")]
+        merge: Vec<PathBuf>,
+        /// Where the merged report goes (default `./merged`).
+        #[arg(long, value_name = "DIR", requires = "merge")]
+        output: Option<PathBuf>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
@@ -167,8 +177,12 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "SIZE")]
     pub(crate) min_available_memory: Option<String>,
     /// Use a remote WebDriver / Selenium Grid instead of a local ChromeDriver.
-    #[arg(long)]
+    #[arg(long, value_name = "URL")]
     pub(crate) webdriver_url: Option<String>,
+    /// Carry each account's cookies and localStorage from one browser to the next
+    /// (always on with --webdriver-url, where no profile directory exists).
+    #[arg(long)]
+    pub(crate) storage_state: bool,
     /// Run only the I-th (1-based) of N equal slices of the account list.
     #[arg(long, value_name = "I/N")]
     pub(crate) shard: Option<String>,

@@ -17,9 +17,21 @@ pub(crate) async fn dispatch(command: Command, ui: crate::view::Ui) -> i32 {
         Command::Single { step, run } => run_command(step, None, run, true, ui).await,
         Command::Run { steps, run } => run_command(None, steps, run, false, ui).await,
         Command::Validate { config } => validate(&config),
-        Command::Doctor { config } => doctor(&config).await,
+        Command::Doctor {
+            config,
+            webdriver_url: Some(url),
+        } => doctor_remote(&config, &url).await,
+        Command::Doctor { config, .. } => doctor(&config).await,
         Command::Profiles { action, config } => profiles(action, &config),
-        Command::Report { run_dir, json } => report(&run_dir, json),
+        Command::Report {
+            merge,
+            json,
+            output,
+            ..
+        } if !merge.is_empty() => crate::merge::merge_command(&merge, output.as_deref(), json),
+        Command::Report { run_dir, json, .. } => {
+            report(&run_dir.expect("clap requires it without --merge"), json)
+        }
         Command::Completions { shell } => {
             let mut cmd = <crate::args::Cli as clap::CommandFactory>::command();
             let mut out = Vec::new();
@@ -31,7 +43,7 @@ pub(crate) async fn dispatch(command: Command, ui: crate::view::Ui) -> i32 {
     }
 }
 
-fn usage(msg: impl std::fmt::Display) -> i32 {
+pub(crate) fn usage(msg: impl std::fmt::Display) -> i32 {
     errln!("error: {msg}");
     exit::USAGE
 }
@@ -62,6 +74,7 @@ fn request(
         webdriver_url: a.webdriver_url.clone(),
         output: a.output.clone(),
         resume: a.resume.clone(),
+        storage_state: a.storage_state,
         argv: std::env::args().collect(),
     }
 }
@@ -301,6 +314,7 @@ async fn doctor(path: &Path) -> i32 {
     match launcher::Browser::launch(&spec).await {
         Ok(b) => {
             let info = b.info().clone();
+            let local = info.local.clone().expect("a local browser");
             let nav = b.driver().goto("about:blank").await;
             b.close().await;
             report(
@@ -308,7 +322,113 @@ async fn doctor(path: &Path) -> i32 {
                 "browser start",
                 format!(
                     "pid {} on verified DevTools port {} in {:?}",
-                    info.pid, info.devtools_port, info.launch_time
+                    local.pid, local.devtools_port, info.launch_time
+                ),
+            );
+        }
+        Err(e) => report(false, "browser start", e.to_string()),
+    }
+    if bad == 0 {
+        exit::OK
+    } else {
+        exit::ENVIRONMENT
+    }
+}
+
+/// `doctor --webdriver-url URL`: the endpoint's status and one real session there.
+/// What only exists locally (binaries, ports, profiles, reaping, PSS) is said to be
+/// absent rather than checked.
+async fn doctor_remote(path: &Path, url: &str) -> i32 {
+    let url = match batch_core::check_webdriver_url(url) {
+        Ok(u) => u,
+        Err(m) => return usage(m),
+    };
+    let settings = if path.exists() {
+        match config::load_settings(path) {
+            Ok(s) => Some(s),
+            Err(e) => return usage(e),
+        }
+    } else {
+        None
+    };
+    let mut bad = 0;
+    // Credentials in the URL are secrets: never printed, whatever message holds them.
+    let userinfo = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|host| host.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo.to_string());
+    let hide = |text: String| match &userinfo {
+        Some(u) => {
+            let mut t = text.replace(u.as_str(), "***");
+            if let Some((_, pass)) = u.split_once(':')
+                && !pass.is_empty()
+            {
+                t = t.replace(pass, "***");
+            }
+            t
+        }
+        None => text,
+    };
+    let mut report = |ok: bool, what: &str, detail: String| {
+        outln!(
+            "{} {what}: {}",
+            if ok { "ok  " } else { "FAIL" },
+            hide(detail)
+        );
+        if !ok {
+            bad += 1;
+        }
+    };
+    match launcher::endpoint_status(&url).await {
+        Ok(st) => {
+            report(
+                st.ready,
+                "endpoint",
+                format!(
+                    "{url}: {}",
+                    if st.message.is_empty() {
+                        "answers"
+                    } else {
+                        &st.message
+                    }
+                ),
+            );
+            for n in &st.nodes {
+                report(
+                    n.availability == "UP",
+                    "grid node",
+                    format!(
+                        "{} {} — {} of {} slots busy",
+                        n.uri, n.availability, n.busy, n.slots
+                    ),
+                );
+            }
+        }
+        Err(e) => report(false, "endpoint", e),
+    }
+    outln!(
+        "n/a  local only: chromium/chromedriver, DevTools and driver ports, profile directories, reaping and PSS memory do not apply to remote browsers (the Grid's nodes own them)"
+    );
+    let mut spec = launcher::LaunchSpec::remote(&url);
+    if let Some(s) = &settings {
+        spec.launch_timeout = s.timeouts.launch;
+        spec.args = s.browser.args.clone();
+    }
+    match launcher::Browser::launch(&spec).await {
+        Ok(b) => {
+            let info = b.info().clone();
+            let nav = b.driver().goto("about:blank").await;
+            b.close().await;
+            report(
+                nav.is_ok(),
+                "browser start",
+                format!(
+                    "session {} on node {} in {:?}; CDP: {}",
+                    info.session_id,
+                    info.node.as_deref().unwrap_or("(not said)"),
+                    info.launch_time,
+                    info.cdp_url.as_deref().unwrap_or("(none offered)")
                 ),
             );
         }
@@ -388,6 +508,18 @@ fn profiles(action: ProfilesCommand, path: &Path) -> i32 {
                         code = exit::SOME_FAILED;
                     }
                 }
+                // The portable session (remote runs, --storage-state) logs in too.
+                let state =
+                    batch_core::runner::storage_state_path(&project.settings.profiles.root, id);
+                if let Some(dir) = state.parent().filter(|d| d.exists()) {
+                    match std::fs::remove_dir_all(dir) {
+                        Ok(()) => outln!("account {id}: storage state deleted"),
+                        Err(e) => {
+                            errln!("error: account {id}: {}: {e}", dir.display());
+                            code = exit::SOME_FAILED;
+                        }
+                    }
+                }
             }
             code
         }
@@ -445,11 +577,25 @@ fn report(run_dir: &Path, json: bool) -> i32 {
         }
     };
     if json {
+        print_report(&r, true);
+        return code;
+    }
+    print_report(&r, false);
+    if let Ok(w) = rendered {
+        outln!("html: {}", w.html.display());
+        outln!("junit: {}", w.xml.display());
+    }
+    code
+}
+
+/// The summary of a report (or the JSON as is).
+pub(crate) fn print_report(r: &batch_core::report::Report, json: bool) -> i32 {
+    if json {
         outln!(
             "{}",
             serde_json::to_string_pretty(&r).expect("report serializes")
         );
-        return code;
+        return exit::OK;
     }
     outln!(
         "run {}  {} → {}  exit {}",
@@ -480,9 +626,33 @@ fn report(run_dir: &Path, json: bool) -> i32 {
                 .unwrap_or_default()
         );
     }
-    if let Ok(w) = rendered {
-        outln!("html: {}", w.html.display());
-        outln!("junit: {}", w.xml.display());
+    exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use batch_core::check_webdriver_url;
+
+    #[test]
+    fn webdriver_urls_are_checked() {
+        assert_eq!(
+            check_webdriver_url("http://127.0.0.1:4444/").unwrap(),
+            "http://127.0.0.1:4444"
+        );
+        assert_eq!(
+            check_webdriver_url("https://grid.example/wd/hub").unwrap(),
+            "https://grid.example/wd/hub"
+        );
+        for bad in [
+            "ftp://x",
+            "127.0.0.1:4444",
+            "http://",
+            "http://:4444",
+            "http://h/?a=1",
+        ] {
+            let e = check_webdriver_url(bad).unwrap_err();
+            assert!(e.starts_with("--webdriver-url "), "{e}");
+            assert!(e.contains("expected an http:// or https:// URL"), "{e}");
+        }
     }
-    code
 }

@@ -30,6 +30,7 @@ macro_rules! errln {
 mod args;
 mod commands;
 mod logging;
+mod merge;
 mod view;
 
 use clap::Parser;

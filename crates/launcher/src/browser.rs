@@ -1,5 +1,9 @@
-//! One live browser: a private ChromeDriver, the Chrome it started, and the WebDriver
-//! session between them — launched, verified, health-checked, and torn down as a unit.
+//! One live browser session, and where it comes from ([`Source`]): either a private
+//! ChromeDriver and the Chrome it started on this host — launched, verified,
+//! health-checked and torn down as a unit — or a session opened on a remote WebDriver
+//! endpoint such as a Selenium Grid hub, where the session is all there is. A
+//! [`Browser`] is the session plus, for a local one, its local part (processes, process
+//! group, port leases, registry record); [`BrowserInfo::local`] says which.
 //!
 //! The DevTools port is never trusted: chromedriver does not check that the port it
 //! was told is answered by the Chrome it started (two sessions given the same port
@@ -17,13 +21,41 @@ use crate::driver::{self, DriverProcess};
 use crate::registry::RecordGuard;
 use crate::{Binaries, FailureKind, LaunchError, Registry, process_alive, runtime_dir};
 
-/// Everything needed to start one browser.
+/// Where a browser session comes from.
 #[derive(Debug, Clone)]
-pub struct LaunchSpec {
+pub enum Source {
+    /// A private ChromeDriver and Chromium started here.
+    Local(LocalSpec),
+    /// A remote WebDriver endpoint (a Selenium Grid hub, or a lone driver elsewhere):
+    /// a session is requested there; no process, port or profile of ours is involved.
+    Remote {
+        /// The endpoint, e.g. `http://127.0.0.1:4444`.
+        url: String,
+    },
+}
+
+/// What only a local browser needs.
+#[derive(Debug, Clone)]
+pub struct LocalSpec {
     /// Chromium and ChromeDriver.
     pub binaries: Binaries,
     /// The user-data directory; the caller guarantees nobody else uses it.
     pub profile: PathBuf,
+    /// Lease both ports from this allocator (e.g. a firewall-friendly range);
+    /// `None`: the kernel chooses them and we read them back.
+    pub ports: Option<ports::PortAllocator>,
+    /// Where to record the browser for reaping by a later process.
+    pub registry: Option<Arc<Registry>>,
+    /// Environment variables the driver and Chrome must not inherit (those holding
+    /// secrets).
+    pub env_remove: Vec<String>,
+}
+
+/// Everything needed to start one browser.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// Local processes, or a remote endpoint.
+    pub source: Source,
     /// Headless (default) or a visible window.
     pub headless: bool,
     /// Extra Chromium switches.
@@ -32,35 +64,56 @@ pub struct LaunchSpec {
     pub window_size: (u32, u32),
     /// `--proxy-server` for this browser.
     pub proxy: Option<String>,
-    /// Lease both ports from this allocator (e.g. a firewall-friendly range);
-    /// `None`: the kernel chooses them and we read them back.
-    pub ports: Option<ports::PortAllocator>,
     /// Timeout for each WebDriver request.
     pub request_timeout: Duration,
-    /// Timeout for the whole launch.
+    /// Timeout for the whole launch (for a Grid: queueing for a slot included).
     pub launch_timeout: Duration,
-    /// Where to record the browser for reaping by a later process.
-    pub registry: Option<Arc<Registry>>,
-    /// Environment variables the driver and Chrome must not inherit (those holding
-    /// secrets).
-    pub env_remove: Vec<String>,
 }
 
 impl LaunchSpec {
-    /// Defaults: headless, 1280×800, kernel-chosen ports, 30 s timeouts, no registry.
+    /// A local browser on `profile`. Defaults: headless, 1280×800, kernel-chosen
+    /// ports, 30 s timeouts, no registry.
     pub fn new(binaries: Binaries, profile: &Path) -> Self {
-        LaunchSpec {
+        Self::with_source(Source::Local(LocalSpec {
             binaries,
             profile: profile.to_path_buf(),
+            ports: None,
+            registry: None,
+            env_remove: Vec::new(),
+        }))
+    }
+
+    /// A session on the remote WebDriver endpoint `url`, with the same defaults.
+    pub fn remote(url: &str) -> Self {
+        Self::with_source(Source::Remote {
+            url: url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn with_source(source: Source) -> Self {
+        LaunchSpec {
+            source,
             headless: true,
             args: Vec::new(),
             window_size: (1280, 800),
             proxy: None,
-            ports: None,
             request_timeout: Duration::from_secs(30),
             launch_timeout: Duration::from_secs(30),
-            registry: None,
-            env_remove: Vec::new(),
+        }
+    }
+
+    /// The local part, if this is a local browser.
+    pub fn local_mut(&mut self) -> Option<&mut LocalSpec> {
+        match &mut self.source {
+            Source::Local(l) => Some(l),
+            Source::Remote { .. } => None,
+        }
+    }
+
+    fn profile(&self) -> Option<&Path> {
+        match &self.source {
+            Source::Local(l) => Some(&l.profile),
+            Source::Remote { .. } => None,
         }
     }
 }
@@ -68,6 +121,26 @@ impl LaunchSpec {
 /// What is known about a live browser (all of it safe to print).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrowserInfo {
+    /// The WebDriver endpoint the session lives on: `http://127.0.0.1:<driver_port>`
+    /// for a local browser, the Grid's URL for a remote one.
+    pub webdriver_url: String,
+    /// The WebDriver session id.
+    pub session_id: String,
+    /// A DevTools WebSocket URL: Chrome's browser-level one (verified to be ours) for
+    /// a local browser, the Grid's `se:cdp` proxy for a remote one (`None` if the
+    /// endpoint offers none).
+    pub cdp_url: Option<String>,
+    /// The Grid node running the session (its URI), when the Grid says.
+    pub node: Option<String>,
+    /// How long the launch took (for a Grid: queueing for a slot included).
+    pub launch_time: Duration,
+    /// Pids, ports and the profile: only a local browser has them.
+    pub local: Option<LocalInfo>,
+}
+
+/// The local part of a browser: what exists only when it runs on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalInfo {
     /// Chrome's main process.
     pub pid: u32,
     /// Chrome's DevTools port on 127.0.0.1 (verified).
@@ -78,22 +151,28 @@ pub struct BrowserInfo {
     pub driver_port: u16,
     /// The profile directory.
     pub profile: PathBuf,
-    /// `http://127.0.0.1:<driver_port>`.
-    pub webdriver_url: String,
-    /// The WebDriver session id.
-    pub session_id: String,
-    /// Chrome's browser-level DevTools WebSocket URL (verified to be ours).
-    pub cdp_url: String,
-    /// How long the launch took.
-    pub launch_time: Duration,
 }
 
-/// A live ChromeDriver + Chrome with an open session. Dropping it kills both
-/// (prefer [`Browser::close`], which lets Chrome save its profile first).
+impl BrowserInfo {
+    /// Chrome's pid, for a local browser.
+    pub fn pid(&self) -> Option<u32> {
+        self.local.as_ref().map(|l| l.pid)
+    }
+}
+
+/// A live browser session. For a local one, dropping it kills ChromeDriver and Chrome
+/// (prefer [`Browser::close`], which lets Chrome save its profile first); for a remote
+/// one, dropping it asks the endpoint, in the background, to end the session.
 #[derive(Debug)]
 pub struct Browser {
     driver: Option<WebDriver>,
     info: BrowserInfo,
+    local: Option<LocalParts>,
+}
+
+/// The processes and resources of a local browser.
+#[derive(Debug)]
+struct LocalParts {
     process: DriverProcess,
     group: ProcessGroup,
     _record: Option<RecordGuard>,
@@ -114,10 +193,17 @@ impl Drop for ProcessGroup {
 }
 
 impl Browser {
-    /// Start ChromeDriver, then Chrome through it, and verify the result.
+    /// Start the browser the spec's [`Source`] says — a local ChromeDriver and
+    /// Chrome, verified, or a session on a remote endpoint — within its launch timeout.
     pub async fn launch(spec: &LaunchSpec) -> Result<Browser, LaunchError> {
         let started = Instant::now();
-        match tokio::time::timeout(spec.launch_timeout, Self::launch_inner(spec, started)).await {
+        let inner = async {
+            match &spec.source {
+                Source::Local(local) => Self::launch_local(spec, local, started).await,
+                Source::Remote { url } => Self::connect_remote(spec, url, started).await,
+            }
+        };
+        match tokio::time::timeout(spec.launch_timeout, inner).await {
             Ok(r) => r,
             Err(_) => Err(LaunchError::Timeout {
                 secs: spec.launch_timeout.as_secs_f64(),
@@ -125,14 +211,18 @@ impl Browser {
         }
     }
 
-    async fn launch_inner(spec: &LaunchSpec, started: Instant) -> Result<Browser, LaunchError> {
-        let profile = &spec.profile;
+    async fn launch_local(
+        spec: &LaunchSpec,
+        local: &LocalSpec,
+        started: Instant,
+    ) -> Result<Browser, LaunchError> {
+        let profile = &local.profile;
         // A stale file from an earlier Chrome would make us verify against the wrong id.
         let active_port_file = profile.join("DevToolsActivePort");
         let _ = std::fs::remove_file(&active_port_file);
 
         let mut leases = Vec::new();
-        let (driver_port, debug_port) = match &spec.ports {
+        let (driver_port, debug_port) = match &local.ports {
             Some(alloc) => {
                 let d = alloc.lease()?;
                 let c = alloc.lease()?;
@@ -144,10 +234,10 @@ impl Browser {
         };
 
         let process = driver::spawn(
-            &spec.binaries.chromedriver,
+            &local.binaries.chromedriver,
             driver_port,
             spec.launch_timeout,
-            &spec.env_remove,
+            &local.env_remove,
         )
         .await?;
         // From here on, any early return kills the driver and whatever Chrome it started.
@@ -209,29 +299,89 @@ impl Browser {
                 return Err(e);
             }
         };
-        let record = match &spec.registry {
+        let record = match &local.registry {
             Some(r) => Some(r.record(process.pid, process.pid, Some(pid), profile)?),
             None => None,
         };
         let info = BrowserInfo {
-            pid,
-            devtools_port,
-            driver_pid: process.pid,
-            driver_port: process.port,
-            profile: profile.clone(),
             webdriver_url,
             session_id: driver.session_id().to_string(),
-            cdp_url,
+            cdp_url: Some(cdp_url),
+            node: None,
             launch_time: started.elapsed(),
+            local: Some(LocalInfo {
+                pid,
+                devtools_port,
+                driver_pid: process.pid,
+                driver_port: process.port,
+                profile: profile.clone(),
+            }),
         };
         tracing::debug!(pid, port = devtools_port, profile = %profile.display(), "browser launched");
         Ok(Browser {
             driver: Some(driver),
             info,
-            process,
-            group,
-            _record: record,
-            _leases: leases,
+            local: Some(LocalParts {
+                process,
+                group,
+                _record: record,
+                _leases: leases,
+            }),
+        })
+    }
+
+    /// Ask a remote endpoint for a session. A Grid queues the request until a slot is
+    /// free (or its own `session-request-timeout` passes: `session not created`); our
+    /// launch timeout bounds the wait either way.
+    async fn connect_remote(
+        spec: &LaunchSpec,
+        url: &str,
+        started: Instant,
+    ) -> Result<Browser, LaunchError> {
+        let caps = capabilities(spec, None)?;
+        // Until the Grid notices a dead node (its health check), it still routes new
+        // sessions there and answers `session not created … ConnectException` at
+        // once. Its own queue would retry; so do we, within the launch timeout (the
+        // outer timeout still bounds everything).
+        let give_up = started + spec.launch_timeout.saturating_sub(Duration::from_secs(1));
+        let driver = loop {
+            // The trailing slash keeps a path prefix (`/wd/hub`) when URLs are joined.
+            match WebDriver::builder(format!("{url}/"), caps.clone())
+                .request_timeout(spec.request_timeout)
+                .connect()
+                .await
+            {
+                Ok(d) => break d,
+                Err(e) => {
+                    let reason = first_line(&crate::remote::session_error(&e));
+                    if crate::remote::node_unreachable(&e) && Instant::now() < give_up {
+                        tracing::debug!(%reason, "the Grid could not reach a node: asking again");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    return Err(LaunchError::Session { reason });
+                }
+            }
+        };
+        let session_id = driver.session_id().to_string();
+        let cdp_url = driver
+            .capabilities()
+            .get("se:cdp")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let node = crate::remote::grid_node(url, &session_id).await;
+        tracing::debug!(session = %session_id, node = ?node, "remote session opened");
+        Ok(Browser {
+            driver: Some(driver),
+            info: BrowserInfo {
+                webdriver_url: url.to_string(),
+                session_id,
+                cdp_url,
+                node,
+                launch_time: started.elapsed(),
+                local: None,
+            },
+            local: None,
         })
     }
 
@@ -242,16 +392,24 @@ impl Browser {
             .expect("driver is present until close/drop")
     }
 
-    /// Pids, ports and paths of this browser.
+    /// The session, and for a local browser its pids, ports and profile.
     pub fn info(&self) -> &BrowserInfo {
         &self.info
     }
 
-    /// Look at the processes: `Some(kind)` if the driver or Chrome is gone.
+    /// Whether the browser runs on this host (has processes, ports and a profile).
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Look at the processes: `Some(kind)` if the driver or Chrome is gone. A remote
+    /// browser has no process here to look at: always `None` (a lost remote session
+    /// shows in the answers to requests instead; see [`crate::confirm_loss`]).
     pub fn health(&self) -> Option<FailureKind> {
-        if !process_alive(self.info.driver_pid) {
+        let local = self.info.local.as_ref()?;
+        if !process_alive(local.driver_pid) {
             Some(FailureKind::DriverGone)
-        } else if !process_alive(self.info.pid) {
+        } else if !process_alive(local.pid) {
             Some(FailureKind::BrowserGone)
         } else {
             None
@@ -260,20 +418,41 @@ impl Browser {
 
     /// Quit the session (so Chrome saves cookies and history), then make sure every
     /// process of the browser is gone before returning — the profile is free after.
+    /// A remote session is ended on its endpoint, which frees its Grid slot.
     pub async fn close(self) {
         self.shut_down(true).await;
     }
 
     /// Like [`Browser::close`] without asking the driver first: for a browser that is
-    /// crashed or hung, where a polite quit would only wait for a timeout.
+    /// crashed or hung, where a polite quit would only wait for a timeout. A remote
+    /// session is still deleted (briefly): nothing else frees its slot on the Grid.
     pub async fn kill(self) {
         self.shut_down(false).await;
     }
 
     async fn shut_down(mut self, graceful: bool) {
+        let Some(local) = self.local.as_mut() else {
+            if let Some(driver) = self.driver.take() {
+                let _ = driver.leak();
+                let timeout = if graceful { 10 } else { 3 };
+                crate::remote::delete_session(
+                    &self.info.webdriver_url,
+                    &self.info.session_id,
+                    Duration::from_secs(timeout),
+                )
+                .await;
+            }
+            return;
+        };
         if let Some(driver) = self.driver.take() {
             let mut quit = false;
-            if graceful && self.health().is_none() {
+            let alive = process_alive(local.process.pid)
+                && self
+                    .info
+                    .local
+                    .as_ref()
+                    .is_some_and(|l| process_alive(l.pid));
+            if graceful && alive {
                 // quit consumes the handle; on a timeout the session is simply abandoned.
                 quit = matches!(
                     tokio::time::timeout(Duration::from_secs(5), driver.clone().quit()).await,
@@ -284,17 +463,20 @@ impl Browser {
                 let _ = driver.leak();
             }
         }
-        self.kill_group();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.process.child.wait()).await;
+        local.group.kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), local.process.child.wait()).await;
+        let pid = self.info.pid().unwrap_or(0);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while process_alive(self.info.pid) && Instant::now() < deadline {
+        while process_alive(pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
 
-    fn kill_group(&self) {
+impl ProcessGroup {
+    fn kill(&self) {
         let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.group.0 as i32),
+            nix::unistd::Pid::from_raw(self.0 as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
@@ -302,19 +484,38 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        let Some(local) = self.local.as_mut() else {
+            // A remote session: end it in the background if a runtime is there to do
+            // it (a dropped task is a cancelled account or a panic); otherwise the
+            // Grid's own session timeout frees the slot.
+            if let Some(driver) = self.driver.take() {
+                let _ = driver.leak();
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let (url, id) = (
+                        self.info.webdriver_url.clone(),
+                        self.info.session_id.clone(),
+                    );
+                    rt.spawn(async move {
+                        crate::remote::delete_session(&url, &id, Duration::from_secs(3)).await
+                    });
+                }
+            }
+            return;
+        };
         // Kill first, so a leaked session's DELETE can never block on a live driver.
-        self.kill_group();
+        local.group.kill();
         if let Some(driver) = self.driver.take() {
             let _ = driver.leak();
         }
-        let _ = self.process.child.start_kill();
+        let _ = local.process.child.start_kill();
         // The profile lock is released right after us: wait (briefly, SIGKILL is quick)
         // until the driver is reaped and Chrome is gone, so the next user of the
         // profile finds it free and no process of ours is still dying.
+        let pid = self.info.pid().unwrap_or(0);
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            let driver_gone = !matches!(self.process.child.try_wait(), Ok(None));
-            if (driver_gone && !process_alive(self.info.pid)) || Instant::now() >= deadline {
+            let driver_gone = !matches!(local.process.child.try_wait(), Ok(None));
+            if (driver_gone && !process_alive(pid)) || Instant::now() >= deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -343,11 +544,15 @@ fn capabilities(
     let session = |e: thirtyfour::error::WebDriverError| LaunchError::Session {
         reason: e.to_string(),
     };
-    let binary = chromium_with_pdeathsig(&spec.binaries.chromium)?;
-    caps.set_binary(&binary.to_string_lossy())
-        .map_err(session)?;
+    // A remote node brings its own browser (its stereotype names the binary).
+    if let Source::Local(local) = &spec.source {
+        let binary = chromium_with_pdeathsig(&local.binaries.chromium)?;
+        caps.set_binary(&binary.to_string_lossy())
+            .map_err(session)?;
+    }
+    let profile = spec.profile().unwrap_or(Path::new(""));
     let mut args: Vec<String> = vec![
-        format!("--user-data-dir={}", spec.profile.display()),
+        format!("--user-data-dir={}", profile.display()),
         // Needed on this closed network: otherwise Chrome keeps reaching for Google.
         "--no-first-run".into(),
         "--disable-background-networking".into(),
@@ -366,7 +571,8 @@ fn capabilities(
     if spec.headless {
         args.push("--headless=new".into());
     }
-    if is_root() {
+    // Our euid says nothing about a remote node's: its stereotype decides there.
+    if is_root() && spec.profile().is_some() {
         args.push("--no-sandbox".into());
     }
     if let Some(port) = debug_port {
@@ -377,6 +583,10 @@ fn capabilities(
         args.push(format!("--proxy-server={proxy}"));
     }
     args.extend(spec.args.iter().cloned());
+    if spec.profile().is_none() {
+        // A remote node chooses its own (temporary) profile directory.
+        args.retain(|a| !a.starts_with("--user-data-dir="));
+    }
     for a in &args {
         caps.add_arg(a).map_err(session)?;
     }
@@ -504,6 +714,42 @@ fn singleton_pid(profile: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chrome_options(caps: thirtyfour::ChromeCapabilities) -> serde_json::Value {
+        let caps: thirtyfour::Capabilities = caps.into();
+        serde_json::to_value(&caps).unwrap()["goog:chromeOptions"].clone()
+    }
+
+    #[test]
+    fn a_remote_session_asks_for_nothing_of_this_host() {
+        let mut spec = LaunchSpec::remote("http://127.0.0.1:4444/wd/hub/");
+        assert!(
+            matches!(&spec.source, Source::Remote { url } if url == "http://127.0.0.1:4444/wd/hub")
+        );
+        assert!(spec.local_mut().is_none());
+        spec.args = vec!["--lang=de".into(), "--user-data-dir=/here".into()];
+        let opts = chrome_options(capabilities(&spec, None).unwrap());
+        let args: Vec<&str> = opts["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        // No binary, profile, DevTools port or sandbox decision of ours: the node's.
+        assert!(opts.get("binary").is_none(), "{opts}");
+        for a in &args {
+            assert!(
+                !a.starts_with("--user-data-dir")
+                    && !a.starts_with("--remote-debugging")
+                    && *a != "--no-sandbox",
+                "{a}"
+            );
+        }
+        assert!(
+            args.contains(&"--headless=new") && args.contains(&"--lang=de"),
+            "{args:?}"
+        );
+    }
 
     #[tokio::test]
     async fn a_port_held_by_another_process_is_refused() {

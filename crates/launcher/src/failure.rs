@@ -181,8 +181,24 @@ fn classify_unknown(info: &WebDriverErrorInfo) -> FailureKind {
     } else {
         info.error.as_str()
     };
+    // A Selenium Grid hub that cannot reach the node holding the session answers with
+    // no W3C code at all — measured with Grid 4.20 after a node was killed: HTTP 408,
+    // `{"value": {"message": "Connection failure"}}`. That is the hub's own text, never
+    // a page's: the node (our driver, as far as we can tell) is gone.
+    if code.is_empty() && grid_lost_node(info.status, &info.value.message) {
+        return FailureKind::DriverGone;
+    }
     // The whole message: chromedriver puts the cause on a `from disconnected: …` line.
     classify_text(&format!("{code}: {}", without_markup(&info.value.message)))
+}
+
+/// The hub's words for "the node of this session does not answer".
+fn grid_lost_node(status: u16, message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    matches!(status, 408 | 500 | 502 | 503 | 504)
+        && (m.contains("connection failure")
+            || m.contains("connection refused")
+            || m.contains("unable to execute request for an existing session"))
 }
 
 /// Drops `<…>` spans: chromedriver quotes elements as HTML in its messages.
@@ -244,7 +260,8 @@ pub async fn confirm_loss(browser: &Browser, suspected: FailureKind) -> Option<F
         Err(_) => Some(suspected),
         Ok(Ok(_)) => {
             tracing::info!(
-                pid = browser.info().pid,
+                pid = browser.info().pid(),
+                session = %browser.info().session_id,
                 suspected = suspected.as_str(),
                 "suspected browser loss not confirmed: the browser answers"
             );
@@ -265,6 +282,33 @@ mod tests {
     fn response(status: u16, code: &str, message: &str) -> WebDriverError {
         let body = serde_json::json!({"value": {"error": code, "message": message}});
         WebDriverError::parse(status, body.to_string())
+    }
+
+    #[test]
+    fn a_grid_node_lost_under_a_session_is_a_driver_loss() {
+        // What the hub answered, byte for byte, once the session's node was killed.
+        let body = "{\n  \"value\": {\n    \"message\": \"Connection failure\"\n  }\n}";
+        check(
+            "grid node killed",
+            WebDriverError::parse(408, body.into()),
+            FailureKind::DriverGone,
+        );
+        // The same words with a W3C code (a page's text inside an error) are not.
+        check(
+            "page text",
+            response(404, "no such element", "Connection failure"),
+            FailureKind::ActionFailed,
+        );
+        // A queued session request that the Grid gave up on is a launch failure.
+        check(
+            "queue timeout",
+            response(
+                500,
+                "session not created",
+                "Could not start a new session. New session request timed out",
+            ),
+            FailureKind::Launch,
+        );
     }
 
     fn check(what: &str, err: WebDriverError, expected: FailureKind) {

@@ -3,6 +3,10 @@
 //! - [`Browser::launch`] starts a private ChromeDriver and, through it, a Chromium on
 //!   a given profile directory, then *verifies* that the DevTools port it reports is
 //!   answered by the Chrome that owns that profile before handing the browser out.
+//! - [`LaunchSpec::remote`] instead opens the session on a remote WebDriver endpoint
+//!   (a Selenium Grid hub): then the [`Browser`] is the session alone —
+//!   [`BrowserInfo::local`] (pids, ports, profile) is `None`, nothing is recorded or
+//!   reaped here, and [`BrowserInfo::node`] names the Grid node when the Grid says.
 //! - [`Registry`] records every live browser of this process on disk so that the next
 //!   process can reap what a killed one left ([`Registry::reap`]).
 //! - [`become_subreaper`], [`reap_adopted`] and [`finish_descendants`] let the runner
@@ -27,7 +31,8 @@
 //! let spec = launcher::LaunchSpec::new(binaries, profile.path());
 //! let browser = launcher::Browser::launch(&spec).await?;
 //! browser.driver().goto("about:blank").await.unwrap();
-//! println!("chrome pid {} on DevTools port {}", browser.info().pid, browser.info().devtools_port);
+//! let local = browser.info().local.as_ref().expect("a local browser");
+//! println!("chrome pid {} on DevTools port {}", local.pid, local.devtools_port);
 //! browser.close().await;
 //! # Ok(()) }
 //! ```
@@ -39,15 +44,17 @@ mod error;
 mod failure;
 mod proc;
 mod registry;
+mod remote;
 mod subreaper;
 
 pub use binaries::{Binaries, Versions};
-pub use browser::{Browser, BrowserInfo, LaunchSpec};
+pub use browser::{Browser, BrowserInfo, LaunchSpec, LocalInfo, LocalSpec, Source};
 pub use error::LaunchError;
 pub use failure::{FailureKind, classify, confirm_loss, summary};
 pub use fsutil::{open_runtime_dir, runtime_dir};
 pub use proc::{process_alive, tree_pss_bytes, trees_pss_bytes};
 pub use registry::{ReapReport, Registry};
+pub use remote::{EndpointStatus, GridNode, endpoint_status};
 pub use subreaper::{Finished, become_subreaper, finish_descendants, reap_adopted};
 
 /// Re-exported so users of [`Browser::driver`] need no direct thirtyfour dependency.

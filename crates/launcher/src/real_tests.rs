@@ -25,12 +25,13 @@ async fn chromium_launch_verifies_ports_and_close_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let registry = std::sync::Arc::new(Registry::open(dir.path().join("rt")).unwrap());
     let mut s = spec(&dir.path().join("profile"));
-    s.registry = Some(registry.clone());
+    s.local_mut().unwrap().registry = Some(registry.clone());
     let b = Browser::launch(&s).await.unwrap();
-    let info = b.info().clone();
+    let info = b.info().local.clone().expect("a local browser");
     assert!(process_alive(info.pid) && process_alive(info.driver_pid));
     assert_ne!(info.devtools_port, 0);
-    assert!(info.cdp_url.starts_with(&format!(
+    let cdp_url = b.info().cdp_url.clone().unwrap();
+    assert!(cdp_url.starts_with(&format!(
         "ws://127.0.0.1:{}/devtools/browser/",
         info.devtools_port
     )));
@@ -66,7 +67,7 @@ async fn chromium_launch_verifies_ports_and_close_leaves_nothing() {
 async fn chromium_killed_browser_is_seen_by_health_and_drop_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let b = Browser::launch(&spec(dir.path())).await.unwrap();
-    let info = b.info().clone();
+    let info = b.info().local.clone().expect("a local browser");
     // A live browser that answers is not lost, whatever the error suggested.
     assert_eq!(crate::confirm_loss(&b, FailureKind::Timeout).await, None);
     assert_eq!(
@@ -98,9 +99,9 @@ async fn chromium_ports_from_a_range_are_used_and_verified() {
     let dir = tempfile::tempdir().unwrap();
     let alloc = ports::PortAllocator::new(dir.path().join("locks"), Some(43100..=43199)).unwrap();
     let mut s = spec(&dir.path().join("profile"));
-    s.ports = Some(alloc);
+    s.local_mut().unwrap().ports = Some(alloc);
     let b = Browser::launch(&s).await.unwrap();
-    let info = b.info().clone();
+    let info = b.info().local.clone().expect("a local browser");
     assert!(
         (43100..=43199).contains(&info.devtools_port),
         "{}",

@@ -220,7 +220,7 @@ impl AccountRun {
                 break;
             }
         }
-        if !step.after.is_empty()
+        let after_failed = if !step.after.is_empty()
             && self.pool.browser().is_some()
             && let Err(f) = self.actions(step, 0, &step.after).await
         {
@@ -232,7 +232,65 @@ impl AccountRun {
                 kind: f.kind.as_str().into(),
                 error: f.message.clone(),
             });
+            true
+        } else {
+            false
+        };
+        // The step is over: its logged-in state travels on to the next browser.
+        if !after_failed {
+            self.save_storage(step.id).await;
         }
+    }
+
+    /// Where this account's storage state lives, when the run carries one.
+    fn storage_path(&self) -> Option<std::path::PathBuf> {
+        self.ctx.plan.storage_state.then(|| {
+            super::storage::path_for(
+                &self.ctx.plan.project.settings.profiles.root,
+                self.account.id,
+            )
+        })
+    }
+
+    async fn save_storage(&self, step: u32) {
+        let (Some(path), Some(browser)) = (self.storage_path(), self.pool.browser()) else {
+            return;
+        };
+        let account = self.account.id;
+        let event = match super::storage::save(browser.driver(), &path).await {
+            Ok(c) => Event::StorageSaved {
+                account,
+                step,
+                cookies: c.cookies,
+                origins: c.origins,
+            },
+            Err(error) => Event::StorageSaveFailed {
+                account,
+                step,
+                error,
+            },
+        };
+        self.ctx.journal.emit(event);
+    }
+
+    /// A fresh browser gets the account's saved state before anything runs in it. A
+    /// state that cannot be restored is journaled, not fatal: `before` still runs and
+    /// can log in again.
+    async fn restore_storage(&self) {
+        let (Some(path), Some(browser)) = (self.storage_path(), self.pool.browser()) else {
+            return;
+        };
+        let account = self.account.id;
+        let event = match super::storage::restore(browser.driver(), &path).await {
+            Ok(Some(c)) => Event::StorageRestored {
+                account,
+                cookies: c.cookies,
+                origins: c.origins,
+            },
+            Ok(None) => return,
+            Err(error) => Event::StorageRestoreFailed { account, error },
+        };
+        self.ctx.journal.emit(event);
     }
 
     fn fail_iteration(
@@ -280,6 +338,7 @@ impl AccountRun {
         };
         if fresh {
             *before_done = false;
+            self.restore_storage().await;
         }
         if !*before_done {
             self.actions(step, 0, &step.before)

@@ -423,14 +423,22 @@ async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Resu
     cmd.current_dir(env.exec_dir)
         .env("BATCH_WEBDRIVER_URL", &env.info.webdriver_url)
         .env("BATCH_SESSION_ID", &env.info.session_id)
-        .env(
-            "BATCH_DEBUGGER_ADDRESS",
-            format!("127.0.0.1:{}", env.info.devtools_port),
-        )
-        .env("BATCH_CDP_URL", &env.info.cdp_url)
         .env("BATCH_ACCOUNT_ID", vars.account.id.to_string())
         .env("BATCH_ITERATION", vars.iteration.to_string())
         .env("BATCH_STEP_ID", vars.step.to_string());
+    // A remote browser's DevTools port is on its node, out of reach: no address at all
+    // (not even an inherited one) rather than a wrong one.
+    match &env.info.local {
+        Some(l) => cmd.env(
+            "BATCH_DEBUGGER_ADDRESS",
+            format!("127.0.0.1:{}", l.devtools_port),
+        ),
+        None => cmd.env_remove("BATCH_DEBUGGER_ADDRESS"),
+    };
+    match &env.info.cdp_url {
+        Some(url) => cmd.env("BATCH_CDP_URL", url),
+        None => cmd.env_remove("BATCH_CDP_URL"),
+    };
     for (k, v) in &vars.account.fields {
         let name: String = k
             .chars()

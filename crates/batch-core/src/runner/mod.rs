@@ -19,6 +19,9 @@ pub(crate) mod pacer;
 mod pool;
 mod rundir;
 pub(crate) mod scheduler;
+mod storage;
+
+pub use storage::path_for as storage_state_path;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +62,16 @@ pub enum RunError {
         /// The lock error.
         source: profiles::ProfileError,
     },
+    /// An account's storage state is in use by another process (exit 2).
+    #[error(
+        "account {account}: its storage state ({path}) is in use by another batch-cli process (expected each account in one run at a time)"
+    )]
+    StateInUse {
+        /// The account.
+        account: u64,
+        /// The state's directory.
+        path: PathBuf,
+    },
     /// The profiles root cannot be used (exit 3).
     #[error("profiles: {0}")]
     Profiles(profiles::ProfileError),
@@ -96,9 +109,10 @@ impl RunError {
     /// The exit code this error means.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Config(_) | RunError::ProfileInUse { .. } | RunError::RunInUse { .. } => {
-                exit::USAGE
-            }
+            RunError::Config(_)
+            | RunError::ProfileInUse { .. }
+            | RunError::RunInUse { .. }
+            | RunError::StateInUse { .. } => exit::USAGE,
             RunError::Environment(_)
             | RunError::Profiles(_)
             | RunError::Io { .. }
@@ -116,7 +130,8 @@ pub(crate) struct Ctx {
     /// driver's and Chrome's environment.
     pub(crate) secret_env: Vec<String>,
     pub(crate) memory: Memory,
-    pub(crate) binaries: Binaries,
+    /// `None` for a remote run: nothing is started here.
+    pub(crate) binaries: Option<Binaries>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) ports: Option<ports::PortAllocator>,
     pub(crate) run_dir: PathBuf,
@@ -138,10 +153,14 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<RunOutcome, RunError> {
     let settings = &plan.project.settings;
-    let binaries = Binaries::locate(
-        settings.browser.chromium.as_deref(),
-        settings.browser.chromedriver.as_deref(),
-    )?;
+    // A remote run starts no browser here: neither binary is needed.
+    let binaries = match &plan.webdriver_url {
+        Some(_) => None,
+        None => Some(Binaries::locate(
+            settings.browser.chromium.as_deref(),
+            settings.browser.chromedriver.as_deref(),
+        )?),
+    };
 
     // Reap what a killed runner left before taking anything ourselves.
     let runtime = launcher::runtime_dir();
@@ -168,7 +187,8 @@ pub async fn run(
         })
         .collect();
     let mut held = Vec::new();
-    if !settings.profiles.ephemeral {
+    // A remote browser has no profile directory of ours: nothing to lock.
+    if !settings.profiles.ephemeral && plan.webdriver_url.is_none() {
         let store =
             profiles::ProfileStore::open(&settings.profiles.root).map_err(RunError::Profiles)?;
         for a in &accounts {
@@ -186,6 +206,30 @@ pub async fn run(
         }
     } else {
         held.resize_with(accounts.len(), || None);
+    }
+
+    // Portable sessions: each account's state is this run's alone (see `storage`).
+    let mut _state_locks = Vec::new();
+    if plan.storage_state {
+        for a in &accounts {
+            let root = &settings.profiles.root;
+            match storage::lock(root, a.id) {
+                Ok(Some(f)) => _state_locks.push(f),
+                Ok(None) => {
+                    let path = storage::path_for(root, a.id);
+                    return Err(RunError::StateInUse {
+                        account: a.id,
+                        path: path.parent().unwrap_or(&path).to_path_buf(),
+                    });
+                }
+                Err(source) => {
+                    return Err(RunError::Io {
+                        path: storage::path_for(root, a.id),
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     let ports = match settings.ports.range {
@@ -232,10 +276,18 @@ pub async fn run(
     memory.set_control_file(run_dir.join("min_available_memory"));
     let sampler = memory.spawn_sampler(journal.clone(), settings.resources.sample_interval);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let grid_slots = match &plan.webdriver_url {
+        Some(url) if plan.concurrent && plan.max_concurrent.is_none() => {
+            grid_capacity(url, &journal).await
+        }
+        _ => None,
+    };
     let policy = Policy {
-        // Sequential mode is the same scheduler with room for one account.
+        // Sequential mode is the same scheduler with room for one account. On a Grid
+        // the slots are the resource: without a cap of the user's, accounts beyond
+        // them wait here (journaled) rather than time out in the Grid's queue.
         cap: if plan.concurrent {
-            plan.max_concurrent
+            plan.max_concurrent.or(grid_slots)
         } else {
             Some(1)
         },
@@ -347,6 +399,18 @@ fn secret_env(secrets: &Secrets) -> Vec<String> {
         .filter(|(_, v)| !v.is_empty() && secrets.redact(v).trim() == "***")
         .map(|(k, _)| k)
         .collect()
+}
+
+/// A Grid's slot count (its nodes' slots, summed), journaled as `grid_capacity`;
+/// `None` when the endpoint is no Grid or does not say.
+async fn grid_capacity(url: &str, journal: &Journal) -> Option<usize> {
+    let status = launcher::endpoint_status(url).await.ok()?;
+    let slots: usize = status.nodes.iter().map(|n| n.slots).sum();
+    journal.emit(Event::GridCapacity {
+        nodes: status.nodes.len(),
+        slots,
+    });
+    (slots > 0).then_some(slots)
 }
 
 /// The machine, as the scheduler reads it.

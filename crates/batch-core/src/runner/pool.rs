@@ -177,7 +177,7 @@ impl Pool {
             self.ctx.memory.untrack(key);
             self.ctx.journal.emit(Event::BrowserRetired {
                 account: self.account.id,
-                pid: session.browser.info().pid,
+                pid: session.browser.info().pid(),
                 reason: reason.into(),
                 iterations: u64::from(served),
                 pss_bytes: pss,
@@ -222,7 +222,8 @@ impl Pool {
         let observed = session.browser.health();
         self.ctx.journal.emit(Event::BrowserCrashed {
             account: self.account.id,
-            pid: info.pid,
+            pid: info.pid(),
+            node: info.node.clone(),
             kind: observed.unwrap_or(failure.kind).as_str().into(),
             error: failure.message.clone(),
         });
@@ -242,9 +243,13 @@ impl Pool {
         }
         if let Some(s) = self.current.take() {
             self.ctx.memory.untrack((self.account.id, s.serial));
-            if interrupted {
+            if interrupted && s.browser.is_local() {
                 // Ctrl-C: no time for a graceful quit, but nothing may outlive us.
                 drop(s);
+            } else if interrupted {
+                // A remote session: a brief DELETE, or its Grid slot stays taken
+                // until the Grid's own session timeout.
+                s.browser.kill().await;
             } else {
                 s.browser.close().await;
             }
@@ -298,7 +303,7 @@ async fn launch(
     (result, seat)
 }
 
-/// Start the browser and journal the outcome.
+/// Start the browser — locally, or on the remote endpoint — and journal the outcome.
 async fn create(
     ctx: &Ctx,
     account: &Account,
@@ -308,19 +313,29 @@ async fn create(
 ) -> Result<Session, Failure> {
     let id = account.id;
     let settings = &ctx.plan.project.settings;
-    let ephemeral = match &profile_dir {
-        Some(_) => None,
-        None => Some(
-            profiles::ephemeral(&ctx.ephemeral_parent)
-                .map_err(|e| Failure::new(FailureKind::Launch, e.to_string()))?,
-        ),
+    let mut ephemeral = None;
+    let mut spec = match (&ctx.plan.webdriver_url, &ctx.binaries) {
+        (Some(url), _) => LaunchSpec::remote(url),
+        (None, Some(binaries)) => {
+            let dir = match profile_dir {
+                Some(d) => d,
+                None => {
+                    let p = profiles::ephemeral(&ctx.ephemeral_parent)
+                        .map_err(|e| Failure::new(FailureKind::Launch, e.to_string()))?;
+                    let d = p.path().to_path_buf();
+                    ephemeral = Some(p);
+                    d
+                }
+            };
+            let mut spec = LaunchSpec::new(binaries.clone(), &dir);
+            let local = spec.local_mut().expect("a local spec");
+            local.ports = ctx.ports.clone();
+            local.registry = Some(Arc::clone(&ctx.registry));
+            local.env_remove = ctx.secret_env.clone();
+            spec
+        }
+        (None, None) => unreachable!("a local run has located its binaries"),
     };
-    let dir = match (&profile_dir, &ephemeral) {
-        (Some(d), _) => d.clone(),
-        (None, Some(p)) => p.path().to_path_buf(),
-        (None, None) => unreachable!("one of them"),
-    };
-    let mut spec = LaunchSpec::new(ctx.binaries.clone(), &dir);
     spec.headless = !ctx.plan.headed;
     spec.args = settings.browser.args.clone();
     spec.window_size = settings.browser.window_size;
@@ -350,27 +365,30 @@ async fn create(
             None
         }
     };
-    spec.ports = ctx.ports.clone();
     spec.request_timeout = settings.timeouts.webdriver;
     spec.launch_timeout = settings.timeouts.launch;
-    spec.registry = Some(Arc::clone(&ctx.registry));
-    spec.env_remove = ctx.secret_env.clone();
     match Browser::launch(&spec).await {
         Ok(browser) => {
             let info = browser.info();
+            let local = info.local.as_ref();
+            // What cannot apply to a remote browser is null, never made up.
             ctx.journal.emit(Event::BrowserCreated {
                 account: id,
-                pid: info.pid,
-                port: Some(info.devtools_port),
-                driver_port: info.driver_port,
-                driver_pid: info.driver_pid,
+                pid: local.map(|l| l.pid),
+                port: local.map(|l| l.devtools_port),
+                driver_port: local.map(|l| l.driver_port),
+                driver_pid: local.map(|l| l.driver_pid),
                 session_id: info.session_id.clone(),
-                profile: info.profile.display().to_string(),
+                profile: local.map(|l| l.profile.display().to_string()),
+                node: info.node.clone(),
                 launch: serial,
                 launch_ms: info.launch_time.as_millis() as u64,
                 admission_wait_ms: waited.as_millis() as u64,
             });
-            ctx.memory.track((id, serial), info.driver_pid);
+            // PSS is measured on this host's process trees: a remote browser has none.
+            if let Some(l) = local {
+                ctx.memory.track((id, serial), l.driver_pid);
+            }
             Ok(Session {
                 browser,
                 forwarder,
