@@ -263,7 +263,10 @@ mod tests {
         }
         let grown = cache.trees_pss_bytes(&[me])[0].unwrap();
         assert_eq!(cache.smaps_reads(), 2);
-        assert!(grown > first + (rss as u64) / 2, "{grown} vs {first} + {rss}");
+        assert!(
+            grown > first + (rss as u64) / 2,
+            "{grown} vs {first} + {rss}"
+        );
         // Stable again: at most PSS_MAX_AGE samples before the next read.
         for _ in 0..PSS_MAX_AGE {
             cache.trees_pss_bytes(&[me]);
