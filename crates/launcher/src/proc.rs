@@ -130,17 +130,12 @@ impl PssCache {
 
     fn pss(&mut self, pid: u32, start_time: u64) -> Option<PssEntry> {
         let rss = rss_of(pid)?;
-        if let Some(old) = self.entries.get(&pid).copied()
-            && old.start_time == start_time
-            && old.age + 1 < PSS_MAX_AGE
-            && rss.abs_diff(old.rss) <= old.rss / 16
+        if let Some(carried) = self
+            .entries
+            .get(&pid)
+            .and_then(|old| carry_forward(*old, start_time, rss))
         {
-            return Some(PssEntry {
-                rss,
-                pss: (old.pss + rss).saturating_sub(old.rss),
-                age: old.age + 1,
-                ..old
-            });
+            return Some(carried);
         }
         self.reads += 1;
         Some(PssEntry {
@@ -150,6 +145,21 @@ impl PssCache {
             age: 0,
         })
     }
+}
+
+/// The last reading carried to a new resident size `rss`, or `None` when the process
+/// must be read again: another process under the same pid, a reading
+/// [`PSS_MAX_AGE`] samples old, or RSS moved by more than 1/16.
+fn carry_forward(old: PssEntry, start_time: u64, rss: u64) -> Option<PssEntry> {
+    (old.start_time == start_time
+        && old.age + 1 < PSS_MAX_AGE
+        && rss.abs_diff(old.rss) <= old.rss / 16)
+        .then(|| PssEntry {
+            rss,
+            pss: (old.pss + rss).saturating_sub(old.rss),
+            age: old.age + 1,
+            ..old
+        })
 }
 
 /// Resident set size from `/proc/PID/statm` (a counter read, unlike `smaps_rollup`).
@@ -246,16 +256,43 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_rereads_smaps_only_when_rss_moves_or_the_reading_is_old() {
+    fn a_reading_is_carried_forward_only_while_rss_holds_and_it_is_young() {
+        let old = PssEntry {
+            start_time: 7,
+            rss: 1600,
+            pss: 1000,
+            age: 0,
+        };
+        let carried = |start, rss| carry_forward(old, start, rss).map(|e| (e.pss, e.age));
+        // Unchanged, or within 1/16 (100 of 1600) either way: PSS shifted by the change.
+        assert_eq!(carried(7, 1600), Some((1000, 1)));
+        assert_eq!(carried(7, 1700), Some((1100, 1)));
+        assert_eq!(carried(7, 1500), Some((900, 1)));
+        // Moved by more than 1/16, or another process under the pid: read again.
+        assert_eq!(carried(7, 1701), None);
+        assert_eq!(carried(7, 1499), None);
+        assert_eq!(carried(8, 1600), None);
+        // Old enough: read again even though nothing moved.
+        let mut e = old;
+        let mut carried_times = 0;
+        while let Some(next) = carry_forward(e, 7, 1600) {
+            e = next;
+            carried_times += 1;
+        }
+        assert_eq!(carried_times, PSS_MAX_AGE - 1);
+        // PSS never goes below zero when RSS falls.
+        let tiny = PssEntry { pss: 10, ..old };
+        assert_eq!(carry_forward(tiny, 7, 1500).map(|e| e.pss), Some(0));
+    }
+
+    #[test]
+    fn the_cache_reads_a_new_process_and_a_grown_one_and_drops_the_gone() {
         let me = std::process::id();
         let mut cache = PssCache::default();
         let first = cache.trees_pss_bytes(&[me])[0].unwrap();
         assert!(first > 0);
         assert_eq!(cache.smaps_reads(), 1);
-        // Resident size unchanged: carried forward, no new read.
-        cache.trees_pss_bytes(&[me]);
-        assert_eq!(cache.smaps_reads(), 1);
-        // Grow well past 1/16 of the resident size: read again, and the figure grew.
+        // Grow to well past 1/16 more resident memory: read again, and the figure grew.
         let rss = rss_of(me).unwrap() as usize;
         let mut big = vec![0u8; rss];
         for i in (0..big.len()).step_by(4096) {
@@ -267,13 +304,8 @@ mod tests {
             grown > first + (rss as u64) / 2,
             "{grown} vs {first} + {rss}"
         );
-        // Stable again: at most PSS_MAX_AGE samples before the next read.
-        for _ in 0..PSS_MAX_AGE {
-            cache.trees_pss_bytes(&[me]);
-        }
-        assert_eq!(cache.smaps_reads(), 3);
         std::hint::black_box(&big);
-        // A pid that is gone is dropped and reads as None.
+        // A pid that is gone reads as None, and its entries are dropped.
         assert_eq!(cache.trees_pss_bytes(&[u32::MAX]), vec![None]);
         assert!(cache.entries.is_empty());
     }
