@@ -12,7 +12,10 @@
 //!   `DevToolsActivePort` (the same switches batch-cli gives Chromium, no WebDriver).
 //!
 //! Per configuration: all browsers ready (run start → last `browser_created`), total
-//! wall time, the runner's own peak RSS (`VmHWM`, from `run_finished`), the browsers'
+//! wall time, the CPU-seconds of batch-cli's whole process tree (its drivers, browsers
+//! and their helpers: batch-cli reaps them all, so the kernel's waited-for-children
+//! times cover them — measured equal to a cpuacct cgroup around the run within 0.2 %),
+//! the runner's own peak RSS (`VmHWM`, from `run_finished`), the browsers'
 //! peak PSS (sampled every second: a lower bound), failed iterations, and whether the
 //! demo app counted exactly N × Q adds. `--rounds R` repeats everything, interleaved,
 //! and reports medians.
@@ -43,6 +46,7 @@ const CONFIGS: &[(&str, &[&str])] = &[
 struct Figures {
     ready: f64,
     total: f64,
+    cpu: f64,
     rss_mib: f64,
     pss_mib: f64,
     failed: u64,
@@ -85,15 +89,20 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
             for (c, (name, flags)) in CONFIGS.iter().enumerate() {
                 let before = scratch.adds();
                 let t = Instant::now();
+                let cpu0 = children_cpu_seconds();
                 let out = scratch.run_with(n, q, flags)?;
                 let total = t.elapsed().as_secs_f64();
+                let cpu = children_cpu_seconds() - cpu0;
                 if out.code.is_none() {
                     bail!("{name}: batch-cli was killed: {}", out.stderr);
                 }
-                let f = figures(&out, total, scratch.adds() - before == u64::from(n * q));
+                let f = Figures {
+                    cpu,
+                    ..figures(&out, total, scratch.adds() - before == u64::from(n * q))
+                };
                 eprintln!(
-                    "round {round}, {n}×{q}, {name}: ready {:.1} s, total {:.1} s, exit {:?}",
-                    f.ready, f.total, out.code
+                    "round {round}, {n}×{q}, {name}: ready {:.1} s, total {:.1} s, CPU {:.1} s, exit {:?}",
+                    f.ready, f.total, f.cpu, out.code
                 );
                 results[w][c].push(f);
             }
@@ -101,6 +110,7 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
             eprintln!("round {round}, {n}×{q}, floor: {ready:.2} s");
             results[w][CONFIGS.len()].push(Figures {
                 ready,
+                cpu: f64::NAN,
                 exact: true,
                 ..Figures::default()
             });
@@ -134,6 +144,7 @@ fn figures(out: &Outcome, total: f64, exact: bool) -> Figures {
             _ => f64::NAN,
         },
         total,
+        cpu: f64::NAN,
         rss_mib: finished
             .and_then(|e| e["runner_peak_rss_bytes"].as_u64())
             .map_or(f64::NAN, |b| b as f64 / 1048576.0),
@@ -150,6 +161,25 @@ fn figures(out: &Outcome, total: f64, exact: bool) -> Figures {
     }
 }
 
+/// CPU-seconds (user + system) of this process's children that have been waited for,
+/// with their own waited-for descendants: `cutime + cstime` of `/proc/self/stat`.
+fn children_cpu_seconds() -> f64 {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.get(s.rfind(')')? + 2..)?.to_string();
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .skip(13)
+                .take(2)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (f.len() == 2).then(|| f[0] + f[1])
+        });
+    // /proc reports in USER_HZ, which Linux fixes at 100 for user space.
+    ticks.map_or(f64::NAN, |t| t as f64 / 100.0)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
@@ -163,16 +193,19 @@ fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
     let med = |c: usize, f: fn(&Figures) -> f64| median(rows[c].iter().map(f).collect());
     let floor = med(CONFIGS.len(), |f| f.ready);
     let phase1_total = med(1, |f| f.total);
+    let phase1_cpu = med(1, |f| f.cpu);
     println!(
         "\n{n} accounts × {q} iterations (medians of {rounds} round(s), all in this one run):"
     );
     println!(
-        "{:<11} {:>9} {:>9} {:>12} {:>13} {:>10} {:>12} {:>7} {:>6}",
+        "{:<11} {:>9} {:>9} {:>12} {:>13} {:>7} {:>11} {:>10} {:>12} {:>7} {:>6}",
         "config",
         "ready s",
         "total s",
         "ready/floor",
         "total/phase1",
+        "CPU s",
+        "CPU/phase1",
         "RSS MiB",
         "peak PSS MiB",
         "failed",
@@ -182,10 +215,12 @@ fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
         let failed: u64 = rows[c].iter().map(|f| f.failed).sum();
         let exact = rows[c].iter().all(|f| f.exact);
         let (ready, total) = (med(c, |f| f.ready), med(c, |f| f.total));
+        let cpu = med(c, |f| f.cpu);
         println!(
-            "{name:<11} {ready:>9.2} {total:>9.2} {:>11.2}× {:>12.2}× {:>10.1} {:>12.0} {failed:>7} {:>6}",
+            "{name:<11} {ready:>9.2} {total:>9.2} {:>11.2}× {:>12.2}× {cpu:>7.1} {:>10.2}× {:>10.1} {:>12.0} {failed:>7} {:>6}",
             ready / floor,
             total / phase1_total,
+            cpu / phase1_cpu,
             med(c, |f| f.rss_mib),
             med(c, |f| f.pss_mib),
             if exact { "yes" } else { "NO" },

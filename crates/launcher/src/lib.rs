@@ -52,7 +52,7 @@ pub use browser::{Browser, BrowserInfo, LaunchSpec, LocalInfo, LocalSpec, Source
 pub use error::LaunchError;
 pub use failure::{FailureKind, classify, confirm_loss, summary};
 pub use fsutil::{open_runtime_dir, runtime_dir};
-pub use proc::{process_alive, tree_pss_bytes, trees_pss_bytes};
+pub use proc::{PssCache, process_alive, tree_pss_bytes, trees_pss_bytes};
 pub use registry::{ReapReport, Registry};
 pub use remote::{EndpointStatus, GridNode, endpoint_status};
 pub use subreaper::{Finished, become_subreaper, finish_descendants, reap_adopted};

@@ -4,9 +4,10 @@
 //! Figures come from available memory ([`available_memory`], cgroup-aware) and each
 //! browser's process-tree PSS (`/proc/PID/smaps_rollup`): RSS sums count shared pages
 //! once per process and overcount a browser about 5×. A sample reads the process table
-//! once for all browsers and costs tens of milliseconds (hundreds under load), so the
-//! sampler runs every few seconds on a blocking thread, and admission reads only the
-//! cheap figures kept here.
+//! once for all browsers and re-reads a process's `smaps_rollup` only when its resident
+//! size moved or its reading is a few samples old ([`launcher::PssCache`]); even so a
+//! sample costs milliseconds (more under load), so the sampler runs every few seconds
+//! on a blocking thread, and admission reads only the cheap figures kept here.
 //!
 //! What this does not do: decide anything. The scheduler (`runner::scheduler`) admits
 //! a creation only while available memory stays above the reserve plus
@@ -51,6 +52,10 @@ impl Sampler {
 #[derive(Debug, Clone)]
 pub struct Memory {
     inner: Arc<Mutex<Inner>>,
+    /// Last PSS readings per process, so a sample re-reads `smaps_rollup` only where
+    /// the resident size moved (see [`launcher::PssCache`]: a full read of every
+    /// browser process each second cost ~7 % of the benchmark's CPU-seconds).
+    pss: Arc<Mutex<launcher::PssCache>>,
 }
 
 #[derive(Debug)]
@@ -77,6 +82,7 @@ impl Memory {
                 cost: None,
                 report: MemoryReport::default(),
             })),
+            pss: Arc::default(),
         }
     }
 
@@ -158,9 +164,14 @@ impl Memory {
         let available = available_memory();
         // Reading /proc is the slow part: once for all browsers, without the lock.
         let pids: Vec<u32> = roots.iter().map(|(_, p)| *p).collect();
+        let pss = self
+            .pss
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .trees_pss_bytes(&pids);
         let per: Vec<(BrowserKey, u64)> = roots
             .iter()
-            .zip(launcher::trees_pss_bytes(&pids))
+            .zip(pss)
             .filter_map(|((k, _), b)| Some((*k, b?)))
             .collect();
         let total: u64 = per.iter().map(|(_, b)| b).sum();

@@ -121,11 +121,25 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, Failure>>,
 {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let mut last = String::new();
+    let mut probes = 0u32;
     loop {
+        probes += 1;
         match probe().await {
-            Ok(Some(v)) => return Ok(v),
+            Ok(Some(v)) => {
+                // Each probe is one or two WebDriver round trips (~5–15 ms of CPU in
+                // the browser and the driver): how many a wait took shows what polling
+                // costs (`BATCH_LOG=batch_core=debug`). Not `what`: it holds the
+                // rendered selector, which only failure messages show, redacted.
+                tracing::debug!(
+                    probes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "wait done"
+                );
+                return Ok(v);
+            }
             Ok(None) => {}
             Err(f) if f.kind == FailureKind::ActionFailed => last = f.message,
             Err(f) => return Err(f),
