@@ -99,6 +99,8 @@ async fn run_command(
         Ok(outcome) => {
             if !json {
                 outln!("report: {}", outcome.run_dir.join("report.json").display());
+                // The page a person opens (self-contained, from disk).
+                outln!("html:   {}", outcome.run_dir.join("report.html").display());
             }
             outcome.exit_code
         }
