@@ -318,7 +318,25 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
     use crate::config::{FieldValue, Template};
+
+    /// Every key of the workflow file and of a step is a row of docs/workflows.md's
+    /// key tables, read from the serde definitions themselves.
+    #[test]
+    fn docs_list_every_workflow_key() {
+        use super::super::introspect::fields_of;
+        let path = format!("{}/../../docs/workflows.md", env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let keys = [fields_of::<RawWorkflow>(), fields_of::<RawStep>()].concat();
+        assert!(keys.contains(&"after"), "{keys:?}");
+        for key in keys {
+            assert!(
+                docs.contains(&format!("\n| `{key}` |")),
+                "docs/workflows.md has no row for the workflow key `{key}`"
+            );
+        }
+    }
 
     fn t(s: &str) -> Template {
         Template::parse(s).unwrap()
