@@ -29,7 +29,6 @@ Examples:
 #[command(
     name = "batch-cli",
     version,
-    about,
     propagate_version = true,
     after_help = EXAMPLES
 )]
