@@ -160,7 +160,9 @@ pub(crate) struct RunArgs {
     /// Show the browser windows.
     #[arg(long)]
     pub(crate) headed: bool,
-    /// Delay before each browser creation, inside the creation lock (`2.5s`, `0`).
+    /// Browser creation pacing: `auto` adapts to the machine; a duration (`2.5s`, `0`)
+    /// is a fixed delay before each creation, inside the creation lock [default:
+    /// [launch] interval, auto].
     #[arg(long, value_name = "DUR|auto")]
     pub(crate) launch_interval: Option<String>,
     /// Let browser creations overlap.
@@ -169,10 +171,11 @@ pub(crate) struct RunArgs {
     /// Optional cap on accounts running at once (off by default).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_concurrent: Option<u32>,
-    /// Attempts per failed iteration beyond the first.
+    /// Attempts per failed iteration beyond the first [default: [retry] retries, 2].
     #[arg(long)]
     pub(crate) retries: Option<u32>,
-    /// Stop creating browsers while available memory is below this (`1GiB`, `512MiB`).
+    /// The memory reserve: a new browser waits unless this much memory stays available
+    /// after it (`1GiB`, `512MiB`) [default: [resources] min_available_memory, 1GiB].
     #[arg(long, value_name = "SIZE")]
     pub(crate) min_available_memory: Option<String>,
     /// Use a remote WebDriver / Selenium Grid instead of a local ChromeDriver.
