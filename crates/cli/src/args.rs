@@ -29,7 +29,6 @@ Examples:
 #[command(
     name = "batch-cli",
     version,
-    about,
     propagate_version = true,
     after_help = EXAMPLES
 )]
@@ -161,7 +160,9 @@ pub(crate) struct RunArgs {
     /// Show the browser windows.
     #[arg(long)]
     pub(crate) headed: bool,
-    /// Delay before each browser creation, inside the creation lock (`2.5s`, `0`).
+    /// Browser creation pacing: `auto` adapts to the machine; a duration (`2.5s`, `0`)
+    /// is a fixed delay before each creation, inside the creation lock [default:
+    /// [launch] interval, auto].
     #[arg(long, value_name = "DUR|auto")]
     pub(crate) launch_interval: Option<String>,
     /// Let browser creations overlap.
@@ -170,10 +171,11 @@ pub(crate) struct RunArgs {
     /// Optional cap on accounts running at once (off by default).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_concurrent: Option<u32>,
-    /// Attempts per failed iteration beyond the first.
+    /// Attempts per failed iteration beyond the first [default: [retry] retries, 2].
     #[arg(long)]
     pub(crate) retries: Option<u32>,
-    /// Stop creating browsers while available memory is below this (`1GiB`, `512MiB`).
+    /// The memory reserve: a new browser waits unless this much memory stays available
+    /// after it (`1GiB`, `512MiB`) [default: [resources] min_available_memory, 1GiB].
     #[arg(long, value_name = "SIZE")]
     pub(crate) min_available_memory: Option<String>,
     /// Use a remote WebDriver / Selenium Grid instead of a local ChromeDriver.
@@ -197,4 +199,104 @@ pub(crate) struct RunArgs {
     /// One JSON event per line on stdout instead of the human view.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The user docs that describe the command line, concatenated.
+    fn docs() -> String {
+        ["configuration.md", "reports.md", "distributed.md"]
+            .iter()
+            .map(|name| {
+                let path = format!("{}/../../docs/{name}", env!("CARGO_MANIFEST_DIR"));
+                std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+            })
+            .collect()
+    }
+
+    /// `--name` in `text`, not as the start of a longer option (`--max` in `--max-concurrent`).
+    fn mentions(text: &str, option: &str) -> bool {
+        text.match_indices(option).any(|(i, _)| {
+            let next = text[i + option.len()..].chars().next();
+            !matches!(next, Some(c) if c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+    }
+
+    /// Every subcommand and every option `--help` shows is documented (clap's own
+    /// `--help`/`--version` aside), so the docs cannot fall behind the command line.
+    #[test]
+    fn docs_cover_every_command_and_option() {
+        let docs = docs();
+        let mut missing = Vec::new();
+        let mut seen = 0;
+        let mut stack = vec![(String::from("batch-cli"), Cli::command())];
+        while let Some((path, cmd)) = stack.pop() {
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    seen += 1;
+                    if !mentions(&docs, &format!("--{long}")) {
+                        missing.push(format!("{path} --{long}"));
+                    }
+                }
+                if let Some(short) = arg.get_short() {
+                    seen += 1;
+                    if !mentions(&docs, &format!("`-{short}`")) {
+                        missing.push(format!("{path} -{short}"));
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let name = sub.get_name();
+                seen += 1;
+                // The synopsis has a line per command: `batch-cli NAME …`, and nested
+                // commands on their parent's line (`batch-cli profiles list | clean …`).
+                let line_start = if path == "batch-cli" {
+                    format!("batch-cli {name} ")
+                } else {
+                    format!("{path} ")
+                };
+                let documented = docs
+                    .lines()
+                    .filter(|l| l.starts_with(&line_start))
+                    .any(|l| l.split([' ', '|']).any(|word| word == name));
+                if !documented {
+                    missing.push(format!("{path} {name}"));
+                }
+                stack.push((format!("{path} {name}"), sub.clone()));
+            }
+        }
+        assert!(seen > 30, "only {seen} commands and options found");
+        assert!(missing.is_empty(), "not in docs/*.md: {missing:?}");
+    }
+
+    /// The reverse: every option in configuration.md's run options table exists.
+    #[test]
+    fn documented_run_options_exist() {
+        let path = format!("{}/../../docs/configuration.md", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cmd = Cli::command();
+        let single = cmd.find_subcommand("single").unwrap();
+        let longs: Vec<&str> = single
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .collect();
+        let table = &text[text.find("### Run options").expect("### Run options")..];
+        let table = &table[..table[1..].find("\n#").map_or(table.len(), |i| i + 1)];
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `--")).collect();
+        assert!(rows.len() > 10, "{rows:?}");
+        for row in rows {
+            let option = row["| `--".len()..]
+                .split([' ', '`'])
+                .next()
+                .unwrap_or_default();
+            assert!(
+                longs.contains(&option),
+                "documented --{option} is not an option of single"
+            );
+        }
+    }
 }

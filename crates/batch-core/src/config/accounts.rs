@@ -393,6 +393,26 @@ mod tests {
         (dir, accounts)
     }
 
+    /// docs/configuration.md's accounts key table has the file's top-level tables (read
+    /// from serde) and the two names the code gives a meaning of its own.
+    #[test]
+    fn docs_list_every_accounts_key() {
+        let path = format!("{}/../../docs/configuration.md", env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let top = super::super::introspect::fields_of::<RawAccounts>();
+        assert!(top.contains(&"accounts"), "{top:?}");
+        for row in top
+            .iter()
+            .map(|k| format!("[[{k}]]"))
+            .chain(["id".into(), "proxy".into()])
+        {
+            assert!(
+                docs.contains(&format!("\n| `{row}` |")),
+                "docs/configuration.md has no row for the accounts key `{row}`"
+            );
+        }
+    }
+
     /// `(id, [(field, value, secret)])` per account.
     type Expected<'a> = Vec<(AccountId, Vec<(&'a str, &'a str, bool)>)>;
 

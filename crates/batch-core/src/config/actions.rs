@@ -458,11 +458,44 @@ mod tests {
     #[test]
     fn docs_action_table_is_generated_from_actions() {
         let table = action_table();
-        let docs = doc("configuration.md");
+        let docs = doc("workflows.md");
         assert!(
             docs.contains(&table),
-            "docs/configuration.md's action table differs from ACTIONS; it should read:\n{table}"
+            "docs/workflows.md's action table differs from ACTIONS; it should read:\n{table}"
         );
+        // One reference, linked from the other page: no second copy to drift.
+        let header = table.lines().next().unwrap();
+        assert!(
+            !doc("configuration.md").contains(header),
+            "docs/configuration.md has an action table of its own; link to workflows.md instead"
+        );
+    }
+
+    /// Every action has its own section in docs/workflows.md (`### `goto``), with an
+    /// example of it, and the section names each of its extra keys.
+    #[test]
+    fn docs_describe_every_action_and_key() {
+        let docs = doc("workflows.md");
+        for def in ACTIONS {
+            let heading = format!("\n### `{}`\n", def.name);
+            let start = docs
+                .find(&heading)
+                .unwrap_or_else(|| panic!("docs/workflows.md has no section {heading:?}"));
+            let rest = &docs[start + heading.len()..];
+            let section = &rest[..rest.find("\n#").unwrap_or(rest.len())];
+            assert!(
+                section.contains(&format!("{{ {} = ", def.name)),
+                "the section on {} has no example",
+                def.name
+            );
+            for key in def.extra {
+                assert!(
+                    section.contains(&format!("`{key}`")),
+                    "the section on {} does not describe `{key}`",
+                    def.name
+                );
+            }
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@ mod actions;
 mod bad_input;
 mod doc;
 mod error;
+#[cfg(test)]
+pub(crate) mod introspect;
 mod lists;
 mod project;
 #[cfg(test)]

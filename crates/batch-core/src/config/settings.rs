@@ -416,6 +416,111 @@ pub(crate) mod tests {
         assert_eq!(s.ports.range, Some((20000, 40000)));
     }
 
+    /// Every key `batch.toml` accepts, as the docs write it (`workflow`,
+    /// `browser.headed`), read from the serde definitions themselves. A section added
+    /// to [`Raw`] fails here until it is added to this match (and so to the docs).
+    fn code_keys() -> Vec<String> {
+        use super::super::introspect::fields_of;
+        let mut keys = Vec::new();
+        for &top in fields_of::<Raw>() {
+            let section = match top {
+                "workflow" | "accounts" => {
+                    keys.push(top.to_owned());
+                    continue;
+                }
+                "browser" => fields_of::<BrowserSettings>(),
+                "launch" => fields_of::<LaunchSettings>(),
+                "profiles" => fields_of::<ProfileSettings>(),
+                "ports" => fields_of::<PortSettings>(),
+                "resources" => fields_of::<ResourceSettings>(),
+                "pool" => fields_of::<PoolSettings>(),
+                "retry" => fields_of::<RetrySettings>(),
+                "timeouts" => fields_of::<TimeoutSettings>(),
+                other => panic!(
+                    "batch.toml has a new key {other:?}: add it here and to docs/configuration.md"
+                ),
+            };
+            keys.extend(section.iter().map(|k| format!("{top}.{k}")));
+        }
+        keys
+    }
+
+    /// The rows of docs/configuration.md's key table: (key, default cell).
+    fn docs_key_rows() -> Vec<(String, String)> {
+        let path = format!("{}/../../docs/configuration.md", env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let header = "| key | default | meaning |\n|---|---|---|\n";
+        let start = docs.find(header).expect("the key table") + header.len();
+        docs[start..]
+            .lines()
+            .take_while(|l| l.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<&str> = row.split(" | ").collect();
+                let key = cells[0].trim_start_matches("| ").trim_matches('`');
+                (key.to_owned(), cells[1].to_owned())
+            })
+            .collect()
+    }
+
+    /// The docs list exactly the keys the code accepts, and the documented example
+    /// sets every one of them.
+    #[test]
+    fn docs_list_every_key() {
+        let code = code_keys();
+        assert!(code.contains(&"timeouts.launch".to_owned()), "{code:?}");
+        let docs: Vec<String> = docs_key_rows().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(docs, code, "docs/configuration.md's key table vs the code");
+
+        let example: toml::Table = docs_example("## `batch.toml`").parse().unwrap();
+        let mut shown = Vec::new();
+        for (k, v) in &example {
+            match v.as_table() {
+                Some(t) => shown.extend(t.keys().map(|sub| format!("{k}.{sub}"))),
+                None => shown.push(k.clone()),
+            }
+        }
+        let mut code_sorted = code.clone();
+        code_sorted.sort();
+        shown.sort();
+        assert_eq!(
+            shown, code_sorted,
+            "the documented batch.toml example vs the code"
+        );
+    }
+
+    /// The default column, where it is a TOML value, is the code's default: a
+    /// `batch.toml` that writes each of them loads to exactly the defaults.
+    #[test]
+    fn docs_defaults_are_the_code_defaults() {
+        let mut top = String::new();
+        let mut sections: std::collections::BTreeMap<String, String> = Default::default();
+        let mut literal = 0;
+        for (key, default) in docs_key_rows() {
+            let Some(value) = default.strip_prefix('`').and_then(|d| d.strip_suffix('`')) else {
+                assert!(default.starts_with("none"), "{key}: default {default:?}");
+                continue;
+            };
+            literal += 1;
+            match key.split_once('.') {
+                Some((section, k)) => {
+                    let body = sections.entry(section.to_owned()).or_default();
+                    body.push_str(&format!("{k} = {value}\n"));
+                }
+                None => top.push_str(&format!("{key} = {value}\n")),
+            }
+        }
+        assert!(
+            literal >= 15,
+            "only {literal} defaults are written as values"
+        );
+        for (section, body) in &sections {
+            top.push_str(&format!("[{section}]\n{body}"));
+        }
+        let (_dir, root, got) = load(&top);
+        let s = got.unwrap_or_else(|e| panic!("{e}\n{top}"));
+        assert_eq!(s, Settings::defaults_for(&root.join("batch.toml")), "{top}");
+    }
+
     #[test]
     fn relative_config_path_is_made_absolute() {
         let s = Settings::defaults_for(Path::new("batch.toml"));

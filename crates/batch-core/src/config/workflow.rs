@@ -318,7 +318,25 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{FieldValue, Template};
+
+    use crate::config::{ACTIONS, FieldValue, Template};
+
+    /// Every key of the workflow file and of a step is a row of docs/workflows.md's
+    /// key tables, read from the serde definitions themselves.
+    #[test]
+    fn docs_list_every_workflow_key() {
+        use super::super::introspect::fields_of;
+        let path = format!("{}/../../docs/workflows.md", env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let keys = [fields_of::<RawWorkflow>(), fields_of::<RawStep>()].concat();
+        assert!(keys.contains(&"after"), "{keys:?}");
+        for key in keys {
+            assert!(
+                docs.contains(&format!("\n| `{key}` |")),
+                "docs/workflows.md has no row for the workflow key `{key}`"
+            );
+        }
+    }
 
     fn t(s: &str) -> Template {
         Template::parse(s).unwrap()
@@ -330,6 +348,33 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let workflow = load_workflow(&path);
         (dir, workflow)
+    }
+
+    /// Every example in docs/workflows.md parses: a whole workflow as it is, each line
+    /// of an action example as an action of a step.
+    #[test]
+    fn docs_examples_parse() {
+        let path = format!("{}/../../docs/workflows.md", env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let blocks: Vec<&str> = docs
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| &b[..b.find("```").expect("a closed block")])
+            .collect();
+        assert!(blocks.len() > 12, "{} examples", blocks.len());
+        let mut actions = 0;
+        for block in blocks {
+            let text = if block.contains("[[steps]]") {
+                block.to_owned()
+            } else {
+                let lines: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
+                actions += lines.len();
+                format!("[[steps]]\nid = 1\nactions = [\n{}\n]\n", lines.join(",\n"))
+            };
+            let (_dir, got) = load(&text);
+            got.unwrap_or_else(|e| panic!("docs/workflows.md example:\n{text}\n{e}"));
+        }
+        assert!(actions >= ACTIONS.len(), "{actions} action examples");
     }
 
     /// Loads `body` after a fixed header and compares step 1's actions (with lines).
