@@ -203,6 +203,8 @@ impl Plan {
             (None, _) => PathBuf::from("batch.toml"),
         };
         let mut project = config::load_project(&config_path)?;
+        // `[browser] webdriver_url` (checked on loading) when the flag does not say.
+        let webdriver_url = webdriver_url.or_else(|| project.settings.browser.webdriver_url.clone());
 
         let base_url = match (&req.base_url, &recorded) {
             (Some(url), _) => {

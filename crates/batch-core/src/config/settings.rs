@@ -66,6 +66,10 @@ impl Default for BrowserSettings {
             headed: false,
             args: Vec::new(),
             window_size: (1280, 800),
+            user_agent: None,
+            accept_language: None,
+            timezone: None,
+            webdriver_url: None,
         }
     }
 }
@@ -192,15 +196,8 @@ pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, Config
     let raw: Raw = doc.parse(&dotted)?;
     // Checked here rather than in `args` so that the error names the entry's own line.
     for (i, arg) in raw.browser.args.iter().enumerate() {
-        let problem = match managed_switch(arg) {
-            Some((switch, hint)) => format!(
-                "{arg:?} overrides --{switch}, which batch-cli manages ({hint}; expected other switches)"
-            ),
-            // Chromium's argv: a NUL cannot be passed, and no control character is meant.
-            None if arg.contains(char::is_control) => {
-                "a control character (expected printable switches)".to_owned()
-            }
-            None => continue,
+        let Err(problem) = super::identity::check_switch(arg) else {
+            continue;
         };
         let at = [
             Seg::Key("browser".into()),
@@ -209,6 +206,20 @@ pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, Config
         ];
         let span = doc.span_at(&at).unwrap_or_default();
         return Err(doc.err(Bad::new(span, "browser.args", problem)));
+    }
+    // `[browser] args` against the dedicated keys of the same section; an account's
+    // own values are checked against the switches when the accounts load.
+    let defaults = super::identity::identity_of(
+        &raw.browser,
+        &super::Account {
+            id: 0,
+            fields: Default::default(),
+        },
+    );
+    if let Err((key, problem)) = super::identity::check_clashes(&defaults) {
+        let at = [Seg::Key("browser".into()), Seg::Key(key.into())];
+        let span = doc.span_at(&at).unwrap_or_default();
+        return Err(doc.err(Bad::new(span, format!("browser.{key}"), problem)));
     }
     Ok(resolve(path, raw))
 }
@@ -224,7 +235,28 @@ value! {
         let items = v.as_array().ok_or_else(|| found(v, expected))?;
         items.iter().map(|a| string(a, expected).map(str::to_owned)).collect()
     };
-    pub(super) window_size -> (u32, u32) = read_window_size;
+    pub(super) window_size -> (u32, u32) = |v| {
+        super::identity::parse_window_size(string(v, "WIDTHxHEIGHT, like \"1280x800\"")?)
+    };
+    pub(super) user_agent -> Option<String> = |v| {
+        let s = string(v, "a User-Agent string")?;
+        super::identity::check_user_agent(s).map(|()| Some(s.to_owned()))
+    };
+    pub(super) accept_language -> Option<String> = |v| {
+        let s = string(v, "language tags like \"de-DE,de\"")?;
+        super::identity::check_accept_language(s).map(|()| Some(s.to_owned()))
+    };
+    pub(super) timezone -> Option<String> = |v| {
+        let s = string(v, "an IANA time zone name like \"Asia/Seoul\"")?;
+        super::identity::check_timezone(s).map(|()| Some(s.to_owned()))
+    };
+    pub(super) webdriver_url -> Option<String> = |v| {
+        let s = string(v, "a WebDriver URL like \"http://127.0.0.1:4444\"")?;
+        // The same check as `--webdriver-url`, its message without the flag's name.
+        crate::plan::check_webdriver_url(s)
+            .map(Some)
+            .map_err(|m| m.trim_start_matches("--webdriver-url ").to_owned())
+    };
     pub(super) interval -> LaunchInterval = |v| {
         let s = string(v, "a duration like \"2.5s\", or \"auto\"")?;
         parse_launch_interval(s).map_err(|m| format!("{s:?}: {m}"))
@@ -248,17 +280,6 @@ fn non_empty(v: &Value, expected: &str) -> Result<String, String> {
         "" => Err(format!("an empty path (expected {expected})")),
         s => Ok(s.to_owned()),
     }
-}
-
-fn read_window_size(v: &Value) -> Result<(u32, u32), String> {
-    let expected = "WIDTHxHEIGHT, like \"1280x800\"";
-    let s = string(v, expected)?;
-    let size = s.split_once(['x', 'X']).and_then(|(w, h)| {
-        let w: u32 = w.trim().parse().ok()?;
-        let h: u32 = h.trim().parse().ok()?;
-        (w > 0 && h > 0).then_some((w, h))
-    });
-    size.ok_or_else(|| format!("{s:?} is not a window size (expected {expected})"))
 }
 
 /// `"LOW-HIGH"`, refused here if the port allocator would refuse it later (after
@@ -603,7 +624,7 @@ launch = "45s"
         check(
             "[browser]\nheadless = true\n",
             Some(2),
-            "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, args, window_size)",
+            "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, args, window_size, user_agent, accept_language, timezone, webdriver_url)",
         );
         check("[brwoser]\n", Some(1), "unknown key \"brwoser\"");
         check(
