@@ -24,6 +24,8 @@ pub mod harness;
 #[cfg(test)]
 mod phase3;
 #[cfg(test)]
+mod identity;
+#[cfg(test)]
 mod proxy;
 #[cfg(test)]
 mod reaping;

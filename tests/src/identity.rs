@@ -1,0 +1,166 @@
+//! Per-account browser identity, end to end: two accounts, one on the `[browser]`
+//! defaults, one with its own user agent, languages, time zone, window size and an
+//! extra switch; a third whose user agent comes from `{ env = ... }` (a secret). The
+//! demo app saw each user's own `User-Agent` and `Accept-Language`, the pages ran in
+//! each account's time zone (a `script` action's value in report.json), and
+//! `browser_created` records what each browser was given — the secret as `***`.
+
+use crate::harness::{Project, events, finish, named, report, step1};
+
+const DEFAULT_UA: &str = "BatchDefault/1.0 (identity-e2e)";
+const OWN_UA: &str = "AccountTwo/2.0 (identity-e2e)";
+const SECRET_UA: &str = "SecretAgent/3.0 (do-not-journal-Xq7)";
+
+const WORKFLOW: &str = r##"
+base_url = "http://127.0.0.1:9"
+
+[[steps]]
+id = 1
+before = [
+  { goto = "{base_url}/login" },
+  { fill = "#username", text = "{account.username}" },
+  { fill = "#password", text = "{account.password}" },
+  { click = "#submit" },
+  { wait_for = "#welcome" },
+]
+actions = [
+  { goto = "{base_url}/item/{iteration}" },
+  { click = "#add" },
+  { wait_text = "#done", contains = "added {iteration}" },
+  { script = "return Intl.DateTimeFormat().resolvedOptions().timeZone", into = "timezone" },
+  { script = "return navigator.languages.join(',')", into = "languages" },
+  { script = "return navigator.userAgent", into = "user_agent" },
+  { script = "return window.outerWidth + 'x' + window.outerHeight", into = "window" },
+]
+"##;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
+    let p = Project::new(0).await;
+    p.write(
+        "batch.toml",
+        &format!(
+            "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\n[browser]\n\
+             user_agent = \"{DEFAULT_UA}\"\naccept_language = \"de-DE,de\"\n\
+             timezone = \"Asia/Seoul\"\n"
+        ),
+    );
+    p.write("workflow.toml", WORKFLOW);
+    p.write(
+        "accounts.toml",
+        &format!(
+            "[[accounts]]\nid = 1\nusername = \"user-1\"\npassword = \"pass-1\"\n\n\
+             [[accounts]]\nid = 2\nusername = \"user-2\"\npassword = \"pass-2\"\n\
+             user_agent = \"{OWN_UA}\"\naccept_language = \"ko-KR,ko,en\"\n\
+             timezone = \"America/New_York\"\nwindow_size = \"900x700\"\n\
+             browser_args = \"--force-dark-mode --disable-notifications\"\n\n\
+             [[accounts]]\nid = 3\nusername = \"user-3\"\npassword = \"pass-3\"\n\
+             user_agent = {{ env = \"IDENTITY_E2E_UA\" }}\n"
+        ),
+    );
+    let args = step1("1-3", &["--quantity", "2", "--launch-interval", "0"]);
+    let mut cmd = p.command(&args);
+    cmd.env("IDENTITY_E2E_UA", SECRET_UA);
+    let out = finish(cmd.spawn().expect("batch-cli starts"), 300).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(SECRET_UA) && !stderr.contains(SECRET_UA));
+
+    // The app's view: every login and add of a user came with that user's own
+    // headers (1 login + 2 adds each). Chromium adds the q-weights itself.
+    let counts = p.site.counts();
+    let seen = |user: &str| {
+        let u = &counts.users[user];
+        (
+            u.user_agents.clone().into_iter().collect::<Vec<_>>(),
+            u.accept_languages.clone().into_iter().collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        seen("user-1"),
+        (
+            vec![(DEFAULT_UA.to_owned(), 3)],
+            vec![("de-DE,de;q=0.9".to_owned(), 3)]
+        ),
+        "{counts:?}"
+    );
+    assert_eq!(
+        seen("user-2"),
+        (
+            vec![(OWN_UA.to_owned(), 3)],
+            vec![("ko-KR,ko;q=0.9,en;q=0.8".to_owned(), 3)]
+        ),
+        "{counts:?}"
+    );
+    assert_eq!(
+        seen("user-3"),
+        (
+            vec![(SECRET_UA.to_owned(), 3)],
+            vec![("de-DE,de;q=0.9".to_owned(), 3)]
+        ),
+        "{counts:?}"
+    );
+
+    // The pages' view, recorded by `script … into`.
+    let dir = p.run_dir();
+    let report = report(&dir);
+    let values = |id: u64| {
+        let a = report["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap_or_else(|| panic!("account {id} in {report}"));
+        let v = &a["values"];
+        let s = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("{k} in {v}")).to_owned();
+        (s("timezone"), s("languages"), s("user_agent"), s("window"))
+    };
+    assert_eq!(
+        values(1),
+        (
+            "Asia/Seoul".into(),
+            "de-DE,de".into(),
+            DEFAULT_UA.into(),
+            "1280x800".into()
+        )
+    );
+    assert_eq!(
+        values(2),
+        (
+            "America/New_York".into(),
+            "ko-KR,ko,en".into(),
+            OWN_UA.into(),
+            "900x700".into()
+        )
+    );
+    // A value the page returns that holds a secret is recorded redacted.
+    assert_eq!(values(3).2, "***");
+
+    // The journal's view: what each browser was given, the secret redacted.
+    let ev = events(&dir);
+    let created = named(&ev, "browser_created");
+    assert_eq!(created.len(), 3, "{created:?}");
+    let given = |id: u64| {
+        let e = created
+            .iter()
+            .find(|e| e["account"] == id)
+            .unwrap_or_else(|| panic!("browser_created of {id}"));
+        [
+            e["user_agent"].as_str(),
+            e["accept_language"].as_str(),
+            e["timezone"].as_str(),
+            e["window_size"].as_str(),
+        ]
+        .map(|v| v.unwrap_or_default().to_owned())
+    };
+    assert_eq!(given(1), [DEFAULT_UA, "de-DE,de", "Asia/Seoul", "1280x800"]);
+    assert_eq!(
+        given(2),
+        [OWN_UA, "ko-KR,ko,en", "America/New_York", "900x700"]
+    );
+    assert_eq!(given(3), ["***", "de-DE,de", "Asia/Seoul", "1280x800"]);
+    let journal = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    assert!(!journal.contains(SECRET_UA), "the secret user agent is journaled");
+    p.assert_nothing_left();
+}
