@@ -389,6 +389,11 @@ pub(crate) mod tests {
         assert_eq!(s.accounts, root.join("accounts.toml"));
         assert_eq!(s.profiles.root, root.join("profiles"));
         assert_eq!(s.browser.window_size, (1280, 800));
+        let b = &s.browser;
+        assert_eq!(
+            (&b.user_agent, &b.accept_language, &b.timezone, &b.webdriver_url),
+            (&None, &None, &None, &None)
+        );
         assert!(!s.browser.headed && s.launch.lock && !s.profiles.ephemeral);
         assert_eq!(s.launch.interval, LaunchInterval::Auto);
         assert_eq!(s.launch.max_concurrent, None);
@@ -456,6 +461,9 @@ chromedriver = "bin/chromedriver"
 headed = true
 args = ["--lang=en", "--mute-audio"]
 window_size = "1920x1080"
+user_agent = "Mozilla/5.0 (X11; Linux x86_64) Test/1"
+timezone = "Europe/Berlin"
+webdriver_url = "http://127.0.0.1:4444/"
 
 [launch]
 lock = false
@@ -498,6 +506,16 @@ launch = "45s"
         assert!(s.browser.headed);
         assert_eq!(s.browser.args, ["--lang=en", "--mute-audio"]);
         assert_eq!(s.browser.window_size, (1920, 1080));
+        assert_eq!(
+            s.browser.user_agent.as_deref(),
+            Some("Mozilla/5.0 (X11; Linux x86_64) Test/1")
+        );
+        assert_eq!(s.browser.accept_language, None);
+        assert_eq!(s.browser.timezone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(
+            s.browser.webdriver_url.as_deref(),
+            Some("http://127.0.0.1:4444")
+        );
         assert_eq!(
             s.launch,
             LaunchSettings {
@@ -646,6 +664,31 @@ launch = "45s"
             "[browser]\nwindow_size = \"big\"\n",
             Some(2),
             "browser.window_size: \"big\" is not a window size (expected WIDTHxHEIGHT",
+        );
+        check(
+            "[browser]\nuser_agent = 5\n",
+            Some(2),
+            "browser.user_agent: found an integer (expected a User-Agent string)",
+        );
+        check(
+            "[browser]\naccept_language = \"en_US\"\n",
+            Some(2),
+            "browser.accept_language: \"en_US\" is not a language tag (expected language tags separated by commas",
+        );
+        check(
+            "[browser]\ntimezone = \"UTC+9\"\n",
+            Some(2),
+            "browser.timezone: \"UTC+9\" is not a time zone this host knows",
+        );
+        check(
+            "[browser]\nwebdriver_url = \"http://:4444\"\n",
+            Some(2),
+            "browser.webdriver_url: \"http://:4444\": no host (expected an http:// or https:// URL of a WebDriver endpoint",
+        );
+        check(
+            "[browser]\naccept_language = \"de\"\nargs = [\"--lang=fr\"]\n",
+            Some(2),
+            "browser.accept_language: \"--lang=fr\" in the browser switches contradicts accept_language",
         );
         check(
             "[browser]\nargs = [\"a\", 2]\n",
