@@ -113,7 +113,11 @@ async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
             .find(|a| a["id"] == id)
             .unwrap_or_else(|| panic!("account {id} in {report}"));
         let v = &a["values"];
-        let s = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("{k} in {v}")).to_owned();
+        let s = |k: &str| {
+            v[k].as_str()
+                .unwrap_or_else(|| panic!("{k} in {v}"))
+                .to_owned()
+        };
         (s("timezone"), s("languages"), s("user_agent"), s("window"))
     };
     assert_eq!(
@@ -161,6 +165,117 @@ async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
     );
     assert_eq!(given(3), ["***", "de-DE,de", "Asia/Seoul", "1280x800"]);
     let journal = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
-    assert!(!journal.contains(SECRET_UA), "the secret user agent is journaled");
+    assert!(
+        !journal.contains(SECRET_UA),
+        "the secret user agent is journaled"
+    );
+    p.assert_nothing_left();
+}
+
+/// A lone ChromeDriver started by the test, in its own process group, killed with
+/// every Chrome it started when dropped (even when an assertion fails first).
+struct LoneDriver {
+    child: std::process::Child,
+    port: u16,
+    /// Kept open: a driver writing to a closed pipe would die of SIGPIPE.
+    _out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl LoneDriver {
+    fn start() -> LoneDriver {
+        use std::io::{BufRead, BufReader};
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("/usr/bin/chromedriver")
+            .arg("--port=0")
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        // "ChromeDriver was started successfully on port N." (after a "Starting" line).
+        let mut line = String::new();
+        while !line.contains("started successfully") {
+            line.clear();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("chromedriver exited without saying its port");
+            }
+        }
+        let port = line
+            .trim_end()
+            .trim_end_matches('.')
+            .rsplit(' ')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        LoneDriver {
+            child,
+            port,
+            _out: out,
+        }
+    }
+}
+
+impl Drop for LoneDriver {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A remote source (`[browser] webdriver_url`, here a lone ChromeDriver) gets the same
+/// identity through the session's capabilities, and the time zone through the
+/// endpoint's CDP command, since our environment cannot reach a remote Chrome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_session_gets_the_identity_through_its_capabilities() {
+    let p = Project::new(1).await;
+    let driver = LoneDriver::start();
+    // A remote node's sandbox is its own business; this one runs as root here.
+    let sandbox = if nix::unistd::geteuid().is_root() {
+        "args = [\"--no-sandbox\"]\n"
+    } else {
+        ""
+    };
+    p.write(
+        "batch.toml",
+        &format!(
+            "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\n[browser]\n{sandbox}\
+             webdriver_url = \"http://127.0.0.1:{}\"\nuser_agent = \"{OWN_UA}\"\n\
+             accept_language = \"fr-FR,fr\"\ntimezone = \"Asia/Tokyo\"\n",
+            driver.port
+        ),
+    );
+    p.write("workflow.toml", WORKFLOW);
+    let run = p
+        .run(&step1("1", &["--quantity", "1", "--launch-interval", "0"]))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let u = &p.site.counts().users["user-1"];
+    assert_eq!(
+        u.user_agents.iter().collect::<Vec<_>>(),
+        [(&OWN_UA.to_owned(), &2)],
+        "{u:?}"
+    );
+    assert_eq!(
+        u.accept_languages.iter().collect::<Vec<_>>(),
+        [(&"fr-FR,fr;q=0.9".to_owned(), &2)],
+        "{u:?}"
+    );
+    let dir = p.run_dir();
+    let values = &report(&dir)["accounts"][0]["values"];
+    assert_eq!(values["timezone"], "Asia/Tokyo", "{values}");
+    assert_eq!(values["languages"], "fr-FR,fr", "{values}");
+    let ev = events(&dir);
+    let created = named(&ev, "browser_created");
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        created[0]["pid"],
+        serde_json::Value::Null,
+        "a remote session"
+    );
+    assert_eq!(created[0]["timezone"], "Asia/Tokyo");
+    drop(driver);
     p.assert_nothing_left();
 }

@@ -22,9 +22,9 @@ mod guarantees;
 mod guarantees_io;
 pub mod harness;
 #[cfg(test)]
-mod phase3;
-#[cfg(test)]
 mod identity;
+#[cfg(test)]
+mod phase3;
 #[cfg(test)]
 mod proxy;
 #[cfg(test)]

@@ -204,7 +204,8 @@ impl Plan {
         };
         let mut project = config::load_project(&config_path)?;
         // `[browser] webdriver_url` (checked on loading) when the flag does not say.
-        let webdriver_url = webdriver_url.or_else(|| project.settings.browser.webdriver_url.clone());
+        let webdriver_url =
+            webdriver_url.or_else(|| project.settings.browser.webdriver_url.clone());
 
         let base_url = match (&req.base_url, &recorded) {
             (Some(url), _) => {
@@ -769,7 +770,11 @@ mod webdriver_url_key {
             "[browser]\nwebdriver_url = \"http://127.0.0.1:4444/\"\n",
         )
         .unwrap();
-        std::fs::write(d.join("accounts.toml"), "[[accounts]]\nid = 1\nusername = \"a\"\n").unwrap();
+        std::fs::write(
+            d.join("accounts.toml"),
+            "[[accounts]]\nid = 1\nusername = \"a\"\n",
+        )
+        .unwrap();
         std::fs::write(
             d.join("workflow.toml"),
             "base_url = \"http://127.0.0.1:9\"\n[[steps]]\nid = 1\nactions = [{ goto = \"{base_url}/\" }]\n",

@@ -40,12 +40,7 @@ impl Shared {
 
     /// Checks the credentials. On success counts a login and returns a new session
     /// id; on failure counts a failed login for a well-formed `user-N` name.
-    pub(crate) fn login(
-        &self,
-        username: &str,
-        password: &str,
-        client: &Client,
-    ) -> Option<String> {
+    pub(crate) fn login(&self, username: &str, password: &str, client: &Client) -> Option<String> {
         let mut state = self.lock();
         if !credentials_ok(username, password) {
             // Only names that could be real users get an entry, so that a client

@@ -623,7 +623,14 @@ async fn user_agents_and_languages_are_counted_per_user() {
         ("User-Agent", "Agent/1"),
         ("Accept-Language", "de-DE,de;q=0.9"),
     ];
-    let reply = send(&site, "POST", "/login", &form, "username=user-1&password=pass-1").await;
+    let reply = send(
+        &site,
+        "POST",
+        "/login",
+        &form,
+        "username=user-1&password=pass-1",
+    )
+    .await;
     assert_eq!(reply.status, 303, "{reply:?}");
     let cookie = reply.session_cookie().expect("a session cookie");
     let cart = [
@@ -636,11 +643,22 @@ async fn user_agents_and_languages_are_counted_per_user() {
     let _ = login(&site, 2).await;
     let counts = site.counts();
     let one = &counts.users["user-1"];
-    let agents: Vec<(&str, u64)> = one.user_agents.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let agents: Vec<(&str, u64)> = one
+        .user_agents
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
     assert_eq!(agents, [("Agent/1", 1), ("Agent/2", 1)]);
-    let langs: Vec<(&str, u64)> = one.accept_languages.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let langs: Vec<(&str, u64)> = one
+        .accept_languages
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
     assert_eq!(langs, [("de-DE,de;q=0.9", 1)]);
     // A request without the headers is not counted under them.
     let two = &counts.users["user-2"];
-    assert!(two.user_agents.is_empty() && two.accept_languages.is_empty(), "{two:?}");
+    assert!(
+        two.user_agents.is_empty() && two.accept_languages.is_empty(),
+        "{two:?}"
+    );
 }

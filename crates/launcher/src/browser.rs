@@ -640,7 +640,7 @@ fn capabilities(
         prefs["intl.accept_languages"] = langs.replace(' ', "").into();
     }
     caps.add_experimental_option("prefs", prefs)
-    .map_err(session)?;
+        .map_err(session)?;
     Ok(caps)
 }
 

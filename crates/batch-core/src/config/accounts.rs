@@ -164,7 +164,8 @@ fn check_proxies(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
 fn check_account_field(name: &str, value: &str, secret: bool) -> Result<(), String> {
     super::identity::check_account_field(name, value).map_err(|m| {
         if secret {
-            m.replace(&format!("{value:?}"), "***").replace(value, "***")
+            m.replace(&format!("{value:?}"), "***")
+                .replace(value, "***")
         } else {
             m
         }

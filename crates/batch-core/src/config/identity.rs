@@ -134,10 +134,14 @@ pub(crate) fn check_switch(arg: &str) -> Result<(), String> {
 /// not blank.
 pub(crate) fn check_user_agent(s: &str) -> Result<(), String> {
     if s.trim().is_empty() {
-        return Err("an empty user agent (expected a User-Agent string like \"Mozilla/5.0 …\")".into());
+        return Err(
+            "an empty user agent (expected a User-Agent string like \"Mozilla/5.0 …\")".into(),
+        );
     }
     if s.contains(char::is_control) {
-        return Err("a control character in the user agent (expected a printable User-Agent string)".into());
+        return Err(
+            "a control character in the user agent (expected a printable User-Agent string)".into(),
+        );
     }
     Ok(())
 }
@@ -153,9 +157,13 @@ pub(crate) fn check_accept_language(s: &str) -> Result<(), String> {
         let first = parts.next().unwrap_or_default();
         let ok = (1..=8).contains(&first.len())
             && first.chars().all(|c| c.is_ascii_alphabetic())
-            && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+            && parts.all(|p| {
+                (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric())
+            });
         if !ok {
-            return Err(format!("{tag:?} is not a language tag (expected {expected})"));
+            return Err(format!(
+                "{tag:?} is not a language tag (expected {expected})"
+            ));
         }
     }
     Ok(())
@@ -174,7 +182,8 @@ pub(crate) fn check_timezone(s: &str) -> Result<(), String> {
     let shaped = !s.is_empty()
         && !s.starts_with('/')
         && !s.split('/').any(|p| p.is_empty() || p == "." || p == "..")
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c));
     if !shaped {
         return Err(format!("{s:?} is not a time zone (expected {expected})"));
     }
@@ -248,7 +257,11 @@ mod tests {
         assert_eq!(own.window_size, (800, 600));
         assert_eq!(
             own.args,
-            ["--mute-audio", "--disable-notifications", "--force-dark-mode"]
+            [
+                "--mute-audio",
+                "--disable-notifications",
+                "--force-dark-mode"
+            ]
         );
         // An empty CSV cell sets nothing.
         let empty = identity_of(&browser, &account(&[("user_agent", "")]));
@@ -266,19 +279,43 @@ mod tests {
             ("accept_language", "ko-KR, ko, en", None),
             ("accept_language", "zh-Hant-TW", None),
             ("accept_language", "de;q=0.9", Some("is not a language tag")),
-            ("accept_language", "de,,en", Some("\"\" is not a language tag")),
-            ("accept_language", "english language", Some("is not a language tag")),
+            (
+                "accept_language",
+                "de,,en",
+                Some("\"\" is not a language tag"),
+            ),
+            (
+                "accept_language",
+                "english language",
+                Some("is not a language tag"),
+            ),
             ("timezone", "Asia/Seoul", None),
             ("timezone", "UTC", None),
-            ("timezone", "Bogus/Zone", Some("not a time zone this host knows")),
+            (
+                "timezone",
+                "Bogus/Zone",
+                Some("not a time zone this host knows"),
+            ),
             ("timezone", "../etc/passwd", Some("is not a time zone")),
             ("timezone", "/etc/localtime", Some("is not a time zone")),
             ("window_size", "800x600", None),
             ("window_size", "0x600", Some("is not a window size")),
             ("browser_args", "--mute-audio --force-dark-mode", None),
-            ("browser_args", "--mute-audio --user-data-dir=/x", Some("overrides --user-data-dir")),
-            ("browser_args", "--proxy-server=http://p:1", Some("overrides --proxy-server")),
-            ("browser_args", "--remote-debugging-port=1", Some("overrides --remote-debugging-port")),
+            (
+                "browser_args",
+                "--mute-audio --user-data-dir=/x",
+                Some("overrides --user-data-dir"),
+            ),
+            (
+                "browser_args",
+                "--proxy-server=http://p:1",
+                Some("overrides --proxy-server"),
+            ),
+            (
+                "browser_args",
+                "--remote-debugging-port=1",
+                Some("overrides --remote-debugging-port"),
+            ),
             ("username", "anything\n", None),
         ] {
             let got = check_account_field(field, value);
@@ -303,7 +340,10 @@ mod tests {
         let with = identity_of(&browser, &account(&[("accept_language", "de")]));
         let (key, e) = check_clashes(&with).unwrap_err();
         assert_eq!(key, "accept_language");
-        assert!(e.contains("\"--lang=fr\" in the browser switches contradicts accept_language"), "{e}");
+        assert!(
+            e.contains("\"--lang=fr\" in the browser switches contradicts accept_language"),
+            "{e}"
+        );
         let ua = identity_of(
             &BrowserSettings::default(),
             &account(&[("user_agent", "X/1"), ("browser_args", "--User-Agent=Y")]),

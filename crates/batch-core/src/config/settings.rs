@@ -391,7 +391,12 @@ pub(crate) mod tests {
         assert_eq!(s.browser.window_size, (1280, 800));
         let b = &s.browser;
         assert_eq!(
-            (&b.user_agent, &b.accept_language, &b.timezone, &b.webdriver_url),
+            (
+                &b.user_agent,
+                &b.accept_language,
+                &b.timezone,
+                &b.webdriver_url
+            ),
             (&None, &None, &None, &None)
         );
         assert!(!s.browser.headed && s.launch.lock && !s.profiles.ephemeral);

@@ -391,7 +391,10 @@ async fn create(
                 user_agent: identity.user_agent,
                 accept_language: identity.accept_language,
                 timezone: identity.timezone,
-                window_size: Some(format!("{}x{}", identity.window_size.0, identity.window_size.1)),
+                window_size: Some(format!(
+                    "{}x{}",
+                    identity.window_size.0, identity.window_size.1
+                )),
                 launch_ms: info.launch_time.as_millis() as u64,
                 admission_wait_ms: waited.as_millis() as u64,
             });
