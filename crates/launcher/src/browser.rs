@@ -765,6 +765,39 @@ mod tests {
     }
 
     #[test]
+    fn the_identity_goes_into_switches_and_prefs() {
+        let mut spec = LaunchSpec::remote("http://127.0.0.1:4444");
+        let plain = chrome_options(capabilities(&spec, None).unwrap());
+        assert!(
+            plain["prefs"].get("intl.accept_languages").is_none(),
+            "{plain}"
+        );
+        spec.user_agent = Some("Agent/1 (x)".into());
+        spec.accept_language = Some("ko-KR, ko,en".into());
+        spec.window_size = (900, 700);
+        let opts = chrome_options(capabilities(&spec, None).unwrap());
+        let args: Vec<&str> = opts["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        for want in [
+            "--user-agent=Agent/1 (x)",
+            "--lang=ko-KR",
+            "--window-size=900,700",
+        ] {
+            assert!(args.contains(&want), "{want}: {args:?}");
+        }
+        // `--lang` alone does not reach the header in headless Chromium: the pref does.
+        assert_eq!(
+            opts["prefs"]["intl.accept_languages"], "ko-KR,ko,en",
+            "{opts}"
+        );
+        assert_eq!(opts["prefs"]["session.restore_on_startup"], 4, "{opts}");
+    }
+
+    #[test]
     fn a_remote_session_asks_for_nothing_of_this_host() {
         let mut spec = LaunchSpec::remote("http://127.0.0.1:4444/wd/hub/");
         assert!(
