@@ -160,8 +160,20 @@ fn check_proxies(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
 }
 
 /// A browser-option field (`user_agent`, `timezone`, …) must hold a value the
-/// browser can be given; any other field is free. A secret value is never quoted.
+/// browser can be given; any other field is free. A secret value is never quoted —
+/// and never accepted in a browser option: those reach Chromium's command line
+/// (readable by every local user in /proc) or the driver's environment, both of
+/// which are kept free of secrets (the proxy, the one field that must carry
+/// credentials, goes through a loopback forwarder instead).
 fn check_account_field(name: &str, value: &str, secret: bool) -> Result<(), String> {
+    if secret && !value.is_empty() && super::identity::ACCOUNT_FIELDS.contains(&name) {
+        return Err(
+            "a secret value (from { env = ... } or a secret field name): browser options \
+             reach Chromium's command line or environment, which never hold a secret \
+             (expected a plain value)"
+                .to_owned(),
+        );
+    }
     super::identity::check_account_field(name, value).map_err(|m| {
         if secret {
             m.replace(&format!("{value:?}"), "***")

@@ -459,7 +459,7 @@ fn cases() -> Vec<Case> {
                 "accounts.toml",
                 "[[accounts]]\nid = 1\nusername = \"u\"\ntimezone = { env = \"BAD_INPUT_SET\" }\n",
             )],
-            &["accounts.toml:4: account 1, timezone: *** is not a time zone"],
+            &["accounts.toml:4: account 1, timezone: a secret value (from { env = ... }"],
         ),
         case(
             "account's accept_language beside [browser] --lang",
