@@ -117,7 +117,10 @@ async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
             .find(|a| a["id"] == id)
             .map(|a| a["values"]["dark"].clone())
     };
-    assert_eq!((dark(1), dark(2)), (Some("false".into()), Some("true".into())));
+    assert_eq!(
+        (dark(1), dark(2)),
+        (Some("false".into()), Some("true".into()))
+    );
     assert_eq!(
         values(1),
         (
