@@ -60,6 +60,15 @@ const CASES: &[Case] = &[
         expect: &["nowhere.toml"],
     },
     Case {
+        name: "an account's unknown time zone",
+        files: &[(
+            "accounts.toml",
+            "[[accounts]]\nid = 1\nusername = \"user-1\"\npassword = \"pass-1\"\ntimezone = \"Mars/Olympus\"\n",
+        )],
+        args: &["--accounts", "1"],
+        expect: &["accounts.toml:5: account 1, timezone:", "Mars/Olympus"],
+    },
+    Case {
         name: "quantity zero",
         files: &[],
         args: &["--accounts", "1", "--quantity", "0"],

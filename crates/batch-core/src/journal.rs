@@ -161,6 +161,18 @@ pub enum Event {
         node: Option<String>,
         /// Launch number within the account (1, 2, …).
         launch: u32,
+        /// The user agent it was given (`[browser]` or the account's), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_agent: Option<String>,
+        /// The languages it was given, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        accept_language: Option<String>,
+        /// The time zone it was given, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timezone: Option<String>,
+        /// Its window size, `"WxH"`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window_size: Option<String>,
         /// How long the launch took.
         launch_ms: u64,
         /// How long admission waited before it.

@@ -203,6 +203,9 @@ impl Plan {
             (None, _) => PathBuf::from("batch.toml"),
         };
         let mut project = config::load_project(&config_path)?;
+        // `[browser] webdriver_url` (checked on loading) when the flag does not say.
+        let webdriver_url =
+            webdriver_url.or_else(|| project.settings.browser.webdriver_url.clone());
 
         let base_url = match (&req.base_url, &recorded) {
             (Some(url), _) => {
@@ -750,5 +753,50 @@ mod tests {
         let (_dir, req) = project(&["{\"ts\":\"t\",\"event\":\"memory_sample\",\"available_bytes\":1,\"browsers_pss_bytes\":0,\"browser_cost_bytes\":0,\"browsers\":{}}".into()]);
         let e = Plan::build(&req).unwrap_err().0;
         assert!(e.contains("records no run_started"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod webdriver_url_key {
+    use super::*;
+
+    /// `[browser] webdriver_url` picks the remote source; `--webdriver-url` overrides it.
+    #[test]
+    fn the_key_is_used_unless_the_flag_says_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("batch.toml"),
+            "[browser]\nwebdriver_url = \"http://127.0.0.1:4444/\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("accounts.toml"),
+            "[[accounts]]\nid = 1\nusername = \"a\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("workflow.toml"),
+            "base_url = \"http://127.0.0.1:9\"\n[[steps]]\nid = 1\nactions = [{ goto = \"{base_url}/\" }]\n",
+        )
+        .unwrap();
+        let mut req = Request {
+            config: Some(d.join("batch.toml")),
+            single: true,
+            step: Some(1),
+            accounts: Some("1".into()),
+            output: d.join("runs"),
+            ..Default::default()
+        };
+        let plan = Plan::build(&req).unwrap();
+        assert_eq!(plan.webdriver_url.as_deref(), Some("http://127.0.0.1:4444"));
+        // Remote runs carry their sessions' state by default, from the key too.
+        assert!(plan.storage_state);
+        req.webdriver_url = Some("http://127.0.0.1:5555".into());
+        let plan = Plan::build(&req).unwrap();
+        assert_eq!(plan.webdriver_url.as_deref(), Some("http://127.0.0.1:5555"));
+        std::fs::write(d.join("batch.toml"), "").unwrap();
+        req.webdriver_url = None;
+        assert_eq!(Plan::build(&req).unwrap().webdriver_url, None);
     }
 }

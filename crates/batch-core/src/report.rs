@@ -538,6 +538,10 @@ mod tests {
             profile: Some("/p".into()),
             node: None,
             launch: 1,
+            user_agent: None,
+            accept_language: None,
+            timezone: None,
+            window_size: None,
             launch_ms: 5,
             admission_wait_ms: 0,
         }

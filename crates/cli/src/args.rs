@@ -178,7 +178,8 @@ pub(crate) struct RunArgs {
     /// after it (`1GiB`, `512MiB`) [default: [resources] min_available_memory, 1GiB].
     #[arg(long, value_name = "SIZE")]
     pub(crate) min_available_memory: Option<String>,
-    /// Use a remote WebDriver / Selenium Grid instead of a local ChromeDriver.
+    /// Use a remote WebDriver / Selenium Grid instead of a local ChromeDriver
+    /// (overrides `[browser] webdriver_url`).
     #[arg(long, value_name = "URL")]
     pub(crate) webdriver_url: Option<String>,
     /// Carry each account's cookies and localStorage from one browser to the next

@@ -225,6 +225,13 @@ async fn doctor(path: &Path) -> i32 {
     } else {
         None
     };
+    // `[browser] webdriver_url`: runs would go there, so that is what to check.
+    if let Some(url) = settings
+        .as_ref()
+        .and_then(|s| s.browser.webdriver_url.clone())
+    {
+        return Box::pin(doctor_remote(path, &url)).await;
+    }
     let mut bad = 0;
     let mut report = |ok: bool, what: &str, detail: String| {
         outln!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });

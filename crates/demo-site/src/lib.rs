@@ -16,7 +16,7 @@
 //! | `GET /home` | `#welcome`, links to items (needs a session) |
 //! | `GET /item/{n}` | `#title`, `#add`, `#done` (needs a session) |
 //! | `POST /api/cart` | `{"item": n}`: counts one add (needs a session) |
-//! | `GET /api/counts` | the [`Counts`] as JSON (with the `Via` of each user's logins and adds) |
+//! | `GET /api/counts` | the [`Counts`] as JSON (with the `Via`, `User-Agent` and `Accept-Language` of each user's logins and adds) |
 //! | `GET /slow?ms=N` | answers after N ms (at most 30 s) |
 //! | `GET /echo?…` | shows its query string in `#echo` |
 //!
@@ -66,6 +66,13 @@ pub struct UserCounts {
     /// a `Via` are not counted here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub via: BTreeMap<String, u64>,
+    /// `User-Agent` header value → this user's logins and adds that sent it: which
+    /// browser identity the user's traffic carried.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_agents: BTreeMap<String, u64>,
+    /// `Accept-Language` header value → this user's logins and adds that sent it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accept_languages: BTreeMap<String, u64>,
 }
 
 /// A running demo site, serving in a tokio task until [`DemoSite::shutdown`] or drop.

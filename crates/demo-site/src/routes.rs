@@ -73,14 +73,23 @@ struct LoginForm {
     password: String,
 }
 
-/// The `Via` header a proxy added, if any (several are joined as HTTP allows).
-fn via(headers: &HeaderMap) -> Option<String> {
+/// The `name` header, if any (several are joined as HTTP allows).
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     let values: Vec<&str> = headers
-        .get_all("via")
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
     (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// The `Via` a proxy added, and the browser's `User-Agent` and `Accept-Language`.
+fn client(headers: &HeaderMap) -> crate::state::Client {
+    crate::state::Client {
+        via: header(headers, "via"),
+        user_agent: header(headers, "user-agent"),
+        accept_language: header(headers, "accept-language"),
+    }
 }
 
 async fn login_submit(
@@ -88,7 +97,7 @@ async fn login_submit(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    match state.login(&form.username, &form.password, via(&headers).as_deref()) {
+    match state.login(&form.username, &form.password, &client(&headers)) {
         Some(session) => {
             tracing::info!(user = %form.username, "login");
             // Max-Age makes the cookie persistent, so a persistent Chrome profile
@@ -143,7 +152,7 @@ async fn cart(
             return (rejection.status(), Json(body)).into_response();
         }
     };
-    let adds = state.add(&user, request.item, via(&headers).as_deref());
+    let adds = state.add(&user, request.item, &client(&headers));
     tracing::debug!(user = %user, item = request.item, adds, "add to cart");
     Json(json!({ "ok": true, "user": user, "item": request.item, "adds": adds })).into_response()
 }

@@ -40,12 +40,7 @@ impl Shared {
 
     /// Checks the credentials. On success counts a login and returns a new session
     /// id; on failure counts a failed login for a well-formed `user-N` name.
-    pub(crate) fn login(
-        &self,
-        username: &str,
-        password: &str,
-        via: Option<&str>,
-    ) -> Option<String> {
+    pub(crate) fn login(&self, username: &str, password: &str, client: &Client) -> Option<String> {
         let mut state = self.lock();
         if !credentials_ok(username, password) {
             // Only names that could be real users get an entry, so that a client
@@ -60,7 +55,7 @@ impl Shared {
         state.sessions.insert(id.clone(), username.to_owned());
         let counts = state.user(username);
         counts.logins += 1;
-        count_via(counts, via);
+        count_client(counts, client);
         Some(id)
     }
 
@@ -70,10 +65,10 @@ impl Shared {
     }
 
     /// Counts one add of `item` for `user`; returns the user's total adds.
-    pub(crate) fn add(&self, user: &str, item: u32, via: Option<&str>) -> u64 {
+    pub(crate) fn add(&self, user: &str, item: u32, client: &Client) -> u64 {
         let mut state = self.lock();
         let counts = state.user(user);
-        count_via(counts, via);
+        count_client(counts, client);
         counts.adds += 1;
         *counts.items.entry(item).or_default() += 1;
         counts.adds
@@ -85,9 +80,24 @@ impl Shared {
     }
 }
 
-fn count_via(counts: &mut UserCounts, via: Option<&str>) {
-    if let Some(via) = via {
-        *counts.via.entry(via.to_owned()).or_default() += 1;
+/// What a request said about its client: the headers a proxy or the browser's
+/// identity set (each absent when the request did not carry it).
+#[derive(Debug, Default)]
+pub(crate) struct Client {
+    pub(crate) via: Option<String>,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) accept_language: Option<String>,
+}
+
+fn count_client(counts: &mut UserCounts, client: &Client) {
+    for (seen, map) in [
+        (&client.via, &mut counts.via),
+        (&client.user_agent, &mut counts.user_agents),
+        (&client.accept_language, &mut counts.accept_languages),
+    ] {
+        if let Some(v) = seen {
+            *map.entry(v.clone()).or_default() += 1;
+        }
     }
 }
 

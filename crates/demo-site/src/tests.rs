@@ -195,6 +195,8 @@ fn counts_of(users: &[Expected<'_>]) -> Counts {
                 items,
                 failed_logins,
                 via: BTreeMap::new(),
+                user_agents: BTreeMap::new(),
+                accept_languages: BTreeMap::new(),
             };
             (user.to_owned(), counts)
         })
@@ -609,4 +611,54 @@ async fn drop_closes_the_listener() {
         assert!(Instant::now() < deadline, "still accepting on {addr}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Each user's `User-Agent` and `Accept-Language` are counted per login and add, so
+/// a test can see which browser identity each user's traffic carried.
+#[tokio::test]
+async fn user_agents_and_languages_are_counted_per_user() {
+    let site = site().await;
+    let form = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("User-Agent", "Agent/1"),
+        ("Accept-Language", "de-DE,de;q=0.9"),
+    ];
+    let reply = send(
+        &site,
+        "POST",
+        "/login",
+        &form,
+        "username=user-1&password=pass-1",
+    )
+    .await;
+    assert_eq!(reply.status, 303, "{reply:?}");
+    let cookie = reply.session_cookie().expect("a session cookie");
+    let cart = [
+        ("Content-Type", "application/json"),
+        ("Cookie", cookie.as_str()),
+        ("User-Agent", "Agent/2"),
+    ];
+    let reply = send(&site, "POST", "/api/cart", &cart, "{\"item\":1}").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let _ = login(&site, 2).await;
+    let counts = site.counts();
+    let one = &counts.users["user-1"];
+    let agents: Vec<(&str, u64)> = one
+        .user_agents
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(agents, [("Agent/1", 1), ("Agent/2", 1)]);
+    let langs: Vec<(&str, u64)> = one
+        .accept_languages
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(langs, [("de-DE,de;q=0.9", 1)]);
+    // A request without the headers is not counted under them.
+    let two = &counts.users["user-2"];
+    assert!(
+        two.user_agents.is_empty() && two.accept_languages.is_empty(),
+        "{two:?}"
+    );
 }

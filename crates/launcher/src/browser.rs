@@ -64,6 +64,16 @@ pub struct LaunchSpec {
     pub window_size: (u32, u32),
     /// `--proxy-server` for this browser.
     pub proxy: Option<String>,
+    /// `--user-agent` for this browser (None: Chromium's own).
+    pub user_agent: Option<String>,
+    /// Languages, comma-separated (`de-DE,de`): the `intl.accept_languages` pref —
+    /// in headless Chromium `--lang` alone changes neither the Accept-Language header
+    /// nor `navigator.language` (measured) — and `--lang` with the first one.
+    pub accept_language: Option<String>,
+    /// An IANA time zone: the `TZ` of a local driver (Chrome inherits it; measured to
+    /// set `Intl.DateTimeFormat().resolvedOptions().timeZone`), for a remote session
+    /// `Emulation.setTimezoneOverride` through the endpoint's CDP command.
+    pub timezone: Option<String>,
     /// Timeout for each WebDriver request.
     pub request_timeout: Duration,
     /// Timeout for the whole launch (for a Grid: queueing for a slot included).
@@ -97,6 +107,9 @@ impl LaunchSpec {
             args: Vec::new(),
             window_size: (1280, 800),
             proxy: None,
+            user_agent: None,
+            accept_language: None,
+            timezone: None,
             request_timeout: Duration::from_secs(30),
             launch_timeout: Duration::from_secs(30),
         }
@@ -238,6 +251,7 @@ impl Browser {
             driver_port,
             spec.launch_timeout,
             &local.env_remove,
+            spec.timezone.as_deref(),
         )
         .await?;
         // From here on, any early return kills the driver and whatever Chrome it started.
@@ -364,6 +378,28 @@ impl Browser {
             }
         };
         let session_id = driver.session_id().to_string();
+        if let Some(tz) = &spec.timezone {
+            // No environment of ours reaches a node's Chrome: the page's time zone is
+            // overridden through the endpoint instead (ChromeDriver's CDP command).
+            let set = driver
+                .cdp()
+                .send_raw(
+                    "Emulation.setTimezoneOverride",
+                    serde_json::json!({ "timezoneId": tz }),
+                )
+                .await;
+            if let Err(e) = set {
+                // The session is ours to end: dropping it would block on a DELETE.
+                let _ = driver.leak();
+                crate::remote::delete_session(url, &session_id, Duration::from_secs(3)).await;
+                return Err(LaunchError::Session {
+                    reason: format!(
+                        "could not set the time zone {tz}: {}",
+                        first_line(&e.to_string())
+                    ),
+                });
+            }
+        }
         let cdp_url = driver
             .capabilities()
             .get("se:cdp")
@@ -582,6 +618,13 @@ fn capabilities(
     if let Some(proxy) = &spec.proxy {
         args.push(format!("--proxy-server={proxy}"));
     }
+    if let Some(ua) = &spec.user_agent {
+        args.push(format!("--user-agent={ua}"));
+    }
+    if let Some(langs) = &spec.accept_language {
+        let first = langs.split(',').next().unwrap_or_default().trim();
+        args.push(format!("--lang={first}"));
+    }
     args.extend(spec.args.iter().cloned());
     if spec.profile().is_none() {
         // A remote node chooses its own (temporary) profile directory.
@@ -592,11 +635,12 @@ fn capabilities(
     }
     // The new-tab page reaches for the network and stalled the first navigation by up
     // to 5 s in half the runs; starting on about:blank takes 30–90 ms every time.
-    caps.add_experimental_option(
-        "prefs",
-        serde_json::json!({"session.restore_on_startup": 4, "session.startup_urls": ["about:blank"]}),
-    )
-    .map_err(session)?;
+    let mut prefs = serde_json::json!({"session.restore_on_startup": 4, "session.startup_urls": ["about:blank"]});
+    if let Some(langs) = &spec.accept_language {
+        prefs["intl.accept_languages"] = langs.replace(' ', "").into();
+    }
+    caps.add_experimental_option("prefs", prefs)
+        .map_err(session)?;
     Ok(caps)
 }
 
@@ -718,6 +762,39 @@ mod tests {
     fn chrome_options(caps: thirtyfour::ChromeCapabilities) -> serde_json::Value {
         let caps: thirtyfour::Capabilities = caps.into();
         serde_json::to_value(&caps).unwrap()["goog:chromeOptions"].clone()
+    }
+
+    #[test]
+    fn the_identity_goes_into_switches_and_prefs() {
+        let mut spec = LaunchSpec::remote("http://127.0.0.1:4444");
+        let plain = chrome_options(capabilities(&spec, None).unwrap());
+        assert!(
+            plain["prefs"].get("intl.accept_languages").is_none(),
+            "{plain}"
+        );
+        spec.user_agent = Some("Agent/1 (x)".into());
+        spec.accept_language = Some("ko-KR, ko,en".into());
+        spec.window_size = (900, 700);
+        let opts = chrome_options(capabilities(&spec, None).unwrap());
+        let args: Vec<&str> = opts["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        for want in [
+            "--user-agent=Agent/1 (x)",
+            "--lang=ko-KR",
+            "--window-size=900,700",
+        ] {
+            assert!(args.contains(&want), "{want}: {args:?}");
+        }
+        // `--lang` alone does not reach the header in headless Chromium: the pref does.
+        assert_eq!(
+            opts["prefs"]["intl.accept_languages"], "ko-KR,ko,en",
+            "{opts}"
+        );
+        assert_eq!(opts["prefs"]["session.restore_on_startup"], 4, "{opts}");
     }
 
     #[test]

@@ -31,8 +31,13 @@ pub(crate) async fn spawn(
     port: Option<u16>,
     timeout: Duration,
     env_remove: &[String],
+    timezone: Option<&str>,
 ) -> Result<DriverProcess, LaunchError> {
     let mut cmd = Command::new(program);
+    // Chrome inherits the driver's environment, and ICU takes its zone from `TZ`.
+    if let Some(tz) = timezone {
+        cmd.env("TZ", tz);
+    }
     // Chrome inherits the driver's environment: variables that hold a secret stay out
     // of both (their /proc/PID/environ outlives nothing, but needs no secret either).
     for name in env_remove {

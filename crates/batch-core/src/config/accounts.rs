@@ -159,6 +159,31 @@ fn check_proxies(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A browser-option field (`user_agent`, `timezone`, …) must hold a value the
+/// browser can be given; any other field is free. A secret value is never quoted —
+/// and never accepted in a browser option: those reach Chromium's command line
+/// (readable by every local user in /proc) or the driver's environment, both of
+/// which are kept free of secrets (the proxy, the one field that must carry
+/// credentials, goes through a loopback forwarder instead).
+fn check_account_field(name: &str, value: &str, secret: bool) -> Result<(), String> {
+    if secret && !value.is_empty() && super::identity::ACCOUNT_FIELDS.contains(&name) {
+        return Err(
+            "a secret value (from { env = ... } or a secret field name): browser options \
+             reach Chromium's command line or environment, which never hold a secret \
+             (expected a plain value)"
+                .to_owned(),
+        );
+    }
+    super::identity::check_account_field(name, value).map_err(|m| {
+        if secret {
+            m.replace(&format!("{value:?}"), "***")
+                .replace(value, "***")
+        } else {
+            m
+        }
+    })
+}
+
 fn parse_toml(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Vec<Account>, ConfigError> {
     let doc = Doc::new(path, text);
     let raw: RawAccounts = doc.parse(&dotted).map_err(|e| match e {
@@ -256,6 +281,7 @@ fn toml_account(item: &Spanned<RawAccount>, env: EnvLookup<'_>) -> Result<Accoun
             }
             other => return Err(bad(found(other, FIELD_EXPECTED))),
         };
+        check_account_field(name, &value, secret).map_err(bad)?;
         fields.insert(name.clone(), FieldValue { value, secret });
     }
     Ok(Account { id, fields })
@@ -344,6 +370,11 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
                     "account id {id} is used twice, first at line {first} (expected unique ids)"
                 ),
             ));
+        }
+        for (name, value) in headers.iter().zip(record.iter()) {
+            check_account_field(name, value, is_secret_name(name)).map_err(|m| {
+                ConfigError::invalid(path, Some(line), format!("account {id}, {name}"), m)
+            })?;
         }
         let fields = headers
             .iter()

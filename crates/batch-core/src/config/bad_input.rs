@@ -383,6 +383,98 @@ fn cases() -> Vec<Case> {
             &["accounts.toml: account 1, proxy: a control character in the proxy URL"],
         ),
         case(
+            "unknown time zone in batch.toml",
+            &[("batch.toml", "[browser]\ntimezone = \"Mars/Olympus\"\n")],
+            &[
+                "batch.toml:2: browser.timezone: \"Mars/Olympus\" is not a time zone this host knows",
+            ],
+        ),
+        case(
+            "q-weights in accept_language",
+            &[(
+                "batch.toml",
+                "\n[browser]\naccept_language = \"de;q=0.9\"\n",
+            )],
+            &["batch.toml:3: browser.accept_language: \"de;q=0.9\" is not a language tag"],
+        ),
+        case(
+            "empty user agent",
+            &[("batch.toml", "[browser]\nuser_agent = \"\"\n")],
+            &["batch.toml:2: browser.user_agent: an empty user agent"],
+        ),
+        case(
+            "--user-agent beside user_agent",
+            &[(
+                "batch.toml",
+                "[browser]\nargs = [\"--user-agent=X\"]\nuser_agent = \"Y\"\n",
+            )],
+            &[
+                "batch.toml:3: browser.user_agent: \"--user-agent=X\" in the browser switches contradicts user_agent",
+            ],
+        ),
+        case(
+            "bad webdriver_url",
+            &[(
+                "batch.toml",
+                "[browser]\nwebdriver_url = \"ftp://grid:4444\"\n",
+            )],
+            &[
+                "batch.toml:2: browser.webdriver_url: \"ftp://grid:4444\": not an http:// or https:// URL",
+            ],
+        ),
+        case(
+            "account's window size",
+            &[(
+                "accounts.toml",
+                "[[accounts]]\nid = 1\nusername = \"u\"\n\nwindow_size = \"wide\"\n",
+            )],
+            &["accounts.toml:5: account 1, window_size: \"wide\" is not a window size"],
+        ),
+        case(
+            "account's managed switch",
+            &[(
+                "accounts.toml",
+                "[[accounts]]\nid = 1\nusername = \"u\"\nbrowser_args = \"--mute-audio --user-data-dir=/tmp/x\"\n",
+            )],
+            &[
+                "accounts.toml:4: account 1, browser_args: \"--user-data-dir=/tmp/x\" overrides --user-data-dir, which batch-cli manages",
+            ],
+        ),
+        case(
+            "account's CSV time zone",
+            &[
+                ("batch.toml", "accounts = \"people.csv\"\n"),
+                (
+                    "people.csv",
+                    "id,username,timezone\n1,u,Asia/Seoul\n2,v,Nowhere/Town\n",
+                ),
+            ],
+            &[
+                "people.csv:3: account 2, timezone: \"Nowhere/Town\" is not a time zone this host knows",
+            ],
+        ),
+        case(
+            "account's secret time zone",
+            &[(
+                "accounts.toml",
+                "[[accounts]]\nid = 1\nusername = \"u\"\ntimezone = { env = \"BAD_INPUT_SET\" }\n",
+            )],
+            &["accounts.toml:4: account 1, timezone: a secret value (from { env = ... }"],
+        ),
+        case(
+            "account's accept_language beside [browser] --lang",
+            &[
+                ("batch.toml", "[browser]\nargs = [\"--lang=fr\"]\n"),
+                (
+                    "accounts.toml",
+                    "[[accounts]]\nid = 1\nusername = \"u\"\naccept_language = \"de\"\n",
+                ),
+            ],
+            &[
+                "accounts.toml: account 1, accept_language: \"--lang=fr\" in the browser switches contradicts accept_language",
+            ],
+        ),
+        case(
             "NUL in browser args",
             &[("batch.toml", "[browser]\nargs = [\"--lang=en\\u0000\"]\n")],
             &["batch.toml:2: browser.args: a control character"],

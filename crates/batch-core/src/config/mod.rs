@@ -19,6 +19,7 @@ mod actions;
 mod bad_input;
 mod doc;
 mod error;
+mod identity;
 #[cfg(test)]
 pub(crate) mod introspect;
 mod lists;
@@ -34,6 +35,7 @@ mod workflow;
 pub use accounts::{exec_env_name, load_accounts, load_accounts_with_env};
 pub use actions::{ACTIONS, ActionDef, KEY_NAMES, action_table};
 pub use error::ConfigError;
+pub use identity::{ACCOUNT_FIELDS, Identity, identity_of, primary_language};
 pub use lists::{parse_account_list, parse_step_list, shard};
 pub use project::{Project, load_project, load_project_with_env};
 pub use secrets::{REDACTED, Secrets, is_secret_name, redact, redact_values, url_userinfo};
@@ -316,6 +318,21 @@ pub struct BrowserSettings {
     /// `window_size` as `"WxH"` (default 1280x800).
     #[serde(deserialize_with = "settings::window_size")]
     pub window_size: (u32, u32),
+    /// `user_agent` (default: Chromium's own); an account's `user_agent` overrides it.
+    #[serde(deserialize_with = "settings::user_agent")]
+    pub user_agent: Option<String>,
+    /// `accept_language`, language tags like `"de-DE,de"` (default: Chromium's own);
+    /// an account's `accept_language` overrides it.
+    #[serde(deserialize_with = "settings::accept_language")]
+    pub accept_language: Option<String>,
+    /// `timezone`, an IANA name like `"Asia/Seoul"` (default: the host's); an
+    /// account's `timezone` overrides it.
+    #[serde(deserialize_with = "settings::timezone")]
+    pub timezone: Option<String>,
+    /// `webdriver_url`: take sessions from this remote WebDriver endpoint (a Selenium
+    /// Grid) instead of local Chromium (default none; `--webdriver-url` overrides it).
+    #[serde(deserialize_with = "settings::webdriver_url")]
+    pub webdriver_url: Option<String>,
 }
 
 /// `[launch]`.

@@ -36,6 +36,19 @@ pub fn load_project_with_env(
     let settings = load_settings(config_path)?;
     let workflow = load_workflow(&settings.workflow)?;
     let accounts = load_accounts_with_env(&settings.accounts, env)?;
+    // An account's user_agent or accept_language against the switches it would get
+    // (`[browser] args` and its own `browser_args`): only both files together say.
+    for a in &accounts.accounts {
+        let identity = super::identity_of(&settings.browser, a);
+        if let Err((key, problem)) = super::identity::check_clashes(&identity) {
+            return Err(ConfigError::invalid(
+                &accounts.path,
+                None,
+                format!("account {}, {key}", a.id),
+                problem,
+            ));
+        }
+    }
     Ok(Project {
         settings,
         workflow,

@@ -66,6 +66,10 @@ impl Default for BrowserSettings {
             headed: false,
             args: Vec::new(),
             window_size: (1280, 800),
+            user_agent: None,
+            accept_language: None,
+            timezone: None,
+            webdriver_url: None,
         }
     }
 }
@@ -192,15 +196,8 @@ pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, Config
     let raw: Raw = doc.parse(&dotted)?;
     // Checked here rather than in `args` so that the error names the entry's own line.
     for (i, arg) in raw.browser.args.iter().enumerate() {
-        let problem = match managed_switch(arg) {
-            Some((switch, hint)) => format!(
-                "{arg:?} overrides --{switch}, which batch-cli manages ({hint}; expected other switches)"
-            ),
-            // Chromium's argv: a NUL cannot be passed, and no control character is meant.
-            None if arg.contains(char::is_control) => {
-                "a control character (expected printable switches)".to_owned()
-            }
-            None => continue,
+        let Err(problem) = super::identity::check_switch(arg) else {
+            continue;
         };
         let at = [
             Seg::Key("browser".into()),
@@ -209,6 +206,20 @@ pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, Config
         ];
         let span = doc.span_at(&at).unwrap_or_default();
         return Err(doc.err(Bad::new(span, "browser.args", problem)));
+    }
+    // `[browser] args` against the dedicated keys of the same section; an account's
+    // own values are checked against the switches when the accounts load.
+    let defaults = super::identity::identity_of(
+        &raw.browser,
+        &super::Account {
+            id: 0,
+            fields: Default::default(),
+        },
+    );
+    if let Err((key, problem)) = super::identity::check_clashes(&defaults) {
+        let at = [Seg::Key("browser".into()), Seg::Key(key.into())];
+        let span = doc.span_at(&at).unwrap_or_default();
+        return Err(doc.err(Bad::new(span, format!("browser.{key}"), problem)));
     }
     Ok(resolve(path, raw))
 }
@@ -224,7 +235,28 @@ value! {
         let items = v.as_array().ok_or_else(|| found(v, expected))?;
         items.iter().map(|a| string(a, expected).map(str::to_owned)).collect()
     };
-    pub(super) window_size -> (u32, u32) = read_window_size;
+    pub(super) window_size -> (u32, u32) = |v| {
+        super::identity::parse_window_size(string(v, "WIDTHxHEIGHT, like \"1280x800\"")?)
+    };
+    pub(super) user_agent -> Option<String> = |v| {
+        let s = string(v, "a User-Agent string")?;
+        super::identity::check_user_agent(s).map(|()| Some(s.to_owned()))
+    };
+    pub(super) accept_language -> Option<String> = |v| {
+        let s = string(v, "language tags like \"de-DE,de\"")?;
+        super::identity::check_accept_language(s).map(|()| Some(s.to_owned()))
+    };
+    pub(super) timezone -> Option<String> = |v| {
+        let s = string(v, "an IANA time zone name like \"Asia/Seoul\"")?;
+        super::identity::check_timezone(s).map(|()| Some(s.to_owned()))
+    };
+    pub(super) webdriver_url -> Option<String> = |v| {
+        let s = string(v, "a WebDriver URL like \"http://127.0.0.1:4444\"")?;
+        // The same check as `--webdriver-url`, its message without the flag's name.
+        crate::plan::check_webdriver_url(s)
+            .map(Some)
+            .map_err(|m| m.trim_start_matches("--webdriver-url ").to_owned())
+    };
     pub(super) interval -> LaunchInterval = |v| {
         let s = string(v, "a duration like \"2.5s\", or \"auto\"")?;
         parse_launch_interval(s).map_err(|m| format!("{s:?}: {m}"))
@@ -248,17 +280,6 @@ fn non_empty(v: &Value, expected: &str) -> Result<String, String> {
         "" => Err(format!("an empty path (expected {expected})")),
         s => Ok(s.to_owned()),
     }
-}
-
-fn read_window_size(v: &Value) -> Result<(u32, u32), String> {
-    let expected = "WIDTHxHEIGHT, like \"1280x800\"";
-    let s = string(v, expected)?;
-    let size = s.split_once(['x', 'X']).and_then(|(w, h)| {
-        let w: u32 = w.trim().parse().ok()?;
-        let h: u32 = h.trim().parse().ok()?;
-        (w > 0 && h > 0).then_some((w, h))
-    });
-    size.ok_or_else(|| format!("{s:?} is not a window size (expected {expected})"))
 }
 
 /// `"LOW-HIGH"`, refused here if the port allocator would refuse it later (after
@@ -368,6 +389,16 @@ pub(crate) mod tests {
         assert_eq!(s.accounts, root.join("accounts.toml"));
         assert_eq!(s.profiles.root, root.join("profiles"));
         assert_eq!(s.browser.window_size, (1280, 800));
+        let b = &s.browser;
+        assert_eq!(
+            (
+                &b.user_agent,
+                &b.accept_language,
+                &b.timezone,
+                &b.webdriver_url
+            ),
+            (&None, &None, &None, &None)
+        );
         assert!(!s.browser.headed && s.launch.lock && !s.profiles.ephemeral);
         assert_eq!(s.launch.interval, LaunchInterval::Auto);
         assert_eq!(s.launch.max_concurrent, None);
@@ -540,6 +571,9 @@ chromedriver = "bin/chromedriver"
 headed = true
 args = ["--lang=en", "--mute-audio"]
 window_size = "1920x1080"
+user_agent = "Mozilla/5.0 (X11; Linux x86_64) Test/1"
+timezone = "Europe/Berlin"
+webdriver_url = "http://127.0.0.1:4444/"
 
 [launch]
 lock = false
@@ -582,6 +616,16 @@ launch = "45s"
         assert!(s.browser.headed);
         assert_eq!(s.browser.args, ["--lang=en", "--mute-audio"]);
         assert_eq!(s.browser.window_size, (1920, 1080));
+        assert_eq!(
+            s.browser.user_agent.as_deref(),
+            Some("Mozilla/5.0 (X11; Linux x86_64) Test/1")
+        );
+        assert_eq!(s.browser.accept_language, None);
+        assert_eq!(s.browser.timezone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(
+            s.browser.webdriver_url.as_deref(),
+            Some("http://127.0.0.1:4444")
+        );
         assert_eq!(
             s.launch,
             LaunchSettings {
@@ -708,7 +752,7 @@ launch = "45s"
         check(
             "[browser]\nheadless = true\n",
             Some(2),
-            "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, args, window_size)",
+            "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, args, window_size, user_agent, accept_language, timezone, webdriver_url)",
         );
         check("[brwoser]\n", Some(1), "unknown key \"brwoser\"");
         check(
@@ -730,6 +774,31 @@ launch = "45s"
             "[browser]\nwindow_size = \"big\"\n",
             Some(2),
             "browser.window_size: \"big\" is not a window size (expected WIDTHxHEIGHT",
+        );
+        check(
+            "[browser]\nuser_agent = 5\n",
+            Some(2),
+            "browser.user_agent: found an integer (expected a User-Agent string)",
+        );
+        check(
+            "[browser]\naccept_language = \"en_US\"\n",
+            Some(2),
+            "browser.accept_language: \"en_US\" is not a language tag (expected language tags separated by commas",
+        );
+        check(
+            "[browser]\ntimezone = \"UTC+9\"\n",
+            Some(2),
+            "browser.timezone: \"UTC+9\" is not a time zone this host knows",
+        );
+        check(
+            "[browser]\nwebdriver_url = \"http://:4444\"\n",
+            Some(2),
+            "browser.webdriver_url: \"http://:4444\": no host (expected an http:// or https:// URL of a WebDriver endpoint",
+        );
+        check(
+            "[browser]\naccept_language = \"de\"\nargs = [\"--lang=fr\"]\n",
+            Some(2),
+            "browser.accept_language: \"--lang=fr\" in the browser switches contradicts accept_language",
         );
         check(
             "[browser]\nargs = [\"a\", 2]\n",

@@ -337,8 +337,13 @@ async fn create(
         (None, None) => unreachable!("a local run has located its binaries"),
     };
     spec.headless = !ctx.plan.headed;
-    spec.args = settings.browser.args.clone();
-    spec.window_size = settings.browser.window_size;
+    // `[browser]` defaults under the account's own browser options (validated on loading).
+    let identity = crate::config::identity_of(&settings.browser, account);
+    spec.args = identity.args.clone();
+    spec.window_size = identity.window_size;
+    spec.user_agent = identity.user_agent.clone();
+    spec.accept_language = identity.accept_language.clone();
+    spec.timezone = identity.timezone.clone();
     let forwarder = match proxy_of(account) {
         None => None,
         Some(upstream) if forwarder::needs_forwarder(&upstream) => {
@@ -382,6 +387,14 @@ async fn create(
                 profile: local.map(|l| l.profile.display().to_string()),
                 node: info.node.clone(),
                 launch: serial,
+                // Journaled as given: the journal redacts a value from a secret field.
+                user_agent: identity.user_agent,
+                accept_language: identity.accept_language,
+                timezone: identity.timezone,
+                window_size: Some(format!(
+                    "{}x{}",
+                    identity.window_size.0, identity.window_size.1
+                )),
                 launch_ms: info.launch_time.as_millis() as u64,
                 admission_wait_ms: waited.as_millis() as u64,
             });

@@ -1,0 +1,274 @@
+//! Per-account browser identity, end to end: two accounts, one on the `[browser]`
+//! defaults, one with its own user agent, languages, time zone, window size and an
+//! extra switch. The demo app saw each user's own `User-Agent` and `Accept-Language`,
+//! the pages ran in each account's time zone (a `script` action's value in
+//! report.json), and `browser_created` records what each browser was given. Then the
+//! same through a remote source.
+
+use crate::harness::{Project, events, named, report, step1};
+
+const DEFAULT_UA: &str = "BatchDefault/1.0 (identity-e2e)";
+const OWN_UA: &str = "AccountTwo/2.0 (identity-e2e)";
+
+const WORKFLOW: &str = r##"
+base_url = "http://127.0.0.1:9"
+
+[[steps]]
+id = 1
+before = [
+  { goto = "{base_url}/login" },
+  { fill = "#username", text = "{account.username}" },
+  { fill = "#password", text = "{account.password}" },
+  { click = "#submit" },
+  { wait_for = "#welcome" },
+]
+actions = [
+  { goto = "{base_url}/item/{iteration}" },
+  { click = "#add" },
+  { wait_text = "#done", contains = "added {iteration}" },
+  { script = "return Intl.DateTimeFormat().resolvedOptions().timeZone", into = "timezone" },
+  { script = "return navigator.languages.join(',')", into = "languages" },
+  { script = "return navigator.userAgent", into = "user_agent" },
+  { script = "return window.outerWidth + 'x' + window.outerHeight", into = "window" },
+  { script = "return String(matchMedia('(prefers-color-scheme: dark)').matches)", into = "dark" },
+]
+"##;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
+    let p = Project::new(0).await;
+    p.write(
+        "batch.toml",
+        &format!(
+            "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\n[browser]\n\
+             user_agent = \"{DEFAULT_UA}\"\naccept_language = \"de-DE,de\"\n\
+             timezone = \"Asia/Seoul\"\n"
+        ),
+    );
+    p.write("workflow.toml", WORKFLOW);
+    p.write(
+        "accounts.toml",
+        &format!(
+            "[[accounts]]\nid = 1\nusername = \"user-1\"\npassword = \"pass-1\"\n\n\
+             [[accounts]]\nid = 2\nusername = \"user-2\"\npassword = \"pass-2\"\n\
+             user_agent = \"{OWN_UA}\"\naccept_language = \"ko-KR,ko,en\"\n\
+             timezone = \"America/New_York\"\nwindow_size = \"900x700\"\n\
+             browser_args = \"--force-dark-mode --disable-notifications\"\n"
+        ),
+    );
+    let run = p
+        .run(&step1(
+            "1,2",
+            &["--quantity", "2", "--launch-interval", "0"],
+        ))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+
+    // The app's view: every login and add of a user came with that user's own
+    // headers (1 login + 2 adds each). Chromium adds the q-weights itself.
+    let counts = p.site.counts();
+    let seen = |user: &str| {
+        let u = &counts.users[user];
+        (
+            u.user_agents.clone().into_iter().collect::<Vec<_>>(),
+            u.accept_languages.clone().into_iter().collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        seen("user-1"),
+        (
+            vec![(DEFAULT_UA.to_owned(), 3)],
+            vec![("de-DE,de;q=0.9".to_owned(), 3)]
+        ),
+        "{counts:?}"
+    );
+    assert_eq!(
+        seen("user-2"),
+        (
+            vec![(OWN_UA.to_owned(), 3)],
+            vec![("ko-KR,ko;q=0.9,en;q=0.8".to_owned(), 3)]
+        ),
+        "{counts:?}"
+    );
+    // The pages' view, recorded by `script … into`.
+    let dir = p.run_dir();
+    let report = report(&dir);
+    let values = |id: u64| {
+        let a = report["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap_or_else(|| panic!("account {id} in {report}"));
+        let v = &a["values"];
+        let s = |k: &str| {
+            v[k].as_str()
+                .unwrap_or_else(|| panic!("{k} in {v}"))
+                .to_owned()
+        };
+        (s("timezone"), s("languages"), s("user_agent"), s("window"))
+    };
+    // Account 2's own `--force-dark-mode` reached its browser only.
+    let dark = |id: u64| {
+        report["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .map(|a| a["values"]["dark"].clone())
+    };
+    assert_eq!(
+        (dark(1), dark(2)),
+        (Some("false".into()), Some("true".into()))
+    );
+    assert_eq!(
+        values(1),
+        (
+            "Asia/Seoul".into(),
+            "de-DE,de".into(),
+            DEFAULT_UA.into(),
+            "1280x800".into()
+        )
+    );
+    assert_eq!(
+        values(2),
+        (
+            "America/New_York".into(),
+            "ko-KR,ko,en".into(),
+            OWN_UA.into(),
+            "900x700".into()
+        )
+    );
+
+    // The journal's view: what each browser was given.
+    let ev = events(&dir);
+    let created = named(&ev, "browser_created");
+    assert_eq!(created.len(), 2, "{created:?}");
+    let given = |id: u64| {
+        let e = created
+            .iter()
+            .find(|e| e["account"] == id)
+            .unwrap_or_else(|| panic!("browser_created of {id}"));
+        [
+            e["user_agent"].as_str(),
+            e["accept_language"].as_str(),
+            e["timezone"].as_str(),
+            e["window_size"].as_str(),
+        ]
+        .map(|v| v.unwrap_or_default().to_owned())
+    };
+    assert_eq!(given(1), [DEFAULT_UA, "de-DE,de", "Asia/Seoul", "1280x800"]);
+    assert_eq!(
+        given(2),
+        [OWN_UA, "ko-KR,ko,en", "America/New_York", "900x700"]
+    );
+    p.assert_nothing_left();
+}
+
+/// A lone ChromeDriver started by the test, in its own process group, killed with
+/// every Chrome it started when dropped (even when an assertion fails first).
+struct LoneDriver {
+    child: std::process::Child,
+    port: u16,
+    /// Kept open: a driver writing to a closed pipe would die of SIGPIPE.
+    _out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl LoneDriver {
+    fn start() -> LoneDriver {
+        use std::io::{BufRead, BufReader};
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("/usr/bin/chromedriver")
+            .arg("--port=0")
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        // "ChromeDriver was started successfully on port N." (after a "Starting" line).
+        let mut line = String::new();
+        while !line.contains("started successfully") {
+            line.clear();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("chromedriver exited without saying its port");
+            }
+        }
+        let port = line
+            .trim_end()
+            .trim_end_matches('.')
+            .rsplit(' ')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        LoneDriver {
+            child,
+            port,
+            _out: out,
+        }
+    }
+}
+
+impl Drop for LoneDriver {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A remote source (`[browser] webdriver_url`, here a lone ChromeDriver) gets the same
+/// identity through the session's capabilities, and the time zone through the
+/// endpoint's CDP command, since our environment cannot reach a remote Chrome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_session_gets_the_identity_through_its_capabilities() {
+    let p = Project::new(1).await;
+    let driver = LoneDriver::start();
+    // A remote node's sandbox is its own business; this one runs as root here.
+    let sandbox = if nix::unistd::geteuid().is_root() {
+        "args = [\"--no-sandbox\"]\n"
+    } else {
+        ""
+    };
+    p.write(
+        "batch.toml",
+        &format!(
+            "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\n[browser]\n{sandbox}\
+             webdriver_url = \"http://127.0.0.1:{}\"\nuser_agent = \"{OWN_UA}\"\n\
+             accept_language = \"fr-FR,fr\"\ntimezone = \"Asia/Tokyo\"\n",
+            driver.port
+        ),
+    );
+    p.write("workflow.toml", WORKFLOW);
+    let run = p
+        .run(&step1("1", &["--quantity", "1", "--launch-interval", "0"]))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let u = &p.site.counts().users["user-1"];
+    assert_eq!(
+        u.user_agents.iter().collect::<Vec<_>>(),
+        [(&OWN_UA.to_owned(), &2)],
+        "{u:?}"
+    );
+    assert_eq!(
+        u.accept_languages.iter().collect::<Vec<_>>(),
+        [(&"fr-FR,fr;q=0.9".to_owned(), &2)],
+        "{u:?}"
+    );
+    let dir = p.run_dir();
+    let values = &report(&dir)["accounts"][0]["values"];
+    assert_eq!(values["timezone"], "Asia/Tokyo", "{values}");
+    assert_eq!(values["languages"], "fr-FR,fr", "{values}");
+    let ev = events(&dir);
+    let created = named(&ev, "browser_created");
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        created[0]["pid"],
+        serde_json::Value::Null,
+        "a remote session"
+    );
+    assert_eq!(created[0]["timezone"], "Asia/Tokyo");
+    drop(driver);
+    p.assert_nothing_left();
+}
