@@ -60,7 +60,8 @@ pub struct Totals {
 pub struct AccountReport {
     /// The account id.
     pub id: u64,
-    /// `ok`, `failed` (some iterations failed), `interrupted` or `error` (could not run).
+    /// `ok`, `failed` (some iterations failed), `quarantined` (set aside by `[health]`:
+    /// see `crate::health`), `interrupted` or `error` (could not run).
     pub status: String,
     /// Iterations that succeeded.
     pub iterations_ok: u64,
@@ -196,6 +197,15 @@ impl Report {
                         .report
                         .values
                         .insert(name.clone(), value.clone());
+                }
+                Event::AccountQuarantined {
+                    account, reason, ..
+                }
+                | Event::QuarantineSkipped {
+                    account, reason, ..
+                } => {
+                    let i = find(&mut accounts, *account);
+                    accounts[i].report.last_error = Some(format!("quarantined: {reason}"));
                 }
                 Event::AccountDone {
                     account,
@@ -438,6 +448,9 @@ impl Acc {
         r.iterations_failed = self.outcomes.len() as u64 - r.iterations_ok;
         r.status = if self.last_status.as_deref() == Some("error") {
             "error"
+        } else if self.last_status.as_deref() == Some("quarantined") {
+            // Set aside (this part's last word on it): its iterations left did not run.
+            "quarantined"
         } else if (self.outcomes.len() as u64) < planned {
             "interrupted"
         } else if r.iterations_failed > 0 || self.after_failed {

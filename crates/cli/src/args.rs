@@ -197,4 +197,7 @@ pub(crate) struct RunArgs {
     /// One JSON event per line on stdout instead of the human view.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also run accounts still cooling in quarantine (see `accounts list`).
+    #[arg(long)]
+    pub(crate) include_quarantined: bool,
 }

@@ -75,6 +75,7 @@ fn request(
         output: a.output.clone(),
         resume: a.resume.clone(),
         storage_state: a.storage_state,
+        include_quarantined: a.include_quarantined,
         argv: std::env::args().collect(),
     }
 }

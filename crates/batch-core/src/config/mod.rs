@@ -19,6 +19,7 @@ mod actions;
 mod bad_input;
 mod doc;
 mod error;
+mod health;
 mod lists;
 mod project;
 #[cfg(test)]
@@ -32,6 +33,7 @@ mod workflow;
 pub use accounts::{exec_env_name, load_accounts, load_accounts_with_env};
 pub use actions::{ACTIONS, ActionDef, KEY_NAMES, action_table};
 pub use error::ConfigError;
+pub use health::HealthSettings;
 pub use lists::{parse_account_list, parse_step_list, shard};
 pub use project::{Project, load_project, load_project_with_env};
 pub use secrets::{REDACTED, Secrets, is_secret_name, redact, redact_values, url_userinfo};
@@ -293,6 +295,8 @@ pub struct Settings {
     pub retry: RetrySettings,
     /// `[timeouts]`.
     pub timeouts: TimeoutSettings,
+    /// `[health]`.
+    pub health: HealthSettings,
 }
 
 /// `[browser]`.

@@ -39,6 +39,7 @@ struct Raw {
     pool: PoolSettings,
     retry: RetrySettings,
     timeouts: TimeoutSettings,
+    health: super::HealthSettings,
 }
 
 impl Default for Raw {
@@ -54,6 +55,7 @@ impl Default for Raw {
             pool: PoolSettings::default(),
             retry: RetrySettings::default(),
             timeouts: TimeoutSettings::default(),
+            health: super::HealthSettings::default(),
         }
     }
 }
@@ -166,6 +168,7 @@ fn resolve(config_path: &Path, raw: Raw) -> Settings {
         pool: raw.pool,
         retry: raw.retry,
         timeouts: raw.timeouts,
+        health: raw.health,
         root,
     }
 }
