@@ -108,6 +108,17 @@ pub(crate) fn line(e: &Value) -> Option<String> {
             s(e, "error")
         ),
         "after_failed" => format!("after of step {} failed: {}", n(e, "step"), s(e, "error")),
+        "account_quarantined" => format!(
+            "QUARANTINED until {} (score {}: {}): its other iterations do not run",
+            s(e, "until"),
+            n(e, "score"),
+            s(e, "reason")
+        ),
+        "quarantine_skipped" => format!(
+            "quarantined until {} ({}): skipped; --include-quarantined runs it",
+            s(e, "until"),
+            s(e, "reason")
+        ),
         "account_done" => format!(
             "done: {} — {} ok, {} failed, {} browser launch(es), {} retries",
             s(e, "status"),
@@ -377,6 +388,7 @@ impl Live {
                     a.status = match e.get("status").and_then(Value::as_str) {
                         Some("ok") => "done ok",
                         Some("failed") => "done, failed",
+                        Some("quarantined") => "quarantined",
                         Some("interrupted") => "interrupted",
                         _ => "done, error",
                     };

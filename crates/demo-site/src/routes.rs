@@ -88,6 +88,10 @@ async fn login_submit(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    if state.challenge(&form.username) {
+        tracing::info!(user = %form.username, "challenged");
+        return (StatusCode::TOO_MANY_REQUESTS, Html(pages::challenge())).into_response();
+    }
     match state.login(&form.username, &form.password, via(&headers).as_deref()) {
         Some(session) => {
             tracing::info!(user = %form.username, "login");
