@@ -146,8 +146,10 @@ pub fn now_ms() -> u64 {
 /// An epoch-ms time as RFC 3339 UTC (seconds).
 pub fn rfc3339(ms: u64) -> String {
     let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    chrono::DateTime::from_timestamp(secs, 0).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }
 
 /// `health.json` as written.
@@ -186,7 +188,10 @@ impl Store {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{}: {e} (expected batch-cli's health state)", self.path().display()),
+                    format!(
+                        "{}: {e} (expected batch-cli's health state)",
+                        self.path().display()
+                    ),
                 )
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(File::default()),
@@ -359,10 +364,16 @@ mod tests {
         let all = Store::new(&root).load().unwrap();
         assert_eq!(all.keys().copied().collect::<Vec<_>>(), [2, 3]);
         assert_eq!(all[&2].reason.as_deref(), Some("#captcha"));
-        let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(store.release(&[2, 9]).unwrap(), [2]);
-        assert_eq!(store.load().unwrap().keys().copied().collect::<Vec<_>>(), [3]);
+        assert_eq!(
+            store.load().unwrap().keys().copied().collect::<Vec<_>>(),
+            [3]
+        );
     }
 
     #[test]

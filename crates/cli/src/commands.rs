@@ -550,7 +550,12 @@ fn accounts(action: AccountsCommand, path: &Path) -> i32 {
             };
             let now = batch_core::health::now_ms();
             let max = project.settings.health.max_score;
-            outln!("{:<10} {:<8} {:<22} reason", "account", "score", "quarantined until");
+            outln!(
+                "{:<10} {:<8} {:<22} reason",
+                "account",
+                "score",
+                "quarantined until"
+            );
             for a in &project.accounts.accounts {
                 let h = states.get(&a.id).cloned().unwrap_or_default();
                 let until = match h.until_ms {

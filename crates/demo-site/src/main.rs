@@ -70,7 +70,7 @@ async fn main() -> ExitCode {
             site.set_challenged(user, true);
         }
     }
-        // Scripts (xtask, tests) wait for this exact line, so it names the real port
+    // Scripts (xtask, tests) wait for this exact line, so it names the real port
     // even when started with --port 0.
     println!("demo-site listening on {}", site.base_url());
 

@@ -22,9 +22,9 @@ use super::actions::{ActionEnv, Failure, run_actions, save_png, screenshot_path}
 use super::pool::Pool;
 use crate::config::{Account, Action, Step, Vars};
 use crate::health::{AccountHealth, Quarantine, Signal};
-use launcher::thirtyfour::By;
 use crate::journal::Event;
 use crate::report::AccountReport;
+use launcher::thirtyfour::By;
 
 struct AccountRun {
     ctx: Arc<Ctx>,
@@ -296,7 +296,11 @@ impl AccountRun {
     fn record_health(&mut self, signal: Signal) -> Option<Quarantine> {
         let policy = &self.ctx.plan.project.settings.health;
         let now = crate::health::now_ms();
-        match self.ctx.health.record(self.account.id, &signal, now, policy) {
+        match self
+            .ctx
+            .health
+            .record(self.account.id, &signal, now, policy)
+        {
             Ok((h, q)) => {
                 self.health = h;
                 q
