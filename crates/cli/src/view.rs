@@ -774,6 +774,20 @@ mod tests {
                 json!({"event": "admitted", "account": 2, "reason": null, "waited_ms": 0}),
                 None,
             ),
+            (
+                json!({"event": "quarantine_skipped", "account": 2, "reason": "challenge: #captcha on the page",
+                       "score": 3, "until": "2026-12-02T03:00:00Z"}),
+                Some(
+                    "[account 2] quarantined until 2026-12-02T03:00:00Z (challenge: #captcha on the page): skipped; --include-quarantined runs it",
+                ),
+            ),
+            (
+                json!({"event": "account_quarantined", "account": 2, "reason": "boom", "score": 3,
+                       "until": "2026-12-02T03:00:00Z", "cooldown_ms": 600000}),
+                Some(
+                    "[account 2] QUARANTINED until 2026-12-02T03:00:00Z (score 3: boom): its other iterations do not run",
+                ),
+            ),
         ] {
             assert_eq!(line(&event).as_deref(), expected);
         }

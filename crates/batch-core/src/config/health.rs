@@ -52,3 +52,60 @@ value! {
         s => Ok(Some(s.to_owned())),
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::settings::parse_settings;
+
+    fn parse(text: &str) -> Result<HealthSettings, String> {
+        parse_settings("/p/batch.toml".as_ref(), text)
+            .map(|s| s.health)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_the_documented_example_and_overrides() {
+        assert_eq!(parse("").unwrap(), HealthSettings::default());
+        let doc = crate::config::settings::tests::docs_example("## `batch.toml`");
+        let h = parse(&doc).unwrap();
+        assert_eq!(h.challenge_selector.as_deref(), Some("#captcha"));
+        assert_eq!(h.challenge_text.as_deref(), Some("Too Many Requests"));
+        assert_eq!((h.max_score, h.cooldown.as_secs()), (3, 600));
+        let h =
+            parse("[health]\nmax_score = 1\ncooldown = \"3s\"\nmax_cooldown = \"1m\"\n").unwrap();
+        assert_eq!(
+            (h.max_score, h.cooldown, h.max_cooldown),
+            (1, Duration::from_secs(3), Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_line() {
+        for (text, message) in [
+            (
+                "[health]\nmax_score = 0\n",
+                "batch.toml:2: health.max_score:",
+            ),
+            (
+                "[health]\ncooldown = \"0s\"\n",
+                "health.cooldown: a zero cool-down",
+            ),
+            (
+                "[health]\nmax_cooldown = 5\n",
+                "batch.toml:2: health.max_cooldown:",
+            ),
+            (
+                "[health]\nchallenge_selector = \"\"\n",
+                "health.challenge_selector: an empty string",
+            ),
+            (
+                "[health]\nchallenge = \"#x\"\n",
+                "health: unknown key \"challenge\"",
+            ),
+        ] {
+            let e = parse(text).expect_err(text);
+            assert!(e.contains(message), "{text:?}: {e}");
+        }
+    }
+}
