@@ -404,12 +404,15 @@ pub async fn run(
     })
 }
 
+/// Accounts set aside at the start, with the health that set them aside.
+type Skipped = Vec<(u64, crate::health::AccountHealth)>;
+
 /// The accounts to run, and those set aside because they are still cooling.
 fn split_quarantined(
     accounts: Vec<Account>,
     health: &crate::health::Store,
     include: bool,
-) -> Result<(Vec<Account>, Vec<(u64, crate::health::AccountHealth)>), RunError> {
+) -> Result<(Vec<Account>, Skipped), RunError> {
     let states = health.load().map_err(io_err(&health.path()))?;
     let now = crate::health::now_ms();
     let mut skipped = Vec::new();
