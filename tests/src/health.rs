@@ -133,6 +133,26 @@ async fn a_challenged_account_is_quarantined_skipped_released_and_cools_down() {
         "{list}"
     );
 
+    // 1b. `--resume` of that run: account 2's second iteration has no outcome, but
+    //     it is cooling — skipped, nothing launched; the others have nothing left.
+    let run_id = dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let resumed = p.run(&["single", "--resume", &run_id]).await;
+    assert_eq!(resumed.code, Some(1), "{}", resumed.stderr);
+    let ev = events(&dir);
+    let part2 = ev
+        .iter()
+        .rposition(|e| e["event"] == "run_started")
+        .unwrap();
+    let part2 = &ev[part2..];
+    assert_eq!(
+        for_account(part2, "quarantine_skipped", 2).len(),
+        1,
+        "{part2:?}"
+    );
+    assert!(named(part2, "browser_created").is_empty(), "{part2:?}");
+    assert_eq!(challenges(&p, "user-2"), 3);
+    assert_eq!(status(&dir, 2), "quarantined");
+
     // 2. The next run skips account 2 (nothing launched, the server saw nothing of
     //    it) and runs the others; not every account ran: exit 1.
     let (dir, ev, _) = run_once(&p, &run_args, 1).await;

@@ -388,7 +388,8 @@ impl Live {
                     a.status = match e.get("status").and_then(Value::as_str) {
                         Some("ok") => "done ok",
                         Some("failed") => "done, failed",
-                        Some("quarantined") => "quarantined",
+                        // Counted as done (and as a failure) in the compact fold.
+                        Some("quarantined") => "done, quarantined",
                         Some("interrupted") => "interrupted",
                         _ => "done, error",
                     };
@@ -438,7 +439,7 @@ impl Live {
             let failed = self
                 .accounts
                 .values()
-                .filter(|a| a.failed > 0 || a.status == "done, error")
+                .filter(|a| a.failed > 0 || matches!(a.status, "done, error" | "done, quarantined"))
                 .count();
             if let Some(o) = &self.others {
                 o.set_message(format!(
@@ -740,6 +741,13 @@ mod tests {
             "… 1 more running · 42 waiting · 1 done · 0 with failures (50 accounts)"
         );
         assert_eq!(l.bars[2].prefix(), "account  7");
+        // A quarantined account (skipped at the start) is done, and not a success.
+        l.event(&json!({"event": "quarantine_skipped", "account": 9, "reason": "r", "until": "u"}));
+        l.event(&json!({"event": "account_done", "account": 9, "status": "quarantined"}));
+        assert_eq!(
+            l.others.as_ref().unwrap().message(),
+            "… 1 more running · 41 waiting · 2 done · 1 with failures (50 accounts)"
+        );
     }
 
     #[test]
