@@ -216,7 +216,9 @@ impl AccountRun {
                     // Only the account's own failures count: a crashed browser, a
                     // hung driver or a failed launch says nothing about the account.
                     None if failure.kind == launcher::FailureKind::ActionFailed => {
-                        Some(Signal::Failure(failure.message.clone()))
+                        // Redacted here: the reason is kept in health.json too.
+                        let secrets = self.ctx.journal.secrets();
+                        Some(Signal::Failure(secrets.redact(&failure.message)))
                     }
                     None => None,
                 };
