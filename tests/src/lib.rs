@@ -22,6 +22,8 @@ mod guarantees;
 mod guarantees_io;
 pub mod harness;
 #[cfg(test)]
+mod health;
+#[cfg(test)]
 mod identity;
 #[cfg(test)]
 mod phase3;

@@ -377,7 +377,7 @@ pub enum Event {
     AccountDone {
         /// The account.
         account: u64,
-        /// `ok`, `failed`, `interrupted` or `error`.
+        /// `ok`, `failed`, `quarantined`, `interrupted` or `error`.
         status: String,
         /// Iterations that succeeded.
         #[serde(default)]
@@ -394,6 +394,33 @@ pub enum Event {
         /// Why it could not run (`error` only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+    },
+    /// The account's health score reached `[health] max_score` (or the page showed
+    /// the named challenge): it is set aside until `until` instead of being retried;
+    /// its remaining iterations do not run (see `crate::health`).
+    AccountQuarantined {
+        /// The account.
+        account: u64,
+        /// Why (the last failure, or the challenge found; redacted).
+        reason: String,
+        /// Its score.
+        score: u32,
+        /// Until when (RFC 3339 UTC).
+        until: String,
+        /// The cool-down's length.
+        cooldown_ms: u64,
+    },
+    /// The account was still cooling at the start of this run (or part): it was not
+    /// run (`--include-quarantined` runs it).
+    QuarantineSkipped {
+        /// The account.
+        account: u64,
+        /// Why it was quarantined.
+        reason: String,
+        /// Its score.
+        score: u32,
+        /// Until when (RFC 3339 UTC).
+        until: String,
     },
     /// The run (or this resumed part) ended (a boundary). Totals cover the whole run.
     RunFinished {
@@ -514,6 +541,8 @@ impl Event {
             | Retry { account, .. }
             | IterationFailed { account, .. }
             | AfterFailed { account, .. }
+            | AccountQuarantined { account, .. }
+            | QuarantineSkipped { account, .. }
             | AccountDone { account, .. } => Some(*account),
             RunStarted(_)
             | Reaped { .. }

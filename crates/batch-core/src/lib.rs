@@ -35,6 +35,7 @@
 //!     storage_state: false,
 //!     argv: Vec::new(),
 //!     resume: None,
+//!     include_quarantined: false,
 //! };
 //! let print: batch_core::journal::Observer = Arc::new(|event| println!("{event}"));
 //! let outcome = runner::run(plan, print, Default::default()).await?;
@@ -44,6 +45,7 @@
 
 pub mod config;
 pub mod exit;
+pub mod health;
 pub mod journal;
 mod plan;
 pub mod render;

@@ -74,6 +74,9 @@ pub struct Plan {
     pub argv: Vec<String>,
     /// Continue this earlier run instead of starting a new one.
     pub resume: Option<Resume>,
+    /// Run accounts that are still cooling in quarantine (`--include-quarantined`;
+    /// not recorded: it is this invocation's choice, resumed or not).
+    pub include_quarantined: bool,
 }
 
 /// What a resumed run continues: its directory and what it already did.
@@ -139,6 +142,8 @@ pub struct Request {
     pub output: PathBuf,
     /// `--resume RUN_ID`.
     pub resume: Option<String>,
+    /// `--include-quarantined`.
+    pub include_quarantined: bool,
     /// The whole command line, to record.
     pub argv: Vec<String>,
 }
@@ -372,6 +377,7 @@ impl Plan {
             argv: req.argv.clone(),
             project,
             resume: None,
+            include_quarantined: req.include_quarantined,
         };
         let Some((id, r)) = recorded else {
             return Ok(plan);

@@ -60,7 +60,8 @@ pub struct Totals {
 pub struct AccountReport {
     /// The account id.
     pub id: u64,
-    /// `ok`, `failed` (some iterations failed), `interrupted` or `error` (could not run).
+    /// `ok`, `failed` (some iterations failed), `quarantined` (set aside by `[health]`:
+    /// see `crate::health`), `interrupted` or `error` (could not run).
     pub status: String,
     /// Iterations that succeeded.
     pub iterations_ok: u64,
@@ -196,6 +197,15 @@ impl Report {
                         .report
                         .values
                         .insert(name.clone(), value.clone());
+                }
+                Event::AccountQuarantined {
+                    account, reason, ..
+                }
+                | Event::QuarantineSkipped {
+                    account, reason, ..
+                } => {
+                    let i = find(&mut accounts, *account);
+                    accounts[i].report.last_error = Some(format!("quarantined: {reason}"));
                 }
                 Event::AccountDone {
                     account,
@@ -438,6 +448,9 @@ impl Acc {
         r.iterations_failed = self.outcomes.len() as u64 - r.iterations_ok;
         r.status = if self.last_status.as_deref() == Some("error") {
             "error"
+        } else if self.last_status.as_deref() == Some("quarantined") {
+            // Set aside (this part's last word on it): its iterations left did not run.
+            "quarantined"
         } else if (self.outcomes.len() as u64) < planned {
             "interrupted"
         } else if r.iterations_failed > 0 || self.after_failed {
@@ -630,6 +643,7 @@ mod tests {
                     "failed" => "failed",
                     "interrupted" => "interrupted",
                     "error" => "error",
+                    "quarantined" => "quarantined",
                     other => panic!("status {other}"),
                 };
                 (
@@ -678,6 +692,86 @@ mod tests {
                 browser_launches: 2,
                 retries: 0
             }
+        );
+    }
+
+    fn done(account: u64, status: &str) -> Event {
+        Event::AccountDone {
+            account,
+            status: status.into(),
+            iterations_ok: 0,
+            iterations_failed: 0,
+            browser_launches: 0,
+            retries: 0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn quarantined_accounts_fold_to_quarantined_until_a_later_part_runs_them() {
+        let quarantined = Event::AccountQuarantined {
+            account: 2,
+            reason: "challenge: #captcha on the page".into(),
+            score: 3,
+            until: "2026-01-01T01:00:00Z".into(),
+            cooldown_ms: 3_600_000,
+        };
+        let skipped = Event::QuarantineSkipped {
+            account: 3,
+            reason: "boom".into(),
+            score: 3,
+            until: "2026-01-01T01:00:00Z".into(),
+        };
+        let part1 = vec![
+            started(2, false),
+            created(1),
+            created(2),
+            ok(1, 1),
+            ok(1, 2),
+            failed(2, 1, "no #welcome"),
+            quarantined,
+            done(2, "quarantined"),
+            skipped,
+            done(3, "quarantined"),
+            finished(1, false),
+        ];
+        let r = check(
+            part1.clone(),
+            1,
+            false,
+            &[
+                (1, "ok", 2, 0, 1, 0),
+                (2, "quarantined", 0, 1, 1, 0),
+                (3, "quarantined", 0, 0, 0, 0),
+            ],
+        );
+        assert_eq!(
+            r.accounts[1].last_error.as_deref(),
+            Some("quarantined: challenge: #captcha on the page")
+        );
+        assert_eq!(
+            r.accounts[2].last_error.as_deref(),
+            Some("quarantined: boom")
+        );
+        // A resumed part that runs account 2's iterations decides its status anew.
+        let mut resumed = part1;
+        resumed.extend([
+            started(2, false),
+            created(2),
+            ok(2, 1),
+            ok(2, 2),
+            done(2, "ok"),
+            finished(1, false),
+        ]);
+        check(
+            resumed,
+            1,
+            false,
+            &[
+                (1, "ok", 2, 0, 1, 0),
+                (2, "ok", 2, 0, 2, 0),
+                (3, "quarantined", 0, 0, 0, 0),
+            ],
         );
     }
 

@@ -99,6 +99,14 @@ pub(crate) enum Command {
         #[arg(long, default_value = "batch.toml", global = true)]
         config: PathBuf,
     },
+    /// Show or clear each account's health (error score, quarantine).
+    Accounts {
+        #[command(subcommand)]
+        action: AccountsCommand,
+        /// The project file.
+        #[arg(long, default_value = "batch.toml", global = true)]
+        config: PathBuf,
+    },
     /// Print the summary of a run (rebuilding report.json from the journal when
     /// missing or stale, and report.html/report.xml), or merge the runs of several shards.
     Report {
@@ -133,6 +141,18 @@ pub(crate) enum ProfilesCommand {
     Clean,
     /// Delete the listed accounts' profiles (logs them out).
     Reset {
+        /// Account ids and ranges.
+        #[arg(long)]
+        accounts: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccountsCommand {
+    /// Each account: its health score, quarantined until when, and why.
+    List,
+    /// Clear the listed accounts' health (score and quarantine).
+    Release {
         /// Account ids and ranges.
         #[arg(long)]
         accounts: String,
@@ -200,6 +220,9 @@ pub(crate) struct RunArgs {
     /// One JSON event per line on stdout instead of the human view.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also run accounts still cooling in quarantine (see `accounts list`).
+    #[arg(long)]
+    pub(crate) include_quarantined: bool,
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use batch_core::config::{self, Project};
 use batch_core::{Plan, exit};
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{Command, ProfilesCommand, RunArgs};
+use crate::args::{AccountsCommand, Command, ProfilesCommand, RunArgs};
 
 pub(crate) async fn dispatch(command: Command, ui: crate::view::Ui) -> i32 {
     match command {
@@ -23,6 +23,7 @@ pub(crate) async fn dispatch(command: Command, ui: crate::view::Ui) -> i32 {
         } => doctor_remote(&config, &url).await,
         Command::Doctor { config, .. } => doctor(&config).await,
         Command::Profiles { action, config } => profiles(action, &config),
+        Command::Accounts { action, config } => accounts(action, &config),
         Command::Report {
             merge,
             json,
@@ -75,6 +76,7 @@ fn request(
         output: a.output.clone(),
         resume: a.resume.clone(),
         storage_state: a.storage_state,
+        include_quarantined: a.include_quarantined,
         argv: std::env::args().collect(),
     }
 }
@@ -531,6 +533,75 @@ fn profiles(action: ProfilesCommand, path: &Path) -> i32 {
                 }
             }
             code
+        }
+    }
+}
+
+/// `accounts list|release`: the health state beside the profiles
+/// (`batch_core::health`).
+fn accounts(action: AccountsCommand, path: &Path) -> i32 {
+    let project = match config::load_project(path) {
+        Ok(p) => p,
+        Err(e) => return usage(e),
+    };
+    let store = batch_core::health::Store::new(&project.settings.profiles.root);
+    let fail = |e: std::io::Error| {
+        errln!("error: {}: {e}", store.path().display());
+        exit::ENVIRONMENT
+    };
+    match action {
+        AccountsCommand::List => {
+            let states = match store.load() {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let now = batch_core::health::now_ms();
+            let max = project.settings.health.max_score;
+            outln!(
+                "{:<10} {:<8} {:<22} reason",
+                "account",
+                "score",
+                "quarantined until"
+            );
+            for a in &project.accounts.accounts {
+                let h = states.get(&a.id).cloned().unwrap_or_default();
+                let until = match h.until_ms {
+                    Some(u) if h.quarantined_at(now) => batch_core::health::rfc3339(u),
+                    _ => "-".into(),
+                };
+                let reason = match (&h.reason, h.quarantined_at(now)) {
+                    (Some(r), true) => r.clone(),
+                    (Some(r), false) => format!("(last: {r})"),
+                    (None, _) => String::new(),
+                };
+                outln!(
+                    "{:<10} {:<8} {:<22} {}",
+                    a.id,
+                    format!("{}/{max}", h.score),
+                    until,
+                    reason
+                );
+            }
+            exit::OK
+        }
+        AccountsCommand::Release { accounts } => {
+            let ids = match config::parse_account_list(&accounts, &project.accounts) {
+                Ok(ids) => ids,
+                Err(e) => return usage(e),
+            };
+            match store.release(&ids) {
+                Ok(released) => {
+                    for id in ids {
+                        if released.contains(&id) {
+                            outln!("account {id}: released (score and quarantine cleared)");
+                        } else {
+                            outln!("account {id}: nothing to release");
+                        }
+                    }
+                    exit::OK
+                }
+                Err(e) => fail(e),
+            }
         }
     }
 }

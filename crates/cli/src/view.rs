@@ -108,6 +108,17 @@ pub(crate) fn line(e: &Value) -> Option<String> {
             s(e, "error")
         ),
         "after_failed" => format!("after of step {} failed: {}", n(e, "step"), s(e, "error")),
+        "account_quarantined" => format!(
+            "QUARANTINED until {} (score {}: {}): its other iterations do not run",
+            s(e, "until"),
+            n(e, "score"),
+            s(e, "reason")
+        ),
+        "quarantine_skipped" => format!(
+            "quarantined until {} ({}): skipped; --include-quarantined runs it",
+            s(e, "until"),
+            s(e, "reason")
+        ),
         "account_done" => format!(
             "done: {} — {} ok, {} failed, {} browser launch(es), {} retries",
             s(e, "status"),
@@ -377,6 +388,8 @@ impl Live {
                     a.status = match e.get("status").and_then(Value::as_str) {
                         Some("ok") => "done ok",
                         Some("failed") => "done, failed",
+                        // Counted as done (and as a failure) in the compact fold.
+                        Some("quarantined") => "done, quarantined",
                         Some("interrupted") => "interrupted",
                         _ => "done, error",
                     };
@@ -426,7 +439,7 @@ impl Live {
             let failed = self
                 .accounts
                 .values()
-                .filter(|a| a.failed > 0 || a.status == "done, error")
+                .filter(|a| a.failed > 0 || matches!(a.status, "done, error" | "done, quarantined"))
                 .count();
             if let Some(o) = &self.others {
                 o.set_message(format!(
@@ -728,6 +741,13 @@ mod tests {
             "… 1 more running · 42 waiting · 1 done · 0 with failures (50 accounts)"
         );
         assert_eq!(l.bars[2].prefix(), "account  7");
+        // A quarantined account (skipped at the start) is done, and not a success.
+        l.event(&json!({"event": "quarantine_skipped", "account": 9, "reason": "r", "until": "u"}));
+        l.event(&json!({"event": "account_done", "account": 9, "status": "quarantined"}));
+        assert_eq!(
+            l.others.as_ref().unwrap().message(),
+            "… 1 more running · 41 waiting · 2 done · 1 with failures (50 accounts)"
+        );
     }
 
     #[test]
@@ -761,6 +781,20 @@ mod tests {
             (
                 json!({"event": "admitted", "account": 2, "reason": null, "waited_ms": 0}),
                 None,
+            ),
+            (
+                json!({"event": "quarantine_skipped", "account": 2, "reason": "challenge: #captcha on the page",
+                       "score": 3, "until": "2026-12-02T03:00:00Z"}),
+                Some(
+                    "[account 2] quarantined until 2026-12-02T03:00:00Z (challenge: #captcha on the page): skipped; --include-quarantined runs it",
+                ),
+            ),
+            (
+                json!({"event": "account_quarantined", "account": 2, "reason": "boom", "score": 3,
+                       "until": "2026-12-02T03:00:00Z", "cooldown_ms": 600000}),
+                Some(
+                    "[account 2] QUARANTINED until 2026-12-02T03:00:00Z (score 3: boom): its other iterations do not run",
+                ),
             ),
         ] {
             assert_eq!(line(&event).as_deref(), expected);

@@ -73,6 +73,14 @@ pub struct UserCounts {
     /// `Accept-Language` header value → this user's logins and adds that sent it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub accept_languages: BTreeMap<String, u64>,
+    /// Logins answered with the challenge page instead (a challenged user; see
+    /// [`DemoSite::set_challenged`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub challenges: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A running demo site, serving in a tokio task until [`DemoSite::shutdown`] or drop.
@@ -144,6 +152,14 @@ impl DemoSite {
     /// `http://127.0.0.1:PORT` (or `http://[::1]:PORT` for IPv6), without a trailing slash.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// From now on, answer `username`'s logins (whatever the password) with a
+    /// "Too Many Requests" page holding a `#captcha` element, status 429, and no
+    /// session — what a site does to an account it distrusts. Counted as
+    /// `challenges`, never as a login. `false` lifts it.
+    pub fn set_challenged(&self, username: &str, on: bool) {
+        self.state.set_challenged(username, on);
     }
 
     /// A snapshot of the counts right now.

@@ -63,6 +63,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // `DEMO_CHALLENGE_USERS=user-2,user-5`: those users get the captcha page (to
+    // try `[health]` by hand).
+    if let Ok(users) = std::env::var("DEMO_CHALLENGE_USERS") {
+        for user in users.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            site.set_challenged(user, true);
+        }
+    }
     // Scripts (xtask, tests) wait for this exact line, so it names the real port
     // even when started with --port 0.
     println!("demo-site listening on {}", site.base_url());

@@ -57,6 +57,15 @@ pub(crate) fn login(error: Option<&str>, username: &str) -> String {
     )
 }
 
+/// What a challenged user gets instead of a session: a captcha wall.
+pub(crate) fn challenge() -> String {
+    layout(
+        "Too Many Requests",
+        "<h1>Too Many Requests</h1>\n\
+         <div id=\"captcha\">Please verify that you are human.</div>",
+    )
+}
+
 /// How many item links the home page offers; any `/item/{n}` works regardless.
 const HOME_ITEMS: u32 = 5;
 

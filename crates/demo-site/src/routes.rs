@@ -97,6 +97,10 @@ async fn login_submit(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    if state.challenge(&form.username) {
+        tracing::info!(user = %form.username, "challenged");
+        return (StatusCode::TOO_MANY_REQUESTS, Html(pages::challenge())).into_response();
+    }
     match state.login(&form.username, &form.password, &client(&headers)) {
         Some(session) => {
             tracing::info!(user = %form.username, "login");

@@ -29,6 +29,8 @@ pub(crate) struct State {
     /// Randomly keyed per process, which makes session ids unguessable enough for
     /// a demo without pulling in a random-number crate.
     keys: RandomState,
+    /// Usernames whose logins get the challenge page (see [`Shared::set_challenged`]).
+    challenged: std::collections::HashSet<String>,
 }
 
 impl Shared {
@@ -57,6 +59,26 @@ impl Shared {
         counts.logins += 1;
         count_client(counts, client);
         Some(id)
+    }
+
+    /// Whether `username`'s logins are answered with the challenge page.
+    pub(crate) fn set_challenged(&self, username: &str, on: bool) {
+        let mut state = self.lock();
+        if on {
+            state.challenged.insert(username.to_owned());
+        } else {
+            state.challenged.remove(username);
+        }
+    }
+
+    /// If `username` is challenged, counts the challenge and says so (no login).
+    pub(crate) fn challenge(&self, username: &str) -> bool {
+        let mut state = self.lock();
+        if !state.challenged.contains(username) {
+            return false;
+        }
+        state.user(username).challenges += 1;
+        true
     }
 
     /// The user a session id belongs to, if it is a live session.

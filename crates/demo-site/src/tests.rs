@@ -197,6 +197,7 @@ fn counts_of(users: &[Expected<'_>]) -> Counts {
                 via: BTreeMap::new(),
                 user_agents: BTreeMap::new(),
                 accept_languages: BTreeMap::new(),
+                challenges: 0,
             };
             (user.to_owned(), counts)
         })
@@ -259,6 +260,24 @@ async fn login_cookie_is_persistent_and_http_only() {
     // Two logins of the same user are two sessions.
     let other = post_login(&site, "user-3", "pass-3").await;
     assert_ne!(reply.session_cookie(), other.session_cookie());
+}
+
+#[tokio::test]
+async fn a_challenged_user_gets_the_captcha_page_and_no_session() {
+    let site = site().await;
+    site.set_challenged("user-2", true);
+    let reply = post_login(&site, "user-2", "pass-2").await;
+    assert_eq!(reply.status, 429);
+    assert!(reply.body.contains("id=\"captcha\""), "{}", reply.body);
+    assert!(reply.body.contains("Too Many Requests"), "{}", reply.body);
+    assert_eq!(reply.session_cookie(), None);
+    // Others are not affected; lifting it lets user-2 in again.
+    login(&site, 1).await;
+    site.set_challenged("user-2", false);
+    login(&site, 2).await;
+    let users = site.counts().users;
+    assert_eq!((users["user-2"].challenges, users["user-2"].logins), (1, 1));
+    assert_eq!((users["user-1"].challenges, users["user-1"].logins), (0, 1));
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ mod actions;
 mod bad_input;
 mod doc;
 mod error;
+mod health;
 mod identity;
 #[cfg(test)]
 pub(crate) mod introspect;
@@ -35,6 +36,7 @@ mod workflow;
 pub use accounts::{exec_env_name, load_accounts, load_accounts_with_env};
 pub use actions::{ACTIONS, ActionDef, KEY_NAMES, action_table};
 pub use error::ConfigError;
+pub use health::HealthSettings;
 pub use identity::{ACCOUNT_FIELDS, Identity, identity_of, primary_language};
 pub use lists::{parse_account_list, parse_step_list, shard};
 pub use project::{Project, load_project, load_project_with_env};
@@ -297,6 +299,8 @@ pub struct Settings {
     pub retry: RetrySettings,
     /// `[timeouts]`.
     pub timeouts: TimeoutSettings,
+    /// `[health]`.
+    pub health: HealthSettings,
 }
 
 /// `[browser]`.

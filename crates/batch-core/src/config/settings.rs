@@ -39,6 +39,7 @@ struct Raw {
     pool: PoolSettings,
     retry: RetrySettings,
     timeouts: TimeoutSettings,
+    health: super::HealthSettings,
 }
 
 impl Default for Raw {
@@ -54,6 +55,7 @@ impl Default for Raw {
             pool: PoolSettings::default(),
             retry: RetrySettings::default(),
             timeouts: TimeoutSettings::default(),
+            health: super::HealthSettings::default(),
         }
     }
 }
@@ -170,6 +172,7 @@ fn resolve(config_path: &Path, raw: Raw) -> Settings {
         pool: raw.pool,
         retry: raw.retry,
         timeouts: raw.timeouts,
+        health: raw.health,
         root,
     }
 }
@@ -467,6 +470,7 @@ pub(crate) mod tests {
                 "pool" => fields_of::<PoolSettings>(),
                 "retry" => fields_of::<RetrySettings>(),
                 "timeouts" => fields_of::<TimeoutSettings>(),
+                "health" => fields_of::<crate::config::HealthSettings>(),
                 other => panic!(
                     "batch.toml has a new key {other:?}: add it here and to docs/configuration.md"
                 ),

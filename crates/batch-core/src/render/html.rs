@@ -68,7 +68,7 @@ fn status_class(status: &str) -> &'static str {
     match status {
         "ok" => "status-ok",
         "failed" => "status-failed",
-        "interrupted" => "status-interrupted",
+        "interrupted" | "quarantined" => "status-interrupted",
         _ => "status-error",
     }
 }

@@ -347,3 +347,27 @@ fn narrow_spans_of_one_kind_merge_and_wide_ones_do_not() {
     assert!(html.contains("(and 498 more like it)"));
     assert!(html.len() < 200_000, "{} bytes", html.len());
 }
+
+#[test]
+fn a_quarantined_account_shows_its_status_and_mark() {
+    let mut view = sample();
+    view.events.push(json!({"ts":"2026-01-01T00:00:01.200Z","event":"quarantine_skipped",
+        "account":4,"reason":"challenge: #captcha on the page","score":3,"until":"2026-01-01T01:00:00Z"}));
+    view.events.push(
+        json!({"ts":"2026-01-01T00:00:01.200Z","event":"account_done",
+        "account":4,"status":"quarantined"}),
+    );
+    view.report.accounts.push(AccountReport {
+        id: 4,
+        status: "quarantined".into(),
+        last_error: Some("quarantined: challenge: #captcha on the page".into()),
+        ..Default::default()
+    });
+    let html = render_html(&view);
+    assert!(html.contains("data-account=\"4\""), "a row for it");
+    assert!(html.contains(">quarantined<"), "its status");
+    assert!(
+        html.contains("quarantined until 2026-01-01T01:00:00Z: challenge: #captcha on the page"),
+        "the timeline's mark"
+    );
+}

@@ -233,6 +233,11 @@ impl Timeline {
                     kind: "after-failed",
                     label: format!("after of step {} failed: {}", n(e, "step"), s(e, "error")),
                 }),
+                "account_quarantined" | "quarantine_skipped" => marks.push(Mark {
+                    at,
+                    kind: "after-failed",
+                    label: format!("quarantined until {}: {}", s(e, "until"), s(e, "reason")),
+                }),
                 "account_done" => marks.push(Mark {
                     at,
                     kind: "done",

@@ -21,8 +21,10 @@ use super::Ctx;
 use super::actions::{ActionEnv, Failure, run_actions, save_png, screenshot_path};
 use super::pool::Pool;
 use crate::config::{Account, Action, Step, Vars};
+use crate::health::{AccountHealth, Quarantine, Signal};
 use crate::journal::Event;
 use crate::report::AccountReport;
+use launcher::thirtyfour::By;
 
 struct AccountRun {
     ctx: Arc<Ctx>,
@@ -38,6 +40,10 @@ struct AccountRun {
     /// A launch error that cannot get better (a missing binary, a refused spawn):
     /// every later iteration fails with it at once instead of retrying.
     launch_broken: Option<Failure>,
+    /// The account's health as of its last attempt (see `crate::health`).
+    health: AccountHealth,
+    /// Set aside by `[health]`: nothing more of it runs.
+    quarantined: bool,
 }
 
 pub(crate) async fn run_account(
@@ -68,7 +74,16 @@ pub(crate) async fn run_account(
         profile,
         total,
         launch_broken: None,
+        health: AccountHealth::default(),
+        quarantined: false,
     };
+    run.health = run
+        .ctx
+        .health
+        .load()
+        .ok()
+        .and_then(|all| all.get(&id).cloned())
+        .unwrap_or_default();
     let cancel = run.ctx.cancel.clone();
     let interrupted = tokio::select! {
         biased;
@@ -81,6 +96,8 @@ pub(crate) async fn run_account(
     let mut report = run.report;
     if interrupted {
         report.status = "interrupted".into();
+    } else if run.quarantined {
+        report.status = "quarantined".into();
     } else if report.iterations_failed > 0 {
         // (`after` failures have already set "failed".)
         report.status = "failed".into();
@@ -121,6 +138,9 @@ impl AccountRun {
         for step_id in self.ctx.plan.mode.steps() {
             let step = self.step(step_id);
             self.run_step(&step).await;
+            if self.quarantined {
+                break;
+            }
         }
     }
 
@@ -172,6 +192,9 @@ impl AccountRun {
                             iteration,
                             attempt: attempt + 1,
                         });
+                        if !self.health.is_clear() {
+                            self.record_health(Signal::Success);
+                        }
                         let remaining = self.remaining();
                         let had = self.pool.browser().is_some();
                         self.pool.checkin(remaining).await;
@@ -186,6 +209,33 @@ impl AccountRun {
                 // Where the page was, and its screenshot (the last attempt's go
                 // into `iteration_failed`).
                 let context = self.failure_context(step.id, iteration, attempt + 1).await;
+                // Account health, read from the page before anything replaces it: a
+                // quarantine ends the account here instead of burning its retries.
+                let signal = match self.challenge().await {
+                    Some(found) => Some(Signal::Challenge(found)),
+                    // Only the account's own failures count: a crashed browser, a
+                    // hung driver or a failed launch says nothing about the account.
+                    None if failure.kind == launcher::FailureKind::ActionFailed => {
+                        // Redacted here: the reason is kept in health.json too.
+                        let secrets = self.ctx.journal.secrets();
+                        Some(Signal::Failure(secrets.redact(&failure.message)))
+                    }
+                    None => None,
+                };
+                if let Some(signal) = signal
+                    && let Some(q) = self.record_health(signal)
+                {
+                    self.fail_iteration(step.id, iteration, attempt + 1, &failure, context);
+                    self.ctx.journal.emit(Event::AccountQuarantined {
+                        account: self.account.id,
+                        reason: q.reason,
+                        score: q.score,
+                        until: crate::health::rfc3339(q.until_ms),
+                        cooldown_ms: q.cooldown_ms,
+                    });
+                    self.quarantined = true;
+                    return;
+                }
                 // A suspected loss is confirmed (processes + one cheap request) before
                 // the browser is replaced; see `launcher::confirm_loss`.
                 let needs_new = match self.pool.browser() {
@@ -240,6 +290,56 @@ impl AccountRun {
         if !after_failed {
             self.save_storage(step.id).await;
         }
+    }
+
+    /// Apply `signal` to the account's persisted health; `Some` when it is now
+    /// quarantined. A state file that cannot be written is logged, and the decision
+    /// still holds for this run.
+    fn record_health(&mut self, signal: Signal) -> Option<Quarantine> {
+        let policy = &self.ctx.plan.project.settings.health;
+        let now = crate::health::now_ms();
+        match self
+            .ctx
+            .health
+            .record(self.account.id, &signal, now, policy)
+        {
+            Ok((h, q)) => {
+                self.health = h;
+                q
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "health state not saved");
+                self.health.record(&signal, now, policy)
+            }
+        }
+    }
+
+    /// The challenge `[health]` names, if the page shows it (each read bounded).
+    async fn challenge(&self) -> Option<String> {
+        let h = &self.ctx.plan.project.settings.health;
+        if h.challenge_selector.is_none() && h.challenge_text.is_none() {
+            return None;
+        }
+        let browser = self.pool.browser()?;
+        if browser.health().is_some() {
+            return None;
+        }
+        let driver = browser.driver();
+        let within = Duration::from_secs(5);
+        if let Some(sel) = &h.challenge_selector
+            && let Ok(Ok(found)) =
+                tokio::time::timeout(within, driver.find_all(By::Css(sel.clone()))).await
+            && !found.is_empty()
+        {
+            return Some(format!("challenge: {sel} on the page"));
+        }
+        if let Some(text) = &h.challenge_text
+            && let Ok(Ok(source)) = tokio::time::timeout(within, driver.source()).await
+            && source.contains(text.as_str())
+        {
+            return Some(format!("challenge: {text:?} on the page"));
+        }
+        None
     }
 
     /// Where this account's storage state lives, when the run carries one.

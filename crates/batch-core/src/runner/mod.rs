@@ -137,6 +137,8 @@ pub(crate) struct Ctx {
     pub(crate) run_dir: PathBuf,
     pub(crate) ephemeral_parent: PathBuf,
     pub(crate) cancel: CancellationToken,
+    /// The project's account health (`<profiles root>/health.json`).
+    pub(crate) health: crate::health::Store,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
@@ -186,6 +188,10 @@ pub async fn run(
                 .expect("plan ids are validated")
         })
         .collect();
+    // Account health: an account still cooling in quarantine is not run — nothing is
+    // locked or launched for it — unless `--include-quarantined` (fresh or resumed).
+    let health = crate::health::Store::new(&settings.profiles.root);
+    let (accounts, skipped) = split_quarantined(accounts, &health, plan.include_quarantined)?;
     let mut held = Vec::new();
     // A remote browser has no profile directory of ours: nothing to lock.
     if !settings.profiles.ephemeral && plan.webdriver_url.is_none() {
@@ -272,6 +278,24 @@ pub async fn run(
         });
     }
 
+    for (account, h) in skipped {
+        journal.emit(Event::QuarantineSkipped {
+            account,
+            reason: h.reason.unwrap_or_default(),
+            score: h.score,
+            until: crate::health::rfc3339(h.until_ms.unwrap_or(0)),
+        });
+        journal.emit(Event::AccountDone {
+            account,
+            status: "quarantined".into(),
+            iterations_ok: 0,
+            iterations_failed: 0,
+            browser_launches: 0,
+            retries: 0,
+            error: None,
+        });
+    }
+
     let memory = Memory::new(settings.resources.min_available_memory);
     memory.set_control_file(run_dir.join("min_available_memory"));
     let sampler = memory.spawn_sampler(journal.clone(), settings.resources.sample_interval);
@@ -321,6 +345,7 @@ pub async fn run(
         run_dir: run_dir.clone(),
         ephemeral_parent,
         cancel: cancel.clone(),
+        health,
     });
 
     run_accounts(&ctx, accounts, held).await;
@@ -377,6 +402,31 @@ pub async fn run(
         run_dir,
         report,
     })
+}
+
+/// Accounts set aside at the start, with the health that set them aside.
+type Skipped = Vec<(u64, crate::health::AccountHealth)>;
+
+/// The accounts to run, and those set aside because they are still cooling.
+fn split_quarantined(
+    accounts: Vec<Account>,
+    health: &crate::health::Store,
+    include: bool,
+) -> Result<(Vec<Account>, Skipped), RunError> {
+    let states = health.load().map_err(io_err(&health.path()))?;
+    let now = crate::health::now_ms();
+    let mut skipped = Vec::new();
+    let run = accounts
+        .into_iter()
+        .filter(|a| match states.get(&a.id) {
+            Some(h) if !include && h.quarantined_at(now) => {
+                skipped.push((a.id, h.clone()));
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    Ok((run, skipped))
 }
 
 /// The report of the journal at `path`, as far as it goes.
