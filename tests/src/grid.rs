@@ -518,6 +518,34 @@ async fn shards_side_by_side_cover_every_account_once_and_merge() {
     let merged = report(&merged_dir);
     assert_eq!(ids(&merged), vec![1, 2, 3, 4, 5]);
     assert_eq!(merged["exit_code"], 0);
+    // The merged report.html and report.xml cover the whole batch: a row and a
+    // timeline per account, and JUnit cases whose iterations add up to the totals.
+    let html = std::fs::read_to_string(merged_dir.join("report.html")).expect("merged report.html");
+    for id in 1..=5 {
+        assert!(
+            html.contains(&format!("<tr class=\"account\" id=\"account-{id}\"")),
+            "account {id}'s row missing from the merged report.html"
+        );
+        assert!(
+            html.contains(&format!("<svg class=\"timeline\" data-account=\"{id}\"")),
+            "account {id}'s timeline missing from the merged report.html"
+        );
+    }
+    let xml = std::fs::read_to_string(merged_dir.join("report.xml")).expect("merged report.xml");
+    let junit = quick_junit::Report::deserialize_from_str(&xml).expect("merged report.xml parses");
+    let ok: u64 = junit
+        .test_suites
+        .iter()
+        .flat_map(|s| s.test_cases.iter())
+        .flat_map(|c| c.properties.iter())
+        .filter(|p| p.name.as_str() == "iterations_ok")
+        .map(|p| p.value.as_str().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        serde_json::json!(ok),
+        merged["totals"]["iterations_ok"],
+        "{xml}"
+    );
     // A single run of the same batch gives the same totals.
     let single = p
         .run(&step1("all", &["--quantity", "2", "--concurrent"]))

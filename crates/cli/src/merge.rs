@@ -121,13 +121,26 @@ pub(crate) fn merge_command(dirs: &[PathBuf], output: Option<&Path>, json: bool)
         errln!("error: {}: {e}", path.display());
         return exit::ENVIRONMENT;
     }
-    // Hook for the other formats: report.html and report.xml are rendered from this
-    // same merged `Report` into `out` once their writers exist.
+    // report.html and report.xml of the whole batch: the merged report, with each
+    // account's timeline, JUnit cases and screenshots from its own shard.
+    let rendered = batch_core::render::write_merged_reports(&out, dirs);
     let code = crate::commands::print_report(&merged, json);
     if !json {
         outln!("merged report: {}", path.display());
     }
-    code
+    match rendered {
+        Ok(w) => {
+            if !json {
+                outln!("html: {}", w.html.display());
+                outln!("junit: {}", w.xml.display());
+            }
+            code
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            exit::ENVIRONMENT
+        }
+    }
 }
 
 #[cfg(test)]

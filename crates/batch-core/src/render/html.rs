@@ -103,7 +103,14 @@ pub fn render_html(view: &RunView) -> String {
     let shots: Vec<(u64, Vec<Shot>)> = r
         .accounts
         .iter()
-        .map(|a| (a.id, screenshots(&view.run_dir, a.id, &mut budget)))
+        .map(|a| {
+            // A merged report's accounts each have their shard's directory.
+            let dir = view
+                .dirs()
+                .find(|d| d.join("screenshots").join(a.id.to_string()).is_dir())
+                .unwrap_or(&view.run_dir);
+            (a.id, screenshots(dir, a.id, &mut budget))
+        })
         .filter(|(_, s)| !s.is_empty())
         .collect();
     let failures = failures(&view.events);

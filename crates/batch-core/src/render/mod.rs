@@ -34,6 +34,9 @@ pub struct RunView {
     pub events: Vec<Value>,
     /// The run directory (screenshots are read from its `screenshots/`).
     pub run_dir: PathBuf,
+    /// More run directories whose `screenshots/` count too: the shards of a merged
+    /// report (`batch-cli report --merge`), each holding its own accounts'.
+    pub more_dirs: Vec<PathBuf>,
 }
 
 /// Why the reports could not be built.
@@ -101,7 +104,13 @@ impl RunView {
             report,
             events: parse_journal(&text),
             run_dir: run_dir.to_path_buf(),
+            more_dirs: Vec::new(),
         })
+    }
+
+    /// Every directory whose `screenshots/` belong to this view.
+    pub(crate) fn dirs(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.run_dir.as_path()).chain(self.more_dirs.iter().map(PathBuf::as_path))
     }
 
     /// The `run_started` event, if the journal has one.
@@ -150,11 +159,29 @@ pub fn parse_journal(text: &str) -> Vec<Value> {
 /// Build `report.html` and `report.xml` in `run_dir` from what it holds, each written
 /// atomically (mode 0600): a reader sees the old file or the new one, never half.
 pub fn write_reports(run_dir: &Path) -> Result<Written, RenderError> {
-    let view = RunView::load(run_dir)?;
+    write_view(&RunView::load(run_dir)?)
+}
+
+/// `report.html` and `report.xml` of shards merged (`batch-cli report --merge`): the
+/// merged `report.json` already in `out`, the shards' journals one after another (each
+/// account is in one shard only, so its timeline and JUnit cases come from its own
+/// shard), screenshots from the shards' directories.
+pub fn write_merged_reports(out: &Path, shards: &[PathBuf]) -> Result<Written, RenderError> {
+    let mut view = RunView::load(out)?;
+    for dir in shards {
+        let part = RunView::load(dir)?;
+        view.events.extend(part.events);
+    }
+    view.more_dirs = shards.to_vec();
+    write_view(&view)
+}
+
+fn write_view(view: &RunView) -> Result<Written, RenderError> {
+    let run_dir = view.run_dir.as_path();
     let html_path = run_dir.join("report.html");
     let xml_path = run_dir.join("report.xml");
-    let html = render_html(&view);
-    let xml = render_junit(&view)
+    let html = render_html(view);
+    let xml = render_junit(view)
         .to_string()
         .map_err(|e| RenderError::Junit {
             path: xml_path.clone(),

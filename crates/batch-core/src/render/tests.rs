@@ -101,6 +101,7 @@ pub(crate) fn sample() -> RunView {
         report,
         events,
         run_dir: PathBuf::from("/nonexistent"),
+        more_dirs: Vec::new(),
     }
 }
 
