@@ -90,7 +90,9 @@ impl AccountHealth {
         now_ms: u64,
         policy: &HealthSettings,
     ) -> Option<Quarantine> {
-        let max = policy.max_score.max(1);
+        // Without `max_score` failures never add up to a quarantine; a challenge
+        // still fills the score at once.
+        let max = policy.max_score.unwrap_or(u32::MAX).max(1);
         let reason = match signal {
             Signal::Success => {
                 // The last quarantine stays readable (`accounts list`) once over.
@@ -252,7 +254,7 @@ mod tests {
 
     fn policy(max_score: u32, cooldown_s: u64, max_s: u64) -> HealthSettings {
         HealthSettings {
-            max_score,
+            max_score: Some(max_score),
             cooldown: Duration::from_secs(cooldown_s),
             max_cooldown: Duration::from_secs(max_s),
             ..HealthSettings::default()
@@ -264,6 +266,22 @@ mod tests {
     }
     fn c() -> Signal {
         Signal::Challenge("#captcha".into())
+    }
+
+    /// The default policy (no `max_score`): failures, however many, never
+    /// quarantine — `--retries` keeps its meaning — but a challenge does, at once.
+    #[test]
+    fn without_max_score_only_a_challenge_quarantines() {
+        let policy = HealthSettings::default();
+        assert_eq!(policy.max_score, None);
+        let mut h = AccountHealth::default();
+        for i in 0..100 {
+            assert!(h.record(&f(), i * 1000, &policy).is_none(), "failure {i}");
+        }
+        let q = h
+            .record(&c(), 200_000, &policy)
+            .expect("a challenge quarantines");
+        assert!(h.quarantined_at(200_001), "{q:?}");
     }
 
     /// (signals at times in seconds, expected: score after each, quarantine length

@@ -577,7 +577,12 @@ fn accounts(action: AccountsCommand, path: &Path) -> i32 {
                 outln!(
                     "{:<10} {:<8} {:<22} {}",
                     a.id,
-                    format!("{}/{max}", h.score),
+                    match max {
+                        Some(max) => format!("{}/{max}", h.score),
+                        // No max_score: only a challenge quarantines (and fills the score).
+                        None if h.score == u32::MAX => "full".to_string(),
+                        None => h.score.to_string(),
+                    },
                     until,
                     reason
                 );

@@ -9,10 +9,12 @@ use super::doc::{integer, positive, string, value};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a [health] section")]
 pub struct HealthSettings {
-    /// `max_score` (default 3): failed attempts in a row (each counts 1) that put the
-    /// account in quarantine.
+    /// `max_score` (default none: off): failed attempts in a row (each counts 1) that
+    /// put the account in quarantine. Off unless set, because with it every retry of
+    /// an account beyond the score is given up — `--retries` keeps its meaning for a
+    /// project that did not ask for quarantine. Challenge signals quarantine either way.
     #[serde(deserialize_with = "max_score")]
-    pub max_score: u32,
+    pub max_score: Option<u32>,
     /// `cooldown` (default `10m`): the first quarantine's length, doubled per repeat.
     #[serde(deserialize_with = "cooldown")]
     pub cooldown: Duration,
@@ -33,7 +35,7 @@ pub struct HealthSettings {
 impl Default for HealthSettings {
     fn default() -> Self {
         HealthSettings {
-            max_score: 3,
+            max_score: None,
             cooldown: Duration::from_secs(600),
             max_cooldown: Duration::from_secs(24 * 3600),
             challenge_selector: None,
@@ -43,8 +45,8 @@ impl Default for HealthSettings {
 }
 
 value! {
-    max_score -> u32 = |v| {
-        integer(v, 1, u32::MAX.into(), "a whole number, 1 or more").map(|n| n as u32)
+    max_score -> Option<u32> = |v| {
+        integer(v, 1, u32::MAX.into(), "a whole number, 1 or more").map(|n| Some(n as u32))
     };
     cooldown -> Duration = |v| positive(v, "cool-down", "10m");
     challenge -> Option<String> = |v| match string(v, "a non-empty string")? {
@@ -71,12 +73,12 @@ mod tests {
         let h = parse(&doc).unwrap();
         assert_eq!(h.challenge_selector.as_deref(), Some("#captcha"));
         assert_eq!(h.challenge_text.as_deref(), Some("Too Many Requests"));
-        assert_eq!((h.max_score, h.cooldown.as_secs()), (3, 600));
+        assert_eq!((h.max_score, h.cooldown.as_secs()), (Some(3), 600));
         let h =
             parse("[health]\nmax_score = 1\ncooldown = \"3s\"\nmax_cooldown = \"1m\"\n").unwrap();
         assert_eq!(
             (h.max_score, h.cooldown, h.max_cooldown),
-            (1, Duration::from_secs(3), Duration::from_secs(60))
+            (Some(1), Duration::from_secs(3), Duration::from_secs(60))
         );
     }
 
