@@ -78,7 +78,7 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
             ],
         );
     }
-    crate::deps::ensure()?;
+    crate::deps::ensure_browser()?;
     let rounds: u32 = flag(args, "--rounds", 1)?;
     let scratch = Scratch::new(build_cli(true)?, 10)?;
     let workloads = [(10u32, 5u32), (5, 10)];

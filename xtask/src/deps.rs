@@ -11,6 +11,13 @@ use std::process::Command;
 
 use anyhow::bail;
 
+/// What the demo (`cargo xtask run`) needs: the browser and its driver.
+const BROWSER: &[(&str, &str)] = &[
+    ("/usr/bin/chromium", "chromium"),
+    ("/usr/bin/chromedriver", "chromium-driver"),
+];
+
+/// What the tests need on top of it.
 const NEEDED: &[(&str, &str)] = &[
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
@@ -20,10 +27,18 @@ const NEEDED: &[(&str, &str)] = &[
     ("/usr/bin/tmux", "tmux"),
 ];
 
+/// Everything `cargo xtask test` needs.
 pub(crate) fn ensure() -> anyhow::Result<()> {
-    browser()?;
+    apt(NEEDED)?;
+    grid_jar()?;
     python_selenium()?;
     node_puppeteer()
+}
+
+/// Only what the demo run needs: a new user's `cargo xtask run` installs no Java,
+/// Selenium or npm packages.
+pub(crate) fn ensure_browser() -> anyhow::Result<()> {
+    apt(BROWSER)
 }
 
 /// Where `examples/puppeteer-node`'s dependencies are installed for the tests.
@@ -97,14 +112,14 @@ fn python_selenium() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn browser() -> anyhow::Result<()> {
-    let missing: Vec<&str> = NEEDED
+fn apt(needed: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = needed
         .iter()
         .filter(|(p, _)| !Path::new(p).exists())
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        return grid_jar();
+        return Ok(());
     }
     if !is_root() {
         bail!(
@@ -126,7 +141,7 @@ fn browser() -> anyhow::Result<()> {
     if !status.success() {
         bail!("apt-get install {} failed ({status})", missing.join(" "));
     }
-    grid_jar()
+    Ok(())
 }
 
 /// The Selenium server jar for the Grid end-to-end tests.

@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
                  \x20 bench   [--rounds R]  pacing configurations side by side, as ratios\n\
                  \x20 fuzz    [--secs N] [--cases C]  config property tests, C cases a round, for N s\n\
                  \x20 bench   proxy [--rounds R]  the proxy forwarder against a direct proxy\n\
-                 \x20 deps    install Debian's chromium and chromium-driver if missing, selenium (target/py-venv), puppeteer-core (target/node-puppeteer), the Grid's jar\n\
+                 \x20 deps    install what the tests need if missing: Debian's chromium, chromium-driver, Java and tmux, selenium (target/py-venv), puppeteer-core (target/node-puppeteer), the Grid's jar\n\
                  \x20 grid    start|stop|status [--dir DIR] [--nodes N]  a local Selenium Grid 4 (hub + nodes)"
             );
             std::process::exit(if cmd == "help" || cmd == "--help" {

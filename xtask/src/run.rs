@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use crate::util::{build_cli, root};
 
 pub(crate) fn run(_args: &[String]) -> anyhow::Result<()> {
-    crate::deps::ensure()?;
+    crate::deps::ensure_browser()?;
     let cli = build_cli(false)?;
     let (rt, site) = crate::util::start_demo()?;
     println!("demo app on {}", site.base_url());

@@ -17,7 +17,7 @@ use crate::scratch::Scratch;
 use crate::util::{build_cli, flag};
 
 pub(crate) fn stress(args: &[String]) -> anyhow::Result<()> {
-    crate::deps::ensure()?;
+    crate::deps::ensure_browser()?;
     let many: u32 = flag(args, "--many", 0)?;
     if many > 0 {
         return stress_many(many, flag(args, "--hold", 10)?);
