@@ -569,25 +569,7 @@ async fn shards_side_by_side_cover_every_account_once_and_merge() {
 
 /// Step 1 logs in; step 2 never does, and needs the login (`/home` sends a stranger
 /// to `/login`, and the adds count for the logged-in user only).
-const TWO_STEPS: &str = r##"
-base_url = "http://127.0.0.1:9"
-
-[[steps]]
-id = 1
-name = "login-and-add"
-before = [
-  { goto = "{base_url}/login" },
-  { fill = "#username", text = "{account.username}" },
-  { fill = "#password", text = "{account.password}" },
-  { click = "#submit" },
-  { wait_for = "#welcome" },
-]
-actions = [
-  { goto = "{base_url}/item/{iteration}" },
-  { click = "#add" },
-  { wait_text = "#done", contains = "added {iteration}" },
-]
-
+const STEP_2: &str = r##"
 [[steps]]
 id = 2
 name = "add-without-login"
@@ -601,11 +583,16 @@ actions = [
 ]
 "##;
 
+/// The harness's demo workflow (step 1 logs in and adds) followed by [`STEP_2`].
+fn two_steps() -> String {
+    [crate::harness::WORKFLOW, STEP_2].concat()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grid_login_on_one_node_carries_to_the_other_node() {
     let Some(grid) = start_grid() else { return };
     let p = grid_project(1).await;
-    p.write("workflow.toml", TWO_STEPS);
+    p.write("workflow.toml", &two_steps());
     let first = p
         .run(&[
             "single",
@@ -722,7 +709,7 @@ async fn grid_login_on_one_node_carries_to_the_other_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_storage_state_is_opt_in() {
     let p = Project::new(1).await;
-    p.write("workflow.toml", TWO_STEPS);
+    p.write("workflow.toml", &two_steps());
     p.write(
         "batch.toml",
         "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n[profiles]\nephemeral = true\n",
