@@ -30,19 +30,50 @@ actions = [
   { script = "return navigator.languages.join(',')", into = "languages" },
   { script = "return navigator.userAgent", into = "user_agent" },
   { script = "return window.outerWidth + 'x' + window.outerHeight", into = "window" },
-  { script = "return String(matchMedia('(prefers-color-scheme: dark)').matches)", into = "dark" },
+  { script = "return String(window.devicePixelRatio)", into = "scale" },
 ]
 "##;
 
+/// The two Chromium builds the launcher runs locally, and the `Accept-Language`
+/// header each makes of `de-DE,de` and `ko-KR,ko,en`.
+#[derive(Clone, Copy)]
+enum Engine {
+    /// `headless_shell = false`: the full browser, which adds the q-weights itself.
+    Chromium,
+    /// The default when installed: its `--accept-lang` header is the list as given.
+    HeadlessShell,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
+    identity_on(Engine::HeadlessShell).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_has_its_own_identity_on_the_full_chromium_too() {
+    identity_on(Engine::Chromium).await;
+}
+
+async fn identity_on(engine: Engine) {
+    let (shell, binary, headers) = match engine {
+        Engine::Chromium => (
+            false,
+            "/chromium",
+            ["de-DE,de;q=0.9", "ko-KR,ko;q=0.9,en;q=0.8"],
+        ),
+        Engine::HeadlessShell => (
+            true,
+            "/chromium-headless-shell",
+            ["de-DE,de", "ko-KR,ko,en"],
+        ),
+    };
     let p = Project::new(0).await;
     p.write(
         "batch.toml",
         &format!(
             "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\n[browser]\n\
              user_agent = \"{DEFAULT_UA}\"\naccept_language = \"de-DE,de\"\n\
-             timezone = \"Asia/Seoul\"\n"
+             timezone = \"Asia/Seoul\"\nheadless_shell = {shell}\n"
         ),
     );
     p.write("workflow.toml", WORKFLOW);
@@ -53,7 +84,7 @@ async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
              [[accounts]]\nid = 2\nusername = \"user-2\"\npassword = \"pass-2\"\n\
              user_agent = \"{OWN_UA}\"\naccept_language = \"ko-KR,ko,en\"\n\
              timezone = \"America/New_York\"\nwindow_size = \"900x700\"\n\
-             browser_args = \"--force-dark-mode --disable-notifications\"\n"
+             browser_args = \"--force-device-scale-factor=2 --disable-notifications\"\n"
         ),
     );
     let run = p
@@ -65,7 +96,7 @@ async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
 
     // The app's view: every login and add of a user came with that user's own
-    // headers (1 login + 2 adds each). Chromium adds the q-weights itself.
+    // headers (1 login + 2 adds each).
     let counts = p.site.counts();
     let seen = |user: &str| {
         let u = &counts.users[user];
@@ -78,7 +109,7 @@ async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
         seen("user-1"),
         (
             vec![(DEFAULT_UA.to_owned(), 3)],
-            vec![("de-DE,de;q=0.9".to_owned(), 3)]
+            vec![(headers[0].to_owned(), 3)]
         ),
         "{counts:?}"
     );
@@ -86,7 +117,7 @@ async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
         seen("user-2"),
         (
             vec![(OWN_UA.to_owned(), 3)],
-            vec![("ko-KR,ko;q=0.9,en;q=0.8".to_owned(), 3)]
+            vec![(headers[1].to_owned(), 3)]
         ),
         "{counts:?}"
     );
@@ -108,19 +139,17 @@ async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
         };
         (s("timezone"), s("languages"), s("user_agent"), s("window"))
     };
-    // Account 2's own `--force-dark-mode` reached its browser only.
-    let dark = |id: u64| {
+    // Account 2's own `--force-device-scale-factor` reached its browser only (the
+    // headless shell ignores `--force-dark-mode`, so the check is one both builds obey).
+    let scale = |id: u64| {
         report["accounts"]
             .as_array()
             .unwrap()
             .iter()
             .find(|a| a["id"] == id)
-            .map(|a| a["values"]["dark"].clone())
+            .map(|a| a["values"]["scale"].clone())
     };
-    assert_eq!(
-        (dark(1), dark(2)),
-        (Some("false".into()), Some("true".into()))
-    );
+    assert_eq!((scale(1), scale(2)), (Some("1".into()), Some("2".into())));
     assert_eq!(
         values(1),
         (
@@ -144,6 +173,11 @@ async fn each_account_has_its_own_user_agent_languages_and_time_zone() {
     let ev = events(&dir);
     let created = named(&ev, "browser_created");
     assert_eq!(created.len(), 2, "{created:?}");
+    // Each ran on the build asked for (`cargo xtask test` installs both).
+    for e in &created {
+        let chromium = e["chromium"].as_str().unwrap_or_default();
+        assert!(chromium.ends_with(binary), "{binary}: {e}");
+    }
     let given = |id: u64| {
         let e = created
             .iter()

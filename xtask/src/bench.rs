@@ -4,12 +4,17 @@
 //!
 //! Two workloads of the demo workflow (login in `before`, add-to-cart iterations),
 //! N accounts × Q iterations: 10 × 5 and 5 × 10. Per workload, each configuration:
-//! - `defaults` — no pacing flags (`--launch-interval auto`, the creation lock on);
-//! - `phase1` — the old tool: creation lock + 2.5 s inside it;
+//! - `defaults` — no flags: `--launch-interval auto`, the creation lock on, and the
+//!   default browser (`chromium-headless-shell` when installed);
+//! - `phase1` — the old tool as its users had it: the full Chromium, the creation lock
+//!   and 2.5 s inside it (the reference of the `/phase1` ratios);
+//! - `full-chromium` — the defaults on the full Chromium (`headless_shell = false`);
+//! - `phase1-shell` — Phase 1's pacing on the default browser;
 //! - `interval-0` — creation lock, no pause (one creation at a time);
 //! - `no-lock` — creations overlap freely (`--no-launch-lock --launch-interval 0`);
-//! - `floor` — N bare Chromium processes at once, until each wrote
-//!   `DevToolsActivePort` (the same switches batch-cli gives Chromium, no WebDriver).
+//! - `floor` / `floor-shell` — N bare browsers (full Chromium / headless shell) at
+//!   once, until each wrote `DevToolsActivePort` (the same switches batch-cli gives
+//!   Chromium, no WebDriver); `ready/floor` is against the full Chromium's.
 //!
 //! Per configuration: all browsers ready (run start → last `browser_created`), total
 //! wall time, the CPU-seconds of batch-cli's whole process tree (its drivers, browsers
@@ -32,15 +37,38 @@ use anyhow::{Context, bail};
 use crate::scratch::{Outcome, Scratch};
 use crate::util::{build_cli, flag};
 
-const CONFIGS: &[(&str, &[&str])] = &[
-    ("defaults", &["--concurrent"]),
-    ("phase1", &["--concurrent", "--launch-interval", "2.5s"]),
-    ("interval-0", &["--concurrent", "--launch-interval", "0"]),
+/// The configurations: name, flags, and whether the run takes the full Chromium
+/// (`[browser] headless_shell = false`) instead of the default headless shell.
+/// `phase1` is the old tool as its users had it: the full browser, the creation lock
+/// and 2.5 s inside it; `phase1-shell` is the same pacing on the default browser, to
+/// separate what the pacing gives from what the browser build gives.
+const CONFIGS: &[(&str, &[&str], bool)] = &[
+    ("defaults", &["--concurrent"], false),
+    (
+        "phase1",
+        &["--concurrent", "--launch-interval", "2.5s"],
+        true,
+    ),
+    ("full-chromium", &["--concurrent"], true),
+    (
+        "phase1-shell",
+        &["--concurrent", "--launch-interval", "2.5s"],
+        false,
+    ),
+    (
+        "interval-0",
+        &["--concurrent", "--launch-interval", "0"],
+        false,
+    ),
     (
         "no-lock",
         &["--concurrent", "--no-launch-lock", "--launch-interval", "0"],
+        false,
     ),
 ];
+
+/// What the full-Chromium rows add to the scratch project's `batch.toml`.
+const FULL_CHROMIUM: &str = "\n[browser]\nheadless_shell = false\n";
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Figures {
@@ -82,15 +110,20 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     let rounds: u32 = flag(args, "--rounds", 1)?;
     let scratch = Scratch::new(build_cli(true)?, 10)?;
     let workloads = [(10u32, 5u32), (5, 10)];
-    // results[workload][config] = figures per round; the floor is the last config.
-    let mut results: Vec<Vec<Vec<Figures>>> = vec![vec![Vec::new(); CONFIGS.len() + 1]; 2];
+    // results[workload][config] = figures per round; the two floors come last.
+    let mut results: Vec<Vec<Vec<Figures>>> =
+        vec![vec![Vec::new(); CONFIGS.len() + FLOORS.len()]; 2];
     for round in 1..=rounds {
         for (w, &(n, q)) in workloads.iter().enumerate() {
-            for (c, (name, flags)) in CONFIGS.iter().enumerate() {
+            for (c, (name, flags, full)) in CONFIGS.iter().enumerate() {
                 let before = scratch.adds();
                 let t = Instant::now();
                 let cpu0 = children_cpu_seconds();
-                let out = scratch.run_with(n, q, flags)?;
+                let out = if *full {
+                    scratch.run_variant(FULL_CHROMIUM, n, q, flags)?
+                } else {
+                    scratch.run_with(n, q, flags)?
+                };
                 let total = t.elapsed().as_secs_f64();
                 let cpu = children_cpu_seconds() - cpu0;
                 if out.code.is_none() {
@@ -106,14 +139,16 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
                 );
                 results[w][c].push(f);
             }
-            let ready = floor(n)?;
-            eprintln!("round {round}, {n}×{q}, floor: {ready:.2} s");
-            results[w][CONFIGS.len()].push(Figures {
-                ready,
-                cpu: f64::NAN,
-                exact: true,
-                ..Figures::default()
-            });
+            for (k, shell) in [(0, false), (1, true)] {
+                let ready = floor(n, shell)?;
+                eprintln!("round {round}, {n}×{q}, {}: {ready:.2} s", FLOORS[k]);
+                results[w][CONFIGS.len() + k].push(Figures {
+                    ready,
+                    cpu: f64::NAN,
+                    exact: true,
+                    ..Figures::default()
+                });
+            }
         }
     }
     for (w, &(n, q)) in workloads.iter().enumerate() {
@@ -211,7 +246,7 @@ fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
         "failed",
         "exact"
     );
-    for (c, (name, _)) in CONFIGS.iter().enumerate() {
+    for (c, (name, _, _)) in CONFIGS.iter().enumerate() {
         let failed: u64 = rows[c].iter().map(|f| f.failed).sum();
         let exact = rows[c].iter().all(|f| f.exact);
         let (ready, total) = (med(c, |f| f.ready), med(c, |f| f.total));
@@ -226,18 +261,41 @@ fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
             if exact { "yes" } else { "NO" },
         );
     }
-    println!("{:<11} {floor:>9.2} {:>9} {:>11.2}×", "floor", "—", 1.0);
+    for (k, name) in FLOORS.iter().enumerate() {
+        let ready = med(CONFIGS.len() + k, |f| f.ready);
+        println!(
+            "{name:<11} {ready:>9.2} {:>9} {:>11.2}×",
+            "—",
+            ready / floor
+        );
+    }
+    let at = |name: &str| CONFIGS.iter().position(|c| c.0 == name).expect("a config");
+    println!(
+        "the browser build alone: defaults/full-chromium CPU {:.2}×, total {:.2}×; \
+         the pacing alone: defaults/phase1-shell total {:.2}×",
+        med(at("defaults"), |f| f.cpu) / med(at("full-chromium"), |f| f.cpu),
+        med(at("defaults"), |f| f.total) / med(at("full-chromium"), |f| f.total),
+        med(at("defaults"), |f| f.total) / med(at("phase1-shell"), |f| f.total),
+    );
 }
+
+/// The floors: N bare browsers of each build at once.
+const FLOORS: [&str; 2] = ["floor", "floor-shell"];
 
 /// N bare Chromium processes started at once; seconds until every one has written
 /// `DevToolsActivePort` into its fresh profile. Each runs in its own process group,
 /// killed (and its profile removed) before returning.
-fn floor(n: u32) -> anyhow::Result<f64> {
-    let chromium = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"]
-        .into_iter()
+fn floor(n: u32, shell: bool) -> anyhow::Result<f64> {
+    let candidates: &[&str] = if shell {
+        &["/usr/lib/chromium/chromium-headless-shell"]
+    } else {
+        &["/usr/lib/chromium/chromium", "/usr/bin/chromium"]
+    };
+    let chromium = candidates
+        .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-        .context("no chromium found")?;
+        .with_context(|| format!("none of {candidates:?} is installed"))?;
     let root = tempfile::Builder::new()
         .prefix("batch-bench-floor-")
         .tempdir()?;

@@ -1,5 +1,5 @@
 //! Making sure Debian's Chromium and ChromeDriver are installed (never downloading a
-//! browser of our own): `apt-get install chromium chromium-driver` when root,
+//! browser of our own): `apt-get install chromium chromium-driver chromium-headless-shell` when root,
 //! otherwise exact instructions. Also Selenium for the Python attach example, into a
 //! venv under `target/py-venv` (from PyPI, pinned in the example's requirements.txt),
 //! and puppeteer-core for the Node example under `target/node-puppeteer` (npm).
@@ -12,15 +12,27 @@ use std::process::Command;
 use anyhow::bail;
 
 /// What the demo (`cargo xtask run`) needs: the browser and its driver.
+/// The headless shell is what headless runs use by default when it is installed
+/// (`[browser] headless_shell`): about half the CPU of the full browser here.
 const BROWSER: &[(&str, &str)] = &[
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
+    (
+        "/usr/bin/chromium-headless-shell",
+        "chromium-headless-shell",
+    ),
 ];
 
 /// What the tests need on top of it.
 const NEEDED: &[(&str, &str)] = &[
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
+    // Both builds are tested: the shell is the default, the full browser is headed
+    // runs' and `headless_shell = false`'s.
+    (
+        "/usr/bin/chromium-headless-shell",
+        "chromium-headless-shell",
+    ),
     // The Selenium Grid's server (tests/src/grid.rs).
     ("/usr/bin/java", "openjdk-17-jre-headless"),
     // The live-view tests drive a real terminal (tests/src/reports.rs).

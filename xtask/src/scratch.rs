@@ -70,6 +70,20 @@ impl Scratch {
         self.run_step(1, accounts, quantity, flags)
     }
 
+    /// As [`Scratch::run_with`], with `extra` appended to a copy of `batch.toml`
+    /// (e.g. a `[browser]` section) used for this run only.
+    pub(crate) fn run_variant(
+        &self,
+        extra: &str,
+        accounts: u32,
+        quantity: u32,
+        flags: &[&str],
+    ) -> anyhow::Result<Outcome> {
+        let base = std::fs::read_to_string(self.dir.join("batch.toml"))?;
+        std::fs::write(self.dir.join("batch-variant.toml"), base + extra)?;
+        self.run_in("batch-variant.toml", 1, accounts, quantity, flags)
+    }
+
     /// Append to a file of the project (e.g. one more step to the workflow).
     pub(crate) fn append(&self, name: &str, text: &str) -> anyhow::Result<()> {
         use std::io::Write;
@@ -88,6 +102,17 @@ impl Scratch {
         quantity: u32,
         flags: &[&str],
     ) -> anyhow::Result<Outcome> {
+        self.run_in("batch.toml", step, accounts, quantity, flags)
+    }
+
+    fn run_in(
+        &self,
+        config: &str,
+        step: u32,
+        accounts: u32,
+        quantity: u32,
+        flags: &[&str],
+    ) -> anyhow::Result<Outcome> {
         let site = self.site.as_ref().expect("site lives until drop");
         let out = Command::new(&self.cli)
             .args(["single", "--step", &step.to_string(), "--json"])
@@ -95,7 +120,7 @@ impl Scratch {
             .args(["--accounts", &format!("1-{accounts}")])
             .args(flags)
             .arg("--config")
-            .arg(self.dir.join("batch.toml"))
+            .arg(self.dir.join(config))
             .args(["--base-url", &site.base_url()])
             .arg("--output")
             .arg(self.dir.join("runs"))

@@ -156,6 +156,10 @@ pub enum Event {
         session_id: String,
         /// The user-data directory, absolute (`None` for a remote browser).
         profile: Option<String>,
+        /// The Chromium binary (`None` for a remote browser): the full browser or
+        /// `chromium-headless-shell`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chromium: Option<String>,
         /// The Grid node the session landed on, when the endpoint says.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,

@@ -549,6 +549,7 @@ mod tests {
             driver_pid: Some(4),
             session_id: "s".into(),
             profile: Some("/p".into()),
+            chromium: None,
             node: None,
             launch: 1,
             user_agent: None,

@@ -242,9 +242,12 @@ async fn doctor(path: &Path) -> i32 {
         }
     };
     let browser = settings.as_ref().map(|s| s.browser.clone());
-    let binaries = match launcher::Binaries::locate(
+    let binaries = match launcher::Binaries::locate_preferring(
         browser.as_ref().and_then(|b| b.chromium.as_deref()),
         browser.as_ref().and_then(|b| b.chromedriver.as_deref()),
+        browser
+            .as_ref()
+            .map_or(launcher::Prefer::HeadlessShell, |b| b.prefer(false)),
     ) {
         Ok(b) => b,
         Err(e) => {

@@ -47,16 +47,59 @@ fn major(version_line: &str) -> Option<u32> {
 // the real binary sits in /usr/lib/chromium.
 const CHROMIUM_CANDIDATES: &[&str] = &["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
 const CHROMIUM_NAMES: &[&str] = &["chromium", "chromium-browser", "google-chrome", "chrome"];
+// Debian's `chromium-headless-shell` package (the same build, without the browser UI
+// layer): measured here, the same 10 × 5 demo run costs about half the CPU-seconds on
+// it (docs/benchmarks.md).
+const SHELL_CANDIDATES: &[&str] = &[
+    "/usr/lib/chromium/chromium-headless-shell",
+    "/usr/bin/chromium-headless-shell",
+];
+const SHELL_NAMES: &[&str] = &["chromium-headless-shell", "chrome-headless-shell"];
 const DRIVER_CANDIDATES: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
 
+/// Which Chromium build to look for when none is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefer {
+    /// The full browser (the only one that can show windows).
+    Chromium,
+    /// `chromium-headless-shell` when it is installed, else the full browser.
+    HeadlessShell,
+}
+
 impl Binaries {
-    /// Use the given paths, or find the programs in their usual places and on `PATH`.
+    /// Use the given paths, or find the programs in their usual places and on `PATH`
+    /// (the full Chromium).
     pub fn locate(
         chromium: Option<&Path>,
         chromedriver: Option<&Path>,
     ) -> Result<Self, LaunchError> {
+        Self::locate_preferring(chromium, chromedriver, Prefer::Chromium)
+    }
+
+    /// As [`Binaries::locate`], but when no Chromium is named and `prefer` says so,
+    /// the headless shell is taken if it is installed. A named binary is always used
+    /// as it is.
+    pub fn locate_preferring(
+        chromium: Option<&Path>,
+        chromedriver: Option<&Path>,
+        prefer: Prefer,
+    ) -> Result<Self, LaunchError> {
+        let shell = match (chromium, prefer) {
+            (None, Prefer::HeadlessShell) => find(
+                "chromium-headless-shell",
+                None,
+                SHELL_CANDIDATES,
+                SHELL_NAMES,
+            )
+            .ok(),
+            _ => None,
+        };
+        let chromium = match shell {
+            Some(s) => s,
+            None => find("chromium", chromium, CHROMIUM_CANDIDATES, CHROMIUM_NAMES)?,
+        };
         Ok(Binaries {
-            chromium: find("chromium", chromium, CHROMIUM_CANDIDATES, CHROMIUM_NAMES)?,
+            chromium,
             chromedriver: find(
                 "chromedriver",
                 chromedriver,
@@ -64,6 +107,14 @@ impl Binaries {
                 &["chromedriver"],
             )?,
         })
+    }
+
+    /// Whether the Chromium is a headless shell (by its file name, as ChromeDriver
+    /// decides too): it cannot show windows and has no preferences layer.
+    pub fn is_headless_shell(&self) -> bool {
+        self.chromium
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("headless-shell"))
     }
 
     /// Run both with `--version`.

@@ -164,6 +164,8 @@ pub struct LocalInfo {
     pub driver_port: u16,
     /// The profile directory.
     pub profile: PathBuf,
+    /// The Chromium binary it runs (the full browser or the headless shell).
+    pub chromium: PathBuf,
 }
 
 impl BrowserInfo {
@@ -329,6 +331,7 @@ impl Browser {
                 driver_pid: process.pid,
                 driver_port: process.port,
                 profile: profile.clone(),
+                chromium: local.binaries.chromium.clone(),
             }),
         };
         tracing::debug!(pid, port = devtools_port, profile = %profile.display(), "browser launched");
@@ -624,6 +627,9 @@ fn capabilities(
     if let Some(langs) = &spec.accept_language {
         let first = langs.split(',').next().unwrap_or_default().trim();
         args.push(format!("--lang={first}"));
+        // `chromium-headless-shell` has no preferences layer, so it ignores the pref
+        // below: its own switch sets the header there (and full Chromium ignores it).
+        args.push(format!("--accept-lang={}", langs.replace(' ', "")));
     }
     args.extend(spec.args.iter().cloned());
     if spec.profile().is_none() {
@@ -646,17 +652,34 @@ fn capabilities(
 
 /// A tiny script that starts Chromium with `PR_SET_PDEATHSIG`, so Chrome dies with its
 /// driver (which dies with us): without it a `kill -9` of the runner leaves ~9 Chrome
-/// processes behind. Falls back to Chromium itself when `setpriv` is missing.
+/// processes behind. Without `setpriv` the script still runs Chromium, only without
+/// the parent-death signal.
+///
+/// The script also gives Chromium its first page, `about:blank`, as the one
+/// positional argument. ChromeDriver passes its own first page (`data:,`) only when
+/// it chose the user-data directory itself; with ours it relies on the browser to open
+/// a window. Full Chromium opens its startup page, but `chromium-headless-shell` opens
+/// no page at all, and ChromeDriver then waits for one until our launch timeout
+/// (measured: every session on the headless shell timed out at 30 s; with the page,
+/// 0.5 s). A positional argument cannot go through `goog:chromeOptions.args`:
+/// ChromeDriver prefixes every entry with `--`.
 fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
     let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
         .into_iter()
         .map(Path::new)
         .find(|p| p.exists());
-    let Some(setpriv) = setpriv else {
-        tracing::warn!(
-            "setpriv not found: chromium will not die with its driver if the runner is killed"
-        );
-        return Ok(chromium.to_path_buf());
+    let quoted = format!(
+        "'{}'",
+        chromium.display().to_string().replace('\'', "'\\''")
+    );
+    let exec = match setpriv {
+        Some(setpriv) => format!("{} --pdeathsig KILL {quoted}", setpriv.display()),
+        None => {
+            tracing::warn!(
+                "setpriv not found: chromium will not die with its driver if the runner is killed"
+            );
+            quoted
+        }
     };
     let dir = runtime_dir().join("bin");
     fsutil::private_dir(&dir).map_err(|source| LaunchError::Io {
@@ -664,9 +687,7 @@ fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
         source,
     })?;
     let script = format!(
-        "#!/bin/sh\n# written by batch-cli: chromium dies when its chromedriver dies\nexec {} --pdeathsig KILL '{}' \"$@\"\n",
-        setpriv.display(),
-        chromium.display().to_string().replace('\'', "'\\''")
+        "#!/bin/sh\n# written by batch-cli: chromium dies when its chromedriver dies, and opens about:blank\nexec {exec} \"$@\" about:blank\n",
     );
     let name = format!("chromium-{:016x}", fnv1a(script.as_bytes()));
     let path = dir.join(name);
@@ -785,6 +806,7 @@ mod tests {
         for want in [
             "--user-agent=Agent/1 (x)",
             "--lang=ko-KR",
+            "--accept-lang=ko-KR,ko,en",
             "--window-size=900,700",
         ] {
             assert!(args.contains(&want), "{want}: {args:?}");

@@ -47,7 +47,7 @@ mod registry;
 mod remote;
 mod subreaper;
 
-pub use binaries::{Binaries, Versions};
+pub use binaries::{Binaries, Prefer, Versions};
 pub use browser::{Browser, BrowserInfo, LaunchSpec, LocalInfo, LocalSpec, Source};
 pub use error::LaunchError;
 pub use failure::{FailureKind, classify, confirm_loss, summary};

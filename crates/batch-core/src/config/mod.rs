@@ -307,7 +307,8 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a [browser] section")]
 pub struct BrowserSettings {
-    /// `chromium` (default: search `/usr/lib/chromium/chromium`, `/usr/bin/chromium`, PATH).
+    /// `chromium` (default: `chromium-headless-shell` when headless and installed, see
+    /// `headless_shell`; else search `/usr/lib/chromium/chromium`, `/usr/bin/chromium`, PATH).
     #[serde(deserialize_with = "settings::program")]
     pub chromium: Option<PathBuf>,
     /// `chromedriver` (default: search `/usr/bin/chromedriver`, PATH).
@@ -316,6 +317,10 @@ pub struct BrowserSettings {
     /// `headed` (default false).
     #[serde(deserialize_with = "settings::boolean")]
     pub headed: bool,
+    /// `headless_shell` (default true): when `chromium` is not set and the run is
+    /// headless, use `chromium-headless-shell` if it is installed.
+    #[serde(deserialize_with = "settings::boolean")]
+    pub headless_shell: bool,
     /// `args`: extra Chromium switches.
     #[serde(deserialize_with = "settings::args")]
     pub args: Vec<String>,
@@ -337,6 +342,19 @@ pub struct BrowserSettings {
     /// Grid) instead of local Chromium (default none; `--webdriver-url` overrides it).
     #[serde(deserialize_with = "settings::webdriver_url")]
     pub webdriver_url: Option<String>,
+}
+
+impl BrowserSettings {
+    /// Which Chromium to look for when `chromium` is not set, for a run that is
+    /// `headed` (this section's or `--headed`): the headless shell cannot show
+    /// windows, so a headed run always takes the full browser.
+    pub fn prefer(&self, headed: bool) -> launcher::Prefer {
+        if self.headless_shell && !headed && !self.headed {
+            launcher::Prefer::HeadlessShell
+        } else {
+            launcher::Prefer::Chromium
+        }
+    }
 }
 
 /// `[launch]`.

@@ -66,6 +66,7 @@ impl Default for BrowserSettings {
             chromium: None,
             chromedriver: None,
             headed: false,
+            headless_shell: true,
             args: Vec::new(),
             window_size: (1280, 800),
             user_agent: None,
@@ -756,7 +757,7 @@ launch = "45s"
         check(
             "[browser]\nheadless = true\n",
             Some(2),
-            "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, args, window_size, user_agent, accept_language, timezone, webdriver_url)",
+            "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, headless_shell, args, window_size, user_agent, accept_language, timezone, webdriver_url)",
         );
         check("[brwoser]\n", Some(1), "unknown key \"brwoser\"");
         check(

@@ -158,9 +158,10 @@ pub async fn run(
     // A remote run starts no browser here: neither binary is needed.
     let binaries = match &plan.webdriver_url {
         Some(_) => None,
-        None => Some(Binaries::locate(
+        None => Some(Binaries::locate_preferring(
             settings.browser.chromium.as_deref(),
             settings.browser.chromedriver.as_deref(),
+            settings.browser.prefer(plan.headed),
         )?),
     };
 

@@ -385,6 +385,7 @@ async fn create(
                 driver_pid: local.map(|l| l.driver_pid),
                 session_id: info.session_id.clone(),
                 profile: local.map(|l| l.profile.display().to_string()),
+                chromium: local.map(|l| l.chromium.display().to_string()),
                 node: info.node.clone(),
                 launch: serial,
                 // Journaled as given: the journal redacts a value from a secret field.
