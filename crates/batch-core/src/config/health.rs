@@ -70,6 +70,12 @@ mod tests {
     fn defaults_the_documented_example_and_overrides() {
         assert_eq!(parse("").unwrap(), HealthSettings::default());
         let doc = crate::config::settings::tests::docs_example("## `batch.toml`");
+        // Its `proxy_ca` names a file beside a real batch.toml (loaded in settings' tests).
+        let doc: String = doc
+            .lines()
+            .filter(|l| !l.starts_with("proxy_ca"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let h = parse(&doc).unwrap();
         assert_eq!(h.challenge_selector.as_deref(), Some("#captcha"));
         assert_eq!(h.challenge_text.as_deref(), Some("Too Many Requests"));
