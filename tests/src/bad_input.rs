@@ -70,9 +70,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a proxy_ca that is not PEM",
-        files: &[
-            ("batch.toml", "[browser]\nproxy_ca = \"accounts.toml\"\n"),
-        ],
+        files: &[("batch.toml", "[browser]\nproxy_ca = \"accounts.toml\"\n")],
         args: &["--accounts", "1"],
         expect: &["batch.toml:2: browser.proxy_ca:", "no PEM certificate"],
     },

@@ -64,7 +64,7 @@ async fn proxy(name: &str, user: &str, password: &str, ca: Option<&TestCa>) -> (
 }
 
 /// Every needle found in any process's argv or environment: `(pid, where, needle)`.
-fn in_processes(needles: &[&str]) -> Vec<(u32, &'static str, String)> {
+pub(crate) fn in_processes(needles: &[&str]) -> Vec<(u32, &'static str, String)> {
     let mut found = Vec::new();
     for pid in fsutil::proc::pids() {
         for (what, file) in [("argv", "cmdline"), ("environ", "environ")] {

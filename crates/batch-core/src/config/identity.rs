@@ -69,6 +69,11 @@ pub fn identity_of(browser: &BrowserSettings, account: &Account) -> Identity {
     }
 }
 
+/// The account's proxy, if it has one (validated when the accounts were loaded).
+pub fn proxy_of(account: &Account) -> Option<forwarder::Upstream> {
+    forwarder::Upstream::parse(own(account, "proxy")?).ok()
+}
+
 /// The CA file an account's `https://` proxy is checked against, besides the
 /// system's roots: its own `proxy_ca` (relative to the accounts file's directory), or
 /// `[browser] proxy_ca` (already absolute). Both were read and checked on loading.

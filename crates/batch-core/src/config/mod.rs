@@ -37,7 +37,9 @@ pub use accounts::{exec_env_name, load_accounts, load_accounts_with_env};
 pub use actions::{ACTIONS, ActionDef, KEY_NAMES, action_table};
 pub use error::ConfigError;
 pub use health::HealthSettings;
-pub use identity::{ACCOUNT_FIELDS, Identity, identity_of, primary_language, proxy_ca_of};
+pub use identity::{
+    ACCOUNT_FIELDS, Identity, identity_of, primary_language, proxy_ca_of, proxy_of,
+};
 pub use lists::{parse_account_list, parse_step_list, shard};
 pub use project::{Project, load_project, load_project_with_env};
 pub use secrets::{REDACTED, Secrets, is_secret_name, redact, redact_values, url_userinfo};

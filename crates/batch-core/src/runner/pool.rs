@@ -353,7 +353,7 @@ async fn create(
     spec.timezone = identity.timezone.clone();
     let proxy_ca =
         crate::config::proxy_ca_of(&settings.browser, &ctx.plan.project.accounts.path, account);
-    let forwarder = match proxy_of(account) {
+    let forwarder = match crate::config::proxy_of(account) {
         None => None,
         Some(upstream) if forwarder::needs_forwarder(&upstream, proxy_ca.is_some()) => {
             let upstream_shown = upstream.without_credentials();
@@ -440,13 +440,4 @@ async fn create(
             Err(Failure::launch(&e, message))
         }
     }
-}
-
-/// The account's proxy, if it has one (validated when the accounts were loaded).
-fn proxy_of(account: &Account) -> Option<forwarder::Upstream> {
-    let value = &account.fields.get("proxy")?.value;
-    if value.is_empty() {
-        return None;
-    }
-    forwarder::Upstream::parse(value).ok()
 }
