@@ -263,7 +263,7 @@ fn cases() -> Vec<Case> {
                 "[[steps]]\nid = 1\nactions = [{ click = \"#a\" }]\nnmae = \"x\"\n",
             )],
             &[
-                "workflow.toml:4: step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after)",
+                "workflow.toml:4: step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after, challenge_selector, challenge_text)",
             ],
         ),
         case(

@@ -49,7 +49,7 @@ value! {
         integer(v, 1, u32::MAX.into(), "a whole number, 1 or more").map(|n| Some(n as u32))
     };
     cooldown -> Duration = |v| positive(v, "cool-down", "10m");
-    challenge -> Option<String> = |v| match string(v, "a non-empty string")? {
+    pub(super) challenge -> Option<String> = |v| match string(v, "a non-empty string")? {
         "" => Err("an empty string (expected a selector or text to look for)".into()),
         s => Ok(Some(s.to_owned())),
     };

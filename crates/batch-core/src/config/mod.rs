@@ -124,6 +124,11 @@ pub struct Step {
     pub actions: Vec<Action>,
     /// Once per account, after the iterations.
     pub after: Vec<Action>,
+    /// `challenge_selector`: this step's own, instead of `[health]`'s (None: the
+    /// project's, if any).
+    pub challenge_selector: Option<String>,
+    /// `challenge_text`: likewise.
+    pub challenge_text: Option<String>,
 }
 
 /// An action and the line of the workflow file it was written on.
