@@ -69,6 +69,12 @@ const CASES: &[Case] = &[
         expect: &["accounts.toml:5: account 1, timezone:", "Mars/Olympus"],
     },
     Case {
+        name: "a proxy_ca that is not PEM",
+        files: &[("batch.toml", "[browser]\nproxy_ca = \"accounts.toml\"\n")],
+        args: &["--accounts", "1"],
+        expect: &["batch.toml:2: browser.proxy_ca:", "no PEM certificate"],
+    },
+    Case {
         name: "quantity zero",
         files: &[],
         args: &["--accounts", "1", "--quantity", "0"],

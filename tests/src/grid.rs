@@ -1,7 +1,8 @@
 //! Beyond one host, end to end: a real Selenium Grid 4 (hub + two nodes on loopback,
 //! Debian's chromium) started by each test and always stopped by a guard, batches run
-//! through it with `--webdriver-url`, a node killed mid-run, and `--shard` slices
-//! merged with `report --merge`. The Grid's control code is xtask's own
+//! through it with `--webdriver-url`, a node killed mid-run, `--shard` slices
+//! merged with `report --merge`, and an account's authenticated proxy used by its
+//! browser on a node (through this runner's loopback forwarder). The Grid's control code is xtask's own
 //! (`xtask/src/gridctl.rs`), included here so both use one copy.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -745,6 +746,81 @@ async fn local_storage_state_is_opt_in() {
     p.assert_nothing_left();
 }
 
+/// A proxy with credentials on a Grid whose nodes run on this host (a loopback
+/// hub): the node's Chromium is given `--proxy-server` pointing at this runner's
+/// loopback forwarder, which adds the credentials. The proxy's log and the demo
+/// app's view agree, and the password is in no process's argv or environment — the
+/// node's JVM, driver and Chromium included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_an_accounts_authenticated_proxy_carries_its_remote_browsers_traffic() {
+    const PASS: &str = "pw-grid-Tx45v";
+    let Some(grid) = start_grid_of(1) else { return };
+    let p = grid_project(1).await;
+    let proxy = forwarder::testing::AuthProxy::start("proxy-grid", Some(("gina", PASS)))
+        .await
+        .unwrap();
+    p.write(
+        "batch.toml",
+        "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\
+         [browser]\nargs = [\"--proxy-bypass-list=<-loopback>\"]\n[timeouts]\nlaunch = \"90s\"\n",
+    );
+    let url = format!("http://gina:{PASS}@{}", proxy.addr());
+    p.write("accounts.toml", &crate::proxy::account(1, &url, ""));
+    let token = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("gina:{PASS}"))
+    };
+    let child = p
+        .command(&step1(
+            "1",
+            &["--quantity", "2", "--webdriver-url", grid.url()],
+        ))
+        .spawn()
+        .unwrap();
+    let pid = child.id().expect("running");
+    let (mut leaks, mut scans) = (Vec::new(), 0);
+    while fsutil::proc::alive(pid) {
+        leaks.extend(crate::proxy::in_processes(&[PASS, token.as_str()]));
+        scans += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = crate::harness::finish(child, 300).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        scans > 5 && leaks.is_empty(),
+        "{scans} scans, leaks: {leaks:?}"
+    );
+    assert!(!stderr.contains(PASS) && !String::from_utf8_lossy(&out.stdout).contains(PASS));
+
+    // The app: user-1's login and two adds, each through the proxy (its Via).
+    let counts = p.site.counts();
+    let via: Vec<_> = counts.users["user-1"].via.clone().into_iter().collect();
+    assert_eq!(via, [("1.1 proxy-grid".to_owned(), 3)], "{counts:?}");
+    assert_eq!(p.adds("user-1"), BTreeMap::from([(1, 1), (2, 1)]));
+    // The proxy: the same three requests, authorized, from the forwarder.
+    let log = proxy.log();
+    let site = p.site.addr().to_string();
+    let posts = |path: &str| {
+        log.iter()
+            .filter(|s| s.method == "POST" && s.target == format!("http://{site}{path}"))
+            .count()
+    };
+    assert_eq!((posts("/login"), posts("/api/cart")), (1, 2), "{log:?}");
+    assert!(log.iter().all(|s| s.authorized), "{log:?}");
+    // The browser was the node's; the forwarder was ours, journaled for it.
+    let ev = events(&p.run_dir());
+    let created = named(&ev, "browser_created");
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0]["node"], grid.grid.nodes[0].uri.as_str());
+    assert!(created[0]["pid"].is_null());
+    let fwd = named(&ev, "proxy_forwarder");
+    assert_eq!(fwd.len(), 1, "{fwd:?}");
+    assert_eq!(fwd[0]["upstream"], format!("http://{}", proxy.addr()));
+    grid.stop_and_check();
+    p.assert_nothing_left();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_webdriver_url_is_a_usage_error_and_launches_nothing() {
     let p = Project::new(1).await;
@@ -757,6 +833,29 @@ async fn a_bad_webdriver_url_is_a_usage_error_and_launches_nothing() {
             run.stderr
         );
     }
+    // A remote host's browsers cannot reach the forwarder that a proxy with
+    // credentials needs: refused, saying why (no request is made to that host).
+    p.write(
+        "accounts.toml",
+        "[[accounts]]\nid = 1\nusername = \"user-1\"\npassword = \"pass-1\"\n\
+         proxy = \"http://u:pw-Qq1@127.0.0.1:3128\"\n",
+    );
+    let run = p
+        .run(&step1(
+            "1",
+            &["--webdriver-url", "http://grid.example:4444"],
+        ))
+        .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("account 1's proxy has credentials")
+            && run
+                .stderr
+                .contains("the remote host grid.example cannot reach"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("pw-Qq1"), "{}", run.stderr);
     assert!(p.run_dirs().is_empty(), "nothing ran");
 }
 

@@ -3,7 +3,8 @@
 //! score — without burning its other retries — while the others finish with exact
 //! server counts; the next run skips it (nothing launched, no request to the server)
 //! until `accounts release` clears it or its cool-down ends, and a repeat doubles
-//! the cool-down.
+//! the cool-down. A challenge is named by `[health]` or by the workflow step itself
+//! (its `challenge_selector` replacing the project's for that step).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -227,5 +228,36 @@ async fn a_challenged_account_is_quarantined_skipped_released_and_cools_down() {
             .any(|l| l.starts_with("2 ") && l.contains("0/3")),
         "{list}"
     );
+
+    // 7. The step names its own challenge: the project's selector is one the
+    //    captcha page does not have, the step's is `#captcha`. Challenged again,
+    //    account 2 is quarantined by the step's selector after one attempt (the
+    //    project's alone would have let the score path take three).
+    p.site.set_challenged("user-2", true);
+    p.write(
+        "batch.toml",
+        &format!(
+            "{BATCH}[health]\nmax_score = 3\ncooldown = \"6s\"\nchallenge_selector = \"#not-on-this-page\"\n"
+        ),
+    );
+    p.write(
+        "workflow.toml",
+        &WORKFLOW.replace(
+            "name = \"add-to-cart\"\n",
+            "name = \"add-to-cart\"\nchallenge_selector = \"#captcha\"\n",
+        ),
+    );
+    let (dir, ev, _) = run_once(&p, &only2, 1).await;
+    assert_eq!(challenges(&p, "user-2"), 6, "one attempt");
+    assert!(for_account(&ev, "retry", 2).is_empty(), "{ev:?}");
+    let q = for_account(&ev, "account_quarantined", 2);
+    assert_eq!(q.len(), 1, "{ev:?}");
+    assert_eq!(
+        q[0]["reason"], "challenge: #captcha on the page",
+        "{}",
+        q[0]
+    );
+    assert_eq!(q[0]["score"], 3);
+    assert_eq!(status(&dir, 2), "quarantined");
     p.assert_nothing_left();
 }

@@ -1,13 +1,16 @@
 //! Per-account authenticated proxies, end to end: two local proxies that demand
-//! different credentials, one per account; each account's traffic reached the demo
-//! app through its own proxy (the proxies' logs and the app's `Via` counts agree),
-//! and the passwords appear in no process's argv or environment, no output and no
-//! file of the run. A wrong password is a clear, permanent failure, not a hang.
+//! different credentials, one per account — plain `http://` ones, and `https://` ones
+//! (TLS, each certificate from its own CA, named by `proxy_ca`); each account's
+//! traffic reached the demo app through its own proxy (the proxies' logs and the
+//! app's `Via` counts agree), and the passwords appear in no process's argv or
+//! environment, no output and no file of the run. A wrong password, and an
+//! `https://` proxy whose certificate is not trusted, are clear, permanent failures,
+//! not hangs. The same through a Selenium Grid node is in `grid.rs`.
 
 use std::path::Path;
 use std::time::Duration;
 
-use forwarder::testing::AuthProxy;
+use forwarder::testing::{AuthProxy, TestCa};
 
 use crate::harness::{Project, events, finish, named, step1};
 
@@ -15,25 +18,53 @@ const PASS_A: &str = "pw-alpha-Zq83x";
 const PASS_B: &str = "pw-bravo-Kd27m";
 
 /// The demo workflow, with proxies for loopback targets (Chromium bypasses proxies
-/// for loopback by default).
-fn project_files(p: &Project, accounts: &str) {
+/// for loopback by default); `browser` goes into `[browser]`.
+pub(crate) fn project_files(p: &Project, browser: &str, accounts: &str) {
     p.write(
         "batch.toml",
-        "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\n\
-         [browser]\nargs = [\"--proxy-bypass-list=<-loopback>\"]\n",
+        &format!(
+            "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\n\
+             [browser]\nargs = [\"--proxy-bypass-list=<-loopback>\"]\n{browser}"
+        ),
     );
     p.write("accounts.toml", accounts);
 }
 
-fn account(id: u32, proxy: &str) -> String {
+/// An account whose proxy is `proxy`; `extra` is more TOML lines for it.
+pub(crate) fn account(id: u32, proxy: &str, extra: &str) -> String {
     format!(
         "[[accounts]]\nid = {id}\nusername = \"user-{id}\"\npassword = \"pass-{id}\"\n\
-         proxy = \"{proxy}\"\n\n"
+         proxy = \"{proxy}\"\n{extra}\n"
     )
 }
 
+/// Plain `http://` proxies, or `https://` ones behind TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Http,
+    Https,
+}
+
+/// A test proxy named `name` requiring `user`/`password`: plain, or over TLS with a
+/// certificate issued by `ca`. Returns it and its URL with the credentials.
+async fn proxy(name: &str, user: &str, password: &str, ca: Option<&TestCa>) -> (AuthProxy, String) {
+    let creds = Some((user, password));
+    match ca {
+        None => {
+            let p = AuthProxy::start(name, creds).await.unwrap();
+            let url = format!("http://{user}:{password}@{}", p.addr());
+            (p, url)
+        }
+        Some(ca) => {
+            let p = AuthProxy::start_tls(name, creds, ca).await.unwrap();
+            let url = format!("https://{user}:{password}@{}", p.addr());
+            (p, url)
+        }
+    }
+}
+
 /// Every needle found in any process's argv or environment: `(pid, where, needle)`.
-fn in_processes(needles: &[&str]) -> Vec<(u32, &'static str, String)> {
+pub(crate) fn in_processes(needles: &[&str]) -> Vec<(u32, &'static str, String)> {
     let mut found = Vec::new();
     for pid in fsutil::proc::pids() {
         for (what, file) in [("argv", "cmdline"), ("environ", "environ")] {
@@ -82,17 +113,39 @@ fn basic(user: &str, pass: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_account_goes_through_its_own_authenticated_proxy_and_no_password_leaks() {
+    own_proxies_and_no_leak(Kind::Http).await;
+}
+
+/// The same over TLS: each `https://` proxy's certificate comes from its own CA —
+/// account 1's is `[browser] proxy_ca`, account 2 overrides it with its own
+/// `proxy_ca` — and the credentials travel inside TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_goes_through_its_own_https_proxy_with_credentials() {
+    own_proxies_and_no_leak(Kind::Https).await;
+}
+
+async fn own_proxies_and_no_leak(kind: Kind) {
     let p = Project::new(0).await;
-    let a = AuthProxy::start("proxy-a", Some(("alice", PASS_A)))
-        .await
-        .unwrap();
-    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B)))
-        .await
-        .unwrap();
+    let (ca_a, ca_b) = (TestCa::new("ca-a"), TestCa::new("ca-b"));
+    let tls = kind == Kind::Https;
+    let (a, url_a) = proxy("proxy-a", "alice", PASS_A, tls.then_some(&ca_a)).await;
+    let (b, url_b) = proxy("proxy-b", "bob", PASS_B, tls.then_some(&ca_b)).await;
+    let (browser, own_ca) = match kind {
+        Kind::Http => ("", ""),
+        Kind::Https => {
+            p.write("ca-a.pem", ca_a.pem());
+            std::fs::create_dir_all(p.path("certs")).unwrap();
+            p.write("certs/ca-b.pem", ca_b.pem());
+            (
+                "proxy_ca = \"ca-a.pem\"\n",
+                "proxy_ca = \"certs/ca-b.pem\"\n",
+            )
+        }
+    };
     project_files(
         &p,
-        &(account(1, &format!("http://alice:{PASS_A}@{}", a.addr()))
-            + account(2, &format!("http://bob:{PASS_B}@{}", b.addr())).as_str()),
+        browser,
+        &(account(1, &url_a, "") + account(2, &url_b, own_ca).as_str()),
     );
     let token_a = basic("alice", PASS_A);
     let token_b = basic("bob", PASS_B);
@@ -201,30 +254,67 @@ async fn each_account_goes_through_its_own_authenticated_proxy_and_no_password_l
         })
         .collect();
     forwarders.sort();
+    let scheme = match kind {
+        Kind::Http => "http",
+        Kind::Https => "https",
+    };
     assert_eq!(
         forwarders,
         [
-            (1, format!("http://{}", a.addr())),
-            (2, format!("http://{}", b.addr()))
+            (1, format!("{scheme}://{}", a.addr())),
+            (2, format!("{scheme}://{}", b.addr()))
         ]
     );
+    // Over TLS, every connection of the forwarders completed its handshake.
+    assert_eq!((a.handshakes_failed(), b.handshakes_failed()), (0, 0));
     p.assert_nothing_left();
+}
+
+/// What is wrong with account 1's proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrong {
+    /// An `http://` proxy given the wrong password.
+    Password,
+    /// An `https://` proxy whose certificate is signed by a CA other than `proxy_ca`'s.
+    Ca,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_proxy_password_fails_that_account_clearly_and_at_once() {
+    one_account_fails_permanently(Wrong::Password).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_https_proxy_certificate_fails_that_account_clearly_and_at_once() {
+    one_account_fails_permanently(Wrong::Ca).await;
+}
+
+async fn one_account_fails_permanently(wrong_what: Wrong) {
     let p = Project::new(0).await;
-    let a = AuthProxy::start("proxy-a", Some(("alice", PASS_A)))
-        .await
-        .unwrap();
-    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B)))
-        .await
-        .unwrap();
     let wrong = "pw-wrong-Hy61q";
+    let (proxy_ca, other_ca) = (TestCa::new("the proxy's ca"), TestCa::new("another ca"));
+    let (a, url_a, expected) = match wrong_what {
+        Wrong::Password => {
+            let (a, url) = proxy("proxy-a", "alice", PASS_A, None).await;
+            let url = url.replace(PASS_A, wrong);
+            (a, url, "the proxy of account 1 rejected its credentials")
+        }
+        Wrong::Ca => {
+            let (a, url) = proxy("proxy-a", "alice", PASS_A, Some(&proxy_ca)).await;
+            (
+                a,
+                url,
+                "the proxy of account 1 failed TLS verification: its certificate is not signed by a trusted CA",
+            )
+        }
+    };
+    // Account 1 trusts the other CA only; account 2's plain proxy needs none.
+    p.write("other-ca.pem", other_ca.pem());
+    let (_b, url_b) = proxy("proxy-b", "bob", PASS_B, None).await;
     project_files(
         &p,
-        &(account(1, &format!("http://alice:{wrong}@{}", a.addr()))
-            + account(2, &format!("http://bob:{PASS_B}@{}", b.addr())).as_str()),
+        "",
+        &(account(1, &url_a, "proxy_ca = \"other-ca.pem\"\n") + account(2, &url_b, "").as_str()),
     );
     let run = p
         .run(&step1(
@@ -248,10 +338,7 @@ async fn a_wrong_proxy_password_fails_that_account_clearly_and_at_once() {
     assert_eq!(failed.len(), 2, "{failed:?}");
     for f in &failed {
         let error = f["error"].as_str().unwrap_or_default();
-        assert!(
-            error.contains("the proxy of account 1 rejected its credentials"),
-            "{f}"
-        );
+        assert!(error.contains(expected), "{f}");
     }
     // Permanent: no retries for account 1 despite --retries 2, and no other outcome.
     assert!(
@@ -265,9 +352,25 @@ async fn a_wrong_proxy_password_fails_that_account_clearly_and_at_once() {
         [(1, 1), (2, 1)]
     );
     assert!(p.adds("user-1").is_empty());
-    assert!(a.log().iter().all(|s| !s.authorized), "{:?}", a.log());
+    match wrong_what {
+        Wrong::Password => {
+            let log = a.log();
+            assert!(
+                !log.is_empty() && log.iter().all(|s| !s.authorized),
+                "{log:?}"
+            );
+        }
+        // The certificate was refused before anything was sent: the proxy saw no
+        // request at all, so not the password either.
+        Wrong::Ca => {
+            assert!(a.log().is_empty(), "{:?}", a.log());
+            assert!(a.handshakes_failed() > 0);
+        }
+    }
     for text in [&run.stdout, &run.stderr] {
-        assert!(!text.contains(wrong) && !text.contains(PASS_B), "{text}");
+        for secret in [wrong, PASS_A, PASS_B] {
+            assert!(!text.contains(secret), "{text}");
+        }
     }
     p.assert_nothing_left();
 }
@@ -283,8 +386,9 @@ async fn a_socks5_proxy_with_credentials_carries_its_accounts_traffic() {
         .unwrap();
     project_files(
         &p,
-        &(account(1, &format!("socks5://carol:{PASS_A}@{}", socks.addr()))
-            + account(2, &format!("http://bob:{PASS_B}@{}", b.addr())).as_str()),
+        "",
+        &(account(1, &format!("socks5://carol:{PASS_A}@{}", socks.addr()), "")
+            + account(2, &format!("http://bob:{PASS_B}@{}", b.addr()), "").as_str()),
     );
     let child = p
         .command(&step1(

@@ -7,8 +7,9 @@
 //! by the caller, so tests use a fake clock):
 //! - every failed attempt the account is to blame for (the action failed: element
 //!   missing, assertion false — not a crashed browser or a hung driver) adds 1;
-//! - a challenge the project names (`[health] challenge_selector` / `challenge_text`
-//!   found on the page after a failed attempt) is a full score at once;
+//! - a challenge the project names (`[health] challenge_selector` / `challenge_text`,
+//!   or the step's own keys of the same names, which replace the project's for that
+//!   step; found on the page after a failed attempt) is a full score at once;
 //! - at `max_score` the account is quarantined for `cooldown`, doubled for each
 //!   quarantine since its last success, up to `max_cooldown`. The score stays full,
 //!   so after the cool-down the account is on probation: one more failure puts it

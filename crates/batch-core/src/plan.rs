@@ -380,6 +380,7 @@ impl Plan {
             include_quarantined: req.include_quarantined,
         };
         let Some((id, r)) = recorded else {
+            check_remote_proxies(&plan)?;
             return Ok(plan);
         };
 
@@ -480,6 +481,7 @@ impl Plan {
             run_id: id,
             done: done_of(&r.done_records),
         });
+        check_remote_proxies(&plan)?;
         Ok(plan)
     }
 
@@ -599,6 +601,60 @@ fn recorded_plan(output: &Path, id: &str) -> Result<(String, Recorded), PlanErro
     Ok((id.to_string(), Recorded { plan, done_records }))
 }
 
+/// A proxy that needs batch-cli's loopback forwarder (credentials, or a `proxy_ca`)
+/// works for a remote session only when the endpoint's browsers run on this host:
+/// the forwarder listens on `127.0.0.1`, which a node on another host cannot reach
+/// (its Chromium would get a `--proxy-server` pointing at itself and fail every
+/// page). A loopback endpoint is taken to have its nodes here too (a Grid hub on
+/// loopback with nodes elsewhere cannot be told apart, and is not supported).
+fn check_remote_proxies(plan: &Plan) -> Result<(), PlanError> {
+    let Some(endpoint) = &plan.webdriver_url else {
+        return Ok(());
+    };
+    let host = url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    if is_loopback_host(&host) {
+        return Ok(());
+    }
+    let project = &plan.project;
+    for id in &plan.accounts {
+        let Some(account) = project.accounts.accounts.iter().find(|a| a.id == *id) else {
+            continue;
+        };
+        let Some(upstream) = config::proxy_of(account) else {
+            continue;
+        };
+        let ca = config::proxy_ca_of(&project.settings.browser, &project.accounts.path, account);
+        if forwarder::needs_forwarder(&upstream, ca.is_some()) {
+            let why = if upstream.credentials.is_some() {
+                "has credentials"
+            } else {
+                "is checked against a proxy_ca"
+            };
+            // The host only: the endpoint's URL may carry credentials of its own.
+            return Err(PlanError(format!(
+                "--webdriver-url / [browser] webdriver_url: account {id}'s proxy {why}, so its \
+                 browser must use batch-cli's forwarder on 127.0.0.1, which a browser on the \
+                 remote host {host} cannot reach (expected a WebDriver endpoint on this \
+                 host's loopback — 127.0.0.1, ::1 or localhost — or, for remote browsers, \
+                 proxies without credentials)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `127.0.0.0/8`, `::1` or `localhost`.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `--webdriver-url`: an http(s) URL with a host, no query or fragment; returned
 /// without a trailing slash.
 pub fn check_webdriver_url(url: &str) -> Result<String, String> {
@@ -681,6 +737,74 @@ mod tests {
             ..Default::default()
         };
         (dir, req)
+    }
+
+    /// A proxy that needs the forwarder is refused for a remote endpoint that is not
+    /// on this host's loopback, and accepted for one that is (or for plain proxies).
+    #[test]
+    fn remote_sessions_use_the_forwarder_only_on_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("batch.toml"), "").unwrap();
+        std::fs::write(
+            d.join("ca.pem"),
+            forwarder::testing::TestCa::new("ca").pem(),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("workflow.toml"),
+            "base_url = \"http://127.0.0.1:9\"\n[[steps]]\nid = 1\nactions = [{ goto = \"{base_url}/\" }]\n",
+        )
+        .unwrap();
+        let creds = "proxy = \"http://u:hunter2@127.0.0.1:3128\"";
+        let plain = "proxy = \"http://127.0.0.1:3128\"";
+        let ca = "proxy = \"https://127.0.0.1:3128\"\nproxy_ca = \"ca.pem\"";
+        for (endpoint, proxy, refused) in [
+            ("http://127.0.0.1:4444", creds, None),
+            ("http://localhost:4444/wd/hub", creds, None),
+            ("http://[::1]:4444", creds, None),
+            ("http://grid.example:4444", plain, None),
+            ("http://grid.example:4444", creds, Some("has credentials")),
+            (
+                "http://10.1.2.3:4444",
+                ca,
+                Some("is checked against a proxy_ca"),
+            ),
+            (
+                "http://user:gridpw@grid.example:4444",
+                creds,
+                Some("has credentials"),
+            ),
+        ] {
+            std::fs::write(
+                d.join("accounts.toml"),
+                format!("[[accounts]]\nid = 1\n[[accounts]]\nid = 7\n{proxy}\n"),
+            )
+            .unwrap();
+            let req = Request {
+                config: Some(d.join("batch.toml")),
+                single: true,
+                step: Some(1),
+                accounts: Some("1,7".into()),
+                output: d.join("runs"),
+                webdriver_url: Some(endpoint.into()),
+                ..Default::default()
+            };
+            match (Plan::build(&req), refused) {
+                (Ok(_), None) => {}
+                (Err(e), Some(why)) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains(&format!("account 7's proxy {why}"))
+                            && e.contains("cannot reach")
+                            && e.contains("(expected a WebDriver endpoint on this host's loopback"),
+                        "{endpoint}: {e}"
+                    );
+                    assert!(!e.contains("hunter2") && !e.contains("gridpw"), "{e}");
+                }
+                (got, _) => panic!("{endpoint} {proxy}: {:?}", got.map(|_| ())),
+            }
+        }
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //!
 //! Every task of a forwarder lives inside its accept task (connections in a
 //! `JoinSet`, tunnels and upstream connections inside the connection's task), so
-//! dropping the [`Forwarder`] aborts all of it. It does not speak TLS to an
-//! upstream (`https://` proxies with credentials are refused at parse time).
+//! dropping the [`Forwarder`] aborts all of it. To an `https://` upstream it speaks
+//! the same protocol inside TLS (`tls.rs`); a certificate it refuses means nothing —
+//! no request, no credentials — is sent to that server.
 
 use std::convert::Infallible;
 use std::io;
@@ -31,6 +32,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use crate::peer;
+use crate::tls::{Connector, HandshakeError, Trust};
 use crate::upstream::{Scheme, Upstream};
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -46,6 +48,10 @@ pub struct Stats {
     pub auth_rejected: AtomicU64,
     /// Times the upstream proxy could not be reached or failed otherwise.
     pub upstream_errors: AtomicU64,
+    /// Times TLS to an `https://` upstream was refused (its certificate, mostly).
+    pub tls_rejected: AtomicU64,
+    /// The reason of the last TLS refusal (safe to print: no credentials in it).
+    pub last_tls_error: std::sync::Mutex<Option<String>>,
 }
 
 /// `fn(Upstream) -> 127.0.0.1:port`: a running forwarding proxy; dropping it stops it
@@ -58,23 +64,25 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Listen on `127.0.0.1` (a kernel-chosen port) and forward to `upstream`.
-    /// Must be called inside a tokio runtime. `https://` upstreams are not supported.
+    /// Listen on `127.0.0.1` (a kernel-chosen port) and forward to `upstream`; an
+    /// `https://` one must present a certificate the system's roots trust. Must be
+    /// called inside a tokio runtime.
     pub async fn start(upstream: Upstream) -> io::Result<Forwarder> {
-        if upstream.scheme == Scheme::Https {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the forwarder does not speak TLS to an https:// upstream",
-            ));
-        }
+        Forwarder::start_with(upstream, &Trust::default()).await
+    }
+
+    /// [`Forwarder::start`], trusting `trust` (the system's roots and a CA file) for
+    /// an `https://` upstream; ignored for the other schemes.
+    pub async fn start_with(upstream: Upstream, trust: &Trust) -> io::Result<Forwarder> {
+        let tls = match upstream.scheme {
+            Scheme::Https => Some(Arc::new(Connector::new(&upstream.host, trust)?)),
+            Scheme::Http | Scheme::Socks5 => None,
+        };
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(Stats::default());
-        let task = tokio::spawn(accept_loop(
-            listener,
-            Arc::new(upstream),
-            Arc::clone(&stats),
-        ));
+        let route = Arc::new(Route { upstream, tls });
+        let task = tokio::spawn(accept_loop(listener, route, Arc::clone(&stats)));
         Ok(Forwarder {
             addr,
             stats,
@@ -101,6 +109,22 @@ impl Forwarder {
     pub fn auth_rejected(&self) -> u64 {
         self.stats.auth_rejected.load(Ordering::Relaxed)
     }
+
+    /// Why TLS to the upstream was last refused, if it ever was.
+    pub fn tls_rejected(&self) -> Option<String> {
+        self.stats
+            .last_tls_error
+            .lock()
+            .expect("not poisoned")
+            .clone()
+    }
+}
+
+/// Where a forwarder's connections go: the upstream, and for an `https://` one the
+/// TLS client that checks its certificate.
+struct Route {
+    upstream: Upstream,
+    tls: Option<Arc<Connector>>,
 }
 
 impl Drop for Forwarder {
@@ -110,7 +134,7 @@ impl Drop for Forwarder {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: Arc<Upstream>, stats: Arc<Stats>) {
+async fn accept_loop(listener: TcpListener, route: Arc<Route>, stats: Arc<Stats>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -132,7 +156,7 @@ async fn accept_loop(listener: TcpListener, upstream: Arc<Upstream>, stats: Arc<
                 }
                 stats.connections.fetch_add(1, Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
-                connections.spawn(serve(stream, Arc::clone(&upstream), Arc::clone(&stats)));
+                connections.spawn(serve(stream, Arc::clone(&route), Arc::clone(&stats)));
             }
             // Reap finished connections so the set does not grow without bound.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -149,7 +173,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 /// (keyed by the target for SOCKS5, where each target is its own connection), and
 /// a CONNECT tunnel waiting for the client connection to be upgraded.
 struct ConnState {
-    upstream: Arc<Upstream>,
+    route: Arc<Route>,
     stats: Arc<Stats>,
     sender: Mutex<Option<(String, hyper::client::conn::http1::SendRequest<Incoming>)>>,
     /// Upstream connection drivers: live as long as this client connection.
@@ -157,9 +181,9 @@ struct ConnState {
     tunnel: std::sync::Mutex<Option<(hyper::upgrade::OnUpgrade, Box<dyn Stream>)>>,
 }
 
-async fn serve(stream: TcpStream, upstream: Arc<Upstream>, stats: Arc<Stats>) {
+async fn serve(stream: TcpStream, route: Arc<Route>, stats: Arc<Stats>) {
     let state = Arc::new(ConnState {
-        upstream,
+        route,
         stats,
         sender: Mutex::new(None),
         drivers: std::sync::Mutex::new(JoinSet::new()),
@@ -207,6 +231,8 @@ fn text(status: StatusCode, message: &str) -> Response<Body> {
 enum UpstreamError {
     /// The upstream proxy rejected the credentials.
     Auth,
+    /// TLS to the upstream was refused (its certificate, mostly), with the reason.
+    Tls(String),
     /// Anything else, with a message safe to show.
     Other(String),
 }
@@ -223,6 +249,12 @@ impl ConnState {
                     "the upstream proxy rejected the credentials",
                 )
             }
+            UpstreamError::Tls(reason) => {
+                self.stats.tls_rejected.fetch_add(1, Ordering::Relaxed);
+                let message = format!("TLS to the upstream proxy was refused: {reason}");
+                *self.stats.last_tls_error.lock().expect("not poisoned") = Some(reason);
+                text(StatusCode::BAD_GATEWAY, &message)
+            }
             UpstreamError::Other(m) => {
                 self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 text(StatusCode::BAD_GATEWAY, &m)
@@ -230,8 +262,32 @@ impl ConnState {
         }
     }
 
+    fn upstream(&self) -> &Upstream {
+        &self.route.upstream
+    }
+
+    /// A connection to the upstream HTTP proxy itself: TCP, and TLS inside it for an
+    /// `https://` one.
+    async fn dial_proxy(&self) -> Result<Box<dyn Stream>, UpstreamError> {
+        let (host, port) = self.upstream().address();
+        let tcp = TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| UpstreamError::Other(format!("upstream proxy unreachable: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        match &self.route.tls {
+            None => Ok(Box::new(tcp)),
+            Some(tls) => match tls.connect(tcp).await {
+                Ok(s) => Ok(Box::new(s)),
+                Err(HandshakeError::Tls(reason)) => Err(UpstreamError::Tls(reason)),
+                Err(HandshakeError::Io(e)) => Err(UpstreamError::Other(format!(
+                    "upstream proxy: TLS handshake: {e}"
+                ))),
+            },
+        }
+    }
+
     fn basic_auth(&self) -> Option<HeaderValue> {
-        let c = self.upstream.credentials.as_ref()?;
+        let c = self.upstream().credentials.as_ref()?;
         let token =
             base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.user, c.password));
         let mut v = HeaderValue::from_str(&format!("Basic {token}")).ok()?;
@@ -241,12 +297,12 @@ impl ConnState {
 
     /// A byte stream to `host:port` through the upstream proxy.
     async fn open(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, UpstreamError> {
-        let (proxy_host, proxy_port) = self.upstream.address();
-        match self.upstream.scheme {
+        match self.upstream().scheme {
             Scheme::Socks5 => {
+                let (proxy_host, proxy_port) = self.upstream().address();
                 let proxy = (proxy_host.as_str(), proxy_port);
                 let target = (host, port);
-                let r = match &self.upstream.credentials {
+                let r = match &self.upstream().credentials {
                     Some(c) => {
                         tokio_socks::tcp::Socks5Stream::connect_with_password(
                             proxy,
@@ -268,13 +324,7 @@ impl ConnState {
                 }
             }
             Scheme::Http | Scheme::Https => {
-                let tcp = TcpStream::connect((proxy_host.as_str(), proxy_port))
-                    .await
-                    .map_err(|e| {
-                        UpstreamError::Other(format!("upstream proxy unreachable: {e}"))
-                    })?;
-                let _ = tcp.set_nodelay(true);
-                let mut tcp = BufReader::new(tcp);
+                let mut tcp = BufReader::new(self.dial_proxy().await?);
                 let authority = authority(host, port);
                 let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
                 if let Some(v) = self.basic_auth() {
@@ -365,16 +415,9 @@ async fn connect_upstream(
     host: &str,
     port: u16,
 ) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, UpstreamError> {
-    let far: Box<dyn Stream> = match state.upstream.scheme {
+    let far: Box<dyn Stream> = match state.upstream().scheme {
         Scheme::Socks5 => state.open(host, port).await?,
-        Scheme::Http | Scheme::Https => {
-            let (h, p) = state.upstream.address();
-            let tcp = TcpStream::connect((h.as_str(), p))
-                .await
-                .map_err(|e| UpstreamError::Other(format!("upstream proxy unreachable: {e}")))?;
-            let _ = tcp.set_nodelay(true);
-            Box::new(tcp)
-        }
+        Scheme::Http | Scheme::Https => state.dial_proxy().await?,
     };
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .preserve_header_case(true)
@@ -404,11 +447,11 @@ async fn forward_plain(
             "expected an absolute-form request (this is a proxy)",
         ));
     };
-    let key = match state.upstream.scheme {
+    let key = match state.upstream().scheme {
         Scheme::Socks5 => authority(&host, port),
         Scheme::Http | Scheme::Https => String::new(),
     };
-    match state.upstream.scheme {
+    match state.upstream().scheme {
         Scheme::Socks5 => {
             let origin = req
                 .uri()
@@ -472,7 +515,7 @@ async fn forward_plain(
     };
     drop(guard);
     if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED
-        && state.upstream.scheme != Scheme::Socks5
+        && state.upstream().scheme != Scheme::Socks5
     {
         return Err(UpstreamError::Auth);
     }

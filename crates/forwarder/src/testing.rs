@@ -1,7 +1,9 @@
 //! `AuthProxy`: a small HTTP proxy that demands `Proxy-Authorization: Basic` (or
 //! nothing), forwards plain-http requests adding `Via: 1.1 <name>`, tunnels CONNECT,
-//! and logs what it saw. For tests and benchmarks only — it is the upstream a
-//! [`Forwarder`](crate::Forwarder) talks to, written independently of it.
+//! and logs what it saw — over plain TCP, or over TLS with a certificate from a
+//! [`TestCa`] (an `https://` proxy). `Socks5Proxy`: the same for SOCKS5. For tests and
+//! benchmarks only — they are the upstreams a [`Forwarder`](crate::Forwarder) talks
+//! to, written independently of it.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,8 +16,10 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, PROXY_AUTHORIZATION};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_rustls::rustls;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -32,11 +36,76 @@ pub struct Seen {
     pub peer: SocketAddr,
 }
 
+/// A certificate authority for tests: its certificate (PEM, for a `proxy_ca` file)
+/// and server certificates it issues.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    der: rustls_pki_types::CertificateDer<'static>,
+    pem: String,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").finish_non_exhaustive()
+    }
+}
+
+impl TestCa {
+    /// A fresh CA named `name` (its own key pair: two CAs never trust each other).
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().expect("a key pair");
+        let cert = params.self_signed(&key).expect("a CA certificate");
+        TestCa {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// Its certificate, PEM-encoded.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A TLS server configuration with a certificate for `127.0.0.1` and
+    /// `localhost`, issued by this CA (the chain sent: leaf, then the CA).
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("params");
+        let key = rcgen::KeyPair::generate().expect("a key pair");
+        let leaf = params
+            .signed_by(&key, &self.issuer)
+            .expect("a server certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone(), self.der.clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("a server configuration");
+        Arc::new(config)
+    }
+}
+
 /// A running proxy; stops when dropped.
 #[derive(Debug)]
 pub struct AuthProxy {
     addr: SocketAddr,
     log: Arc<Mutex<Vec<Seen>>>,
+    handshakes_failed: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::AbortHandle,
 }
 
@@ -45,6 +114,25 @@ impl AuthProxy {
     pub async fn start(
         name: &str,
         credentials: Option<(&str, &str)>,
+    ) -> std::io::Result<AuthProxy> {
+        AuthProxy::start_inner(name, credentials, None).await
+    }
+
+    /// Start it behind TLS (an `https://` proxy), with a certificate for
+    /// `127.0.0.1`/`localhost` issued by `ca`.
+    pub async fn start_tls(
+        name: &str,
+        credentials: Option<(&str, &str)>,
+        ca: &TestCa,
+    ) -> std::io::Result<AuthProxy> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+        AuthProxy::start_inner(name, credentials, Some(acceptor)).await
+    }
+
+    async fn start_inner(
+        name: &str,
+        credentials: Option<(&str, &str)>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> std::io::Result<AuthProxy> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
@@ -60,13 +148,31 @@ impl AuthProxy {
             log: Arc::new(Mutex::new(Vec::new())),
         });
         let log = Arc::clone(&cfg.log);
+        let handshakes_failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failed = Arc::clone(&handshakes_failed);
         let task = tokio::spawn(async move {
             let mut conns = JoinSet::new();
             loop {
                 tokio::select! {
                     Ok((stream, peer)) = listener.accept() => {
                         let _ = stream.set_nodelay(true);
-                        conns.spawn(serve(stream, peer, Arc::clone(&cfg)));
+                        let cfg = Arc::clone(&cfg);
+                        match tls.clone() {
+                            None => {
+                                conns.spawn(serve(stream, peer, cfg));
+                            }
+                            Some(acceptor) => {
+                                let failed = Arc::clone(&failed);
+                                conns.spawn(async move {
+                                    match acceptor.accept(stream).await {
+                                        Ok(s) => serve(s, peer, cfg).await,
+                                        Err(_) => {
+                                            failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                        }
+                                    }
+                                });
+                            }
+                        }
                     }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 }
@@ -75,8 +181,15 @@ impl AuthProxy {
         Ok(AuthProxy {
             addr,
             log,
+            handshakes_failed,
             task: task.abort_handle(),
         })
+    }
+
+    /// TLS handshakes that failed (a client that refused our certificate, say).
+    pub fn handshakes_failed(&self) -> u64 {
+        self.handshakes_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where it listens.
@@ -115,7 +228,10 @@ fn reply(status: StatusCode, extra: Option<(&'static str, &'static str)>) -> Res
     r
 }
 
-async fn serve(stream: TcpStream, peer: SocketAddr, cfg: Arc<Cfg>) {
+async fn serve<S>(stream: S, peer: SocketAddr, cfg: Arc<Cfg>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let sender = Arc::new(tokio::sync::Mutex::new(None));
     let tunnel: Arc<Mutex<Option<(hyper::upgrade::OnUpgrade, TcpStream)>>> =
         Arc::new(Mutex::new(None));

@@ -1,12 +1,13 @@
-//! The forwarder against the test proxies, over real loopback sockets.
+//! The forwarder against the test proxies (plain, TLS, SOCKS5), over real loopback
+//! sockets.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::testing::{AuthProxy, Socks5Proxy};
-use crate::{Forwarder, Upstream};
+use crate::testing::{AuthProxy, Socks5Proxy, TestCa};
+use crate::{Forwarder, Trust, Upstream};
 
 /// An origin that answers every request with the `Via` header it got (or `-`).
 async fn origin() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
@@ -284,4 +285,200 @@ async fn an_upstream_that_drops_keep_alive_connections_costs_no_request() {
         s.read_exact(&mut body).await.unwrap();
     }
     assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), 5);
+}
+
+/// `ca`'s certificate in a PEM file, and the trust it gives.
+fn trust_of(ca: &TestCa) -> (tempfile::TempDir, Trust) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.pem");
+    std::fs::write(&path, ca.pem()).unwrap();
+    let trust = Trust::with_ca_file(&path).unwrap();
+    assert_eq!(trust.extra_certificates(), 1);
+    (dir, trust)
+}
+
+async fn connect_get(fwd: std::net::SocketAddr, o: std::net::SocketAddr) -> String {
+    let mut s = TcpStream::connect(fwd).await.unwrap();
+    s.write_all(format!("CONNECT {o} HTTP/1.1\r\nHost: {o}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read_u8().await {
+            Ok(b) => head.push(b),
+            Err(_) => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    if !head.starts_with("HTTP/1.1 200") {
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+        return head + &String::from_utf8_lossy(&rest);
+    }
+    s.write_all(format!("GET /x HTTP/1.1\r\nHost: {o}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    head + &String::from_utf8_lossy(&out)
+}
+
+#[tokio::test]
+async fn an_https_proxy_with_credentials_gets_both_kinds_of_request_inside_tls() {
+    let (o, _t) = origin().await;
+    let ca = TestCa::new("test ca");
+    let proxy = AuthProxy::start_tls("proxy-tls", Some(("alice", "pw:tls")), &ca)
+        .await
+        .unwrap();
+    let (_dir, trust) = trust_of(&ca);
+    let url = format!("https://alice:pw%3Atls@{}", proxy.addr());
+    let fwd = Forwarder::start_with(Upstream::parse(&url).unwrap(), &trust)
+        .await
+        .unwrap();
+    // Plain http, absolute-form: the proxy forwards it and adds its Via.
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.ends_with("via=1.1 proxy-tls"), "{r}");
+    // A CONNECT tunnel, inside the TLS connection to the proxy.
+    let c = connect_get(fwd.addr(), o).await;
+    assert!(c.starts_with("HTTP/1.1 200") && c.ends_with("via=-"), "{c}");
+    let log = proxy.log();
+    let methods: Vec<_> = log.iter().map(|s| s.method.as_str()).collect();
+    assert_eq!(methods, ["GET", "CONNECT"], "{log:?}");
+    assert!(log.iter().all(|s| s.authorized), "{log:?}");
+    assert_eq!(proxy.handshakes_failed(), 0);
+    assert_eq!((fwd.auth_rejected(), fwd.tls_rejected()), (0, None));
+
+    // The wrong password inside TLS is the same named 407 → 502 as over plain TCP.
+    let bad = format!("https://alice:nope@{}", proxy.addr());
+    let fwd = Forwarder::start_with(Upstream::parse(&bad).unwrap(), &trust)
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(
+        r.starts_with("HTTP/1.1 502") && r.contains("rejected the credentials"),
+        "{r}"
+    );
+    assert_eq!((fwd.auth_rejected(), fwd.tls_rejected()), (1, None));
+}
+
+#[tokio::test]
+async fn an_untrusted_proxy_certificate_is_refused_before_anything_is_sent() {
+    let (o, _t) = origin().await;
+    let ca = TestCa::new("the proxy's ca");
+    let other = TestCa::new("another ca");
+    let proxy = AuthProxy::start_tls("proxy-tls", Some(("alice", "pw")), &ca)
+        .await
+        .unwrap();
+    let (_dir, wrong) = trust_of(&other);
+    let url = Upstream::parse(&format!("https://alice:pw@{}", proxy.addr())).unwrap();
+    // Trusting another CA, and trusting only the system's roots: both refuse it.
+    for trust in [wrong, Trust::default()] {
+        let fwd = Forwarder::start_with(url.clone(), &trust).await.unwrap();
+        let r = roundtrip(fwd.addr(), &get(o)).await;
+        assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+        assert!(r.contains("not signed by a trusted CA"), "{r}");
+        let c = connect_get(fwd.addr(), o).await;
+        assert!(c.starts_with("HTTP/1.1 502"), "{c}");
+        assert_eq!(
+            fwd.stats()
+                .tls_rejected
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        let reason = fwd.tls_rejected().expect("a reason");
+        assert!(reason.contains("unknown issuer"), "{reason}");
+        assert_eq!(fwd.auth_rejected(), 0);
+    }
+    // Not one request reached the proxy: the credentials never went to a server
+    // whose certificate was refused.
+    assert!(proxy.log().is_empty(), "{:?}", proxy.log());
+    // The proxy's side of the last handshake may end just after ours.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while proxy.handshakes_failed() < 4 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(proxy.handshakes_failed(), 4);
+}
+
+#[tokio::test]
+async fn an_https_url_for_a_plain_http_proxy_is_named() {
+    let (o, _t) = origin().await;
+    let proxy = AuthProxy::start("plain", Some(("u", "p"))).await.unwrap();
+    let url = Upstream::parse(&format!("https://u:p@{}", proxy.addr())).unwrap();
+    let fwd = Forwarder::start(url).await.unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    let reason = fwd.tls_rejected().expect("a TLS failure");
+    assert!(reason.contains("did not answer with TLS"), "{reason}");
+}
+
+#[test]
+fn ca_files_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("ca");
+    let two = format!("{}\n{}", ca.pem(), TestCa::new("ca 2").pem());
+    let junk_block = "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+    let cases: &[(&str, Option<&str>, Result<usize, &str>)] = &[
+        ("one.pem", Some(ca.pem()), Ok(1)),
+        ("two.pem", Some(&two), Ok(2)),
+        ("missing.pem", None, Err("missing.pem: cannot be read")),
+        ("empty.pem", Some(""), Err("no PEM certificate in it")),
+        (
+            "text.pem",
+            Some("not a certificate\n"),
+            Err("no PEM certificate in it"),
+        ),
+        (
+            "broken.pem",
+            Some("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"),
+            Err("not valid PEM"),
+        ),
+        (
+            "junk.pem",
+            Some(junk_block),
+            Err("certificate 1 is not a usable CA certificate"),
+        ),
+    ];
+    for (name, content, expected) in cases {
+        let path = dir.path().join(name);
+        if let Some(c) = content {
+            std::fs::write(&path, c).unwrap();
+        }
+        match (Trust::with_ca_file(&path), expected) {
+            (Ok(t), Ok(n)) => assert_eq!(t.extra_certificates(), *n, "{name}"),
+            (Err(e), Err(part)) => {
+                let e = e.to_string();
+                assert!(e.contains(part) && e.contains("(expected "), "{name}: {e}");
+            }
+            (got, expected) => panic!("{name}: {got:?}, expected {expected:?}"),
+        }
+    }
+    // A directory is not a file.
+    assert!(
+        Trust::with_ca_file(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be read")
+    );
+}
+
+#[test]
+fn which_proxies_need_the_forwarder() {
+    for (url, own_ca, expected) in [
+        ("http://p:1", false, false),
+        ("http://p:1", true, false),
+        ("http://u:p@p:1", false, true),
+        ("socks5://u:p@p:1", false, true),
+        ("https://p:1", false, false),
+        ("https://p:1", true, true),
+        ("https://u:p@p:1", false, true),
+    ] {
+        let u = Upstream::parse(url).unwrap();
+        assert_eq!(
+            crate::needs_forwarder(&u, own_ca),
+            expected,
+            "{url} {own_ca}"
+        );
+    }
 }

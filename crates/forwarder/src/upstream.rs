@@ -79,11 +79,6 @@ pub enum ParseError {
         "a proxy URL has no path, query or fragment (expected scheme://[user:password@]host[:port])"
     )]
     Path,
-    /// Credentials for an `https://` proxy (the forwarder does not speak TLS yet).
-    #[error(
-        "credentials for an https:// proxy are not supported yet (expected http:// or socks5:// with credentials, or https:// without)"
-    )]
-    HttpsCredentials,
     /// SOCKS5 limits (RFC 1929).
     #[error("socks5 proxy credentials need a user name and a password of 1 to 255 bytes each")]
     SocksCredentials,
@@ -133,17 +128,11 @@ impl Upstream {
                 password: decode(url.password().unwrap_or(""))?,
             })
         };
-        if let Some(c) = &credentials {
-            match scheme {
-                Scheme::Https => return Err(ParseError::HttpsCredentials),
-                Scheme::Socks5
-                    if !(1..=255).contains(&c.user.len())
-                        || !(1..=255).contains(&c.password.len()) =>
-                {
-                    return Err(ParseError::SocksCredentials);
-                }
-                _ => {}
-            }
+        if let Some(c) = &credentials
+            && scheme == Scheme::Socks5
+            && (!(1..=255).contains(&c.user.len()) || !(1..=255).contains(&c.password.len()))
+        {
+            return Err(ParseError::SocksCredentials);
         }
         Ok(Upstream {
             scheme,
@@ -200,7 +189,7 @@ mod tests {
         check("http://proxy:3128/path", Err(ParseError::Path));
         check("http://proxy:3128?x", Err(ParseError::Path));
         check("http://proxy:99999", Err(ParseError::NotAUrl));
-        check("https://u:p@proxy", Err(ParseError::HttpsCredentials));
+        check("https://u:p@proxy", Ok(("https://proxy:443", true)));
         check("socks5://u@proxy", Err(ParseError::SocksCredentials));
         check("http://u:%FF@proxy", Err(ParseError::Encoding));
     }
@@ -222,7 +211,7 @@ mod tests {
         for bad in [
             "http://u:hunter2@proxy:1/x",
             "ftp://u:hunter2@p",
-            "https://u:hunter2@p",
+            "https://u:hunter2@p/path",
         ] {
             let e = Upstream::parse(bad).unwrap_err().to_string();
             assert!(!e.contains("hunter2"), "{e}");

@@ -165,7 +165,16 @@ fn check_proxies(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
 /// (readable by every local user in /proc) or the driver's environment, both of
 /// which are kept free of secrets (the proxy, the one field that must carry
 /// credentials, goes through a loopback forwarder instead).
-fn check_account_field(name: &str, value: &str, secret: bool) -> Result<(), String> {
+fn check_account_field(name: &str, value: &str, secret: bool, dir: &Path) -> Result<(), String> {
+    if name == "proxy_ca" && !value.is_empty() {
+        // Read now, not at the first launch: a missing or broken CA file is bad input.
+        return forwarder::Trust::with_ca_file(&dir.join(value))
+            .map(drop)
+            .map_err(|e| {
+                let m = e.to_string();
+                if secret { m.replace(value, "***") } else { m }
+            });
+    }
     if secret && !value.is_empty() && super::identity::ACCOUNT_FIELDS.contains(&name) {
         return Err(
             "a secret value (from { env = ... } or a secret field name): browser options \
@@ -213,8 +222,9 @@ fn parse_toml(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Vec<Account
     }
     let mut seen: HashMap<AccountId, usize> = HashMap::new();
     let mut accounts = Vec::with_capacity(list.get_ref().0.len());
+    let dir = file_dir(path);
     for item in &list.get_ref().0 {
-        let account = toml_account(item, env).map_err(|b| doc.err(b))?;
+        let account = toml_account(item, env, dir).map_err(|b| doc.err(b))?;
         let id_span = item
             .get_ref()
             .get("id")
@@ -233,7 +243,19 @@ fn parse_toml(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Vec<Account
     Ok(accounts)
 }
 
-fn toml_account(item: &Spanned<RawAccount>, env: EnvLookup<'_>) -> Result<Account, Bad> {
+/// The directory relative paths in `file` (a `proxy_ca`) are resolved against.
+fn file_dir(file: &Path) -> &Path {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn toml_account(
+    item: &Spanned<RawAccount>,
+    env: EnvLookup<'_>,
+    dir: &Path,
+) -> Result<Account, Bad> {
     let entries = &item.get_ref().entries;
     let Some(id_value) = item.get_ref().get("id") else {
         let message = format!("account without an id (expected id = {ID_EXPECTED})");
@@ -281,7 +303,7 @@ fn toml_account(item: &Spanned<RawAccount>, env: EnvLookup<'_>) -> Result<Accoun
             }
             other => return Err(bad(found(other, FIELD_EXPECTED))),
         };
-        check_account_field(name, &value, secret).map_err(bad)?;
+        check_account_field(name, &value, secret, dir).map_err(bad)?;
         fields.insert(name.clone(), FieldValue { value, secret });
     }
     Ok(Account { id, fields })
@@ -372,9 +394,9 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
             ));
         }
         for (name, value) in headers.iter().zip(record.iter()) {
-            check_account_field(name, value, is_secret_name(name)).map_err(|m| {
-                ConfigError::invalid(path, Some(line), format!("account {id}, {name}"), m)
-            })?;
+            check_account_field(name, value, is_secret_name(name), file_dir(path)).map_err(
+                |m| ConfigError::invalid(path, Some(line), format!("account {id}, {name}"), m),
+            )?;
         }
         let fields = headers
             .iter()
@@ -424,19 +446,62 @@ mod tests {
         (dir, accounts)
     }
 
+    /// An account's `proxy_ca` is read when the file loads, relative to the file's
+    /// directory; a missing or non-PEM one names the file, line, account and field.
+    #[test]
+    fn an_accounts_proxy_ca_is_read_on_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("certs")).unwrap();
+        let ca = forwarder::testing::TestCa::new("ca");
+        std::fs::write(dir.path().join("certs/ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("certs/text.pem"), "hello\n").unwrap();
+        let env = |_: &str| None;
+        for (name, text, expected) in [
+            (
+                "a.toml",
+                "[[accounts]]\nid = 1\nproxy = \"https://u:p@127.0.0.1:1\"\nproxy_ca = \"certs/ca.pem\"\n",
+                Ok(()),
+            ),
+            ("a.csv", "id,proxy_ca\n1,certs/ca.pem\n2,\n", Ok(())),
+            (
+                "b.toml",
+                "[[accounts]]\nid = 1\n\nproxy_ca = \"certs/text.pem\"\n",
+                Err("b.toml:4: account 1, proxy_ca: "),
+            ),
+            (
+                "b.csv",
+                "id,proxy_ca\n1,certs/ca.pem\n2,certs/gone.pem\n",
+                Err("b.csv:3: account 2, proxy_ca: "),
+            ),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let got = load_accounts_with_env(&path, &env);
+            match (got, expected) {
+                (Ok(_), Ok(())) => {}
+                (Err(e), Err(prefix)) => {
+                    let e = e.to_string();
+                    let file = dir.path().join("certs").display().to_string();
+                    assert!(e.contains(prefix) && e.contains(&file), "{name}: {e}");
+                }
+                (got, _) => panic!("{name}: {got:?}"),
+            }
+        }
+    }
+
     /// docs/configuration.md's accounts key table has the file's top-level tables (read
-    /// from serde) and the two names the code gives a meaning of its own.
+    /// from serde) and the names the code gives a meaning of its own.
     #[test]
     fn docs_list_every_accounts_key() {
         let path = format!("{}/../../docs/configuration.md", env!("CARGO_MANIFEST_DIR"));
         let docs = std::fs::read_to_string(&path).unwrap();
         let top = super::super::introspect::fields_of::<RawAccounts>();
         assert!(top.contains(&"accounts"), "{top:?}");
-        for row in top
-            .iter()
-            .map(|k| format!("[[{k}]]"))
-            .chain(["id".into(), "proxy".into()])
-        {
+        for row in top.iter().map(|k| format!("[[{k}]]")).chain([
+            "id".into(),
+            "proxy".into(),
+            "proxy_ca".into(),
+        ]) {
             assert!(
                 docs.contains(&format!("\n| `{row}` |")),
                 "docs/configuration.md has no row for the accounts key `{row}`"
@@ -648,6 +713,7 @@ my_secret_word = "s"
             "[[accounts]]\nid = 2\nproxy = \"http://user:hunter2@127.0.0.1:3128\"\n",
             "[[accounts]]\nid = 2\nproxy = \"socks5://user:hunter2@127.0.0.1:1080\"\n",
             "[[accounts]]\nid = 2\nproxy = { env = \"ACC_TEST_PROXY\" }\n",
+            "[[accounts]]\nid = 2\nproxy = \"https://user:hunter2@127.0.0.1:3128\"\n",
         ] {
             let (_dir, got) = load("accounts.toml", text);
             assert!(got.is_ok(), "{text}: {got:?}");
@@ -664,10 +730,10 @@ my_secret_word = "s"
         check(
             "accounts.csv",
             "id,proxy\n1,socks5://127.0.0.1:1080\n2,https://hunter2:x@proxy:443\n",
-            Err((
-                None,
-                "account 2, proxy: credentials for an https:// proxy are not supported yet",
-            )),
+            Ok(vec![
+                (1, vec![("proxy", "socks5://127.0.0.1:1080", false)]),
+                (2, vec![("proxy", "https://hunter2:x@proxy:443", false)]),
+            ]),
         );
         check(
             "accounts.csv",

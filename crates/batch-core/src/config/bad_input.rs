@@ -263,7 +263,7 @@ fn cases() -> Vec<Case> {
                 "[[steps]]\nid = 1\nactions = [{ click = \"#a\" }]\nnmae = \"x\"\n",
             )],
             &[
-                "workflow.toml:4: step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after)",
+                "workflow.toml:4: step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after, challenge_selector, challenge_text)",
             ],
         ),
         case(
@@ -410,6 +410,36 @@ fn cases() -> Vec<Case> {
             )],
             &[
                 "batch.toml:3: browser.user_agent: \"--user-agent=X\" in the browser switches contradicts user_agent",
+            ],
+        ),
+        case(
+            "missing proxy_ca in batch.toml",
+            &[("batch.toml", "[browser]\nproxy_ca = \"no-such-ca.pem\"\n")],
+            &[
+                "batch.toml:2: browser.proxy_ca: ",
+                "no-such-ca.pem: cannot be read: No such file or directory (os error 2) (expected a PEM file of CA certificates)",
+            ],
+        ),
+        case(
+            "proxy_ca that is not PEM",
+            &[
+                ("batch.toml", "\n[browser]\nproxy_ca = \"ca.pem\"\n"),
+                ("ca.pem", "just some text\n"),
+            ],
+            &[
+                "batch.toml:3: browser.proxy_ca: ",
+                "ca.pem: no PEM certificate in it (expected a PEM file with one or more -----BEGIN CERTIFICATE----- blocks)",
+            ],
+        ),
+        case(
+            "account's proxy_ca missing",
+            &[(
+                "accounts.toml",
+                "[[accounts]]\nid = 1\nusername = \"u\"\nproxy = \"https://u:pw@127.0.0.1:3128\"\nproxy_ca = \"certs/none.pem\"\n",
+            )],
+            &[
+                "accounts.toml:5: account 1, proxy_ca: ",
+                "certs/none.pem: cannot be read",
             ],
         ),
         case(

@@ -69,6 +69,30 @@ pub fn identity_of(browser: &BrowserSettings, account: &Account) -> Identity {
     }
 }
 
+/// The account's proxy, if it has one (validated when the accounts were loaded).
+pub fn proxy_of(account: &Account) -> Option<forwarder::Upstream> {
+    forwarder::Upstream::parse(own(account, "proxy")?).ok()
+}
+
+/// The CA file an account's `https://` proxy is checked against, besides the
+/// system's roots: its own `proxy_ca` (relative to the accounts file's directory), or
+/// `[browser] proxy_ca` (already absolute). Both were read and checked on loading.
+pub fn proxy_ca_of(
+    browser: &BrowserSettings,
+    accounts_file: &std::path::Path,
+    account: &Account,
+) -> Option<std::path::PathBuf> {
+    match own(account, "proxy_ca") {
+        Some(own) => Some(
+            accounts_file
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(own),
+        ),
+        None => browser.proxy_ca.clone(),
+    }
+}
+
 /// `Err(problem)` if `value` is not a valid value of the account field `field` (one
 /// of [`ACCOUNT_FIELDS`]); `Ok` for any other field.
 pub(crate) fn check_account_field(field: &str, value: &str) -> Result<(), String> {

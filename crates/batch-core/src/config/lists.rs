@@ -341,6 +341,8 @@ mod tests {
                 },
             }],
             after: vec![],
+            challenge_selector: None,
+            challenge_text: None,
         };
         let workflow = Workflow {
             path: PathBuf::from("/p/workflow.toml"),

@@ -37,7 +37,9 @@ pub use accounts::{exec_env_name, load_accounts, load_accounts_with_env};
 pub use actions::{ACTIONS, ActionDef, KEY_NAMES, action_table};
 pub use error::ConfigError;
 pub use health::HealthSettings;
-pub use identity::{ACCOUNT_FIELDS, Identity, identity_of, primary_language};
+pub use identity::{
+    ACCOUNT_FIELDS, Identity, identity_of, primary_language, proxy_ca_of, proxy_of,
+};
 pub use lists::{parse_account_list, parse_step_list, shard};
 pub use project::{Project, load_project, load_project_with_env};
 pub use secrets::{REDACTED, Secrets, is_secret_name, redact, redact_values, url_userinfo};
@@ -122,6 +124,11 @@ pub struct Step {
     pub actions: Vec<Action>,
     /// Once per account, after the iterations.
     pub after: Vec<Action>,
+    /// `challenge_selector`: this step's own, instead of `[health]`'s (None: the
+    /// project's, if any).
+    pub challenge_selector: Option<String>,
+    /// `challenge_text`: likewise.
+    pub challenge_text: Option<String>,
 }
 
 /// An action and the line of the workflow file it was written on.
@@ -342,6 +349,11 @@ pub struct BrowserSettings {
     /// Grid) instead of local Chromium (default none; `--webdriver-url` overrides it).
     #[serde(deserialize_with = "settings::webdriver_url")]
     pub webdriver_url: Option<String>,
+    /// `proxy_ca`: a PEM file of CA certificates trusted, besides the system's, for
+    /// `https://` proxies (default none); absolute after loading; an account's
+    /// `proxy_ca` overrides it.
+    #[serde(deserialize_with = "settings::proxy_ca")]
+    pub proxy_ca: Option<PathBuf>,
 }
 
 impl BrowserSettings {

@@ -632,6 +632,8 @@ mod tests {
                     },
                 }],
                 after: vec![],
+                challenge_selector: None,
+                challenge_text: None,
             }],
         };
         let env = |name: &str| (name == "API_KEY").then(|| "env-key".to_owned());

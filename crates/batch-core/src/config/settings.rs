@@ -73,6 +73,7 @@ impl Default for BrowserSettings {
             accept_language: None,
             timezone: None,
             webdriver_url: None,
+            proxy_ca: None,
         }
     }
 }
@@ -159,6 +160,9 @@ fn resolve(config_path: &Path, raw: Raw) -> Settings {
             *program = root.join(&*program);
         }
     }
+    if let Some(ca) = &mut browser.proxy_ca {
+        *ca = root.join(&*ca);
+    }
     let mut profiles = raw.profiles;
     profiles.root = root.join(&profiles.root);
     Settings {
@@ -225,7 +229,16 @@ pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, Config
         let span = doc.span_at(&at).unwrap_or_default();
         return Err(doc.err(Bad::new(span, format!("browser.{key}"), problem)));
     }
-    Ok(resolve(path, raw))
+    let settings = resolve(path, raw);
+    // Read now, not at the first launch: a missing or broken CA file is bad input.
+    if let Some(ca) = &settings.browser.proxy_ca
+        && let Err(e) = forwarder::Trust::with_ca_file(ca)
+    {
+        let at = [Seg::Key("browser".into()), Seg::Key("proxy_ca".into())];
+        let span = doc.span_at(&at).unwrap_or_default();
+        return Err(doc.err(Bad::new(span, "browser.proxy_ca", e.to_string())));
+    }
+    Ok(settings)
 }
 
 value! {
@@ -260,6 +273,9 @@ value! {
         crate::plan::check_webdriver_url(s)
             .map(Some)
             .map_err(|m| m.trim_start_matches("--webdriver-url ").to_owned())
+    };
+    pub(super) proxy_ca -> Option<PathBuf> = |v| {
+        non_empty(v, "a path to a PEM file of CA certificates").map(|p| Some(PathBuf::from(p)))
     };
     pub(super) interval -> LaunchInterval = |v| {
         let s = string(v, "a duration like \"2.5s\", or \"auto\"")?;
@@ -372,12 +388,15 @@ pub(crate) fn managed_switch(arg: &str) -> Option<(&'static str, &'static str)> 
 pub(crate) mod tests {
     use super::*;
 
-    /// Writes `text` as `batch.toml` in a fresh temp dir and loads it.
+    /// Writes `text` as `batch.toml` in a fresh temp dir, beside a CA certificate
+    /// `proxy-ca.pem` (the documented example names it), and loads it.
     fn load(text: &str) -> (tempfile::TempDir, PathBuf, Result<Settings, ConfigError>) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         let path = dir.path().join("batch.toml");
         std::fs::write(&path, text).unwrap();
+        let ca = forwarder::testing::TestCa::new("docs ca");
+        std::fs::write(dir.path().join("proxy-ca.pem"), ca.pem()).unwrap();
         let settings = load_settings(&path);
         (dir, root, settings)
     }
@@ -555,6 +574,27 @@ pub(crate) mod tests {
         let (_dir, root, got) = load(&top);
         let s = got.unwrap_or_else(|e| panic!("{e}\n{top}"));
         assert_eq!(s, Settings::defaults_for(&root.join("batch.toml")), "{top}");
+    }
+
+    #[test]
+    fn proxy_ca_is_made_absolute_and_read() {
+        let (_dir, root, got) = load("[browser]\nproxy_ca = \"proxy-ca.pem\"\n");
+        assert_eq!(
+            got.unwrap().browser.proxy_ca,
+            Some(root.join("proxy-ca.pem"))
+        );
+        let (_dir, _root, got) = load("[browser]\nproxy_ca = \"\"\n");
+        let e = got.unwrap_err().to_string();
+        assert!(
+            e.contains("batch.toml:2: browser.proxy_ca: an empty path"),
+            "{e}"
+        );
+        let (_dir, _root, got) = load("[browser]\nproxy_ca = \"batch.toml\"\n");
+        let e = got.unwrap_err().to_string();
+        assert!(
+            e.contains("batch.toml:2: browser.proxy_ca: ") && e.contains("no PEM certificate"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -757,7 +797,7 @@ launch = "45s"
         check(
             "[browser]\nheadless = true\n",
             Some(2),
-            "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, headless_shell, args, window_size, user_agent, accept_language, timezone, webdriver_url)",
+            "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, headless_shell, args, window_size, user_agent, accept_language, timezone, webdriver_url, proxy_ca)",
         );
         check("[brwoser]\n", Some(1), "unknown key \"brwoser\"");
         check(

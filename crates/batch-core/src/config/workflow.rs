@@ -43,6 +43,10 @@ struct RawStep {
     before: Option<Spanned<List<RawAction>>>,
     actions: Option<Spanned<List<RawAction>>>,
     after: Option<Spanned<List<RawAction>>>,
+    #[serde(default, deserialize_with = "super::health::challenge")]
+    challenge_selector: Option<String>,
+    #[serde(default, deserialize_with = "super::health::challenge")]
+    challenge_text: Option<String>,
 }
 
 impl Expecting for RawStep {
@@ -166,6 +170,8 @@ fn step(doc: &Doc<'_>, item: &Spanned<RawStep>) -> Result<Step, Bad> {
         before: actions(&raw.before, "before")?,
         actions: actions(&raw.actions, "actions")?,
         after: actions(&raw.after, "after")?,
+        challenge_selector: raw.challenge_selector.clone(),
+        challenge_text: raw.challenge_text.clone(),
     };
     if raw.actions.is_none() {
         let message = "no actions (expected actions = [ ... ] with at least one action)";
@@ -624,6 +630,36 @@ after = []
     }
 
     #[test]
+    fn a_step_names_its_own_challenge() {
+        let (_dir, got) = load(
+            "[[steps]]\nid = 1\nactions = [{ click = \"#a\" }]\n\
+             challenge_selector = \"#captcha\"\n\
+             [[steps]]\nid = 2\nactions = [{ click = \"#a\" }]\n\
+             challenge_text = \"Too Many Requests\"\n",
+        );
+        let w = got.unwrap();
+        let keys: Vec<_> = w
+            .steps
+            .iter()
+            .map(|s| (s.challenge_selector.as_deref(), s.challenge_text.as_deref()))
+            .collect();
+        assert_eq!(
+            keys,
+            [(Some("#captcha"), None), (None, Some("Too Many Requests"))]
+        );
+        check_error(
+            "[[steps]]\nid = 3\nactions = [{ click = \"#a\" }]\nchallenge_selector = \"\"\n",
+            Some(4),
+            "an empty string (expected a selector or text to look for)",
+        );
+        check_error(
+            "[[steps]]\nid = 3\nactions = [{ click = \"#a\" }]\nchallenge_text = 429\n",
+            Some(4),
+            "expected a non-empty string",
+        );
+    }
+
+    #[test]
     fn errors() {
         let step = |body: &str| format!("base_url = \"u\"\n[[steps]]\nid = 1\n{body}\n");
         let actions = |list: &str| step(&format!("actions = [\n{list}\n]"));
@@ -763,7 +799,7 @@ after = []
         check_error(
             &step("actions = [{ click = \"#a\" }]\nnmae = \"x\""),
             Some(5),
-            "step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after)",
+            "step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after, challenge_selector, challenge_text)",
         );
         check_error(
             &step("actions = { click = \"#a\" }"),

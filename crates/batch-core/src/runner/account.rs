@@ -211,7 +211,7 @@ impl AccountRun {
                 let context = self.failure_context(step.id, iteration, attempt + 1).await;
                 // Account health, read from the page before anything replaces it: a
                 // quarantine ends the account here instead of burning its retries.
-                let signal = match self.challenge().await {
+                let signal = match self.challenge(step).await {
                     Some(found) => Some(Signal::Challenge(found)),
                     // Only the account's own failures count: a crashed browser, a
                     // hung driver or a failed launch says nothing about the account.
@@ -314,10 +314,17 @@ impl AccountRun {
         }
     }
 
-    /// The challenge `[health]` names, if the page shows it (each read bounded).
-    async fn challenge(&self) -> Option<String> {
+    /// The challenge the step or `[health]` names, if the page shows it (each read
+    /// bounded). A step's `challenge_selector` / `challenge_text` replaces the
+    /// project's key of the same name for that step; the other key still applies.
+    async fn challenge(&self, step: &Step) -> Option<String> {
         let h = &self.ctx.plan.project.settings.health;
-        if h.challenge_selector.is_none() && h.challenge_text.is_none() {
+        let selector = step
+            .challenge_selector
+            .as_ref()
+            .or(h.challenge_selector.as_ref());
+        let text = step.challenge_text.as_ref().or(h.challenge_text.as_ref());
+        if selector.is_none() && text.is_none() {
             return None;
         }
         let browser = self.pool.browser()?;
@@ -326,14 +333,14 @@ impl AccountRun {
         }
         let driver = browser.driver();
         let within = Duration::from_secs(5);
-        if let Some(sel) = &h.challenge_selector
+        if let Some(sel) = selector
             && let Ok(Ok(found)) =
                 tokio::time::timeout(within, driver.find_all(By::Css(sel.clone()))).await
             && !found.is_empty()
         {
             return Some(format!("challenge: {sel} on the page"));
         }
-        if let Some(text) = &h.challenge_text
+        if let Some(text) = text
             && let Ok(Ok(source)) = tokio::time::timeout(within, driver.source()).await
             && source.contains(text.as_str())
         {

@@ -81,24 +81,31 @@ impl Pool {
         self.current.as_ref().map(|s| &s.browser)
     }
 
-    /// `failure`, explained when the account's proxy rejected its credentials: the
-    /// page then shows only the forwarder's 502, and the action fails on a missing
-    /// element, which says nothing useful. Permanent: retrying cannot fix a password.
+    /// `failure`, explained when the account's proxy rejected its credentials, or
+    /// its `https://` proxy's certificate was refused: the page then shows only the
+    /// forwarder's 502, and the action fails on a missing element, which says nothing
+    /// useful. Permanent: retrying cannot fix a password or a CA.
     pub(crate) fn explain(&self, failure: Failure) -> Failure {
-        let rejected = self
-            .current
-            .as_ref()
-            .and_then(|s| s.forwarder.as_ref())
-            .is_some_and(|f| f.auth_rejected() > 0);
-        if !rejected {
+        let Some(f) = self.current.as_ref().and_then(|s| s.forwarder.as_ref()) else {
             return failure;
-        }
+        };
+        let id = self.account.id;
+        let why = if f.auth_rejected() > 0 {
+            format!(
+                "the proxy of account {id} rejected its credentials (user name or password \
+                 in the accounts file's proxy field)"
+            )
+        } else if let Some(reason) = f.tls_rejected() {
+            format!(
+                "the proxy of account {id} failed TLS verification: {reason} (expected a \
+                 certificate for the proxy's host signed by a CA of the system's or of \
+                 proxy_ca)"
+            )
+        } else {
+            return failure;
+        };
         Failure {
-            message: format!(
-                "the proxy of account {} rejected its credentials (user name or password \
-                 in the accounts file's proxy field); {}",
-                self.account.id, failure.message
-            ),
+            message: format!("{why}; {}", failure.message),
             permanent: true,
             ..failure
         }
@@ -344,19 +351,33 @@ async fn create(
     spec.user_agent = identity.user_agent.clone();
     spec.accept_language = identity.accept_language.clone();
     spec.timezone = identity.timezone.clone();
-    let forwarder = match proxy_of(account) {
+    let proxy_ca =
+        crate::config::proxy_ca_of(&settings.browser, &ctx.plan.project.accounts.path, account);
+    let forwarder = match crate::config::proxy_of(account) {
         None => None,
-        Some(upstream) if forwarder::needs_forwarder(&upstream) => {
+        Some(upstream) if forwarder::needs_forwarder(&upstream, proxy_ca.is_some()) => {
             let upstream_shown = upstream.without_credentials();
             // Chromium ignores credentials in `--proxy-server`, and a command line is
             // readable by every user: Chrome gets our loopback forwarder instead,
-            // which adds the credentials upstream.
-            let f = forwarder::Forwarder::start(upstream).await.map_err(|e| {
-                Failure::new(
-                    FailureKind::Launch,
-                    format!("could not start the proxy forwarder: {e}"),
-                )
-            })?;
+            // which adds the credentials upstream (and checks an https:// proxy's
+            // certificate against `proxy_ca`, which Chromium would not trust).
+            let trust = match &proxy_ca {
+                // Checked on loading; read again for each forwarder, so a file
+                // changed since is noticed rather than half-used.
+                Some(path) => forwarder::Trust::with_ca_file(path).map_err(|e| Failure {
+                    permanent: true,
+                    ..Failure::new(FailureKind::Launch, format!("account {id}, proxy_ca: {e}"))
+                })?,
+                None => forwarder::Trust::default(),
+            };
+            let f = forwarder::Forwarder::start_with(upstream, &trust)
+                .await
+                .map_err(|e| {
+                    Failure::new(
+                        FailureKind::Launch,
+                        format!("could not start the proxy forwarder: {e}"),
+                    )
+                })?;
             spec.proxy = Some(f.proxy_server());
             ctx.journal.emit(Event::ProxyForwarder {
                 account: id,
@@ -420,13 +441,4 @@ async fn create(
             Err(Failure::launch(&e, message))
         }
     }
-}
-
-/// The account's proxy, if it has one (validated when the accounts were loaded).
-fn proxy_of(account: &Account) -> Option<forwarder::Upstream> {
-    let value = &account.fields.get("proxy")?.value;
-    if value.is_empty() {
-        return None;
-    }
-    forwarder::Upstream::parse(value).ok()
 }
