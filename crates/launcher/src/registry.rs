@@ -580,6 +580,260 @@ mod tests {
         assert!(reg.runner_alive(&me));
     }
 
+    // --- Registration against concurrent reapers, across processes: the test binary
+    // re-executes itself as registrants and reapers (the same test, told its role by
+    // the environment). ---
+
+    const RACE_ROLE: &str = "REGISTRY_RACE_ROLE";
+    const RACE_DIR: &str = "REGISTRY_RACE_DIR";
+    const RACE_TEST: &str = "registry::tests::registering_is_never_undone_by_concurrent_reapers";
+    /// Only reached when a child misbehaves; a healthy one answers in milliseconds.
+    const RACE_DEADLINE: Duration = Duration::from_secs(30);
+
+    /// A registrant or a reaper process, killed and reaped when dropped (even if the
+    /// test fails). A thread forwards its stdout lines so that every wait has a
+    /// deadline.
+    struct RaceChild {
+        child: std::process::Child,
+        lines: std::sync::mpsc::Receiver<String>,
+    }
+
+    impl RaceChild {
+        fn spawn(role: &str, dir: &Path) -> Self {
+            use std::io::BufRead;
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([RACE_TEST, "--exact", "--nocapture", "--test-threads=1"])
+                .env(RACE_ROLE, role)
+                .env(RACE_DIR, dir)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let (sender, lines) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if sender.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            RaceChild { child, lines }
+        }
+
+        /// The rest of the first line starting (after libtest's prefix, if any) with
+        /// `mark`; panics if the child ends first or stays silent.
+        fn after(&self, mark: &str) -> String {
+            let deadline = std::time::Instant::now() + RACE_DEADLINE;
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let line = self
+                    .lines
+                    .recv_timeout(left)
+                    .unwrap_or_else(|e| panic!("no {mark:?} from the child: {e}"));
+                if let Some(at) = line.find(mark) {
+                    return line[at + mark.len()..].trim().to_owned();
+                }
+            }
+        }
+
+        /// Every line until the child exits (after its stdin was closed).
+        fn finish(mut self) -> Vec<String> {
+            drop(self.child.stdin.take());
+            let deadline = std::time::Instant::now() + RACE_DEADLINE;
+            let mut rest = Vec::new();
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match self.lines.recv_timeout(left) {
+                    Ok(line) => rest.push(line),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(e) => panic!("the child did not finish: {e}"),
+                }
+            }
+            let status = self.child.wait().unwrap();
+            assert!(
+                status.success(),
+                "child failed: {status}\n{}",
+                rest.join("\n")
+            );
+            rest
+        }
+    }
+
+    impl Drop for RaceChild {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Kills the registrants' stand-in browsers when dropped, whatever happened.
+    #[derive(Default)]
+    struct Browsers(Vec<u32>);
+
+    impl Drop for Browsers {
+        fn drop(&mut self) {
+            for pid in &self.0 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
+    /// The registrant: register, start a stand-in browser the way the driver is
+    /// started (own process group, the runner marker) and record it, report, then
+    /// hold until stdin closes.
+    fn registrant(dir: &Path) {
+        use std::os::unix::process::CommandExt;
+        let reg = Registry::open(dir).unwrap();
+        let mut browser = std::process::Command::new("sleep")
+            .arg("120")
+            .process_group(0)
+            .env(RUNNER_ENV, me().tag())
+            .spawn()
+            .unwrap();
+        let pid = browser.id();
+        let profile = dir.join("profiles").join(format!("account-{}", me().pid));
+        let record = reg.record(pid, pid, None, &profile).unwrap();
+        println!("REGISTERED {} {} {pid}", me().pid, me().start_time);
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        drop(record);
+        let _ = browser.kill();
+        let _ = browser.wait();
+    }
+
+    /// The reaper: register, then reap as fast as it can until stdin closes; reports
+    /// every pid it killed and how many reaps it made.
+    fn reaper(dir: &Path) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let reg = Registry::open(dir).unwrap();
+        println!("REAPING");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopper = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            stopper.store(true, Ordering::Relaxed);
+        });
+        let mut reaps = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for pid in reg.reap().unwrap().killed {
+                println!("KILLED {pid}");
+            }
+            reaps += 1;
+        }
+        println!("REAPS {reaps}");
+    }
+
+    /// Registering can never be undone by a concurrent reaper. Rounds of registrant
+    /// processes register and record a browser while reaper processes reap without
+    /// pause; half of each round is then SIGKILLed (dead runners, whose browsers the
+    /// reapers must kill). At the end every live registrant still has its lock file
+    /// and its record, its browser was never killed, and every dead one's browser is
+    /// gone. Registration that a reaper could undo (a lock file created under its
+    /// final name and locked a moment later) fails this within a few rounds.
+    #[test]
+    fn registering_is_never_undone_by_concurrent_reapers() {
+        if let Some(dir) = std::env::var_os(RACE_DIR) {
+            let dir = PathBuf::from(dir);
+            match std::env::var(RACE_ROLE).as_deref() {
+                Ok("registrant") => registrant(&dir),
+                Ok("reaper") => reaper(&dir),
+                other => panic!("unknown role {other:?}"),
+            }
+            return;
+        }
+        const ROUNDS: usize = 10;
+        const PER_ROUND: usize = 12;
+        const REAPERS: usize = 3;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rt");
+        let mut browsers = Browsers::default();
+        let reapers: Vec<_> = (0..REAPERS)
+            .map(|_| RaceChild::spawn("reaper", &dir))
+            .collect();
+        for r in &reapers {
+            r.after("REAPING");
+        }
+        // (registrant, its pid and start time, its browser's pid)
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for _ in 0..ROUNDS {
+            let round: Vec<_> = (0..PER_ROUND)
+                .map(|_| RaceChild::spawn("registrant", &dir))
+                .collect();
+            for (i, child) in round.into_iter().enumerate() {
+                let said = child.after("REGISTERED ");
+                let fields: Vec<u64> = said.split(' ').map(|f| f.parse().unwrap()).collect();
+                let (pid, start, browser) = (fields[0] as u32, fields[1], fields[2] as u32);
+                browsers.0.push(browser);
+                if i % 2 == 0 {
+                    live.push((child, pid, start, browser));
+                } else {
+                    // A runner killed while its browser runs: SIGKILL, then reaped by
+                    // the guard; its lock is free from then on.
+                    drop(child);
+                    dead.push(browser);
+                }
+            }
+        }
+        // Every dead runner's browser is killed by the reapers.
+        let deadline = std::time::Instant::now() + RACE_DEADLINE;
+        while dead.iter().any(|pid| fsutil::proc::alive(*pid)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dead runners' browsers left running"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut killed = Vec::new();
+        let mut reaps = 0;
+        for r in reapers {
+            for line in r.finish() {
+                if let Some(at) = line.find("KILLED ") {
+                    killed.push(line[at + 7..].trim().parse::<u32>().unwrap());
+                } else if let Some(at) = line.find("REAPS ") {
+                    reaps += line[at + 6..].trim().parse::<u64>().unwrap();
+                }
+            }
+        }
+        // And one more reap after all the registrations: a lock file removed from
+        // under a registrant would show now at the latest.
+        let reg = Registry::open(&dir).unwrap();
+        killed.extend(reg.reap().unwrap().killed);
+        assert!(reaps > (ROUNDS * PER_ROUND) as u64, "only {reaps} reaps");
+        for (_, pid, start, browser) in &live {
+            let lock = dir.join("runners").join(format!("{pid}.{start}.lock"));
+            assert!(lock.exists(), "runner {pid}: its lock file was removed");
+            let record = dir
+                .join("browsers")
+                .join(format!("{pid}.{start}-{browser}.json"));
+            assert!(record.exists(), "runner {pid}: its record was removed");
+            assert!(
+                fsutil::proc::alive(*browser),
+                "runner {pid}: its browser {browser} was killed"
+            );
+            assert!(!killed.contains(browser), "runner {pid}: {browser} killed");
+        }
+        for (child, ..) in live {
+            child.finish();
+        }
+        let mut expected = dead.clone();
+        expected.sort_unstable();
+        killed.sort_unstable();
+        killed.dedup();
+        assert_eq!(
+            killed, expected,
+            "exactly the dead runners' browsers were killed"
+        );
+    }
+
     #[test]
     fn a_runtime_dir_another_user_prepared_is_refused() {
         use std::os::unix::fs::PermissionsExt;
