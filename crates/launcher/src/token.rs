@@ -98,13 +98,9 @@ pub fn kill_carriers(tokens: &[ExecToken], within: Duration) -> Vec<u32> {
     loop {
         let mut found = false;
         for pid in fsutil::proc::pids() {
+            // Cheapest test first; the environment next, which most processes fail
+            // (a zombie's or a kernel thread's reads empty).
             if pid == us || fsutil::proc::uid(pid) != Some(our_uid) {
-                continue;
-            }
-            let Some(stat) = fsutil::proc::stat(pid) else {
-                continue;
-            };
-            if stat.is_zombie() {
                 continue;
             }
             let Some(env) = fsutil::proc::environ(pid) else {
@@ -113,6 +109,9 @@ pub fn kill_carriers(tokens: &[ExecToken], within: Duration) -> Vec<u32> {
             if !elements.iter().any(|e| fsutil::proc::has_element(&env, e)) {
                 continue;
             }
+            let Some(stat) = fsutil::proc::stat(pid).filter(|s| !s.is_zombie()) else {
+                continue;
+            };
             found = true;
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             // Never our own group (a carrier could have joined it: same session).

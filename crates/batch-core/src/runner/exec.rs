@@ -90,22 +90,17 @@ pub(crate) struct Outcome {
     pub(crate) stderr: Tail,
 }
 
-/// Ends an exec when dropped (or when asked, once): `SIGKILL` to its process group,
-/// then to every process carrying its token, and only then its registry record goes.
+/// Ends an exec when dropped: `SIGKILL` to its process group, then to every process
+/// carrying its token, and only then its registry record goes.
 #[derive(Debug)]
 pub(crate) struct Containment {
     group: i32,
     token: ExecToken,
     record: Option<ExecRecord>,
-    ended: bool,
 }
 
-impl Containment {
-    fn end(&mut self) {
-        if self.ended {
-            return;
-        }
-        self.ended = true;
+impl Drop for Containment {
+    fn drop(&mut self) {
         // Never killpg(0): that is our own process group.
         if self.group > 1 {
             let _ = nix::sys::signal::killpg(
@@ -113,19 +108,12 @@ impl Containment {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        // What left the group. A few /proc reads when nothing did; on a runtime
-        // worker, as the group kill is, so that a dropped future ends it too.
+        // What left the group: one /proc scan when nothing did.
         let killed = launcher::kill_carriers(std::slice::from_ref(&self.token), CARRIER_SCAN);
         if !killed.is_empty() {
             tracing::debug!(?killed, "killed an exec's processes outside its group");
         }
         self.record = None;
-    }
-}
-
-impl Drop for Containment {
-    fn drop(&mut self) {
-        self.end();
     }
 }
 
@@ -200,11 +188,10 @@ impl Contained {
     pub(crate) async fn run(mut self, timeout: Duration) -> std::io::Result<Outcome> {
         let mut child = self.cmd.spawn()?;
         // The supervisor leads the group: its pid is the group's id.
-        let mut group = Containment {
+        let group = Containment {
             group: child.id().map_or(0, |p| p as i32),
             token: self.token,
             record: self.record,
-            ended: false,
         };
         let (so, se) = (child.stdout.take(), child.stderr.take());
         let (mut stdout, mut stderr) = (Tail::default(), Tail::default());
@@ -224,7 +211,10 @@ impl Contained {
                 // A grandchild may hold the pipes: take what is there, briefly.
                 drained = tokio::time::timeout(GRACE, &mut pumps).await.is_ok();
             }
-            group.end();
+            // Dropping it ends it. The /proc scan blocks: off the runtime's workers.
+            // (Were this future dropped meanwhile, the blocking task would still
+            // finish; were the task refused, the dropped closure ends it here.)
+            let _ = tokio::task::spawn_blocking(move || drop(group)).await;
             if !drained {
                 // Every writer is dead now: what is left in the pipes comes at once.
                 let _ = tokio::time::timeout(GRACE, &mut pumps).await;
