@@ -318,13 +318,18 @@ async fn a_launch_that_cannot_get_better_fails_the_iterations_at_once_without_re
 /// `escape.sh PREFIX [hang]`: starts three processes that leave the program's process
 /// group, each in a session of its own, and writes their pids to `PREFIX-a.pid`,
 /// `PREFIX-b.pid`, `PREFIX-c.pid`: `setsid` in the background, `setsid -f`, and a
-/// double fork + `setsid`. Then it exits 0, or with `hang` sleeps on.
+/// double fork + `setsid`. It fails (7) unless each leads a session of its own (so
+/// the group kill alone would miss it). Then it exits 0, or with `hang` sleeps on.
 const ESCAPE_SH: &str = r#"#!/bin/sh
 p=$1
 setsid sh -c "echo \$\$ > $p-a.pid; exec sleep 300" &
 setsid -f sh -c "echo \$\$ > $p-b.pid; exec sleep 300"
 ( ( setsid sh -c "echo \$\$ > $p-c.pid; exec sleep 300" & ) & )
 while [ ! -s $p-a.pid ] || [ ! -s $p-b.pid ] || [ ! -s $p-c.pid ]; do sleep 0.02; done
+for x in a b c; do
+  pid=$(cat $p-$x.pid)
+  [ "$(sed 's/.*) //' /proc/$pid/stat | cut -d' ' -f4)" = "$pid" ] || exit 7
+done
 [ "$2" = hang ] && exec sleep 300
 exit 0
 "#;

@@ -410,7 +410,8 @@ fn key_text(name: &str) -> String {
 
 /// Run a program that drives the same browser; see the spec's `exec`. It runs
 /// contained (see `exec.rs`): its whole process group, and every process carrying its
-/// token, is gone when this returns or is dropped. Its output tails go to `logs/account-<id>.log` in the run directory.
+/// token, is gone when this returns or is dropped. Its output tails go to
+/// `logs/account-<id>.log` in the run directory.
 async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Result<(), Failure> {
     let vars = env.vars;
     let mut rendered = Vec::new();
