@@ -314,3 +314,323 @@ async fn a_launch_that_cannot_get_better_fails_the_iterations_at_once_without_re
     assert_eq!(p.site.counts().users.len(), 0, "the server saw nobody");
     p.assert_nothing_left();
 }
+
+/// `escape.sh PREFIX [hang]`: starts three processes that leave the program's process
+/// group, each in a session of its own, and writes their pids to `PREFIX-a.pid`,
+/// `PREFIX-b.pid`, `PREFIX-c.pid`: `setsid` in the background, `setsid -f`, and a
+/// double fork + `setsid`. It fails (7) unless each leads a session of its own (so
+/// the group kill alone would miss it). Then it exits 0, or with `hang` sleeps on.
+const ESCAPE_SH: &str = r#"#!/bin/sh
+p=$1
+setsid sh -c "echo \$\$ > $p-a.pid; exec sleep 300" &
+setsid -f sh -c "echo \$\$ > $p-b.pid; exec sleep 300"
+( ( setsid sh -c "echo \$\$ > $p-c.pid; exec sleep 300" & ) & )
+while [ ! -s $p-a.pid ] || [ ! -s $p-b.pid ] || [ ! -s $p-c.pid ]; do sleep 0.02; done
+for x in a b c; do
+  pid=$(cat $p-$x.pid)
+  [ "$(sed 's/.*) //' /proc/$pid/stat | cut -d' ' -f4)" = "$pid" ] || exit 7
+done
+[ "$2" = hang ] && exec sleep 300
+exit 0
+"#;
+
+/// `check-gone.sh PREFIX`: fails while one of `escape.sh PREFIX`'s processes is still
+/// running (a zombie counts as gone) — so that the run itself shows *when* they died.
+const CHECK_GONE_SH: &str = r#"#!/bin/sh
+for f in "$1-a.pid" "$1-b.pid" "$1-c.pid"; do
+  pid=$(cat "$f") || exit 2
+  state=$(sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f1)
+  if [ -n "$state" ] && [ "$state" != Z ]; then echo "$f: $pid still running ($state)" >&2; exit 1; fi
+done
+"#;
+
+fn write_executable(p: &Project, name: &str, content: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    p.write(name, content);
+    std::fs::set_permissions(p.path(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The pids `escape.sh PREFIX` wrote.
+fn escaped_pids(p: &Project, prefix: &str) -> Vec<i32> {
+    ["a", "b", "c"]
+        .iter()
+        .map(|x| pid_file(p, &format!("{prefix}-{x}.pid")))
+        .collect()
+}
+
+/// Each of `pids` in a session (and process group) of its own: it really left the
+/// exec's group, which alone would not have killed it.
+fn assert_own_session(pids: &[i32]) {
+    for pid in pids {
+        let stat = fsutil::proc::stat(*pid as u32).expect("running");
+        assert_eq!(
+            (stat.sid, stat.pgid),
+            (*pid as u32, *pid as u32),
+            "{pid} left its group"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_processes_that_leave_the_group_with_setsid_die_with_the_exec() {
+    let p = Project::new(1).await;
+    let _cleanup = KillOnDrop(
+        &p,
+        &[
+            "ok-a.pid", "ok-b.pid", "ok-c.pid", "to-a.pid", "to-b.pid", "to-c.pid",
+        ],
+    );
+    write_executable(&p, "escape.sh", ESCAPE_SH);
+    write_executable(&p, "check-gone.sh", CHECK_GONE_SH);
+    // Step 1: the program exits 0 leaving escaped background processes; the next
+    // action finds them dead already. Step 2: it escapes and then times out; step 3
+    // finds those dead.
+    p.write(
+        "workflow.toml",
+        r##"
+base_url = "http://127.0.0.1:9"
+[[steps]]
+id = 1
+before = [
+  { goto = "{base_url}/login" },
+  { fill = "#username", text = "{account.username}" },
+  { fill = "#password", text = "{account.password}" },
+  { click = "#submit" },
+  { wait_for = "#welcome" },
+]
+actions = [
+  { exec = ["./escape.sh", "ok"], timeout = "30s" },
+  { exec = ["./check-gone.sh", "ok"] },
+  { goto = "{base_url}/item/1" },
+  { click = "#add" },
+  { wait_text = "#done", contains = "added 1" },
+]
+[[steps]]
+id = 2
+actions = [
+  { exec = ["./escape.sh", "to", "hang"], timeout = "3s" },
+]
+[[steps]]
+id = 3
+actions = [
+  { exec = ["./check-gone.sh", "to"] },
+  { goto = "{base_url}/item/3" },
+  { click = "#add" },
+  { wait_text = "#done", contains = "added 3" },
+]
+"##,
+    );
+    let run = p
+        .run(&[
+            "run",
+            "--accounts",
+            "1",
+            "--retries",
+            "0",
+            "--launch-interval",
+            "0",
+        ])
+        .await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let dir = p.run_dir();
+    let events = events(&dir);
+    let ok: Vec<_> = named(&events, "iteration_ok")
+        .iter()
+        .map(|e| e["step"].clone())
+        .collect();
+    assert_eq!(ok, [1, 3], "{events:#?}");
+    let failed = named(&events, "iteration_failed");
+    assert_eq!(failed.len(), 1, "{events:#?}");
+    assert_eq!(failed[0]["step"], 2);
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(error.contains("timed out after 3s"), "{error}");
+    assert!(named(&events, "browser_crashed").is_empty());
+    assert_eq!(named(&events, "browser_created").len(), 1);
+    // One browser, logged in once, worked before and after: what the server saw.
+    let counts = p.site.counts();
+    let user = &counts.users["user-1"];
+    assert_eq!(user.logins, 1, "{user:?}");
+    assert_eq!(user.items, [(1, 1), (3, 1)].into(), "{user:?}");
+    for prefix in ["ok", "to"] {
+        for pid in escaped_pids(&p, prefix) {
+            assert!(!alive(pid), "{prefix}: {pid} is still running");
+        }
+    }
+    p.assert_nothing_left();
+}
+
+/// A process of ours that no run started: killed and reaped when dropped.
+struct Bystander(std::process::Child);
+
+impl Bystander {
+    /// `sleep 300` in a session of its own, like an escaped process, with `token` (or
+    /// none) as its `BATCH_EXEC_TOKEN`.
+    fn start(token: Option<&str>) -> Self {
+        let mut cmd = std::process::Command::new("setsid");
+        cmd.args(["sleep", "300"]).env_remove("BATCH_EXEC_TOKEN");
+        if let Some(t) = token {
+            cmd.env("BATCH_EXEC_TOKEN", t);
+        }
+        let child = cmd.spawn().expect("setsid starts");
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while fsutil::proc::args(pid).unwrap_or_default().first() != Some(&"sleep".into()) {
+            assert!(std::time::Instant::now() < deadline, "sleep never ran");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Bystander(child)
+    }
+
+    fn alive(&self) -> bool {
+        alive(self.0.id() as i32)
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `BATCH_EXEC_TOKEN` in `pid`'s environment.
+fn token_of(pid: i32) -> String {
+    let env = fsutil::proc::environ(pid as u32).expect("environ readable");
+    let mut tokens = fsutil::proc::values_of(&env, "BATCH_EXEC_TOKEN=");
+    let token = tokens
+        .next()
+        .expect("a token")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
+    token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_killed_runners_exec_left_outside_its_group_is_reaped_by_the_next_run() {
+    let p = Project::new(1).await;
+    let _cleanup = KillOnDrop(&p, &["kill-a.pid", "kill-b.pid", "kill-c.pid"]);
+    write_executable(&p, "escape.sh", ESCAPE_SH);
+    p.write(
+        "workflow.toml",
+        r##"
+base_url = "http://127.0.0.1:9"
+[[steps]]
+id = 1
+actions = [
+  { exec = ["./escape.sh", "kill", "hang"], timeout = "5m" },
+]
+"##,
+    );
+    let mut runner = p
+        .command(&step1("1", &["--launch-interval", "0"]))
+        .spawn()
+        .expect("batch-cli starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !["a", "b", "c"]
+        .iter()
+        .all(|x| p.path(&format!("kill-{x}.pid")).exists())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the program never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // (The files are written by `echo`: wait until each holds its pid.)
+    let escaped = loop {
+        let read: Option<Vec<i32>> = ["a", "b", "c"]
+            .iter()
+            .map(|x| {
+                std::fs::read_to_string(p.path(&format!("kill-{x}.pid")))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        if let Some(pids) = read {
+            break pids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid files never written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_own_session(&escaped);
+    let token = token_of(escaped[0]);
+    for pid in &escaped {
+        assert_eq!(token_of(*pid), token, "{pid}: one exec, one token");
+    }
+    // The run recorded the exec, token and all, where the next run looks.
+    let records = p.runtime_dir().join("batch-cli").join("execs");
+    let listed = || -> Vec<String> {
+        std::fs::read_dir(&records)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let names = listed();
+    assert!(
+        names.len() == 1 && names[0].ends_with(&format!("-{token}.json")),
+        "{names:?}"
+    );
+    // Processes of ours no run started: no token, another token.
+    let no_token = Bystander::start(None);
+    let other_token = Bystander::start(Some(&"0123456789abcdef".repeat(2)));
+
+    signal(runner.id().unwrap(), nix::sys::signal::Signal::SIGKILL);
+    let _ = runner.wait().await;
+    // The supervisor's group is killed by its parent-death signal; what left the
+    // group survives the runner — until the next run.
+    p.assert_nothing_left();
+    for pid in &escaped {
+        assert!(
+            alive(*pid),
+            "{pid} died with the runner: nothing left to test"
+        );
+    }
+
+    p.write("workflow.toml", WORKFLOW);
+    let next = p.run(&step1("1", &["--launch-interval", "0"])).await;
+    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
+    let dirs = p.run_dirs();
+    let next_dir = dirs
+        .iter()
+        .find(|d| named(&events(d), "run_finished").len() == 1)
+        .expect("the next run finished");
+    let events = events(next_dir);
+    let reaped = named(&events, "reaped");
+    assert_eq!(reaped.len(), 1, "{events:#?}");
+    assert_eq!(reaped[0]["execs"], 1, "{}", reaped[0]);
+    let killed: Vec<i64> = reaped[0]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    for pid in &escaped {
+        assert!(killed.contains(&i64::from(*pid)), "{pid} not in {killed:?}");
+        assert!(!alive(*pid), "{pid} is still running after the next run");
+    }
+    assert!(no_token.alive(), "a process without a token was killed");
+    assert!(
+        other_token.alive(),
+        "a process with another token was killed"
+    );
+    assert!(
+        listed().is_empty(),
+        "the exec record is gone: {:?}",
+        listed()
+    );
+    // The next run did its own work: the server saw it.
+    assert_eq!(p.adds("user-1"), [(1, 1)].into());
+    p.assert_nothing_left();
+}

@@ -101,8 +101,40 @@ fn assert_no_form_of(secret: &str, what: &str, text: &str) {
     }
 }
 
+/// The log filters a user may set, each with whether `DEBUG` lines must show (proof
+/// that the filter was read): none may show a request body (the typed password) or
+/// the key in any form.
+const LOG_FILTERS: &[(&[(&str, &str)], bool)] = &[
+    // Debug everywhere, and an attempt to raise the WebDriver client's own logging.
+    (
+        &[(
+            "BATCH_LOG",
+            "debug,thirtyfour=trace,thirtyfour::session=trace,reqwest=trace,hyper=trace,hyper_util=trace",
+        )],
+        true,
+    ),
+    // RUST_LOG is read when BATCH_LOG is unset: everything at trace...
+    (&[("RUST_LOG", "trace")], true),
+    // ...or the body loggers named one by one (and our runner, to see it was read).
+    (
+        &[(
+            "RUST_LOG",
+            "batch_core=debug,thirtyfour=trace,reqwest=trace,hyper=trace",
+        )],
+        true,
+    ),
+    // Both set: BATCH_LOG wins.
+    (&[("BATCH_LOG", "warn"), ("RUST_LOG", "trace")], false),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_env_secret_in_a_url_never_shows_in_any_form_anywhere_even_with_debug_logs() {
+async fn an_env_secret_in_a_url_never_shows_in_any_form_anywhere_whatever_the_log_filter() {
+    for (vars, debug_shown) in LOG_FILTERS {
+        no_secret_anywhere(vars, *debug_shown).await;
+    }
+}
+
+async fn no_secret_anywhere(log_vars: &[(&str, &str)], debug_shown: bool) {
     let p = Project::new(1).await;
     // `{env.NAME}` in a goto URL; a failing assert_url shows the current URL (the
     // browser's form of the secret) and a script records location.href.
@@ -135,16 +167,20 @@ async fn an_env_secret_in_a_url_never_shows_in_any_form_anywhere_even_with_debug
             &base_url,
         ],
     ));
-    // Debug everywhere, and an attempt to raise the WebDriver client's own logging:
-    // neither may show a request body (the typed password) or the key.
-    cmd.env("E2E_API_KEY", API_KEY).env(
-        "BATCH_LOG",
-        "debug,thirtyfour=trace,thirtyfour::session=trace,reqwest=trace,hyper=trace,hyper_util=trace",
-    );
+    cmd.env("E2E_API_KEY", API_KEY)
+        .env_remove("BATCH_LOG")
+        .env_remove("RUST_LOG");
+    for (name, value) in log_vars {
+        cmd.env(name, value);
+    }
     let out = cmd.output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{log_vars:?}\n{stdout}\n{stderr}"
+    );
     let dir = p.run_dir();
 
     // The browser really had the key, and what was recorded shows it as ***.
@@ -167,8 +203,12 @@ async fn an_env_secret_in_a_url_never_shows_in_any_form_anywhere_even_with_debug
     assert_eq!(report["accounts"][0]["last_error"], error);
     // The login before it worked: the server saw the typed password.
     assert_eq!(p.site.counts().users["user-1"].logins, 1);
-    // Debug logging was really on.
-    assert!(stderr.contains("DEBUG"), "{stderr}");
+    // The filter was read: debug lines show exactly when it asked for them.
+    assert_eq!(
+        stderr.contains("DEBUG"),
+        debug_shown,
+        "{log_vars:?}:\n{stderr}"
+    );
 
     // No form of the key anywhere: stdout, stderr, every file of the run directory,
     // and `batch-cli report` (human and JSON).
@@ -197,8 +237,13 @@ async fn an_env_secret_in_a_url_never_shows_in_any_form_anywhere_even_with_debug
         assert_no_form_of(API_KEY, "batch-cli report", &shown.stdout);
         assert_no_form_of(API_KEY, "batch-cli report", &shown.stderr);
     }
-    // The typed password is in no log line, whatever BATCH_LOG said.
-    assert!(!stderr.contains("pass-1"), "the password leaked:\n{stderr}");
+    // The typed password is in no log line, in no form, whatever the filter said.
+    // (WebDriver sends typed text twice: as a string and as an array of characters.)
+    assert_no_form_of("pass-1", &format!("stderr under {log_vars:?}"), &stderr);
+    assert!(
+        !stderr.contains(r#""p","a","s","s","-","1""#),
+        "the typed characters leaked under {log_vars:?}:\n{stderr}"
+    );
     p.assert_nothing_left();
 }
 

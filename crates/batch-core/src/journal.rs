@@ -57,6 +57,9 @@ pub enum Event {
         processes: Vec<u32>,
         /// Browser records handled.
         browsers: usize,
+        /// `exec` records handled (programs that were running when the runner died).
+        #[serde(default)]
+        execs: usize,
         /// Ephemeral profiles removed.
         ephemeral_profiles: usize,
     },

@@ -15,6 +15,8 @@ Examples:
 
 Environment:
   BATCH_LOG   tracing filter for stderr (default warn; -v info, -vv debug, -vvv trace)
+  RUST_LOG    read instead when BATCH_LOG is unset (BATCH_LOG wins if both are set);
+              neither can make the WebDriver client log request bodies or typed text
   NO_COLOR    no colour and no live progress view (plain lines), unless --color always";
 
 const RUN_EXAMPLES: &str = "\
@@ -33,7 +35,8 @@ Examples:
     after_help = EXAMPLES
 )]
 pub(crate) struct Cli {
-    /// More log output on stderr (-v info, -vv debug, -vvv trace); BATCH_LOG overrides.
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); BATCH_LOG (or
+    /// RUST_LOG when BATCH_LOG is unset) overrides.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub(crate) verbose: u8,
     /// No live progress view: plain lines, and only errors from the log.

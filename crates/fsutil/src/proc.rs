@@ -1,6 +1,6 @@
 //! `/proc` readers, one copy for the whole workspace: [`stat`] (state, parent,
 //! group, session, start time), [`args`] and [`environ`] (NUL-separated, compared
-//! element by element, never as one joined string), [`pids`], [`boot_id`],
+//! element by element, never as one joined string), [`uid`], [`pids`], [`boot_id`],
 //! [`mem_available`], and [`Identity`]: a process named so that a reused pid never
 //! passes for it.
 
@@ -59,6 +59,13 @@ pub fn stat(pid: u32) -> Option<Stat> {
 /// Whether `pid` names a live (not zombie) process.
 pub fn alive(pid: u32) -> bool {
     stat(pid).is_some_and(|s| !s.is_zombie())
+}
+
+/// The user `pid` runs as (the owner of `/proc/PID`: its effective uid, or root's for
+/// a process that made itself non-dumpable), `None` if there is no such process.
+pub fn uid(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Some(std::fs::metadata(format!("/proc/{pid}")).ok()?.uid())
 }
 
 /// Every pid in `/proc` right now (processes, not threads).
@@ -203,6 +210,11 @@ mod tests {
         assert!(parse_stat("42 (x) Z 1").is_none(), "truncated");
         let me = stat(std::process::id()).unwrap();
         assert_eq!(me.ppid, nix::unistd::getppid().as_raw() as u32);
+        assert_eq!(
+            uid(std::process::id()),
+            Some(nix::unistd::geteuid().as_raw())
+        );
+        assert_eq!(uid(u32::MAX), None);
         assert_eq!(me.pgid, nix::unistd::getpgrp().as_raw() as u32);
     }
 

@@ -12,6 +12,9 @@
 //! - [`become_subreaper`], [`reap_adopted`] and [`finish_descendants`] let the runner
 //!   reap every orphan of its browsers (Chrome's children after a group kill, its
 //!   crashpad handlers), so it exits only after everything it started is gone.
+//! - [`ExecToken`] and [`kill_carriers`]: the environment token that finds an `exec`
+//!   program's processes after they left its process group (`setsid`), during the
+//!   run and, through [`Registry::record_exec`], after the runner's death.
 //! - [`classify`] turns a WebDriver error into a [`FailureKind`]: is the browser gone,
 //!   the driver gone, the page crashed, or did just the action fail?
 //!
@@ -46,6 +49,7 @@ mod proc;
 mod registry;
 mod remote;
 mod subreaper;
+mod token;
 
 pub use binaries::{Binaries, Prefer, Versions};
 pub use browser::{Browser, BrowserInfo, LaunchSpec, LocalInfo, LocalSpec, Source};
@@ -53,9 +57,10 @@ pub use error::LaunchError;
 pub use failure::{FailureKind, classify, confirm_loss, summary};
 pub use fsutil::{open_runtime_dir, runtime_dir};
 pub use proc::{PssCache, process_alive, tree_pss_bytes, trees_pss_bytes};
-pub use registry::{ReapReport, Registry};
+pub use registry::{ExecRecord, ReapReport, Registry};
 pub use remote::{EndpointStatus, GridNode, endpoint_status};
 pub use subreaper::{Finished, become_subreaper, finish_descendants, reap_adopted};
+pub use token::{EXEC_TOKEN_ENV, ExecToken, kill_carriers};
 
 /// Re-exported so users of [`Browser::driver`] need no direct thirtyfour dependency.
 pub use thirtyfour;

@@ -11,6 +11,10 @@
 //! - `browsers/<pid>.<start>-<pgid>.json` — one per live browser: the runner's
 //!   identity, the browser's process group, the identities (pid + start time + boot
 //!   id) of its driver and Chrome, and its profile. Removed when the browser closes.
+//! - `execs/<pid>.<start>-<token>.json` — one per running `exec` program: the
+//!   runner's identity and the exec's [`ExecToken`] (see [`crate::token`]). Written
+//!   before the program starts, removed once it and everything carrying its token
+//!   are dead.
 //!
 //! What [`Registry::reap`] kills for the record of a dead runner (same boot only; a
 //! record from a previous boot is just dropped), among live processes:
@@ -21,7 +25,11 @@
 //!   session) inherit it;
 //! - a process in the browser's process group whose argv has the exact element
 //!   `--user-data-dir=<profile>` (never a substring: `account-1` is not `account-10`)
-//!   and that started after the driver.
+//!   and that started after the driver;
+//! - for the record of a dead runner's exec: a process of our user carrying that
+//!   exec's exact `BATCH_EXEC_TOKEN=<token>` environment element (one that escaped
+//!   the exec's process group with `setsid`, which the group kill of the exec's
+//!   supervisor missed), and the process groups such processes lead.
 //!
 //! Nothing else is touched: not a live runner's browsers, not a stranger on a reused
 //! pid, not another user's processes (their environ is unreadable).
@@ -36,6 +44,7 @@ use fsutil::proc::{Identity, Stat};
 use serde::{Deserialize, Serialize};
 
 use crate::LaunchError;
+use crate::token::{ExecToken, kill_carriers};
 
 /// The environment variable that marks every process a runner's launcher starts.
 pub(crate) const RUNNER_ENV: &str = "BATCH_CLI_RUNNER";
@@ -43,6 +52,10 @@ pub(crate) const RUNNER_ENV: &str = "BATCH_CLI_RUNNER";
 /// A temp runner lock file older than this, and unlocked, is litter of a runner
 /// killed while registering.
 const STALE_TEMP: Duration = Duration::from_secs(60);
+
+/// How long a reap keeps looking for a dead runner's exec token carriers that fork
+/// while it kills them.
+const CARRIER_SCAN: Duration = Duration::from_secs(2);
 
 static ME: LazyLock<Identity> = LazyLock::new(Identity::current);
 
@@ -68,8 +81,10 @@ pub struct Registry {
 pub struct ReapReport {
     /// Pids killed.
     pub killed: Vec<u32>,
-    /// Records of dead runners removed.
+    /// Browser records of dead runners removed.
     pub records: usize,
+    /// Exec records of dead runners removed.
+    pub execs: usize,
     /// Profiles the dead runners' browsers used.
     pub profiles: Vec<PathBuf>,
 }
@@ -90,6 +105,25 @@ pub(crate) struct RecordGuard {
 }
 
 impl Drop for RecordGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ExecEntry {
+    runner: Identity,
+    token: ExecToken,
+}
+
+/// A running exec's entry in the registry ([`Registry::record_exec`]); removing it
+/// on drop. Drop it only once the exec's token carriers are dead.
+#[derive(Debug)]
+pub struct ExecRecord {
+    path: PathBuf,
+}
+
+impl Drop for ExecRecord {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
@@ -116,7 +150,7 @@ impl Registry {
         if let Err(source) = trusted {
             return Err(fsutil::RuntimeDirError { path: dir, source }.into());
         }
-        for sub in ["runners", "browsers"] {
+        for sub in ["runners", "browsers", "execs"] {
             let sub = dir.join(sub);
             fsutil::private_dir(&sub).map_err(io(&sub))?;
         }
@@ -171,9 +205,29 @@ impl Registry {
         Ok(RecordGuard { path })
     }
 
-    /// Kill what dead runners left (their drivers, Chromes and crashpad handlers) and
-    /// drop their records. Live runners' browsers, including this process's, are
-    /// never touched; see the module docs for how processes are identified.
+    /// Record a running exec's token, before the program starts, so that if this
+    /// process dies the next reap kills what carries it (see [`crate::token`]).
+    pub fn record_exec(&self, token: &ExecToken) -> Result<ExecRecord, LaunchError> {
+        let runner = me().clone();
+        let path = self.dir.join("execs").join(format!(
+            "{}.{}-{}.json",
+            runner.pid,
+            runner.start_time,
+            token.value()
+        ));
+        let entry = ExecEntry {
+            runner,
+            token: token.clone(),
+        };
+        let bytes = serde_json::to_vec(&entry).expect("record serializes");
+        fsutil::write_atomic(&path, &bytes, 0o600).map_err(io(&path))?;
+        Ok(ExecRecord { path })
+    }
+
+    /// Kill what dead runners left (their drivers, Chromes and crashpad handlers, and
+    /// what their execs started) and drop their records. Live runners' browsers and
+    /// execs, including this process's, are never touched; see the module docs for
+    /// how processes are identified.
     pub fn reap(&self) -> Result<ReapReport, LaunchError> {
         let browsers = self.dir.join("browsers");
         let mut report = ReapReport::default();
@@ -208,8 +262,46 @@ impl Registry {
         if !dead.is_empty() {
             report.killed = kill_leftovers(&dead);
         }
+        let tokens = self.dead_exec_tokens(&mut report)?;
+        // A carrier may also have been a browser's leftover: count each pid once.
+        for pid in kill_carriers(&tokens, CARRIER_SCAN) {
+            if !report.killed.contains(&pid) {
+                report.killed.push(pid);
+            }
+        }
         self.remove_dead_runner_locks();
         Ok(report)
+    }
+
+    /// The tokens of dead runners' execs (this boot's), their records removed.
+    fn dead_exec_tokens(&self, report: &mut ReapReport) -> Result<Vec<ExecToken>, LaunchError> {
+        let execs = self.dir.join("execs");
+        let mut tokens = Vec::new();
+        let entries = std::fs::read_dir(&execs).map_err(io(&execs))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                if is_old(&path) {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            }
+            let Ok(rec) = std::fs::read(&path)
+                .map_err(drop)
+                .and_then(|b| serde_json::from_slice::<ExecEntry>(&b).map_err(drop))
+            else {
+                continue;
+            };
+            if rec.runner == *me() || self.runner_alive(&rec.runner) {
+                continue;
+            }
+            if rec.runner.this_boot() && rec.token.is_valid() {
+                tokens.push(rec.token);
+            }
+            report.execs += 1;
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(tokens)
     }
 
     /// Lock files of dead runners are litter; a live runner's stays locked.
@@ -541,6 +633,93 @@ mod tests {
         assert_eq!(std::fs::read_dir(&browsers).unwrap().count(), 0);
     }
 
+    /// `sleep 300` in a session of its own carrying `token` (an exec's escaped
+    /// background process), killed and reaped when dropped.
+    fn carrier(token: &ExecToken) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new("/bin/sleep");
+        cmd.arg("300").env(crate::EXEC_TOKEN_ENV, token.value());
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()?;
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while fsutil::proc::args(child.id()).unwrap_or_default().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "sleep never ran");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+
+    struct Reaped(std::process::Child);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn reap_kills_what_carries_a_dead_runners_exec_token_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path().join("rt")).unwrap();
+        let (dead_token, live_token) = (ExecToken::random().unwrap(), ExecToken::random().unwrap());
+        let mut escaped = Reaped(carrier(&dead_token));
+        let ours = Reaped(carrier(&live_token));
+        let stranger = Reaped(carrier(&ExecToken::random().unwrap()));
+        // A dead runner's exec record, and one of another boot with our live token.
+        let execs = reg.dir().join("execs");
+        let write = |name: &str, entry: &ExecEntry| {
+            std::fs::write(execs.join(name), serde_json::to_vec(entry).unwrap()).unwrap();
+        };
+        write(
+            "999999.1-dead.json",
+            &ExecEntry {
+                runner: identity(999_999, 1),
+                token: dead_token,
+            },
+        );
+        write(
+            "999998.1-old.json",
+            &ExecEntry {
+                runner: Identity {
+                    boot_id: "a-previous-boot".into(),
+                    ..identity(999_998, 1)
+                },
+                token: live_token.clone(),
+            },
+        );
+        // This (live) runner's own exec record.
+        let mine = reg.record_exec(&live_token).unwrap();
+
+        let report = reg.reap().unwrap();
+        assert_eq!(report.killed, vec![escaped.0.id()]);
+        assert_eq!(report.execs, 2);
+        assert_eq!(report.records, 0);
+        assert!(
+            !escaped.0.wait().unwrap().success(),
+            "the carrier was killed"
+        );
+        assert!(
+            fsutil::proc::alive(ours.0.id()),
+            "a live runner's exec untouched"
+        );
+        assert!(
+            fsutil::proc::alive(stranger.0.id()),
+            "another token untouched"
+        );
+        assert!(mine.path.exists());
+        let left: Vec<_> = std::fs::read_dir(&execs).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        drop(mine);
+        assert_eq!(std::fs::read_dir(&execs).unwrap().count(), 0);
+    }
+
     #[test]
     fn runners_are_alive_by_identity() {
         let dir = tempfile::tempdir().unwrap();
@@ -578,6 +757,260 @@ mod tests {
                 .exists()
         );
         assert!(reg.runner_alive(&me));
+    }
+
+    // --- Registration against concurrent reapers, across processes: the test binary
+    // re-executes itself as registrants and reapers (the same test, told its role by
+    // the environment). ---
+
+    const RACE_ROLE: &str = "REGISTRY_RACE_ROLE";
+    const RACE_DIR: &str = "REGISTRY_RACE_DIR";
+    const RACE_TEST: &str = "registry::tests::registering_is_never_undone_by_concurrent_reapers";
+    /// Only reached when a child misbehaves; a healthy one answers in milliseconds.
+    const RACE_DEADLINE: Duration = Duration::from_secs(30);
+
+    /// A registrant or a reaper process, killed and reaped when dropped (even if the
+    /// test fails). A thread forwards its stdout lines so that every wait has a
+    /// deadline.
+    struct RaceChild {
+        child: std::process::Child,
+        lines: std::sync::mpsc::Receiver<String>,
+    }
+
+    impl RaceChild {
+        fn spawn(role: &str, dir: &Path) -> Self {
+            use std::io::BufRead;
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([RACE_TEST, "--exact", "--nocapture", "--test-threads=1"])
+                .env(RACE_ROLE, role)
+                .env(RACE_DIR, dir)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let (sender, lines) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if sender.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            RaceChild { child, lines }
+        }
+
+        /// The rest of the first line starting (after libtest's prefix, if any) with
+        /// `mark`; panics if the child ends first or stays silent.
+        fn after(&self, mark: &str) -> String {
+            let deadline = std::time::Instant::now() + RACE_DEADLINE;
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let line = self
+                    .lines
+                    .recv_timeout(left)
+                    .unwrap_or_else(|e| panic!("no {mark:?} from the child: {e}"));
+                if let Some(at) = line.find(mark) {
+                    return line[at + mark.len()..].trim().to_owned();
+                }
+            }
+        }
+
+        /// Every line until the child exits (after its stdin was closed).
+        fn finish(mut self) -> Vec<String> {
+            drop(self.child.stdin.take());
+            let deadline = std::time::Instant::now() + RACE_DEADLINE;
+            let mut rest = Vec::new();
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match self.lines.recv_timeout(left) {
+                    Ok(line) => rest.push(line),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(e) => panic!("the child did not finish: {e}"),
+                }
+            }
+            let status = self.child.wait().unwrap();
+            assert!(
+                status.success(),
+                "child failed: {status}\n{}",
+                rest.join("\n")
+            );
+            rest
+        }
+    }
+
+    impl Drop for RaceChild {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Kills the registrants' stand-in browsers when dropped, whatever happened.
+    #[derive(Default)]
+    struct Browsers(Vec<u32>);
+
+    impl Drop for Browsers {
+        fn drop(&mut self) {
+            for pid in &self.0 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
+    /// The registrant: register, start a stand-in browser the way the driver is
+    /// started (own process group, the runner marker) and record it, report, then
+    /// hold until stdin closes.
+    fn registrant(dir: &Path) {
+        use std::os::unix::process::CommandExt;
+        let reg = Registry::open(dir).unwrap();
+        let mut browser = std::process::Command::new("sleep")
+            .arg("120")
+            .process_group(0)
+            .env(RUNNER_ENV, me().tag())
+            .spawn()
+            .unwrap();
+        let pid = browser.id();
+        let profile = dir.join("profiles").join(format!("account-{}", me().pid));
+        let record = reg.record(pid, pid, None, &profile).unwrap();
+        println!("REGISTERED {} {} {pid}", me().pid, me().start_time);
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        drop(record);
+        let _ = browser.kill();
+        let _ = browser.wait();
+    }
+
+    /// The reaper: register, then reap as fast as it can until stdin closes; reports
+    /// every pid it killed and how many reaps it made.
+    fn reaper(dir: &Path) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let reg = Registry::open(dir).unwrap();
+        println!("REAPING");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopper = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            stopper.store(true, Ordering::Relaxed);
+        });
+        let mut reaps = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for pid in reg.reap().unwrap().killed {
+                println!("KILLED {pid}");
+            }
+            reaps += 1;
+        }
+        println!("REAPS {reaps}");
+    }
+
+    /// Registering can never be undone by a concurrent reaper. Rounds of registrant
+    /// processes register and record a browser while reaper processes reap without
+    /// pause; half of each round is then SIGKILLed (dead runners, whose browsers the
+    /// reapers must kill). At the end every live registrant still has its lock file
+    /// and its record, its browser was never killed, and every dead one's browser is
+    /// gone. Registration that a reaper could undo (a lock file created under its
+    /// final name and locked a moment later) fails this within a few rounds.
+    #[test]
+    fn registering_is_never_undone_by_concurrent_reapers() {
+        if let Some(dir) = std::env::var_os(RACE_DIR) {
+            let dir = PathBuf::from(dir);
+            match std::env::var(RACE_ROLE).as_deref() {
+                Ok("registrant") => registrant(&dir),
+                Ok("reaper") => reaper(&dir),
+                other => panic!("unknown role {other:?}"),
+            }
+            return;
+        }
+        const ROUNDS: usize = 10;
+        const PER_ROUND: usize = 12;
+        const REAPERS: usize = 3;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rt");
+        let mut browsers = Browsers::default();
+        let reapers: Vec<_> = (0..REAPERS)
+            .map(|_| RaceChild::spawn("reaper", &dir))
+            .collect();
+        for r in &reapers {
+            r.after("REAPING");
+        }
+        // (registrant, its pid and start time, its browser's pid)
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for _ in 0..ROUNDS {
+            let round: Vec<_> = (0..PER_ROUND)
+                .map(|_| RaceChild::spawn("registrant", &dir))
+                .collect();
+            for (i, child) in round.into_iter().enumerate() {
+                let said = child.after("REGISTERED ");
+                let fields: Vec<u64> = said.split(' ').map(|f| f.parse().unwrap()).collect();
+                let (pid, start, browser) = (fields[0] as u32, fields[1], fields[2] as u32);
+                browsers.0.push(browser);
+                if i % 2 == 0 {
+                    live.push((child, pid, start, browser));
+                } else {
+                    // A runner killed while its browser runs: SIGKILL, then reaped by
+                    // the guard; its lock is free from then on.
+                    drop(child);
+                    dead.push(browser);
+                }
+            }
+        }
+        // Every dead runner's browser is killed by the reapers.
+        let deadline = std::time::Instant::now() + RACE_DEADLINE;
+        while dead.iter().any(|pid| fsutil::proc::alive(*pid)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dead runners' browsers left running"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut killed = Vec::new();
+        let mut reaps = 0;
+        for r in reapers {
+            for line in r.finish() {
+                if let Some(at) = line.find("KILLED ") {
+                    killed.push(line[at + 7..].trim().parse::<u32>().unwrap());
+                } else if let Some(at) = line.find("REAPS ") {
+                    reaps += line[at + 6..].trim().parse::<u64>().unwrap();
+                }
+            }
+        }
+        // And one more reap after all the registrations: a lock file removed from
+        // under a registrant would show now at the latest.
+        let reg = Registry::open(&dir).unwrap();
+        killed.extend(reg.reap().unwrap().killed);
+        assert!(reaps > (ROUNDS * PER_ROUND) as u64, "only {reaps} reaps");
+        for (_, pid, start, browser) in &live {
+            let lock = dir.join("runners").join(format!("{pid}.{start}.lock"));
+            assert!(lock.exists(), "runner {pid}: its lock file was removed");
+            let record = dir
+                .join("browsers")
+                .join(format!("{pid}.{start}-{browser}.json"));
+            assert!(record.exists(), "runner {pid}: its record was removed");
+            assert!(
+                fsutil::proc::alive(*browser),
+                "runner {pid}: its browser {browser} was killed"
+            );
+            assert!(!killed.contains(browser), "runner {pid}: {browser} killed");
+        }
+        for (child, ..) in live {
+            child.finish();
+        }
+        let mut expected = dead.clone();
+        expected.sort_unstable();
+        killed.sort_unstable();
+        killed.dedup();
+        assert_eq!(
+            killed, expected,
+            "exactly the dead runners' browsers were killed"
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! the run [`reap_adopted`] reaps only zombies that cannot be tokio's: tokio's
 //! children stay in our session and are either process-group leaders (drivers) or
 //! in our own group (`exec` programs), while adopted Chrome processes are in a
-//! driver's group and crashpad handlers in a session of their own. At the very end,
+//! driver's group and crashpad handlers in a session of their own (as are the
+//! processes of an `exec` program that left its group with `setsid`, once
+//! [`kill_carriers`](crate::kill_carriers) killed them). At the very end,
 //! once the runtime is gone, [`finish_descendants`] kills and reaps whatever is left.
 //!
 //! Limitation: an `exec` program that calls `setsid()` or `setpgid()` itself would

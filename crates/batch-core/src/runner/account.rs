@@ -485,6 +485,7 @@ impl AccountRun {
             exec_dir: &project.settings.root,
             journal: &ctx.journal,
             secrets: ctx.journal.secrets(),
+            registry: &ctx.registry,
         };
         run_actions(actions, &mut env).await
     }

@@ -61,6 +61,8 @@ pub(crate) struct ActionEnv<'a> {
     pub(crate) journal: &'a crate::journal::Journal,
     /// The run's secrets: every message and recorded value goes through them.
     pub(crate) secrets: &'a Secrets,
+    /// Where running `exec` programs are recorded for the next run's reap.
+    pub(crate) registry: &'a launcher::Registry,
 }
 
 /// Run actions in order; stop at the first failure.
@@ -407,8 +409,9 @@ fn key_text(name: &str) -> String {
 }
 
 /// Run a program that drives the same browser; see the spec's `exec`. It runs
-/// contained (see `exec.rs`): its whole process group is gone when this returns or
-/// is dropped. Its output tails go to `logs/account-<id>.log` in the run directory.
+/// contained (see `exec.rs`): its whole process group, and every process carrying its
+/// token, is gone when this returns or is dropped. Its output tails go to
+/// `logs/account-<id>.log` in the run directory.
 async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Result<(), Failure> {
     let vars = env.vars;
     let mut rendered = Vec::new();
@@ -431,8 +434,19 @@ async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Resu
             ),
         ));
     }
+    let cannot_start = |e: &dyn std::fmt::Display| {
+        Failure::new(
+            FailureKind::ActionFailed,
+            format!("exec {shown}: cannot start: {e}"),
+        )
+    };
     let mut contained =
-        super::exec::Contained::new(program, rendered[1..].iter().map(|r| r.value.as_str()));
+        super::exec::Contained::new(program, rendered[1..].iter().map(|r| r.value.as_str()))
+            .map_err(|e| cannot_start(&e))?;
+    // Before it starts: if we die while it runs, the next run kills what it left.
+    contained
+        .record(env.registry)
+        .map_err(|e| cannot_start(&e))?;
     let cmd = contained.command();
     cmd.current_dir(env.exec_dir)
         .env("BATCH_WEBDRIVER_URL", &env.info.webdriver_url)
@@ -466,12 +480,7 @@ async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Resu
             .collect();
         cmd.env(format!("BATCH_ACCOUNT_{name}"), &v.value);
     }
-    let out = contained.run(timeout).await.map_err(|e| {
-        Failure::new(
-            FailureKind::ActionFailed,
-            format!("exec {shown}: cannot start: {e}"),
-        )
-    })?;
+    let out = contained.run(timeout).await.map_err(|e| cannot_start(&e))?;
     let ended = match out.status {
         Some(status) => status.to_string(),
         None => format!("timed out after {timeout:?}; its process group was killed"),

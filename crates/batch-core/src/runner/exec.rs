@@ -1,6 +1,6 @@
 //! Running an `exec` program contained: it and everything it starts live in one
-//! process group that dies with the iteration — on success, failure, timeout,
-//! cancellation, and the runner's own death.
+//! process group and carry one environment token, and all of it dies with the
+//! iteration — on success, failure, timeout, cancellation, and the runner's own death.
 //!
 //! - The program runs under a tiny `/bin/sh` supervisor that leads a new process
 //!   group and carries `PR_SET_PDEATHSIG = SIGTERM`; its trap answers that signal
@@ -14,7 +14,14 @@
 //!   After the exit it reads what is buffered for at most [`GRACE`], then kills the
 //!   group.
 //! - On timeout, or when the future is dropped (the account was cancelled), a
-//!   [`GroupKill`] guard kills the group with `SIGKILL`.
+//!   [`Containment`] guard kills the group with `SIGKILL`.
+//! - A process that left the group (`setsid`, `setsid -f`, a double fork) is found by
+//!   its environment: every exec gets a random [`launcher::ExecToken`] as
+//!   `BATCH_EXEC_TOKEN`, and whenever the group is killed, so is every process of ours
+//!   that carries that exact token ([`launcher::kill_carriers`]); the runner, a child
+//!   subreaper, reaps them. The token is recorded in the registry while the program
+//!   runs ([`Contained::record`]), so if the runner dies the next run's start-up reap
+//!   kills what carries it. A process that clears its environment escapes this.
 //! - Output is bounded: only the last [`TAIL_BYTES`] of stdout and of stderr are
 //!   kept in memory.
 //!
@@ -27,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use launcher::{ExecRecord, ExecToken, Registry};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
@@ -35,6 +43,9 @@ pub(crate) const TAIL_BYTES: usize = 64 * 1024;
 
 /// How long to read what is left in the pipes after the program exited.
 pub(crate) const GRACE: Duration = Duration::from_millis(250);
+
+/// How long to keep looking for token carriers that fork while they are killed.
+const CARRIER_SCAN: Duration = Duration::from_secs(2);
 
 /// The supervisor: run the program in the background so that `wait` can be
 /// interrupted by the trap, and exit with its status. (Being an asynchronous command
@@ -79,37 +90,48 @@ pub(crate) struct Outcome {
     pub(crate) stderr: Tail,
 }
 
-/// Kills a process group with `SIGKILL` when dropped (or when asked).
+/// Ends an exec when dropped: `SIGKILL` to its process group, then to every process
+/// carrying its token, and only then its registry record goes.
 #[derive(Debug)]
-pub(crate) struct GroupKill(i32);
-
-impl GroupKill {
-    fn kill(&self) {
-        // Never killpg(0): that is our own process group.
-        if self.0 <= 1 {
-            return;
-        }
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.0),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+pub(crate) struct Containment {
+    group: i32,
+    token: ExecToken,
+    record: Option<ExecRecord>,
 }
 
-impl Drop for GroupKill {
+impl Drop for Containment {
     fn drop(&mut self) {
-        self.kill();
+        // Never killpg(0): that is our own process group.
+        if self.group > 1 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.group),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // What left the group: one /proc scan when nothing did.
+        let killed = launcher::kill_carriers(std::slice::from_ref(&self.token), CARRIER_SCAN);
+        if !killed.is_empty() {
+            tracing::debug!(?killed, "killed an exec's processes outside its group");
+        }
+        self.record = None;
     }
 }
 
 /// `program args…`, ready to get its environment and directory, then [`Contained::run`].
 pub(crate) struct Contained {
     cmd: Command,
+    token: ExecToken,
+    record: Option<ExecRecord>,
 }
 
 impl Contained {
-    /// The supervised command line for `program args…`.
-    pub(crate) fn new<S: AsRef<OsStr>>(program: &str, args: impl IntoIterator<Item = S>) -> Self {
+    /// The supervised command line for `program args…`, with a fresh token in its
+    /// environment; fails only if the kernel gives no random bytes.
+    pub(crate) fn new<S: AsRef<OsStr>>(
+        program: &str,
+        args: impl IntoIterator<Item = S>,
+    ) -> std::io::Result<Self> {
+        let token = ExecToken::random()?;
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(SUPERVISOR)
@@ -120,6 +142,7 @@ impl Contained {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
+            .env(launcher::EXEC_TOKEN_ENV, token.value())
             .kill_on_drop(true);
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid,
@@ -141,7 +164,18 @@ impl Contained {
                 Ok(())
             });
         }
-        Contained { cmd }
+        Ok(Contained {
+            cmd,
+            token,
+            record: None,
+        })
+    }
+
+    /// Record the token in `registry` before the program starts, so that if this
+    /// process dies the next run's reap kills whatever carries it.
+    pub(crate) fn record(&mut self, registry: &Registry) -> Result<(), launcher::LaunchError> {
+        self.record = Some(registry.record_exec(&self.token)?);
+        Ok(())
     }
 
     /// The command, to add environment variables and the working directory.
@@ -154,7 +188,11 @@ impl Contained {
     pub(crate) async fn run(mut self, timeout: Duration) -> std::io::Result<Outcome> {
         let mut child = self.cmd.spawn()?;
         // The supervisor leads the group: its pid is the group's id.
-        let group = GroupKill(child.id().map_or(0, |p| p as i32));
+        let group = Containment {
+            group: child.id().map_or(0, |p| p as i32),
+            token: self.token,
+            record: self.record,
+        };
         let (so, se) = (child.stdout.take(), child.stderr.take());
         let (mut stdout, mut stderr) = (Tail::default(), Tail::default());
         let status = {
@@ -173,7 +211,10 @@ impl Contained {
                 // A grandchild may hold the pipes: take what is there, briefly.
                 drained = tokio::time::timeout(GRACE, &mut pumps).await.is_ok();
             }
-            group.kill();
+            // Dropping it ends it. The /proc scan blocks: off the runtime's workers.
+            // (Were this future dropped meanwhile, the blocking task would still
+            // finish; were the task refused, the dropped closure ends it here.)
+            let _ = tokio::task::spawn_blocking(move || drop(group)).await;
             if !drained {
                 // Every writer is dead now: what is left in the pipes comes at once.
                 let _ = tokio::time::timeout(GRACE, &mut pumps).await;
@@ -244,7 +285,7 @@ mod tests {
     use std::time::Instant;
 
     fn sh(script: &str) -> Contained {
-        Contained::new("sh", ["-c", script])
+        Contained::new("sh", ["-c", script]).unwrap()
     }
 
     /// Whether `pid` is a live process (zombies count as gone).
@@ -333,6 +374,106 @@ mod tests {
             .unwrap();
         assert!(!out.status.unwrap().success());
         assert!(gone(bg));
+    }
+
+    /// Leaves three processes outside the program's group, each in a session of its
+    /// own, and writes their pids: `setsid` in the background, `setsid -f`, and a
+    /// double fork + `setsid`. Then `tail` (exit 0, or hang past the timeout).
+    fn escapes(tail: &str) -> String {
+        format!(
+            "setsid sh -c 'echo $$ > a.pid; exec sleep 300' & \
+             setsid -f sh -c 'echo $$ > b.pid; exec sleep 300'; \
+             ( ( setsid sh -c 'echo $$ > c.pid; exec sleep 300' & ) & ); \
+             while [ ! -s a.pid ] || [ ! -s b.pid ] || [ ! -s c.pid ]; do sleep 0.02; done; {tail}"
+        )
+    }
+
+    const ESCAPED: [&str; 3] = ["a.pid", "b.pid", "c.pid"];
+
+    /// Kills the escaped processes whatever happened.
+    struct KillPids<'a>(&'a Path);
+
+    impl Drop for KillPids<'_> {
+        fn drop(&mut self) {
+            for name in ESCAPED.iter().chain(&["other.pid"]) {
+                if let Ok(t) = std::fs::read_to_string(self.0.join(name))
+                    && let Ok(pid) = t.trim().parse::<i32>()
+                {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+
+    /// The escaped processes really left the group and the session, and are gone now.
+    fn escaped_and_gone(dir: &Path) {
+        for name in ESCAPED {
+            let pid = pid_in(dir, name);
+            assert!(gone(pid), "{name}: {pid} still running");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_that_left_the_group_die_with_a_successful_exec() {
+        let dir = tempfile::tempdir().unwrap();
+        let _kill = KillPids(dir.path());
+        // Checked while they run: each is in a session (and group) of its own.
+        let mut c = sh(&escapes(
+            "for f in a b c; do p=$(cat $f.pid); \
+             [ \"$(cut -d' ' -f6 /proc/$p/stat)\" = \"$p\" ] || exit 7; done; exit 0",
+        ));
+        c.command().current_dir(dir.path());
+        let out = c.run(Duration::from_secs(60)).await.unwrap();
+        assert!(out.status.unwrap().success(), "{}", out.stderr.text());
+        escaped_and_gone(dir.path());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_that_left_the_group_die_with_a_timed_out_exec() {
+        let dir = tempfile::tempdir().unwrap();
+        let _kill = KillPids(dir.path());
+        let mut c = sh(&escapes("sleep 300"));
+        c.command().current_dir(dir.path());
+        let out = c.run(Duration::from_secs(3)).await.unwrap();
+        assert!(out.status.is_none());
+        escaped_and_gone(dir.path());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_that_left_the_group_die_with_a_cancelled_exec_and_no_one_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let _kill = KillPids(dir.path());
+        // A process of ours with another exec's token, started the same way.
+        let mut other = sh("setsid sh -c 'echo $$ > other.pid; exec sleep 300' & wait");
+        other.command().current_dir(dir.path());
+        let other_task = tokio::spawn(other.run(Duration::from_secs(300)));
+        let stranger = pid_in(dir.path(), "other.pid");
+
+        let registry = Registry::open(dir.path().join("rt")).unwrap();
+        let mut c = sh(&escapes("sleep 300"));
+        c.command().current_dir(dir.path());
+        c.record(&registry).unwrap();
+        let task = tokio::spawn(c.run(Duration::from_secs(300)));
+        for name in ESCAPED {
+            pid_in(dir.path(), name);
+        }
+        let records = || {
+            std::fs::read_dir(registry.dir().join("execs"))
+                .unwrap()
+                .count()
+        };
+        assert_eq!(records(), 1, "recorded while it runs");
+        task.abort();
+        let _ = task.await;
+        escaped_and_gone(dir.path());
+        assert_eq!(records(), 0, "the record goes with it");
+        assert!(alive(stranger), "another exec's process is untouched");
+        other_task.abort();
+        let _ = other_task.await;
+        assert!(gone(stranger));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
