@@ -218,3 +218,76 @@ async fn secrets_in_our_environment_stay_out_of_the_drivers_and_chromes() {
     );
     p.assert_nothing_left();
 }
+
+/// 1000 accounts (persistent profiles, so 1000 profile locks held for the whole run)
+/// start without running out of descriptors: batch-cli raises its soft open-files
+/// limit to the hard one. The first browser is created, then the run is stopped with
+/// SIGINT (a 1000-browser run is a benchmark, not a test). With a hard limit too low
+/// for the locks, the run is exit 3 with a message that says what to raise, and
+/// nothing is launched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_accounts_start_and_too_few_descriptors_is_exit_3_saying_so() {
+    use crate::harness::{finish, signal, wait_for_event};
+
+    let p = Project::new(1000).await;
+    let limited = |cmd: &mut tokio::process::Command, soft: u64, hard: u64| {
+        // SAFETY: setrlimit is async-signal-safe and touches no parent memory.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    };
+    let args = step1(
+        "1-1000",
+        &["--quantity", "1", "--concurrent", "--max-concurrent", "1"],
+    );
+
+    // A hard limit of 512 is below 1000 locks: exit 3.
+    let mut cmd = p.command(&args);
+    limited(&mut cmd, 512, 512);
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("not enough file descriptors for 1000 accounts' profile locks")
+            && stderr.contains("open-files limit is 512"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("browser_created"), "{stdout}");
+    assert_eq!(p.adds("user-1").values().sum::<u64>(), 0);
+
+    // Soft 1024, hard 8192 (a common default pair): raised at start, every lock fits.
+    let mut cmd = p.command(&args);
+    limited(&mut cmd, 1024, 8192);
+    let child = cmd.spawn().unwrap();
+    let pid = child.id().unwrap();
+    wait_for_event(&p, "the first browser", |e| e["event"] == "browser_created").await;
+    signal(pid, nix::sys::signal::Signal::SIGINT);
+    let out = finish(child, 120).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let profiles = std::fs::read_dir(p.path("profiles"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("account-"))
+        })
+        .count();
+    assert_eq!(profiles, 1000, "every account's profile was locked");
+    let ev = events(&p.run_dirs().pop().expect("a run directory"));
+    assert_eq!(
+        named(&ev, "run_finished").len(),
+        1,
+        "the stopped run is journaled to its end"
+    );
+    p.assert_nothing_left();
+}

@@ -75,6 +75,17 @@ pub enum RunError {
     /// The profiles root cannot be used (exit 3).
     #[error("profiles: {0}")]
     Profiles(profiles::ProfileError),
+    /// The open-files limit is too low for every selected account's profile lock
+    /// (one descriptor each, held for the whole run; exit 3).
+    #[error(
+        "not enough file descriptors for {accounts} accounts' profile locks: the open-files limit is {limit} (raise the hard limit, e.g. `ulimit -Hn`, or select fewer accounts per run)"
+    )]
+    Descriptors {
+        /// How many accounts were selected.
+        accounts: usize,
+        /// The soft limit in force (batch-cli raised it to the hard limit at start).
+        limit: u64,
+    },
     /// No usable browser or driver (exit 3).
     #[error(transparent)]
     Environment(#[from] launcher::LaunchError),
@@ -115,6 +126,7 @@ impl RunError {
             | RunError::StateInUse { .. } => exit::USAGE,
             RunError::Environment(_)
             | RunError::Profiles(_)
+            | RunError::Descriptors { .. }
             | RunError::Io { .. }
             | RunError::Journal { .. } => exit::ENVIRONMENT,
         }
@@ -207,6 +219,17 @@ pub async fn run(
                         account: a.id,
                         source,
                     },
+                    profiles::ProfileError::Io { source, .. }
+                        if source.raw_os_error() == Some(libc::EMFILE) =>
+                    {
+                        RunError::Descriptors {
+                            accounts: accounts.len(),
+                            limit: nix::sys::resource::getrlimit(
+                                nix::sys::resource::Resource::RLIMIT_NOFILE,
+                            )
+                            .map_or(0, |(soft, _)| soft),
+                        }
+                    }
                     other => RunError::Profiles(other),
                 })?;
             held.push(Some(p));
