@@ -329,6 +329,29 @@ macro_rules! value {
 }
 pub(crate) use value;
 
+/// A table with a default for every key, one line per key: `name: Type = default`,
+/// then the value parser for `deserialize_with` where the type has none of its own.
+/// Gives the struct (`deny_unknown_fields`, missing keys defaulted) and its `Default`.
+macro_rules! section {
+    ($(#[$attr:meta])* pub struct $name:ident {
+        $($(#[$field_attr:meta])* $key:ident: $t:ty = $default:expr $(, $parse:literal)?;)*
+    }) => {
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        $(#[$attr])*
+        pub struct $name {
+            $($(#[$field_attr])* $(#[serde(deserialize_with = $parse)])? pub $key: $t,)*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name { $($key: $default,)* }
+            }
+        }
+    };
+}
+pub(crate) use section;
+
 /// What a list or table type is called in "found X (expected …)".
 pub(crate) trait Expecting {
     /// For one item: "an action like { click = \"#submit\" }".

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use doc::section;
+
 mod accounts;
 mod actions;
 #[cfg(test)]
@@ -272,160 +274,154 @@ pub struct Rendered {
     pub redacted: String,
 }
 
-/// `batch.toml`, loaded with defaults filled in. Paths are absolute.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// The `batch.toml` path (absolute).
-    pub config_path: PathBuf,
-    /// Its directory (exec programs run here; relative paths are relative to it).
-    pub root: PathBuf,
-    /// `workflow` (default `workflow.toml`).
-    pub workflow: PathBuf,
-    /// `accounts` (default `accounts.toml`; `.csv` means CSV).
-    pub accounts: PathBuf,
+section! {
+    /// `batch.toml`, loaded with defaults filled in. Paths are absolute once loaded
+    /// ([`Settings::defaults_for`]; `Default` is a file that sets nothing, unresolved).
+    /// Every key once, in the order error messages list them.
+    pub struct Settings {
+        /// The `batch.toml` path (absolute).
+        #[serde(skip)]
+        config_path: PathBuf = PathBuf::new();
+        /// Its directory (exec programs run here; relative paths are relative to it).
+        #[serde(skip)]
+        root: PathBuf = PathBuf::new();
+        /// `workflow` (default `workflow.toml`).
+        workflow: PathBuf = "workflow.toml".into(), "settings::path";
+        /// `accounts` (default `accounts.toml`; `.csv` means CSV).
+        accounts: PathBuf = "accounts.toml".into(), "settings::path";
+        /// `[browser]`.
+        browser: BrowserSettings = Default::default();
+        /// `[launch]`.
+        launch: LaunchSettings = Default::default();
+        /// `[profiles]`.
+        profiles: ProfileSettings = Default::default();
+        /// `[ports]`.
+        ports: PortSettings = Default::default();
+        /// `[resources]`.
+        resources: ResourceSettings = Default::default();
+        /// `[pool]`.
+        pool: PoolSettings = Default::default();
+        /// `[retry]`.
+        retry: RetrySettings = Default::default();
+        /// `[timeouts]`.
+        timeouts: TimeoutSettings = Default::default();
+        /// `[health]`.
+        health: HealthSettings = Default::default();
+    }
+}
+
+section! {
     /// `[browser]`.
-    pub browser: BrowserSettings,
+    #[serde(expecting = "a [browser] section")]
+    pub struct BrowserSettings {
+        /// `chromium` (default: search `/usr/lib/chromium/chromium`, `/usr/bin/chromium`, PATH).
+        chromium: Option<PathBuf> = None, "settings::program";
+        /// `chromedriver` (default: search `/usr/bin/chromedriver`, PATH).
+        chromedriver: Option<PathBuf> = None, "settings::program";
+        /// `headed` (default false).
+        headed: bool = false, "settings::boolean";
+        /// `args`: extra Chromium switches.
+        args: Vec<String> = Vec::new(), "settings::args";
+        /// `window_size` as `"WxH"` (default 1280x800).
+        window_size: (u32, u32) = (1280, 800), "settings::window_size";
+        /// `user_agent` (default: Chromium's own); an account's `user_agent` overrides it.
+        user_agent: Option<String> = None, "settings::user_agent";
+        /// `accept_language`, language tags like `"de-DE,de"` (default: Chromium's own);
+        /// an account's `accept_language` overrides it.
+        accept_language: Option<String> = None, "settings::accept_language";
+        /// `timezone`, an IANA name like `"Asia/Seoul"` (default: the host's); an
+        /// account's `timezone` overrides it.
+        timezone: Option<String> = None, "settings::timezone";
+        /// `webdriver_url`: take sessions from this remote WebDriver endpoint (a Selenium
+        /// Grid) instead of local Chromium (default none; `--webdriver-url` overrides it).
+        webdriver_url: Option<String> = None, "settings::webdriver_url";
+    }
+}
+
+section! {
     /// `[launch]`.
-    pub launch: LaunchSettings,
+    #[derive(Copy)]
+    #[serde(expecting = "a [launch] section")]
+    pub struct LaunchSettings {
+        /// `lock` (default true).
+        lock: bool = true, "settings::boolean";
+        /// `interval` (default `"auto"`; a duration such as `"2.5s"` for a fixed pause).
+        interval: LaunchInterval = LaunchInterval::Auto, "settings::interval";
+        /// `max_concurrent` (default none: no cap).
+        max_concurrent: Option<usize> = None, "settings::max_concurrent";
+    }
+}
+
+section! {
     /// `[profiles]`.
-    pub profiles: ProfileSettings,
+    #[serde(expecting = "a [profiles] section")]
+    pub struct ProfileSettings {
+        /// `root` (default `profiles/` beside batch.toml), absolute once loaded.
+        root: PathBuf = "profiles".into(), "settings::path";
+        /// `ephemeral` (default false).
+        ephemeral: bool = false, "settings::boolean";
+    }
+}
+
+section! {
     /// `[ports]`.
-    pub ports: PortSettings,
+    #[serde(expecting = "a [ports] section")]
+    pub struct PortSettings {
+        /// `range = "20000-40000"` (default none: the kernel chooses).
+        range: Option<(u16, u16)> = None, "settings::port_range";
+    }
+}
+
+section! {
     /// `[resources]`.
-    pub resources: ResourceSettings,
-    /// `[pool]`.
-    pub pool: PoolSettings,
+    #[derive(Copy)]
+    #[serde(expecting = "a [resources] section")]
+    pub struct ResourceSettings {
+        /// `min_available_memory = "1GiB"` / `"512MiB"` in bytes (default 1 GiB):
+        /// below it new browser creations wait.
+        min_available_memory: u64 = 1 << 30, "settings::size";
+        /// `sample_interval` (default `2s`).
+        sample_interval: Duration = Duration::from_secs(2), "settings::positive_duration";
+    }
+}
+
+section! {
+    /// `[pool]`: when an account's browser is retired and replaced.
+    #[derive(Copy)]
+    #[serde(expecting = "a [pool] section")]
+    pub struct PoolSettings {
+        /// `retire_after = N` iterations (default: never).
+        retire_after: Option<u32> = None, "settings::retire_after";
+        /// `max_browser_memory = "2GiB"` (default 2 GiB; `0` turns it off): a browser whose
+        /// PSS has grown past it is replaced after its current iteration.
+        max_browser_memory: Option<u64> = Some(2 << 30), "settings::size_or_off";
+    }
+}
+
+section! {
     /// `[retry]`.
-    pub retry: RetrySettings,
+    #[derive(Copy)]
+    #[serde(expecting = "a [retry] section")]
+    pub struct RetrySettings {
+        /// `retries` (default 2).
+        retries: u32 = 2, "settings::retries";
+        /// `backoff` (default `500ms`): first delay, doubled per attempt.
+        backoff: Duration = Duration::from_millis(500), "settings::duration";
+    }
+}
+
+section! {
     /// `[timeouts]`.
-    pub timeouts: TimeoutSettings,
-    /// `[health]`.
-    pub health: HealthSettings,
-}
-
-/// `[browser]`.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [browser] section")]
-pub struct BrowserSettings {
-    /// `chromium` (default: search `/usr/lib/chromium/chromium`, `/usr/bin/chromium`, PATH).
-    #[serde(deserialize_with = "settings::program")]
-    pub chromium: Option<PathBuf>,
-    /// `chromedriver` (default: search `/usr/bin/chromedriver`, PATH).
-    #[serde(deserialize_with = "settings::program")]
-    pub chromedriver: Option<PathBuf>,
-    /// `headed` (default false).
-    #[serde(deserialize_with = "settings::boolean")]
-    pub headed: bool,
-    /// `args`: extra Chromium switches.
-    #[serde(deserialize_with = "settings::args")]
-    pub args: Vec<String>,
-    /// `window_size` as `"WxH"` (default 1280x800).
-    #[serde(deserialize_with = "settings::window_size")]
-    pub window_size: (u32, u32),
-    /// `user_agent` (default: Chromium's own); an account's `user_agent` overrides it.
-    #[serde(deserialize_with = "settings::user_agent")]
-    pub user_agent: Option<String>,
-    /// `accept_language`, language tags like `"de-DE,de"` (default: Chromium's own);
-    /// an account's `accept_language` overrides it.
-    #[serde(deserialize_with = "settings::accept_language")]
-    pub accept_language: Option<String>,
-    /// `timezone`, an IANA name like `"Asia/Seoul"` (default: the host's); an
-    /// account's `timezone` overrides it.
-    #[serde(deserialize_with = "settings::timezone")]
-    pub timezone: Option<String>,
-    /// `webdriver_url`: take sessions from this remote WebDriver endpoint (a Selenium
-    /// Grid) instead of local Chromium (default none; `--webdriver-url` overrides it).
-    #[serde(deserialize_with = "settings::webdriver_url")]
-    pub webdriver_url: Option<String>,
-}
-
-/// `[launch]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [launch] section")]
-pub struct LaunchSettings {
-    /// `lock` (default true).
-    #[serde(deserialize_with = "settings::boolean")]
-    pub lock: bool,
-    /// `interval` (default `"auto"`; a duration such as `"2.5s"` for a fixed pause).
-    #[serde(deserialize_with = "settings::interval")]
-    pub interval: LaunchInterval,
-    /// `max_concurrent` (default none: no cap).
-    #[serde(deserialize_with = "settings::max_concurrent")]
-    pub max_concurrent: Option<usize>,
-}
-
-/// `[profiles]`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [profiles] section")]
-pub struct ProfileSettings {
-    /// `root` (default `profiles/` beside batch.toml), absolute.
-    #[serde(deserialize_with = "settings::path")]
-    pub root: PathBuf,
-    /// `ephemeral` (default false).
-    #[serde(deserialize_with = "settings::boolean")]
-    pub ephemeral: bool,
-}
-
-/// `[ports]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [ports] section")]
-pub struct PortSettings {
-    /// `range = "20000-40000"` (default none: the kernel chooses).
-    #[serde(deserialize_with = "settings::port_range")]
-    pub range: Option<(u16, u16)>,
-}
-
-/// `[resources]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [resources] section")]
-pub struct ResourceSettings {
-    /// `min_available_memory = "1GiB"` / `"512MiB"` in bytes (default 1 GiB):
-    /// below it new browser creations wait.
-    #[serde(deserialize_with = "settings::size")]
-    pub min_available_memory: u64,
-    /// `sample_interval` (default `2s`).
-    #[serde(deserialize_with = "settings::positive_duration")]
-    pub sample_interval: Duration,
-}
-
-/// `[pool]`: when an account's browser is retired and replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [pool] section")]
-pub struct PoolSettings {
-    /// `retire_after = N` iterations (default: never).
-    #[serde(deserialize_with = "settings::retire_after")]
-    pub retire_after: Option<u32>,
-    /// `max_browser_memory = "2GiB"` (default 2 GiB; `0` turns it off): a browser whose
-    /// PSS has grown past it is replaced after its current iteration.
-    #[serde(deserialize_with = "settings::size_or_off")]
-    pub max_browser_memory: Option<u64>,
-}
-
-/// `[retry]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [retry] section")]
-pub struct RetrySettings {
-    /// `retries` (default 2).
-    #[serde(deserialize_with = "settings::retries")]
-    pub retries: u32,
-    /// `backoff` (default `500ms`): first delay, doubled per attempt.
-    #[serde(deserialize_with = "settings::duration")]
-    pub backoff: Duration,
-}
-
-/// `[timeouts]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [timeouts] section")]
-pub struct TimeoutSettings {
-    /// `action` (default `10s`): default for waiting actions.
-    #[serde(deserialize_with = "settings::positive_duration")]
-    pub action: Duration,
-    /// `webdriver` (default `30s`): any single WebDriver request.
-    #[serde(deserialize_with = "settings::positive_duration")]
-    pub webdriver: Duration,
-    /// `launch` (default `30s`): starting one browser.
-    #[serde(deserialize_with = "settings::positive_duration")]
-    pub launch: Duration,
+    #[derive(Copy)]
+    #[serde(expecting = "a [timeouts] section")]
+    pub struct TimeoutSettings {
+        /// `action` (default `10s`): default for waiting actions.
+        action: Duration = Duration::from_secs(10), "settings::positive_duration";
+        /// `webdriver` (default `30s`): any single WebDriver request.
+        webdriver: Duration = Duration::from_secs(30), "settings::positive_duration";
+        /// `launch` (default `30s`): starting one browser.
+        launch: Duration = Duration::from_secs(30), "settings::positive_duration";
+    }
 }
 
 impl std::fmt::Debug for FieldValue {
