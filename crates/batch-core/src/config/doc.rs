@@ -100,12 +100,9 @@ impl<'a> Doc<'a> {
         let line = span.as_ref().map(|s| self.line(s.start));
         let Ok(root) = DeTable::parse(self.text) else {
             // A syntax error. toml's message already says what was expected.
-            let column = match &span {
-                Some(s) if s.start >= self.line_starts[line.unwrap_or(1) - 1] => {
-                    format!(
-                        " at column {}",
-                        s.start - self.line_starts[line.unwrap_or(1) - 1] + 1
-                    )
+            let column = match (&span, line) {
+                (Some(s), Some(l)) => {
+                    format!(" at column {}", s.start - self.line_starts[l - 1] + 1)
                 }
                 _ => String::new(),
             };
@@ -159,7 +156,7 @@ fn translate(
         let expected = msg
             .rsplit_once(", expected ")
             .map_or("another value", |(_, e)| e);
-        let found = value_at(root, path).map_or("another value", de_type_name);
+        let found = value_at(root, path).map_or("another value".into(), |v| a_type(v.type_str()));
         return (field, format!("found {found} (expected {expected})"));
     }
     // Our own messages (from the value parsers below) hold no value but names.
@@ -237,34 +234,18 @@ pub(crate) fn dotted(_: &DeTable<'_>, path: &[Seg]) -> String {
     keys.join(".")
 }
 
-fn de_type_name(v: &DeValue<'_>) -> &'static str {
-    match v {
-        DeValue::String(_) => "a string",
-        DeValue::Integer(_) => "an integer",
-        DeValue::Float(_) => "a float",
-        DeValue::Boolean(_) => "a boolean",
-        DeValue::Datetime(_) => "a date-time",
-        DeValue::Array(_) => "an array",
-        DeValue::Table(_) => "a table",
-    }
-}
-
-/// How a TOML value's type is named in messages ("a string", "an integer", …).
-pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::String(_) => "a string",
-        Value::Integer(_) => "an integer",
-        Value::Float(_) => "a float",
-        Value::Boolean(_) => "a boolean",
-        Value::Datetime(_) => "a date-time",
-        Value::Array(_) => "an array",
-        Value::Table(_) => "a table",
+/// How a TOML type (its `type_str`) is named in messages: "a string", "an integer", …
+fn a_type(type_str: &str) -> String {
+    match type_str {
+        "integer" | "array" => format!("an {type_str}"),
+        "datetime" => "a date-time".to_owned(),
+        t => format!("a {t}"),
     }
 }
 
 /// "found an integer (expected …)".
 pub(crate) fn found(v: &Value, expected: &str) -> String {
-    format!("found {} (expected {expected})", type_name(v))
+    format!("found {} (expected {expected})", a_type(v.type_str()))
 }
 
 // Value parsers: `fn(&Value) -> Result<T, message>`, the message holding no value

@@ -87,9 +87,6 @@ pub struct Accounts {
     pub accounts: Vec<Account>,
 }
 
-/// A duration as written in config (`500ms`, `2s`, `2.5s`, `1m`).
-pub type Dur = Duration;
-
 /// `--launch-interval DUR|auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LaunchInterval {
