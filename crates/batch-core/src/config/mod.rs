@@ -36,7 +36,7 @@ mod units;
 mod workflow;
 
 pub use accounts::{exec_env_name, load_accounts, load_accounts_with_env};
-pub use actions::{ACTIONS, ActionDef, KEY_NAMES, action_table};
+pub use actions::{ACTIONS, ActionDef, ActionKind, KEY_NAMES, action_table};
 pub use error::ConfigError;
 pub use health::HealthSettings;
 pub use identity::{ACCOUNT_FIELDS, Identity, identity_of, primary_language};
@@ -130,97 +130,6 @@ pub struct Action {
     pub line: usize,
     /// What to do.
     pub kind: ActionKind,
-}
-
-/// What an action does (see the spec's action table).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ActionKind {
-    /// Navigate and wait for the load.
-    Goto {
-        /// The URL.
-        url: Template,
-        /// How long the load may take at most (None: the default action timeout).
-        timeout: Option<Duration>,
-    },
-    /// Click the element.
-    Click {
-        /// Which element.
-        selector: Template,
-        /// How long to wait for the element at most (None: the default action timeout).
-        timeout: Option<Duration>,
-    },
-    /// Clear the field and type the text.
-    Fill {
-        /// Which element.
-        selector: Template,
-        /// What to type.
-        text: Template,
-        /// How long to wait for the element at most (None: the default action timeout).
-        timeout: Option<Duration>,
-    },
-    /// Send a key (`Enter`, `Tab`, …), to the element if given, else to the page.
-    Press {
-        /// The key's name, validated against the known key names.
-        key: String,
-        /// Which element, if any.
-        selector: Option<Template>,
-        /// How long to wait for the element at most (None: the default action timeout).
-        timeout: Option<Duration>,
-    },
-    /// Wait until the element is displayed.
-    WaitFor {
-        /// Which element.
-        selector: Template,
-        /// How long at most (None: the default action timeout).
-        timeout: Option<Duration>,
-    },
-    /// Wait until the element's text contains the string.
-    WaitText {
-        /// Which element.
-        selector: Template,
-        /// The substring.
-        contains: Template,
-        /// How long at most.
-        timeout: Option<Duration>,
-    },
-    /// Fail unless the current URL contains the substring.
-    AssertUrl {
-        /// The substring.
-        substr: Template,
-    },
-    /// Record the element's text (or attribute) in the results.
-    Extract {
-        /// Which element.
-        selector: Template,
-        /// Result name (default: the selector text).
-        into: Option<String>,
-        /// Attribute to read instead of the text.
-        attr: Option<String>,
-    },
-    /// Run JavaScript; optionally record its return value.
-    Script {
-        /// The script.
-        js: Template,
-        /// Result name.
-        into: Option<String>,
-    },
-    /// Save a PNG into the run directory.
-    Screenshot {
-        /// File name without `.png`.
-        name: Template,
-    },
-    /// Wait.
-    Sleep {
-        /// How long.
-        duration: Duration,
-    },
-    /// Run a program that drives the same browser.
-    Exec {
-        /// The argv, templated.
-        argv: Vec<Template>,
-        /// How long at most.
-        timeout: Option<Duration>,
-    },
 }
 
 /// A parsed template string: literal text and variables.
