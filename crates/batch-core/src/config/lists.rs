@@ -138,7 +138,7 @@ fn parse_item(text: &str, position: usize) -> Result<(u64, u64), String> {
 }
 
 /// A whole number written with ASCII digits only (no sign), surrounding spaces aside.
-fn whole<T: std::str::FromStr>(s: &str) -> Option<T> {
+pub(super) fn whole<T: std::str::FromStr>(s: &str) -> Option<T> {
     let s = s.trim();
     s.bytes()
         .all(|b| b.is_ascii_digit())
