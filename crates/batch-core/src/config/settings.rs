@@ -243,8 +243,7 @@ const MANAGED_SWITCHES: &[(&str, &str)] = &[
 /// `Some((switch, hint))` if `arg` is (a spelling of) a managed switch:
 /// `--name`, `-name`, `--name=value`.
 pub(crate) fn managed_switch(arg: &str) -> Option<(&'static str, &'static str)> {
-    let name = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'))?;
-    let name = name.split_once('=').map_or(name, |(n, _)| n).trim();
+    let name = super::identity::switch_name(arg)?;
     MANAGED_SWITCHES
         .iter()
         .find(|(m, _)| name.eq_ignore_ascii_case(m))
