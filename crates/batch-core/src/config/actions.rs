@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use toml::{Spanned, Value};
 
-use super::doc::{Bad, Entries, Expecting, duration, found, name, positive, string};
+use super::doc::{Bad, Entries, Expecting, duration, expected_keys, found, name, positive, string};
 use super::{Part, Template};
 
 /// One action of the workflow language.
@@ -276,41 +276,30 @@ impl TryFrom<&Spanned<RawAction>> for ActionKind {
             [(_, v, def)] => (*v, *def),
             [] => {
                 let is_extra = |k: &str| ACTIONS.iter().any(|a| a.extra.contains(&k));
-                return Err(match entries.iter().find(|(k, _)| !is_extra(k.get_ref())) {
-                    Some((k, _)) => Bad::new(
-                        k.span(),
-                        "",
-                        format!("unknown action {:?} (expected {})", k.get_ref(), one_of()),
-                    ),
-                    None => Bad::new(
-                        raw.span(),
-                        "",
-                        format!("no action in this table (expected {})", one_of()),
-                    ),
-                });
-            }
-            [first, second, ..] => {
+                let (span, message) = match entries.iter().find(|(k, _)| !is_extra(k.get_ref())) {
+                    Some((k, _)) => (k.span(), format!("unknown action {:?}", k.get_ref())),
+                    None => (raw.span(), "no action in this table".to_owned()),
+                };
                 return Err(Bad::new(
-                    second.0.span(),
+                    span,
                     "",
-                    format!(
-                        "two actions in one table, {} and {} (expected one action per table)",
-                        first.0.get_ref(),
-                        second.0.get_ref()
-                    ),
+                    format!("{message} (expected {})", one_of()),
                 ));
             }
-        };
-        for (k, _) in entries {
-            if k.get_ref() != def.name && !def.extra.contains(&k.get_ref().as_str()) {
-                let expected = if def.extra.is_empty() {
-                    "no other keys".to_owned()
-                } else {
-                    format!("one of: {}", def.extra.join(", "))
-                };
-                let message = format!("unknown key {:?} (expected {expected})", k.get_ref());
-                return Err(Bad::new(k.span(), def.name, message));
+            [(first, ..), (second, ..), ..] => {
+                let message = format!(
+                    "two actions in one table, {} and {} (expected one action per table)",
+                    first.get_ref(),
+                    second.get_ref()
+                );
+                return Err(Bad::new(second.span(), "", message));
             }
+        };
+        let allowed = |k: &String| *k == def.name || def.extra.contains(&k.as_str());
+        if let Some((k, _)) = entries.iter().find(|(k, _)| !allowed(k.get_ref())) {
+            let expected = expected_keys(def.extra);
+            let message = format!("unknown key {:?} (expected {expected})", k.get_ref());
+            return Err(Bad::new(k.span(), def.name, message));
         }
         (def.build)(&Reader { raw, def, main })
     }

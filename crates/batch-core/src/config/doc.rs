@@ -135,12 +135,7 @@ fn translate(
             .or_else(|| rest.rfind("`, there are no fields"))
             .unwrap_or(rest.len());
         let (key, allowed) = (&rest[..end], rest.get(end + 2..).unwrap_or(""));
-        let allowed = quoted(allowed);
-        let expected = if allowed.is_empty() {
-            "no other keys".to_owned()
-        } else {
-            format!("one of: {}", allowed.join(", "))
-        };
+        let expected = expected_keys(&quoted(allowed));
         let parent = &path[..path.len().saturating_sub(1)];
         return (
             context(root, parent),
@@ -161,6 +156,15 @@ fn translate(
     }
     // Our own messages (from the value parsers below) hold no value but names.
     (field, msg.to_owned())
+}
+
+/// What an unknown key's message says was expected instead: "one of: a, b".
+pub(crate) fn expected_keys(keys: &[impl AsRef<str>]) -> String {
+    let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+    if keys.is_empty() {
+        return "no other keys".to_owned();
+    }
+    format!("one of: {}", keys.join(", "))
 }
 
 /// The path to the key or value whose span is exactly `span`.
