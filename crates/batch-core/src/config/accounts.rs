@@ -57,29 +57,43 @@ pub fn exec_env_name(field: &str) -> String {
 
 /// Field names that would give an `exec` program the same variable: one value would
 /// silently replace the other (`user-name` and `user_name`, or `ID` and the id).
-/// `names` in file order; returns the problem for the first clash.
-fn env_name_clash<'n>(names: impl IntoIterator<Item = &'n str>) -> Option<(&'n str, String)> {
+/// `names` in file order; returns the position of the first clash and the problem.
+fn env_name_clash<'n>(names: impl IntoIterator<Item = &'n str>) -> Option<(usize, String)> {
     let mut seen: HashMap<String, &str> = HashMap::new();
-    for name in names {
+    for (i, name) in names.into_iter().enumerate() {
         let var = exec_env_name(name);
-        if var == "BATCH_ACCOUNT_ID" {
-            return Some((
-                name,
-                format!(
-                    "field {name:?} becomes BATCH_ACCOUNT_ID for exec programs, which is the account's id (expected another field name)"
-                ),
-            ));
-        }
-        if let Some(first) = seen.insert(var.clone(), name) {
-            return Some((
-                name,
-                format!(
-                    "fields {first:?} and {name:?} both become {var} for exec programs (expected field names that differ in more than letter case and punctuation)"
-                ),
-            ));
-        }
+        let problem = if var == "BATCH_ACCOUNT_ID" {
+            format!(
+                "field {name:?} becomes BATCH_ACCOUNT_ID for exec programs, which is the account's id (expected another field name)"
+            )
+        } else if let Some(first) = seen.insert(var.clone(), name) {
+            format!(
+                "fields {first:?} and {name:?} both become {var} for exec programs (expected field names that differ in more than letter case and punctuation)"
+            )
+        } else {
+            continue;
+        };
+        return Some((i, problem));
     }
     None
+}
+
+/// The id at `line` must not be one seen before (`seen`: id → its first line).
+fn unique(
+    path: &Path,
+    seen: &mut HashMap<AccountId, usize>,
+    id: AccountId,
+    line: usize,
+) -> Result<(), ConfigError> {
+    match seen.insert(id, line) {
+        Some(first) => Err(ConfigError::invalid(
+            path,
+            Some(line),
+            "id",
+            format!("account id {id} is used twice, first at line {first} (expected unique ids)"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `fn(path) -> Accounts`: a `.csv` file as CSV, anything else as TOML; `{ env = "NAME" }`
@@ -110,7 +124,6 @@ pub(crate) fn parse_accounts(
     } else {
         parse_toml(path, text, env)?
     };
-    check_proxy_characters(path, &accounts)?;
     check_proxies(path, &accounts)?;
     Ok(Accounts {
         path: path.to_path_buf(),
@@ -118,43 +131,28 @@ pub(crate) fn parse_accounts(
     })
 }
 
-/// A proxy goes into Chromium's argv, where a NUL cannot even be passed and no
-/// other control character is meant. The message never quotes the URL.
-fn check_proxy_characters(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
-    let bad = |a: &&Account| {
-        a.fields
-            .get("proxy")
-            .is_some_and(|p| p.value.contains(char::is_control))
-    };
-    match accounts.iter().find(bad) {
-        Some(a) => Err(ConfigError::invalid(
-            path,
-            None,
-            format!("account {}, proxy", a.id),
-            "a control character in the proxy URL (expected a URL such as http://127.0.0.1:3128)",
-        )),
-        None => Ok(()),
-    }
-}
-
 /// Every `proxy` must be a proxy URL the browser can use (`forwarder::Upstream::parse`,
 /// the same parser the runner uses at launch): http, https or socks5, a host, no
-/// path. Credentials are allowed — they reach the upstream through a loopback
-/// forwarder, never a command line. The message never quotes the URL (it may hold
-/// a password).
+/// path, and — first, over all accounts — no control character (it goes into
+/// Chromium's argv, where a NUL cannot even be passed). Credentials are allowed: they
+/// reach the upstream through a loopback forwarder, never a command line. The
+/// message never quotes the URL (it may hold a password).
 fn check_proxies(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
-    for a in accounts {
-        let Some(proxy) = a.fields.get("proxy").filter(|p| !p.value.is_empty()) else {
-            continue;
-        };
-        if let Err(e) = forwarder::Upstream::parse(&proxy.value) {
-            return Err(ConfigError::invalid(
-                path,
-                None,
-                format!("account {}, proxy", a.id),
-                e.to_string(),
-            ));
-        }
+    let proxies = || {
+        accounts
+            .iter()
+            .filter_map(|a| Some((a.id, a.fields.get("proxy")?.value.as_str())))
+    };
+    let err = |id, message: String| {
+        ConfigError::invalid(path, None, format!("account {id}, proxy"), message)
+    };
+    if let Some((id, _)) = proxies().find(|(_, p)| p.contains(char::is_control)) {
+        let message = "a control character in the proxy URL (expected a URL such as \
+                       http://127.0.0.1:3128)";
+        return Err(err(id, message.to_owned()));
+    }
+    for (id, proxy) in proxies().filter(|(_, p)| !p.is_empty()) {
+        forwarder::Upstream::parse(proxy).map_err(|e| err(id, e.to_string()))?;
     }
     Ok(())
 }
@@ -195,23 +193,15 @@ fn check_account_field(name: &str, value: &str, secret: bool, dir: &Path) -> Res
 
 fn parse_toml(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Vec<Account>, ConfigError> {
     let doc = Doc::new(path, text);
-    let raw: RawAccounts = doc.parse(&dotted).map_err(|e| match e {
-        ConfigError::Invalid {
-            path,
-            line,
-            field,
-            message,
-        } if message.starts_with("unknown key") => {
+    let raw: RawAccounts = doc.parse(&dotted).map_err(|mut e| {
+        // The file's one top-level key is better said as what the file holds.
+        if let ConfigError::Invalid { message, .. } = &mut e
+            && message.starts_with("unknown key")
+        {
             let key = message.split('"').nth(1).unwrap_or_default();
-            let message = format!("unknown key {key:?} (expected only [[accounts]] tables)");
-            ConfigError::Invalid {
-                path,
-                line,
-                field,
-                message,
-            }
+            *message = format!("unknown key {key:?} (expected only [[accounts]] tables)");
         }
-        e => e,
+        e
     })?;
     let no_accounts = "no accounts (expected [[accounts]] tables, each with an id)";
     let Some(list) = raw.accounts else {
@@ -220,24 +210,14 @@ fn parse_toml(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Vec<Account
     if list.get_ref().0.is_empty() {
         return Err(doc.err(Bad::new(list.span(), "accounts", no_accounts)));
     }
-    let mut seen: HashMap<AccountId, usize> = HashMap::new();
+    let mut seen = HashMap::new();
     let mut accounts = Vec::with_capacity(list.get_ref().0.len());
     let dir = file_dir(path);
     for item in &list.get_ref().0 {
         let account = toml_account(item, env, dir).map_err(|b| doc.err(b))?;
-        let id_span = item
-            .get_ref()
-            .get("id")
-            .map(|v| v.span())
-            .unwrap_or_default();
-        let line = doc.line(id_span.start);
-        if let Some(first) = seen.insert(account.id, line) {
-            let message = format!(
-                "account id {} is used twice, first at line {first} (expected unique ids)",
-                account.id
-            );
-            return Err(doc.err(Bad::new(id_span, "id", message)));
-        }
+        let id_span = item.get_ref().get("id").map(Spanned::span);
+        let line = doc.line(id_span.unwrap_or_default().start);
+        unique(path, &mut seen, account.id, line)?;
         accounts.push(account);
     }
     Ok(accounts)
@@ -256,30 +236,22 @@ fn toml_account(
     env: EnvLookup<'_>,
     dir: &Path,
 ) -> Result<Account, Bad> {
-    let entries = &item.get_ref().entries;
     let Some(id_value) = item.get_ref().get("id") else {
         let message = format!("account without an id (expected id = {ID_EXPECTED})");
         return Err(Bad::new(item.span(), "", message));
     };
     let id = integer(id_value.get_ref(), 0, i64::MAX, ID_EXPECTED)
         .map_err(|m| Bad::new(id_value.span(), "id", m))? as AccountId;
-    let names = entries
-        .iter()
-        .map(|(k, _)| k.get_ref().as_str())
-        .filter(|&k| k != "id");
-    if let Some((name, message)) = env_name_clash(names) {
-        let (key, _) = entries
-            .iter()
-            .find(|(k, _)| k.get_ref() == name)
-            .expect("a key");
-        return Err(Bad::new(
-            key.span(),
-            format!("account {id}, {name}"),
-            message,
-        ));
-    }
+    let entries: Vec<_> = (item.get_ref().entries.iter())
+        .filter(|(k, _)| k.get_ref() != "id")
+        .collect();
     let mut fields = BTreeMap::new();
-    for (key, value) in entries.iter().filter(|(k, _)| k.get_ref() != "id") {
+    if let Some((i, message)) = env_name_clash(entries.iter().map(|(k, _)| k.get_ref().as_str())) {
+        let key = &entries[i].0;
+        let field = format!("account {id}, {}", key.get_ref());
+        return Err(Bad::new(key.span(), field, message));
+    }
+    for (key, value) in entries {
         let name = key.get_ref();
         let bad = |m: String| Bad::new(value.span(), format!("account {id}, {name}"), m);
         let (value, secret) = match value.get_ref() {
@@ -327,37 +299,25 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
         .trim(csv::Trim::Headers)
         .from_reader(text.as_bytes());
     let headers = reader.headers().map_err(csv_err)?.clone();
-    let mut id_column = None;
-    for (i, name) in headers.iter().enumerate() {
+    let header_problem = headers.iter().enumerate().find_map(|(i, name)| {
         if name.is_empty() {
-            return Err(ConfigError::invalid(
-                path,
-                Some(1),
-                "",
-                format!(
-                    "column {} has no name in the header (expected a name for every column)",
-                    i + 1
-                ),
-            ));
+            let column = i + 1;
+            Some(format!(
+                "column {column} has no name in the header (expected a name for every column)"
+            ))
+        } else if headers.iter().take(i).any(|n| n == name) {
+            Some(format!(
+                "column {name:?} appears twice in the header (expected unique column names)"
+            ))
+        } else {
+            None
         }
-        if headers.iter().take(i).any(|n| n == name) {
-            return Err(ConfigError::invalid(
-                path,
-                Some(1),
-                "",
-                format!(
-                    "column {name:?} appears twice in the header (expected unique column names)"
-                ),
-            ));
-        }
-        if name == "id" {
-            id_column = Some(i);
-        }
-    }
-    if let Some((_, message)) = env_name_clash(headers.iter().filter(|&n| n != "id")) {
+    });
+    let clash = || env_name_clash(headers.iter().filter(|&n| n != "id"));
+    if let Some(message) = header_problem.or_else(|| clash().map(|(_, m)| m)) {
         return Err(ConfigError::invalid(path, Some(1), "", message));
     }
-    let Some(id_column) = id_column else {
+    let Some(id_column) = headers.iter().position(|n| n == "id") else {
         return Err(ConfigError::invalid(
             path,
             None,
@@ -365,56 +325,33 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
             "no \"id\" column in the header (expected a header row like id,username,password)",
         ));
     };
-    let mut seen: HashMap<AccountId, usize> = HashMap::new();
+    let mut seen = HashMap::new();
     let mut accounts = Vec::new();
     for record in reader.records() {
         let record = record.map_err(csv_err)?;
         let line = record.position().map_or(0, |p| p.line() as usize);
-        let id_cell = record.get(id_column).unwrap_or("").trim();
         // The cell is not quoted back: in a misaligned row it could be a password.
-        let id = match id_cell.parse::<AccountId>() {
-            Ok(id) if id_cell.bytes().all(|b| b.is_ascii_digit()) => id,
-            _ => {
-                return Err(ConfigError::invalid(
-                    path,
-                    Some(line),
-                    "id",
-                    "the id column does not hold a non-negative integer (expected a non-negative integer)",
-                ));
-            }
-        };
-        if let Some(first) = seen.insert(id, line) {
+        let Some(id) = super::lists::whole(record.get(id_column).unwrap_or("")) else {
             return Err(ConfigError::invalid(
                 path,
                 Some(line),
                 "id",
-                format!(
-                    "account id {id} is used twice, first at line {first} (expected unique ids)"
-                ),
+                "the id column does not hold a non-negative integer (expected a non-negative integer)",
             ));
-        }
-        for (name, value) in headers.iter().zip(record.iter()) {
-            check_account_field(name, value, is_secret_name(name), file_dir(path)).map_err(
-                |m| ConfigError::invalid(path, Some(line), format!("account {id}, {name}"), m),
-            )?;
-        }
-        let fields = headers
-            .iter()
-            .zip(record.iter())
-            .enumerate()
+        };
+        unique(path, &mut seen, id, line)?;
+        let mut fields = BTreeMap::new();
+        for (i, (name, value)) in headers.iter().zip(record.iter()).enumerate() {
+            let secret = is_secret_name(name);
+            check_account_field(name, value, secret, file_dir(path)).map_err(|m| {
+                ConfigError::invalid(path, Some(line), format!("account {id}, {name}"), m)
+            })?;
             // An empty cell means "no such field for this account" (no proxy, say).
-            .filter(|&(i, (_, value))| i != id_column && !value.is_empty())
-            .map(|(_, (name, value))| {
-                let secret = is_secret_name(name);
-                (
-                    name.to_owned(),
-                    FieldValue {
-                        value: value.to_owned(),
-                        secret,
-                    },
-                )
-            })
-            .collect();
+            if i != id_column && !value.is_empty() {
+                let value = value.to_owned();
+                fields.insert(name.to_owned(), FieldValue { value, secret });
+            }
+        }
         accounts.push(Account { id, fields });
     }
     if accounts.is_empty() {

@@ -1,6 +1,7 @@
-//! The workflow's actions, each defined once in [`ACTIONS`]: its name, its main value,
-//! its extra keys, what it does (the docs' table is generated from it and checked by a
-//! test) and how its [`ActionKind`] is built from the raw table ([`RawAction`], via
+//! The workflow's actions, each defined once in the `actions!` list below: its
+//! [`ActionKind`] variant, its row of [`ACTIONS`] (name, main value, extra keys —
+//! the variant's other fields —, what it does: the docs' table is generated from it
+//! and checked by a test) and how it is read from the raw table ([`RawAction`], via
 //! `TryFrom`).
 //!
 //! An action is a one-key inline table with optional extra keys, which is why the raw
@@ -11,8 +12,8 @@ use std::time::Duration;
 
 use toml::{Spanned, Value};
 
-use super::doc::{Bad, Entries, Expecting, duration, name, positive, string};
-use super::{ActionKind, Part, Template};
+use super::doc::{Bad, Entries, Expecting, duration, expected_keys, found, name, positive, string};
+use super::{Part, Template};
 
 /// One action of the workflow language.
 pub struct ActionDef {
@@ -27,185 +28,157 @@ pub struct ActionDef {
     build: fn(&Reader<'_>) -> Result<ActionKind, Bad>,
 }
 
-/// Every action, in the order of the docs' table.
-pub const ACTIONS: &[ActionDef] = &[
-    ActionDef {
-        name: "goto",
-        arg: "URL",
-        extra: &["timeout"],
-        does: "navigate and wait for the load",
-        build: |a| {
-            Ok(ActionKind::Goto {
-                url: a.main_template()?,
-                timeout: a.timeout()?,
-            })
-        },
-    },
-    ActionDef {
-        name: "click",
-        arg: "SEL",
-        extra: &["timeout"],
-        does: "wait until the element exists and accepts the click",
-        build: |a| {
-            Ok(ActionKind::Click {
-                selector: a.main_template()?,
-                timeout: a.timeout()?,
-            })
-        },
-    },
-    ActionDef {
-        name: "fill",
-        arg: "SEL",
-        extra: &["text", "timeout"],
-        does: "clear the field and type the text",
-        build: |a| {
-            Ok(ActionKind::Fill {
-                selector: a.main_template()?,
-                text: a.required_template("text")?,
-                timeout: a.timeout()?,
-            })
-        },
-    },
-    ActionDef {
-        name: "press",
-        arg: "KEY",
-        extra: &["selector", "timeout"],
-        does: "send a key ({keys} or one character), to the element if `selector` is given",
-        build: |a| {
-            let key = string(
-                a.main.get_ref(),
-                "a key name like Enter, or a single character",
-            )
-            .map_err(|m| a.bad(a.main, a.def.name, m))?;
-            if !(KEY_NAMES.contains(&key) || key.chars().count() == 1) {
-                let known = KEY_NAMES.join(", ");
-                let message = format!(
-                    "unknown key {key:?} (expected one of: {known}, or a single character)"
-                );
-                return Err(a.bad(a.main, a.def.name, message));
+/// Declares every action once: `Variant = "name", "ARG", "what it does" { fields }`.
+/// The first field is the action's own value, read by `= reader` or else as a
+/// template; every other field is an extra key of the same name, read by its type
+/// ([`Read`]). Gives [`ActionKind`], [`ACTIONS`] and `ActionKind::{name, timeout,
+/// templates}`.
+macro_rules! actions {
+    (@main $a:ident) => { $a.main(|v| $a.template(v)) };
+    (@main $a:ident, $read:expr) => { $read($a) };
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $name:literal, $arg:literal, $does:literal {
+            $(#[$main_doc:meta])* $main:ident: $main_t:ty $(= $read:expr)?,
+            $($(#[$key_doc:meta])* $key:ident: $t:ty,)*
+        }
+    )*) => {
+        /// What an action does (see the spec's action table).
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum ActionKind {$(
+            $(#[$doc])*
+            $variant {
+                $(#[$main_doc])* $main: $main_t,
+                $($(#[$key_doc])* $key: $t,)*
+            },
+        )*}
+
+        /// Every action, in the order of the docs' table.
+        pub const ACTIONS: &[ActionDef] = &[$(ActionDef {
+            name: $name,
+            arg: $arg,
+            extra: &[$(stringify!($key)),*],
+            does: $does,
+            build: |a| Ok(ActionKind::$variant {
+                $main: actions!(@main a $(, $read)?)?,
+                $($key: Read::read(a, stringify!($key))?,)*
+            }),
+        }),*];
+
+        impl ActionKind {
+            /// The action's name as written in the workflow (`goto`, `wait_text`, …).
+            pub fn name(&self) -> &'static str {
+                match self {$(ActionKind::$variant { .. } => $name,)*}
             }
-            Ok(ActionKind::Press {
-                key: key.to_owned(),
-                selector: a.optional_template("selector")?,
-                timeout: a.timeout()?,
-            })
-        },
-    },
-    ActionDef {
-        name: "wait_for",
-        arg: "SEL",
-        extra: &["timeout"],
-        does: "wait until the element is displayed",
-        build: |a| {
-            Ok(ActionKind::WaitFor {
-                selector: a.main_template()?,
-                timeout: a.timeout()?,
-            })
-        },
-    },
-    ActionDef {
-        name: "wait_text",
-        arg: "SEL",
-        extra: &["contains", "timeout"],
-        does: "wait until its text contains the string",
-        build: |a| {
-            Ok(ActionKind::WaitText {
-                selector: a.main_template()?,
-                contains: a.required_template("contains")?,
-                timeout: a.timeout()?,
-            })
-        },
-    },
-    ActionDef {
-        name: "assert_url",
-        arg: "SUBSTR",
-        extra: &[],
-        does: "fail unless the current URL contains it",
-        build: |a| {
-            Ok(ActionKind::AssertUrl {
-                substr: a.main_template()?,
-            })
-        },
-    },
-    ActionDef {
-        name: "extract",
-        arg: "SEL",
-        extra: &["into", "attr"],
-        does: "record the text (or attribute) in the report's `values`",
-        build: |a| {
-            Ok(ActionKind::Extract {
-                selector: a.main_template()?,
-                into: a.name("into")?,
-                attr: a.name("attr")?,
-            })
-        },
-    },
-    ActionDef {
-        name: "script",
-        arg: "JS",
-        extra: &["into"],
-        does: "run JavaScript; record its return value",
-        build: |a| {
-            Ok(ActionKind::Script {
-                js: a.main_template()?,
-                into: a.name("into")?,
-            })
-        },
-    },
-    ActionDef {
-        name: "screenshot",
-        arg: "NAME",
-        extra: &[],
-        does: "save `screenshots/<account>/<NAME>.png`",
-        build: |a| {
-            let template = a.main_template()?;
-            let bad = template.source.trim().is_empty()
-                || template.parts.iter().any(|p| {
-                    matches!(p, Part::Lit(s) if s.contains(['/', '\\']) || s == ".." || s.contains(char::is_control))
-                });
-            if bad {
-                let message = "not a plain file name (expected a name without \"/\", like \"cart-{iteration}\")";
-                return Err(a.bad(a.main, a.def.name, message));
+
+            /// The action's own `timeout`, if it has one and it was given.
+            pub fn timeout(&self) -> Option<Duration> {
+                match self {$(
+                    ActionKind::$variant { $($key,)* .. } => None$(.or(Holds::timeout($key)))*,
+                )*}
             }
-            Ok(ActionKind::Screenshot { name: template })
-        },
-    },
-    ActionDef {
-        name: "sleep",
-        arg: "DUR",
-        extra: &[],
-        does: "wait",
-        build: |a| {
-            let d = duration(a.main.get_ref()).map_err(|m| a.bad(a.main, a.def.name, m))?;
-            Ok(ActionKind::Sleep { duration: d })
-        },
-    },
-    ActionDef {
-        name: "exec",
-        arg: "[ARGV...]",
-        extra: &["timeout"],
-        does: "run a program against the same browser (below)",
-        build: |a| {
-            let expected = "a non-empty array of strings, like [\"python3\", \"script.py\"]";
-            let items = match a.main.get_ref() {
-                Value::Array(items) if items.is_empty() => {
-                    let message = format!("an empty argv (expected {expected})");
-                    return Err(a.bad(a.main, a.def.name, message));
-                }
-                Value::Array(items) => items,
-                other => return Err(a.bad(a.main, a.def.name, super::doc::found(other, expected))),
-            };
-            let argv = items
-                .iter()
-                .map(|item| a.template(item, a.main, a.def.name))
-                .collect::<Result<_, _>>()?;
-            Ok(ActionKind::Exec {
-                argv,
-                timeout: a.timeout()?,
-            })
-        },
-    },
-];
+
+            /// Every template of the action, in the order written.
+            pub fn templates(&self) -> Vec<&Template> {
+                match self {$(
+                    ActionKind::$variant { $main, $($key,)* } => {
+                        [Holds::templates($main) $(, Holds::templates($key))*].concat()
+                    }
+                )*}
+            }
+        }
+    };
+}
+
+actions! {
+    /// Navigate and wait for the load.
+    Goto = "goto", "URL", "navigate and wait for the load" {
+        /// The URL.
+        url: Template,
+        /// How long the load may take at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    }
+    /// Click the element.
+    Click = "click", "SEL", "wait until the element exists and accepts the click" {
+        /// Which element.
+        selector: Template,
+        /// How long to wait for the element at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    }
+    /// Clear the field and type the text.
+    Fill = "fill", "SEL", "clear the field and type the text" {
+        /// Which element.
+        selector: Template,
+        /// What to type.
+        text: Template,
+        /// How long to wait for the element at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    }
+    /// Send a key (`Enter`, `Tab`, …), to the element if given, else to the page.
+    Press = "press", "KEY",
+        "send a key ({keys} or one character), to the element if `selector` is given" {
+        /// The key's name, validated against the known key names.
+        key: String = press_key,
+        /// Which element, if any.
+        selector: Option<Template>,
+        /// How long to wait for the element at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    }
+    /// Wait until the element is displayed.
+    WaitFor = "wait_for", "SEL", "wait until the element is displayed" {
+        /// Which element.
+        selector: Template,
+        /// How long at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    }
+    /// Wait until the element's text contains the string.
+    WaitText = "wait_text", "SEL", "wait until its text contains the string" {
+        /// Which element.
+        selector: Template,
+        /// The substring.
+        contains: Template,
+        /// How long at most.
+        timeout: Option<Duration>,
+    }
+    /// Fail unless the current URL contains the substring.
+    AssertUrl = "assert_url", "SUBSTR", "fail unless the current URL contains it" {
+        /// The substring.
+        substr: Template,
+    }
+    /// Record the element's text (or attribute) in the results.
+    Extract = "extract", "SEL", "record the text (or attribute) in the report's `values`" {
+        /// Which element.
+        selector: Template,
+        /// Result name (default: the selector text).
+        into: Option<String>,
+        /// Attribute to read instead of the text.
+        attr: Option<String>,
+    }
+    /// Run JavaScript; optionally record its return value.
+    Script = "script", "JS", "run JavaScript; record its return value" {
+        /// The script.
+        js: Template,
+        /// Result name.
+        into: Option<String>,
+    }
+    /// Save a PNG into the run directory.
+    Screenshot = "screenshot", "NAME", "save `screenshots/<account>/<NAME>.png`" {
+        /// File name without `.png`.
+        name: Template = file_name,
+    }
+    /// Wait.
+    Sleep = "sleep", "DUR", "wait" {
+        /// How long.
+        duration: Duration = |a: &Reader<'_>| a.main(duration),
+    }
+    /// Run a program that drives the same browser.
+    Exec = "exec", "[ARGV...]", "run a program against the same browser (below)" {
+        /// The argv, templated.
+        argv: Vec<Template> = argv,
+        /// How long at most.
+        timeout: Option<Duration>,
+    }
+}
 
 /// The keys `press` accepts besides single characters.
 pub const KEY_NAMES: &[&str] = &[
@@ -224,6 +197,46 @@ pub const KEY_NAMES: &[&str] = &[
     "PageUp",
     "PageDown",
 ];
+
+fn press_key(a: &Reader<'_>) -> Result<String, Bad> {
+    a.main(|v| {
+        let key = string(v, "a key name like Enter, or a single character")?;
+        if KEY_NAMES.contains(&key) || key.chars().count() == 1 {
+            return Ok(key.to_owned());
+        }
+        let known = KEY_NAMES.join(", ");
+        Err(format!(
+            "unknown key {key:?} (expected one of: {known}, or a single character)"
+        ))
+    })
+}
+
+fn file_name(a: &Reader<'_>) -> Result<Template, Bad> {
+    a.main(|v| {
+        let template = a.template(v)?;
+        let bad = template.source.trim().is_empty()
+            || template.parts.iter().any(|p| {
+                matches!(p, Part::Lit(s) if s.contains(['/', '\\']) || s == ".." || s.contains(char::is_control))
+            });
+        if bad {
+            return Err("not a plain file name (expected a name without \"/\", like \"cart-{iteration}\")".into());
+        }
+        Ok(template)
+    })
+}
+
+fn argv(a: &Reader<'_>) -> Result<Vec<Template>, Bad> {
+    a.main(|v| {
+        let expected = "a non-empty array of strings, like [\"python3\", \"script.py\"]";
+        match v {
+            Value::Array(items) if items.is_empty() => {
+                Err(format!("an empty argv (expected {expected})"))
+            }
+            Value::Array(items) => items.iter().map(|item| a.template(item)).collect(),
+            other => Err(found(other, expected)),
+        }
+    })
+}
 
 /// Marks the tables of actions for [`Entries`]: what their type errors expect.
 pub(crate) struct ActionTable;
@@ -263,41 +276,30 @@ impl TryFrom<&Spanned<RawAction>> for ActionKind {
             [(_, v, def)] => (*v, *def),
             [] => {
                 let is_extra = |k: &str| ACTIONS.iter().any(|a| a.extra.contains(&k));
-                return Err(match entries.iter().find(|(k, _)| !is_extra(k.get_ref())) {
-                    Some((k, _)) => Bad::new(
-                        k.span(),
-                        "",
-                        format!("unknown action {:?} (expected {})", k.get_ref(), one_of()),
-                    ),
-                    None => Bad::new(
-                        raw.span(),
-                        "",
-                        format!("no action in this table (expected {})", one_of()),
-                    ),
-                });
-            }
-            [first, second, ..] => {
+                let (span, message) = match entries.iter().find(|(k, _)| !is_extra(k.get_ref())) {
+                    Some((k, _)) => (k.span(), format!("unknown action {:?}", k.get_ref())),
+                    None => (raw.span(), "no action in this table".to_owned()),
+                };
                 return Err(Bad::new(
-                    second.0.span(),
+                    span,
                     "",
-                    format!(
-                        "two actions in one table, {} and {} (expected one action per table)",
-                        first.0.get_ref(),
-                        second.0.get_ref()
-                    ),
+                    format!("{message} (expected {})", one_of()),
                 ));
             }
-        };
-        for (k, _) in entries {
-            if k.get_ref() != def.name && !def.extra.contains(&k.get_ref().as_str()) {
-                let expected = if def.extra.is_empty() {
-                    "no other keys".to_owned()
-                } else {
-                    format!("one of: {}", def.extra.join(", "))
-                };
-                let message = format!("unknown key {:?} (expected {expected})", k.get_ref());
-                return Err(Bad::new(k.span(), def.name, message));
+            [(first, ..), (second, ..), ..] => {
+                let message = format!(
+                    "two actions in one table, {} and {} (expected one action per table)",
+                    first.get_ref(),
+                    second.get_ref()
+                );
+                return Err(Bad::new(second.span(), "", message));
             }
+        };
+        let allowed = |k: &String| *k == def.name || def.extra.contains(&k.as_str());
+        if let Some((k, _)) = entries.iter().find(|(k, _)| !allowed(k.get_ref())) {
+            let expected = expected_keys(def.extra);
+            let message = format!("unknown key {:?} (expected {expected})", k.get_ref());
+            return Err(Bad::new(k.span(), def.name, message));
         }
         (def.build)(&Reader { raw, def, main })
     }
@@ -311,120 +313,110 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn bad(&self, at: &Spanned<Value>, field: &str, message: impl Into<String>) -> Bad {
-        Bad::new(at.span(), field, message)
+    /// The action's own value, through `parse`.
+    fn main<T>(&self, parse: impl Fn(&Value) -> Result<T, String>) -> Result<T, Bad> {
+        parse(self.main.get_ref()).map_err(|m| Bad::new(self.main.span(), self.def.name, m))
     }
 
-    fn field(&self, key: &str) -> String {
-        format!("{}.{key}", self.def.name)
+    /// The value of the extra key `key`, if given, through `parse`.
+    fn key<T>(
+        &self,
+        key: &str,
+        parse: impl Fn(&Value) -> Result<T, String>,
+    ) -> Result<Option<T>, Bad> {
+        let Some(v) = self.raw.get_ref().get(key) else {
+            return Ok(None);
+        };
+        let field = format!("{}.{key}", self.def.name);
+        parse(v.get_ref())
+            .map(Some)
+            .map_err(|m| Bad::new(v.span(), field, m))
     }
 
-    /// `v` (at `at`, which is `v` itself unless `v` is an item of an array) as a template.
-    fn template(&self, v: &Value, at: &Spanned<Value>, field: &str) -> Result<Template, Bad> {
-        let s = string(v, "a string").map_err(|m| self.bad(at, field, m))?;
-        let t = Template::parse(s).map_err(|m| self.bad(at, field, m))?;
+    /// A string value as a template.
+    fn template(&self, v: &Value) -> Result<Template, String> {
+        let s = string(v, "a string")?;
+        let t = Template::parse(s)?;
         // A control character in a URL or an argv is never what was meant, and a NUL
         // cannot even be passed to a program.
         let reaches_url_or_argv = matches!(self.def.name, "goto" | "exec");
         if reaches_url_or_argv && s.contains(char::is_control) {
-            let message = "a control character (expected printable text; write \\n or \\t only where a browser types it)";
-            return Err(self.bad(at, field, message));
+            return Err("a control character (expected printable text; write \\n or \\t only where a browser types it)".into());
         }
         Ok(t)
     }
+}
 
-    fn main_template(&self) -> Result<Template, Bad> {
-        self.template(self.main.get_ref(), self.main, self.def.name)
-    }
+/// How an extra key is read, by the type of its field.
+trait Read: Sized {
+    fn read(a: &Reader<'_>, key: &str) -> Result<Self, Bad>;
+}
 
-    fn optional_template(&self, key: &str) -> Result<Option<Template>, Bad> {
-        let Some(v) = self.raw.get_ref().get(key) else {
-            return Ok(None);
-        };
-        self.template(v.get_ref(), v, &self.field(key)).map(Some)
-    }
-
-    fn required_template(&self, key: &str) -> Result<Template, Bad> {
-        self.optional_template(key)?.ok_or_else(|| {
-            let name = self.def.name;
-            Bad::new(
-                self.raw.span(),
-                name,
-                format!("missing key {key:?} (expected {{ {name} = ..., {key} = \"...\" }})"),
-            )
-        })
-    }
-
-    fn timeout(&self) -> Result<Option<Duration>, Bad> {
-        let Some(v) = self.raw.get_ref().get("timeout") else {
-            return Ok(None);
-        };
-        positive(v.get_ref(), "timeout", "5s")
-            .map(Some)
-            .map_err(|m| self.bad(v, &self.field("timeout"), m))
-    }
-
-    fn name(&self, key: &str) -> Result<Option<String>, Bad> {
-        let Some(v) = self.raw.get_ref().get(key) else {
-            return Ok(None);
-        };
-        name(v.get_ref())
-            .map(Some)
-            .map_err(|m| self.bad(v, &self.field(key), m))
+impl Read for Option<Template> {
+    fn read(a: &Reader<'_>, key: &str) -> Result<Self, Bad> {
+        a.key(key, |v| a.template(v))
     }
 }
 
-impl ActionKind {
-    /// The action's name as written in the workflow (`goto`, `wait_text`, …).
-    pub fn name(&self) -> &'static str {
-        match self {
-            ActionKind::Goto { .. } => "goto",
-            ActionKind::Click { .. } => "click",
-            ActionKind::Fill { .. } => "fill",
-            ActionKind::Press { .. } => "press",
-            ActionKind::WaitFor { .. } => "wait_for",
-            ActionKind::WaitText { .. } => "wait_text",
-            ActionKind::AssertUrl { .. } => "assert_url",
-            ActionKind::Extract { .. } => "extract",
-            ActionKind::Script { .. } => "script",
-            ActionKind::Screenshot { .. } => "screenshot",
-            ActionKind::Sleep { .. } => "sleep",
-            ActionKind::Exec { .. } => "exec",
-        }
+impl Read for Template {
+    fn read(a: &Reader<'_>, key: &str) -> Result<Self, Bad> {
+        let name = a.def.name;
+        Option::<Template>::read(a, key)?.ok_or_else(|| {
+            let message =
+                format!("missing key {key:?} (expected {{ {name} = ..., {key} = \"...\" }})");
+            Bad::new(a.raw.span(), name, message)
+        })
     }
+}
 
-    /// The action's own `timeout`, if it has one and it was given.
-    pub fn timeout(&self) -> Option<Duration> {
-        match self {
-            ActionKind::Goto { timeout, .. }
-            | ActionKind::Click { timeout, .. }
-            | ActionKind::Fill { timeout, .. }
-            | ActionKind::Press { timeout, .. }
-            | ActionKind::WaitFor { timeout, .. }
-            | ActionKind::WaitText { timeout, .. }
-            | ActionKind::Exec { timeout, .. } => *timeout,
-            _ => None,
-        }
+impl Read for Option<Duration> {
+    fn read(a: &Reader<'_>, key: &str) -> Result<Self, Bad> {
+        a.key(key, |v| positive(v, "timeout", "5s"))
     }
+}
 
-    /// Every template of the action, in the order written.
-    pub fn templates(&self) -> Vec<&Template> {
-        match self {
-            ActionKind::Goto { url, .. } => vec![url],
-            ActionKind::Click { selector, .. }
-            | ActionKind::WaitFor { selector, .. }
-            | ActionKind::Extract { selector, .. } => vec![selector],
-            ActionKind::Fill { selector, text, .. } => vec![selector, text],
-            ActionKind::Press { selector, .. } => selector.iter().collect(),
-            ActionKind::WaitText {
-                selector, contains, ..
-            } => vec![selector, contains],
-            ActionKind::AssertUrl { substr } => vec![substr],
-            ActionKind::Script { js, .. } => vec![js],
-            ActionKind::Screenshot { name } => vec![name],
-            ActionKind::Sleep { .. } => vec![],
-            ActionKind::Exec { argv, .. } => argv.iter().collect(),
-        }
+impl Read for Option<String> {
+    fn read(a: &Reader<'_>, key: &str) -> Result<Self, Bad> {
+        a.key(key, name)
+    }
+}
+
+/// What the runner asks of an action's fields, by their type: templates (to render
+/// and check) and the timeout.
+trait Holds {
+    fn templates(&self) -> Vec<&Template> {
+        Vec::new()
+    }
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
+}
+
+impl Holds for String {}
+impl Holds for Option<String> {}
+impl Holds for Duration {}
+
+impl Holds for Option<Duration> {
+    fn timeout(&self) -> Option<Duration> {
+        *self
+    }
+}
+
+impl Holds for Template {
+    fn templates(&self) -> Vec<&Template> {
+        vec![self]
+    }
+}
+
+impl Holds for Option<Template> {
+    fn templates(&self) -> Vec<&Template> {
+        self.iter().collect()
+    }
+}
+
+impl Holds for Vec<Template> {
+    fn templates(&self) -> Vec<&Template> {
+        self.iter().collect()
     }
 }
 

@@ -100,12 +100,9 @@ impl<'a> Doc<'a> {
         let line = span.as_ref().map(|s| self.line(s.start));
         let Ok(root) = DeTable::parse(self.text) else {
             // A syntax error. toml's message already says what was expected.
-            let column = match &span {
-                Some(s) if s.start >= self.line_starts[line.unwrap_or(1) - 1] => {
-                    format!(
-                        " at column {}",
-                        s.start - self.line_starts[line.unwrap_or(1) - 1] + 1
-                    )
+            let column = match (&span, line) {
+                (Some(s), Some(l)) => {
+                    format!(" at column {}", s.start - self.line_starts[l - 1] + 1)
                 }
                 _ => String::new(),
             };
@@ -138,12 +135,7 @@ fn translate(
             .or_else(|| rest.rfind("`, there are no fields"))
             .unwrap_or(rest.len());
         let (key, allowed) = (&rest[..end], rest.get(end + 2..).unwrap_or(""));
-        let allowed = quoted(allowed);
-        let expected = if allowed.is_empty() {
-            "no other keys".to_owned()
-        } else {
-            format!("one of: {}", allowed.join(", "))
-        };
+        let expected = expected_keys(&quoted(allowed));
         let parent = &path[..path.len().saturating_sub(1)];
         return (
             context(root, parent),
@@ -159,11 +151,20 @@ fn translate(
         let expected = msg
             .rsplit_once(", expected ")
             .map_or("another value", |(_, e)| e);
-        let found = value_at(root, path).map_or("another value", de_type_name);
+        let found = value_at(root, path).map_or("another value".into(), |v| a_type(v.type_str()));
         return (field, format!("found {found} (expected {expected})"));
     }
     // Our own messages (from the value parsers below) hold no value but names.
     (field, msg.to_owned())
+}
+
+/// What an unknown key's message says was expected instead: "one of: a, b".
+pub(crate) fn expected_keys(keys: &[impl AsRef<str>]) -> String {
+    let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+    if keys.is_empty() {
+        return "no other keys".to_owned();
+    }
+    format!("one of: {}", keys.join(", "))
 }
 
 /// The path to the key or value whose span is exactly `span`.
@@ -237,34 +238,18 @@ pub(crate) fn dotted(_: &DeTable<'_>, path: &[Seg]) -> String {
     keys.join(".")
 }
 
-fn de_type_name(v: &DeValue<'_>) -> &'static str {
-    match v {
-        DeValue::String(_) => "a string",
-        DeValue::Integer(_) => "an integer",
-        DeValue::Float(_) => "a float",
-        DeValue::Boolean(_) => "a boolean",
-        DeValue::Datetime(_) => "a date-time",
-        DeValue::Array(_) => "an array",
-        DeValue::Table(_) => "a table",
-    }
-}
-
-/// How a TOML value's type is named in messages ("a string", "an integer", …).
-pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::String(_) => "a string",
-        Value::Integer(_) => "an integer",
-        Value::Float(_) => "a float",
-        Value::Boolean(_) => "a boolean",
-        Value::Datetime(_) => "a date-time",
-        Value::Array(_) => "an array",
-        Value::Table(_) => "a table",
+/// How a TOML type (its `type_str`) is named in messages: "a string", "an integer", …
+fn a_type(type_str: &str) -> String {
+    match type_str {
+        "integer" | "array" => format!("an {type_str}"),
+        "datetime" => "a date-time".to_owned(),
+        t => format!("a {t}"),
     }
 }
 
 /// "found an integer (expected …)".
 pub(crate) fn found(v: &Value, expected: &str) -> String {
-    format!("found {} (expected {expected})", type_name(v))
+    format!("found {} (expected {expected})", a_type(v.type_str()))
 }
 
 // Value parsers: `fn(&Value) -> Result<T, message>`, the message holding no value
@@ -328,6 +313,29 @@ macro_rules! value {
     )*};
 }
 pub(crate) use value;
+
+/// A table with a default for every key, one line per key: `name: Type = default`,
+/// then the value parser for `deserialize_with` where the type has none of its own.
+/// Gives the struct (`deny_unknown_fields`, missing keys defaulted) and its `Default`.
+macro_rules! section {
+    ($(#[$attr:meta])* pub struct $name:ident {
+        $($(#[$field_attr:meta])* $key:ident: $t:ty = $default:expr $(, $parse:literal)?;)*
+    }) => {
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        $(#[$attr])*
+        pub struct $name {
+            $($(#[$field_attr])* $(#[serde(deserialize_with = $parse)])? pub $key: $t,)*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name { $($key: $default,)* }
+            }
+        }
+    };
+}
+pub(crate) use section;
 
 /// What a list or table type is called in "found X (expected …)".
 pub(crate) trait Expecting {

@@ -28,7 +28,7 @@ pub enum ConfigError {
         error: std::io::Error,
     },
     /// Something inside a file is wrong.
-    #[error("{}: {}{message}", location(path, *line), field_prefix(field))]
+    #[error("{}{message}", place(path, *line, field))]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -52,16 +52,6 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// The file the error is about, if it is about a file.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            ConfigError::NotFound { path, .. }
-            | ConfigError::Read { path, .. }
-            | ConfigError::Invalid { path, .. } => Some(path),
-            ConfigError::Arg { .. } => None,
-        }
-    }
-
     /// The 1-based line the error is about, where there is one.
     pub fn line(&self) -> Option<usize> {
         match self {
@@ -95,19 +85,15 @@ impl ConfigError {
     }
 }
 
-fn location(path: &Path, line: Option<usize>) -> String {
-    match line {
-        Some(line) => format!("{}:{line}", path.display()),
-        None => path.display().to_string(),
-    }
-}
-
-fn field_prefix(field: &str) -> String {
-    if field.is_empty() {
+/// `path:line: field: ` — the parts there are.
+fn place(path: &Path, line: Option<usize>, field: &str) -> String {
+    let line = line.map(|l| format!(":{l}")).unwrap_or_default();
+    let field = if field.is_empty() {
         String::new()
     } else {
         format!("{field}: ")
-    }
+    };
+    format!("{}{line}: {field}", path.display())
 }
 
 /// Reads a whole text file, turning "missing" and "unreadable" into [`ConfigError`]s.

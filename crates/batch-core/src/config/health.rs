@@ -3,44 +3,28 @@
 
 use std::time::Duration;
 
-use super::doc::{integer, positive, string, value};
+use super::doc::{integer, positive, section, string, value};
 
-/// `[health]`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [health] section")]
-pub struct HealthSettings {
-    /// `max_score` (default none: off): failed attempts in a row (each counts 1) that
-    /// put the account in quarantine. Off unless set, because with it every retry of
-    /// an account beyond the score is given up — `--retries` keeps its meaning for a
-    /// project that did not ask for quarantine. Challenge signals quarantine either way.
-    #[serde(deserialize_with = "max_score")]
-    pub max_score: Option<u32>,
-    /// `cooldown` (default `10m`): the first quarantine's length, doubled per repeat.
-    #[serde(deserialize_with = "cooldown")]
-    pub cooldown: Duration,
-    /// `max_cooldown` (default `24h`): the doubling stops here.
-    #[serde(deserialize_with = "cooldown")]
-    pub max_cooldown: Duration,
-    /// `challenge_selector` (default none): a CSS selector whose presence on the page
-    /// after a failed attempt means "challenged" (a captcha, a login wall) — a full
-    /// score at once, no retries.
-    #[serde(deserialize_with = "challenge")]
-    pub challenge_selector: Option<String>,
-    /// `challenge_text` (default none): text whose presence in the page's source
-    /// after a failed attempt means the same (e.g. `"Too Many Requests"`).
-    #[serde(deserialize_with = "challenge")]
-    pub challenge_text: Option<String>,
-}
-
-impl Default for HealthSettings {
-    fn default() -> Self {
-        HealthSettings {
-            max_score: None,
-            cooldown: Duration::from_secs(600),
-            max_cooldown: Duration::from_secs(24 * 3600),
-            challenge_selector: None,
-            challenge_text: None,
-        }
+section! {
+    /// `[health]`.
+    #[serde(expecting = "a [health] section")]
+    pub struct HealthSettings {
+        /// `max_score` (default none: off): failed attempts in a row (each counts 1) that
+        /// put the account in quarantine. Off unless set, because with it every retry of
+        /// an account beyond the score is given up — `--retries` keeps its meaning for a
+        /// project that did not ask for quarantine. Challenge signals quarantine either way.
+        max_score: Option<u32> = None, "max_score";
+        /// `cooldown` (default `10m`): the first quarantine's length, doubled per repeat.
+        cooldown: Duration = Duration::from_secs(600), "cooldown";
+        /// `max_cooldown` (default `24h`): the doubling stops here.
+        max_cooldown: Duration = Duration::from_secs(24 * 3600), "cooldown";
+        /// `challenge_selector` (default none): a CSS selector whose presence on the page
+        /// after a failed attempt means "challenged" (a captcha, a login wall) — a full
+        /// score at once, no retries.
+        challenge_selector: Option<String> = None, "challenge";
+        /// `challenge_text` (default none): text whose presence in the page's source
+        /// after a failed attempt means the same (e.g. `"Too Many Requests"`).
+        challenge_text: Option<String> = None, "challenge";
     }
 }
 

@@ -135,7 +135,7 @@ pub(crate) fn check_clashes(identity: &Identity) -> Result<(), (&'static str, St
 }
 
 /// The switch's name: `--name=value` / `-name` → `name`.
-fn switch_name(arg: &str) -> Option<&str> {
+pub(super) fn switch_name(arg: &str) -> Option<&str> {
     let name = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'))?;
     Some(name.split_once('=').map_or(name, |(n, _)| n).trim())
 }

@@ -43,15 +43,7 @@ pub fn shard(ids: &[AccountId], spec: &str) -> Result<Vec<AccountId>, ConfigErro
     let expected = "(expected I/N with 1 <= I <= N, like 1/4)";
     let bad = |what: &str| ConfigError::arg("--shard", spec, format!("{what} {expected}"));
     let (i, n) = spec.trim().split_once('/').ok_or_else(|| bad("no \"/\""))?;
-    let number = |s: &str| {
-        let s = s.trim();
-        if s.bytes().all(|b| b.is_ascii_digit()) {
-            s.parse::<usize>().ok()
-        } else {
-            None
-        }
-    };
-    let (Some(i), Some(n)) = (number(i), number(n)) else {
+    let (Some(i), Some(n)) = (whole::<usize>(i), whole::<usize>(n)) else {
         return Err(bad("not two whole numbers"));
     };
     if n == 0 {
@@ -65,12 +57,6 @@ pub fn shard(ids: &[AccountId], spec: &str) -> Result<Vec<AccountId>, ConfigErro
     let start = index * base + index.min(extra);
     let size = base + usize::from(index < extra);
     Ok(ids[start..start + size].to_vec())
-}
-
-/// One item of a list, as written.
-enum Item {
-    One(u64),
-    Range(u64, u64),
 }
 
 /// Parses `arg` and checks it against `known` (file order), naming `file` when an
@@ -92,47 +78,25 @@ fn resolve(
         )));
     }
     let known_set: HashSet<u64> = known.iter().copied().collect();
-    let missing = |id: u64, range: Option<&str>| {
-        let within = range.map(|r| format!(" (in {r:?})")).unwrap_or_default();
-        err(format!(
-            "{noun} {id}{within} is not in {} (expected one of its ids: {})",
-            file.display(),
-            compress(known)
-        ))
-    };
     let mut seen = HashSet::new();
     let mut ids = Vec::new();
     for (index, raw) in arg.split(',').enumerate() {
-        let position = index + 1;
         let text = raw.trim();
-        let item = parse_item(text).map_err(|problem| {
-            err(match problem {
-                ItemProblem::Empty => {
-                    format!("empty item at position {position} (expected {ITEM_EXPECTED})")
-                }
-                ItemProblem::All => format!(
-                    "\"all\" at position {position} is not alone (expected all by itself, or \
-                     ids and ranges)"
-                ),
-                ItemProblem::NotAnId => format!(
-                    "item {text:?} at position {position} is not an id (expected {ITEM_EXPECTED})"
-                ),
-                ItemProblem::Reversed => format!(
-                    "range {text:?} at position {position} is reversed (expected the lower id \
-                     first, like 1-5)"
-                ),
-            })
-        })?;
-        let (lo, hi, range) = match item {
-            Item::One(id) => (id, id, None),
-            Item::Range(lo, hi) => (lo, hi, Some(text)),
-        };
-        // A range wider than the whole file necessarily names a missing id; find
-        // the first without walking a huge range.
-        let mut id = lo;
-        loop {
+        let (lo, hi) = parse_item(text, index + 1).map_err(err)?;
+        // A range wider than the whole file necessarily names a missing id: the
+        // loop stops at the first one rather than walking the whole range.
+        for id in lo..=hi {
             if !known_set.contains(&id) {
-                return Err(missing(id, range));
+                let within = if text.contains('-') {
+                    format!(" (in {text:?})")
+                } else {
+                    String::new()
+                };
+                return Err(err(format!(
+                    "{noun} {id}{within} is not in {} (expected one of its ids: {})",
+                    file.display(),
+                    compress(known)
+                )));
             }
             if !seen.insert(id) {
                 return Err(err(format!(
@@ -140,46 +104,45 @@ fn resolve(
                 )));
             }
             ids.push(id);
-            if id == hi {
-                break;
-            }
-            id += 1;
         }
     }
     Ok(ids)
 }
 
-enum ItemProblem {
-    Empty,
-    All,
-    NotAnId,
-    Reversed,
-}
-
-fn parse_item(text: &str) -> Result<Item, ItemProblem> {
-    let number = |s: &str| {
-        let s = s.trim();
-        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            s.parse::<u64>().map_err(|_| ItemProblem::NotAnId)
-        } else {
-            Err(ItemProblem::NotAnId)
-        }
-    };
+/// One item of a list (`7` or `1-5`) as an inclusive range; `position` is 1-based.
+fn parse_item(text: &str, position: usize) -> Result<(u64, u64), String> {
+    let not_an_id =
+        || format!("item {text:?} at position {position} is not an id (expected {ITEM_EXPECTED})");
     match text {
-        "" => Err(ItemProblem::Empty),
-        "all" => Err(ItemProblem::All),
+        "" => Err(format!(
+            "empty item at position {position} (expected {ITEM_EXPECTED})"
+        )),
+        "all" => Err(format!(
+            "\"all\" at position {position} is not alone (expected all by itself, or ids and \
+             ranges)"
+        )),
         _ => match text.split_once('-') {
-            None => number(text).map(Item::One),
-            Some((lo, hi)) => {
-                let (lo, hi) = (number(lo)?, number(hi)?);
-                if lo > hi {
-                    Err(ItemProblem::Reversed)
-                } else {
-                    Ok(Item::Range(lo, hi))
-                }
-            }
+            None => whole(text).map(|id| (id, id)).ok_or_else(not_an_id),
+            Some((lo, hi)) => match (
+                whole(lo).ok_or_else(not_an_id)?,
+                whole(hi).ok_or_else(not_an_id)?,
+            ) {
+                (lo, hi) if lo > hi => Err(format!(
+                    "range {text:?} at position {position} is reversed (expected the lower id \
+                     first, like 1-5)"
+                )),
+                range => Ok(range),
+            },
         },
     }
+}
+
+/// A whole number written with ASCII digits only (no sign), surrounding spaces aside.
+pub(super) fn whole<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let s = s.trim();
+    s.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| s.parse().ok())?
 }
 
 /// `[1, 2, 3, 7]` as `1-3,7` (sorted), cut short after a dozen items.

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use doc::section;
+
 mod accounts;
 mod actions;
 #[cfg(test)]
@@ -21,8 +23,6 @@ mod doc;
 mod error;
 mod health;
 mod identity;
-#[cfg(test)]
-pub(crate) mod introspect;
 mod lists;
 mod project;
 #[cfg(test)]
@@ -34,7 +34,7 @@ mod units;
 mod workflow;
 
 pub use accounts::{exec_env_name, load_accounts, load_accounts_with_env};
-pub use actions::{ACTIONS, ActionDef, KEY_NAMES, action_table};
+pub use actions::{ACTIONS, ActionDef, ActionKind, KEY_NAMES, action_table};
 pub use error::ConfigError;
 pub use health::HealthSettings;
 pub use identity::{
@@ -87,9 +87,6 @@ pub struct Accounts {
     pub accounts: Vec<Account>,
 }
 
-/// A duration as written in config (`500ms`, `2s`, `2.5s`, `1m`).
-pub type Dur = Duration;
-
 /// `--launch-interval DUR|auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LaunchInterval {
@@ -140,97 +137,6 @@ pub struct Action {
     pub kind: ActionKind,
 }
 
-/// What an action does (see the spec's action table).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ActionKind {
-    /// Navigate and wait for the load.
-    Goto {
-        /// The URL.
-        url: Template,
-        /// How long the load may take at most (None: the default action timeout).
-        timeout: Option<Duration>,
-    },
-    /// Click the element.
-    Click {
-        /// Which element.
-        selector: Template,
-        /// How long to wait for the element at most (None: the default action timeout).
-        timeout: Option<Duration>,
-    },
-    /// Clear the field and type the text.
-    Fill {
-        /// Which element.
-        selector: Template,
-        /// What to type.
-        text: Template,
-        /// How long to wait for the element at most (None: the default action timeout).
-        timeout: Option<Duration>,
-    },
-    /// Send a key (`Enter`, `Tab`, …), to the element if given, else to the page.
-    Press {
-        /// The key's name, validated against the known key names.
-        key: String,
-        /// Which element, if any.
-        selector: Option<Template>,
-        /// How long to wait for the element at most (None: the default action timeout).
-        timeout: Option<Duration>,
-    },
-    /// Wait until the element is displayed.
-    WaitFor {
-        /// Which element.
-        selector: Template,
-        /// How long at most (None: the default action timeout).
-        timeout: Option<Duration>,
-    },
-    /// Wait until the element's text contains the string.
-    WaitText {
-        /// Which element.
-        selector: Template,
-        /// The substring.
-        contains: Template,
-        /// How long at most.
-        timeout: Option<Duration>,
-    },
-    /// Fail unless the current URL contains the substring.
-    AssertUrl {
-        /// The substring.
-        substr: Template,
-    },
-    /// Record the element's text (or attribute) in the results.
-    Extract {
-        /// Which element.
-        selector: Template,
-        /// Result name (default: the selector text).
-        into: Option<String>,
-        /// Attribute to read instead of the text.
-        attr: Option<String>,
-    },
-    /// Run JavaScript; optionally record its return value.
-    Script {
-        /// The script.
-        js: Template,
-        /// Result name.
-        into: Option<String>,
-    },
-    /// Save a PNG into the run directory.
-    Screenshot {
-        /// File name without `.png`.
-        name: Template,
-    },
-    /// Wait.
-    Sleep {
-        /// How long.
-        duration: Duration,
-    },
-    /// Run a program that drives the same browser.
-    Exec {
-        /// The argv, templated.
-        argv: Vec<Template>,
-        /// How long at most.
-        timeout: Option<Duration>,
-    },
-}
-
 /// A parsed template string: literal text and variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
@@ -279,81 +185,76 @@ pub struct Rendered {
     pub redacted: String,
 }
 
-/// `batch.toml`, loaded with defaults filled in. Paths are absolute.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// The `batch.toml` path (absolute).
-    pub config_path: PathBuf,
-    /// Its directory (exec programs run here; relative paths are relative to it).
-    pub root: PathBuf,
-    /// `workflow` (default `workflow.toml`).
-    pub workflow: PathBuf,
-    /// `accounts` (default `accounts.toml`; `.csv` means CSV).
-    pub accounts: PathBuf,
-    /// `[browser]`.
-    pub browser: BrowserSettings,
-    /// `[launch]`.
-    pub launch: LaunchSettings,
-    /// `[profiles]`.
-    pub profiles: ProfileSettings,
-    /// `[ports]`.
-    pub ports: PortSettings,
-    /// `[resources]`.
-    pub resources: ResourceSettings,
-    /// `[pool]`.
-    pub pool: PoolSettings,
-    /// `[retry]`.
-    pub retry: RetrySettings,
-    /// `[timeouts]`.
-    pub timeouts: TimeoutSettings,
-    /// `[health]`.
-    pub health: HealthSettings,
+section! {
+    /// `batch.toml`, loaded with defaults filled in. Paths are absolute once loaded
+    /// ([`Settings::defaults_for`]; `Default` is a file that sets nothing, unresolved).
+    /// Every key once, in the order error messages list them.
+    pub struct Settings {
+        /// The `batch.toml` path (absolute).
+        #[serde(skip)]
+        config_path: PathBuf = PathBuf::new();
+        /// Its directory (exec programs run here; relative paths are relative to it).
+        #[serde(skip)]
+        root: PathBuf = PathBuf::new();
+        /// `workflow` (default `workflow.toml`).
+        workflow: PathBuf = "workflow.toml".into(), "settings::path";
+        /// `accounts` (default `accounts.toml`; `.csv` means CSV).
+        accounts: PathBuf = "accounts.toml".into(), "settings::path";
+        /// `[browser]`.
+        browser: BrowserSettings = Default::default();
+        /// `[launch]`.
+        launch: LaunchSettings = Default::default();
+        /// `[profiles]`.
+        profiles: ProfileSettings = Default::default();
+        /// `[ports]`.
+        ports: PortSettings = Default::default();
+        /// `[resources]`.
+        resources: ResourceSettings = Default::default();
+        /// `[pool]`.
+        pool: PoolSettings = Default::default();
+        /// `[retry]`.
+        retry: RetrySettings = Default::default();
+        /// `[timeouts]`.
+        timeouts: TimeoutSettings = Default::default();
+        /// `[health]`.
+        health: HealthSettings = Default::default();
+    }
 }
 
-/// `[browser]`.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [browser] section")]
-pub struct BrowserSettings {
-    /// `chromium` (default: `chromium-headless-shell` when headless and installed, see
-    /// `headless_shell`; else search `/usr/lib/chromium/chromium`, `/usr/bin/chromium`, PATH).
-    #[serde(deserialize_with = "settings::program")]
-    pub chromium: Option<PathBuf>,
-    /// `chromedriver` (default: search `/usr/bin/chromedriver`, PATH).
-    #[serde(deserialize_with = "settings::program")]
-    pub chromedriver: Option<PathBuf>,
-    /// `headed` (default false).
-    #[serde(deserialize_with = "settings::boolean")]
-    pub headed: bool,
-    /// `headless_shell` (default true): when `chromium` is not set and the run is
-    /// headless, use `chromium-headless-shell` if it is installed.
-    #[serde(deserialize_with = "settings::boolean")]
-    pub headless_shell: bool,
-    /// `args`: extra Chromium switches.
-    #[serde(deserialize_with = "settings::args")]
-    pub args: Vec<String>,
-    /// `window_size` as `"WxH"` (default 1280x800).
-    #[serde(deserialize_with = "settings::window_size")]
-    pub window_size: (u32, u32),
-    /// `user_agent` (default: Chromium's own); an account's `user_agent` overrides it.
-    #[serde(deserialize_with = "settings::user_agent")]
-    pub user_agent: Option<String>,
-    /// `accept_language`, language tags like `"de-DE,de"` (default: Chromium's own);
-    /// an account's `accept_language` overrides it.
-    #[serde(deserialize_with = "settings::accept_language")]
-    pub accept_language: Option<String>,
-    /// `timezone`, an IANA name like `"Asia/Seoul"` (default: the host's); an
-    /// account's `timezone` overrides it.
-    #[serde(deserialize_with = "settings::timezone")]
-    pub timezone: Option<String>,
-    /// `webdriver_url`: take sessions from this remote WebDriver endpoint (a Selenium
-    /// Grid) instead of local Chromium (default none; `--webdriver-url` overrides it).
-    #[serde(deserialize_with = "settings::webdriver_url")]
-    pub webdriver_url: Option<String>,
-    /// `proxy_ca`: a PEM file of CA certificates trusted, besides the system's, for
-    /// `https://` proxies (default none); absolute after loading; an account's
-    /// `proxy_ca` overrides it.
-    #[serde(deserialize_with = "settings::proxy_ca")]
-    pub proxy_ca: Option<PathBuf>,
+section! {
+    /// `[browser]`.
+    #[serde(expecting = "a [browser] section")]
+    pub struct BrowserSettings {
+        /// `chromium` (default: `chromium-headless-shell` when headless and installed,
+        /// see `headless_shell`; else `/usr/lib/chromium/chromium`, `/usr/bin/chromium`, PATH).
+        chromium: Option<PathBuf> = None, "settings::program";
+        /// `chromedriver` (default: search `/usr/bin/chromedriver`, PATH).
+        chromedriver: Option<PathBuf> = None, "settings::program";
+        /// `headed` (default false).
+        headed: bool = false, "settings::boolean";
+        /// `headless_shell` (default true): when `chromium` is not set and the run is
+        /// headless, use `chromium-headless-shell` if it is installed.
+        headless_shell: bool = true, "settings::boolean";
+        /// `args`: extra Chromium switches.
+        args: Vec<String> = Vec::new(), "settings::args";
+        /// `window_size` as `"WxH"` (default 1280x800).
+        window_size: (u32, u32) = (1280, 800), "settings::window_size";
+        /// `user_agent` (default: Chromium's own); an account's `user_agent` overrides it.
+        user_agent: Option<String> = None, "settings::user_agent";
+        /// `accept_language`, language tags like `"de-DE,de"` (default: Chromium's own);
+        /// an account's `accept_language` overrides it.
+        accept_language: Option<String> = None, "settings::accept_language";
+        /// `timezone`, an IANA name like `"Asia/Seoul"` (default: the host's); an
+        /// account's `timezone` overrides it.
+        timezone: Option<String> = None, "settings::timezone";
+        /// `webdriver_url`: take sessions from this remote WebDriver endpoint (a Selenium
+        /// Grid) instead of local Chromium (default none; `--webdriver-url` overrides it).
+        webdriver_url: Option<String> = None, "settings::webdriver_url";
+        /// `proxy_ca`: a PEM file of CA certificates trusted, besides the system's, for
+        /// `https://` proxies (default none); absolute after loading; an account's
+        /// `proxy_ca` overrides it.
+        proxy_ca: Option<PathBuf> = None, "settings::proxy_ca";
+    }
 }
 
 impl BrowserSettings {
@@ -369,93 +270,90 @@ impl BrowserSettings {
     }
 }
 
-/// `[launch]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [launch] section")]
-pub struct LaunchSettings {
-    /// `lock` (default true).
-    #[serde(deserialize_with = "settings::boolean")]
-    pub lock: bool,
-    /// `interval` (default `"auto"`; a duration such as `"2.5s"` for a fixed pause).
-    #[serde(deserialize_with = "settings::interval")]
-    pub interval: LaunchInterval,
-    /// `max_concurrent` (default none: no cap).
-    #[serde(deserialize_with = "settings::max_concurrent")]
-    pub max_concurrent: Option<usize>,
+section! {
+    /// `[launch]`.
+    #[derive(Copy)]
+    #[serde(expecting = "a [launch] section")]
+    pub struct LaunchSettings {
+        /// `lock` (default true).
+        lock: bool = true, "settings::boolean";
+        /// `interval` (default `"auto"`; a duration such as `"2.5s"` for a fixed pause).
+        interval: LaunchInterval = LaunchInterval::Auto, "settings::interval";
+        /// `max_concurrent` (default none: no cap).
+        max_concurrent: Option<usize> = None, "settings::max_concurrent";
+    }
 }
 
-/// `[profiles]`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [profiles] section")]
-pub struct ProfileSettings {
-    /// `root` (default `profiles/` beside batch.toml), absolute.
-    #[serde(deserialize_with = "settings::path")]
-    pub root: PathBuf,
-    /// `ephemeral` (default false).
-    #[serde(deserialize_with = "settings::boolean")]
-    pub ephemeral: bool,
+section! {
+    /// `[profiles]`.
+    #[serde(expecting = "a [profiles] section")]
+    pub struct ProfileSettings {
+        /// `root` (default `profiles/` beside batch.toml), absolute once loaded.
+        root: PathBuf = "profiles".into(), "settings::path";
+        /// `ephemeral` (default false).
+        ephemeral: bool = false, "settings::boolean";
+    }
 }
 
-/// `[ports]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [ports] section")]
-pub struct PortSettings {
-    /// `range = "20000-40000"` (default none: the kernel chooses).
-    #[serde(deserialize_with = "settings::port_range")]
-    pub range: Option<(u16, u16)>,
+section! {
+    /// `[ports]`.
+    #[serde(expecting = "a [ports] section")]
+    pub struct PortSettings {
+        /// `range = "20000-40000"` (default none: the kernel chooses).
+        range: Option<(u16, u16)> = None, "settings::port_range";
+    }
 }
 
-/// `[resources]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [resources] section")]
-pub struct ResourceSettings {
-    /// `min_available_memory = "1GiB"` / `"512MiB"` in bytes (default 1 GiB):
-    /// below it new browser creations wait.
-    #[serde(deserialize_with = "settings::size")]
-    pub min_available_memory: u64,
-    /// `sample_interval` (default `2s`).
-    #[serde(deserialize_with = "settings::positive_duration")]
-    pub sample_interval: Duration,
+section! {
+    /// `[resources]`.
+    #[derive(Copy)]
+    #[serde(expecting = "a [resources] section")]
+    pub struct ResourceSettings {
+        /// `min_available_memory = "1GiB"` / `"512MiB"` in bytes (default 1 GiB):
+        /// below it new browser creations wait.
+        min_available_memory: u64 = 1 << 30, "settings::size";
+        /// `sample_interval` (default `2s`).
+        sample_interval: Duration = Duration::from_secs(2), "settings::positive_duration";
+    }
 }
 
-/// `[pool]`: when an account's browser is retired and replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [pool] section")]
-pub struct PoolSettings {
-    /// `retire_after = N` iterations (default: never).
-    #[serde(deserialize_with = "settings::retire_after")]
-    pub retire_after: Option<u32>,
-    /// `max_browser_memory = "2GiB"` (default 2 GiB; `0` turns it off): a browser whose
-    /// PSS has grown past it is replaced after its current iteration.
-    #[serde(deserialize_with = "settings::size_or_off")]
-    pub max_browser_memory: Option<u64>,
+section! {
+    /// `[pool]`: when an account's browser is retired and replaced.
+    #[derive(Copy)]
+    #[serde(expecting = "a [pool] section")]
+    pub struct PoolSettings {
+        /// `retire_after = N` iterations (default: never).
+        retire_after: Option<u32> = None, "settings::retire_after";
+        /// `max_browser_memory = "2GiB"` (default 2 GiB; `0` turns it off): a browser whose
+        /// PSS has grown past it is replaced after its current iteration.
+        max_browser_memory: Option<u64> = Some(2 << 30), "settings::size_or_off";
+    }
 }
 
-/// `[retry]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [retry] section")]
-pub struct RetrySettings {
-    /// `retries` (default 2).
-    #[serde(deserialize_with = "settings::retries")]
-    pub retries: u32,
-    /// `backoff` (default `500ms`): first delay, doubled per attempt.
-    #[serde(deserialize_with = "settings::duration")]
-    pub backoff: Duration,
+section! {
+    /// `[retry]`.
+    #[derive(Copy)]
+    #[serde(expecting = "a [retry] section")]
+    pub struct RetrySettings {
+        /// `retries` (default 2).
+        retries: u32 = 2, "settings::retries";
+        /// `backoff` (default `500ms`): first delay, doubled per attempt.
+        backoff: Duration = Duration::from_millis(500), "settings::duration";
+    }
 }
 
-/// `[timeouts]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a [timeouts] section")]
-pub struct TimeoutSettings {
-    /// `action` (default `10s`): default for waiting actions.
-    #[serde(deserialize_with = "settings::positive_duration")]
-    pub action: Duration,
-    /// `webdriver` (default `30s`): any single WebDriver request.
-    #[serde(deserialize_with = "settings::positive_duration")]
-    pub webdriver: Duration,
-    /// `launch` (default `30s`): starting one browser.
-    #[serde(deserialize_with = "settings::positive_duration")]
-    pub launch: Duration,
+section! {
+    /// `[timeouts]`.
+    #[derive(Copy)]
+    #[serde(expecting = "a [timeouts] section")]
+    pub struct TimeoutSettings {
+        /// `action` (default `10s`): default for waiting actions.
+        action: Duration = Duration::from_secs(10), "settings::positive_duration";
+        /// `webdriver` (default `30s`): any single WebDriver request.
+        webdriver: Duration = Duration::from_secs(30), "settings::positive_duration";
+        /// `launch` (default `30s`): starting one browser.
+        launch: Duration = Duration::from_secs(30), "settings::positive_duration";
+    }
 }
 
 impl std::fmt::Debug for FieldValue {
@@ -465,6 +363,93 @@ impl std::fmt::Debug for FieldValue {
             f.write_str("FieldValue(***)")
         } else {
             write!(f, "FieldValue({:?})", self.value)
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod introspect {
+    //! Test-only: the key names a derived `Deserialize` struct accepts, read from serde
+    //! itself, so that the docs tests compare the docs with the code's own list of keys
+    //! rather than with a copy that could drift.
+    //!
+    //! A derived `Deserialize` for a struct calls `deserialize_struct(name, FIELDS, …)`;
+    //! [`fields_of`] hands it a deserializer that captures `FIELDS` and stops there.
+
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{self, Visitor};
+
+    /// `fn::<T>() -> ["workflow", "accounts", …]`: the keys `T` accepts, in declaration order.
+    pub(crate) fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+        match T::deserialize(Capture) {
+            Err(Stop::Fields(fields)) => fields,
+            Err(Stop::Other(m)) => panic!("{} is not a struct: {m}", std::any::type_name::<T>()),
+            Ok(_) => unreachable!("Capture never yields a value"),
+        }
+    }
+
+    struct Capture;
+
+    #[derive(Debug)]
+    enum Stop {
+        Fields(&'static [&'static str]),
+        Other(String),
+    }
+
+    impl fmt::Display for Stop {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{self:?}")
+        }
+    }
+
+    impl std::error::Error for Stop {}
+
+    impl de::Error for Stop {
+        fn custom<M: fmt::Display>(m: M) -> Self {
+            Stop::Other(m.to_string())
+        }
+    }
+
+    impl<'de> de::Deserializer<'de> for Capture {
+        type Error = Stop;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop::Other("not deserialized as a struct".into()))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            Err(Stop::Fields(fields))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Two {
+            a: u8,
+            #[serde(rename = "b-b")]
+            b: u8,
+        }
+
+        #[test]
+        fn reads_the_serde_names() {
+            assert_eq!(fields_of::<Two>(), ["a", "b-b"]);
         }
     }
 }

@@ -326,58 +326,38 @@ fn hex_at(text: &[u8], pos: usize) -> Option<u8> {
     u8::try_from(hi * 16 + lo).ok()
 }
 
-/// The ways one character may be written before any percent-encoding.
+/// The ways a character may be written besides itself, before any percent-encoding:
+/// form encoding, JSON escapes, HTML entities, and `/` for a `\` (a special URL's path).
+const FORMS: &[(char, &[&str])] = &[
+    (' ', &["+"]),
+    ('"', &["\\\"", "&quot;", "&#34;", "&#x22;"]),
+    ('\\', &["\\\\", "/"]),
+    ('/', &["\\/"]),
+    ('\'', &["&#39;", "&#x27;", "&apos;", "\\'"]),
+    ('&', &["&amp;", "&#38;"]),
+    ('<', &["&lt;", "\\u003c", "\\u003C"]),
+    ('>', &["&gt;", "\\u003e", "\\u003E"]),
+    ('\n', &["\\n"]),
+    ('\r', &["\\r"]),
+    ('\t', &["\\t"]),
+    ('\u{8}', &["\\b"]),
+    ('\u{c}', &["\\f"]),
+];
+
+/// The ways one character may be written before any percent-encoding: itself, its
+/// [`FORMS`], and (unless ASCII alphanumeric) its JSON `\uXXXX` escapes in either case.
 fn base_forms(c: char) -> Vec<Vec<u8>> {
     let mut forms = vec![c.to_string().into_bytes()];
-    let mut add = |s: &str| forms.push(s.as_bytes().to_vec());
-    match c {
-        ' ' => add("+"),
-        '"' => {
-            add("\\\"");
-            add("&quot;");
-            add("&#34;");
-            add("&#x22;");
-        }
-        '\\' => {
-            add("\\\\");
-            add("/");
-        }
-        '/' => add("\\/"),
-        '\'' => {
-            add("&#39;");
-            add("&#x27;");
-            add("&apos;");
-            add("\\'");
-        }
-        '&' => {
-            add("&amp;");
-            add("&#38;");
-        }
-        '<' => {
-            add("&lt;");
-            add("\\u003c");
-            add("\\u003C");
-        }
-        '>' => {
-            add("&gt;");
-            add("\\u003e");
-            add("\\u003E");
-        }
-        '\n' => add("\\n"),
-        '\r' => add("\\r"),
-        '\t' => add("\\t"),
-        '\u{8}' => add("\\b"),
-        '\u{c}' => add("\\f"),
-        _ => {}
-    }
+    let others = FORMS.iter().filter(|(f, _)| *f == c).flat_map(|(_, f)| *f);
+    forms.extend(others.map(|s| s.as_bytes().to_vec()));
     if !c.is_ascii_alphanumeric() {
         let mut units = [0u16; 2];
         let units = c.encode_utf16(&mut units);
         let lower: String = units.iter().map(|u| format!("\\u{u:04x}")).collect();
         let upper: String = units.iter().map(|u| format!("\\u{u:04X}")).collect();
-        add(&lower);
+        forms.push(lower.clone().into_bytes());
         if upper != lower {
-            add(&upper);
+            forms.push(upper.into_bytes());
         }
     }
     forms

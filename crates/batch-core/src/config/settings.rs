@@ -12,128 +12,21 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use toml::Value;
 
 use super::doc::{Bad, Doc, Seg, dotted, found, integer, positive, string, value};
 use super::error::read_text;
 use super::units::{parse_launch_interval, parse_size};
+use super::{ConfigError, LaunchInterval, Settings};
+// The tests below name the sections through `super::*`.
+#[cfg(test)]
 use super::{
-    BrowserSettings, ConfigError, LaunchInterval, LaunchSettings, PoolSettings, PortSettings,
-    ProfileSettings, ResourceSettings, RetrySettings, Settings, TimeoutSettings,
+    BrowserSettings, LaunchSettings, PoolSettings, PortSettings, ProfileSettings, ResourceSettings,
+    RetrySettings, TimeoutSettings,
 };
 
-/// `batch.toml` as written; every key once, in the order error messages list them.
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Raw {
-    #[serde(deserialize_with = "path")]
-    workflow: PathBuf,
-    #[serde(deserialize_with = "path")]
-    accounts: PathBuf,
-    browser: BrowserSettings,
-    launch: LaunchSettings,
-    profiles: ProfileSettings,
-    ports: PortSettings,
-    resources: ResourceSettings,
-    pool: PoolSettings,
-    retry: RetrySettings,
-    timeouts: TimeoutSettings,
-    health: super::HealthSettings,
-}
-
-impl Default for Raw {
-    fn default() -> Raw {
-        Raw {
-            workflow: "workflow.toml".into(),
-            accounts: "accounts.toml".into(),
-            browser: BrowserSettings::default(),
-            launch: LaunchSettings::default(),
-            profiles: ProfileSettings::default(),
-            ports: PortSettings::default(),
-            resources: ResourceSettings::default(),
-            pool: PoolSettings::default(),
-            retry: RetrySettings::default(),
-            timeouts: TimeoutSettings::default(),
-            health: super::HealthSettings::default(),
-        }
-    }
-}
-
-impl Default for BrowserSettings {
-    fn default() -> Self {
-        BrowserSettings {
-            chromium: None,
-            chromedriver: None,
-            headed: false,
-            headless_shell: true,
-            args: Vec::new(),
-            window_size: (1280, 800),
-            user_agent: None,
-            accept_language: None,
-            timezone: None,
-            webdriver_url: None,
-            proxy_ca: None,
-        }
-    }
-}
-
-impl Default for LaunchSettings {
-    fn default() -> Self {
-        LaunchSettings {
-            lock: true,
-            interval: LaunchInterval::Auto,
-            max_concurrent: None,
-        }
-    }
-}
-
-impl Default for ProfileSettings {
-    /// `profiles` relative to batch.toml's directory (made absolute on loading).
-    fn default() -> Self {
-        ProfileSettings {
-            root: "profiles".into(),
-            ephemeral: false,
-        }
-    }
-}
-
-impl Default for ResourceSettings {
-    fn default() -> Self {
-        ResourceSettings {
-            min_available_memory: 1 << 30,
-            sample_interval: Duration::from_secs(2),
-        }
-    }
-}
-
-impl Default for PoolSettings {
-    fn default() -> Self {
-        PoolSettings {
-            retire_after: None,
-            max_browser_memory: Some(2 << 30),
-        }
-    }
-}
-
-impl Default for RetrySettings {
-    fn default() -> Self {
-        RetrySettings {
-            retries: 2,
-            backoff: Duration::from_millis(500),
-        }
-    }
-}
-
-impl Default for TimeoutSettings {
-    fn default() -> Self {
-        TimeoutSettings {
-            action: Duration::from_secs(10),
-            webdriver: Duration::from_secs(30),
-            launch: Duration::from_secs(30),
-        }
-    }
-}
+/// `batch.toml` as written: [`Settings`] before its paths are resolved.
+type Raw = Settings;
 
 impl Settings {
     /// The settings of a `batch.toml` at `config_path` that sets nothing: every default,
@@ -145,12 +38,12 @@ impl Settings {
 }
 
 /// `raw` with every path made absolute against the directory of `config_path`.
-fn resolve(config_path: &Path, raw: Raw) -> Settings {
+fn resolve(config_path: &Path, mut raw: Raw) -> Settings {
     let root = absolute_dir(config_path);
     let file_name = config_path
         .file_name()
         .map_or_else(|| "batch.toml".into(), ToOwned::to_owned);
-    let mut browser = raw.browser;
+    let browser = &mut raw.browser;
     // A bare program name is kept for a PATH search; anything with a `/` is a path.
     for program in [&mut browser.chromium, &mut browser.chromedriver]
         .into_iter()
@@ -163,23 +56,12 @@ fn resolve(config_path: &Path, raw: Raw) -> Settings {
     if let Some(ca) = &mut browser.proxy_ca {
         *ca = root.join(&*ca);
     }
-    let mut profiles = raw.profiles;
-    profiles.root = root.join(&profiles.root);
-    Settings {
-        config_path: root.join(file_name),
-        workflow: root.join(raw.workflow),
-        accounts: root.join(raw.accounts),
-        browser,
-        launch: raw.launch,
-        profiles,
-        ports: raw.ports,
-        resources: raw.resources,
-        pool: raw.pool,
-        retry: raw.retry,
-        timeouts: raw.timeouts,
-        health: raw.health,
-        root,
+    for path in [&mut raw.workflow, &mut raw.accounts, &mut raw.profiles.root] {
+        *path = root.join(&*path);
     }
+    raw.config_path = root.join(file_name);
+    raw.root = root;
+    raw
 }
 
 /// The absolute, canonical (where it exists) directory holding `file`.
@@ -376,8 +258,7 @@ const MANAGED_SWITCHES: &[(&str, &str)] = &[
 /// `Some((switch, hint))` if `arg` is (a spelling of) a managed switch:
 /// `--name`, `-name`, `--name=value`.
 pub(crate) fn managed_switch(arg: &str) -> Option<(&'static str, &'static str)> {
-    let name = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'))?;
-    let name = name.split_once('=').map_or(name, |(n, _)| n).trim();
+    let name = super::identity::switch_name(arg)?;
     MANAGED_SWITCHES
         .iter()
         .find(|(m, _)| name.eq_ignore_ascii_case(m))

@@ -148,40 +148,34 @@ impl fmt::Display for Part {
 }
 
 fn parse_variable(name: &str) -> Result<Part, String> {
-    let unknown = || format!("unknown variable {{{name}}} (expected {VARIABLES_EXPECTED})");
+    let field_ok = |f: &str| {
+        !f.is_empty()
+            && f.chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    };
+    let var_ok = |v: &str| {
+        v.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
     match name {
         "base_url" => Ok(Part::BaseUrl),
         "iteration" => Ok(Part::Iteration),
         "step.id" => Ok(Part::StepId),
-        _ => {
-            if let Some(field) = name.strip_prefix("account.") {
-                let ok = !field.is_empty()
-                    && field
-                        .chars()
-                        .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
-                if ok {
-                    Ok(Part::Account(field.to_owned()))
-                } else {
-                    Err(format!(
-                        "bad field name in {{{name}}} (expected {{account.FIELD}} with FIELD \
-                         made of letters, digits, _ and -)"
-                    ))
-                }
-            } else if let Some(var) = name.strip_prefix("env.") {
-                let ok = var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                    && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if ok {
-                    Ok(Part::Env(var.to_owned()))
-                } else {
-                    Err(format!(
-                        "bad variable name in {{{name}}} (expected {{env.NAME}} with NAME made \
-                         of ASCII letters, digits and _)"
-                    ))
-                }
-            } else {
-                Err(unknown())
-            }
-        }
+        _ => match (name.strip_prefix("account."), name.strip_prefix("env.")) {
+            (Some(field), _) if field_ok(field) => Ok(Part::Account(field.to_owned())),
+            (Some(_), _) => Err(format!(
+                "bad field name in {{{name}}} (expected {{account.FIELD}} with FIELD made of \
+                 letters, digits, _ and -)"
+            )),
+            (_, Some(var)) if var_ok(var) => Ok(Part::Env(var.to_owned())),
+            (_, Some(_)) => Err(format!(
+                "bad variable name in {{{name}}} (expected {{env.NAME}} with NAME made of ASCII \
+                 letters, digits and _)"
+            )),
+            _ => Err(format!(
+                "unknown variable {{{name}}} (expected {VARIABLES_EXPECTED})"
+            )),
+        },
     }
 }
 

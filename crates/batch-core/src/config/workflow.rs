@@ -62,20 +62,16 @@ value! {
 
 /// Names the field of an error's path: `step 3, actions`, `step 3`, `id`.
 fn context(root: &DeTable<'_>, path: &[Seg]) -> String {
-    let step_id = |i: &usize| match value_at(
-        root,
-        &[
+    let id_at = |i: usize| {
+        [
             Seg::Key("steps".into()),
-            Seg::Index(*i),
+            Seg::Index(i),
             Seg::Key("id".into()),
-        ],
-    ) {
+        ]
+    };
+    let step_id = |i: &usize| match value_at(root, &id_at(*i)) {
         Some(DeValue::Integer(n)) => i128::from_str_radix(n.as_str(), n.radix()).ok(),
         _ => None,
-    };
-    let key = |s: &Seg| match s {
-        Seg::Key(k) => k.clone(),
-        Seg::Index(i) => i.to_string(),
     };
     match path {
         [] => String::new(),
@@ -87,7 +83,8 @@ fn context(root: &DeTable<'_>, path: &[Seg]) -> String {
                 step_id(i).map_or("?".to_owned(), |id| id.to_string())
             )
         }
-        [_, _, k] => key(k),
+        [_, _, Seg::Key(k)] => k.clone(),
+        [_, _, Seg::Index(i)] => i.to_string(),
         _ => String::new(),
     }
 }
@@ -137,47 +134,43 @@ fn step(doc: &Doc<'_>, item: &Spanned<RawStep>) -> Result<Step, Bad> {
         return Err(Bad::new(item.span(), "", message));
     };
     let id = positive_u32(id_value.get_ref()).map_err(|m| Bad::new(id_value.span(), "id", m))?;
-    let actions =
-        |list: &Option<Spanned<List<RawAction>>>, key: &str| -> Result<Vec<Action>, Bad> {
-            let Some(list) = list else {
-                return Ok(Vec::new());
-            };
-            let actions: Vec<Action> = list
-                .get_ref()
-                .0
-                .iter()
-                .map(|raw| {
-                    Ok(Action {
-                        line: doc.line(raw.span().start),
-                        kind: ActionKind::try_from(raw)?,
-                    })
-                })
-                .collect::<Result<_, Bad>>()?;
-            if key == "actions" && actions.is_empty() {
-                let message =
-                    "no actions (expected at least one action; use before/after for one-off work)";
-                return Err(Bad::new(
-                    list.span(),
-                    format!("step {id}, actions"),
-                    message,
-                ));
-            }
-            Ok(actions)
+    let actions = |list: &Option<Spanned<List<RawAction>>>| -> Result<Vec<Action>, Bad> {
+        let items = list.iter().flat_map(|l| &l.get_ref().0);
+        let action = |raw: &Spanned<RawAction>| {
+            let line = doc.line(raw.span().start);
+            Ok(Action {
+                line,
+                kind: ActionKind::try_from(raw)?,
+            })
         };
-    let step = Step {
-        id,
-        name: raw.name.clone().unwrap_or_else(|| format!("step-{id}")),
-        before: actions(&raw.before, "before")?,
-        actions: actions(&raw.actions, "actions")?,
-        after: actions(&raw.after, "after")?,
-        challenge_selector: raw.challenge_selector.clone(),
-        challenge_text: raw.challenge_text.clone(),
+        items.map(action).collect()
     };
+    let before = actions(&raw.before)?;
+    let main = actions(&raw.actions)?;
+    if let Some(list) = raw.actions.as_ref().filter(|_| main.is_empty()) {
+        let message = "no actions (expected at least one action; use before/after for one-off \
+                       work)";
+        return Err(Bad::new(
+            list.span(),
+            format!("step {id}, actions"),
+            message,
+        ));
+    }
+    let after = actions(&raw.after)?;
     if raw.actions.is_none() {
         let message = "no actions (expected actions = [ ... ] with at least one action)";
         return Err(Bad::new(item.span(), format!("step {id}"), message));
     }
-    Ok(step)
+    let name = raw.name.clone().unwrap_or_else(|| format!("step-{id}"));
+    Ok(Step {
+        id,
+        name,
+        before,
+        actions: main,
+        after,
+        challenge_selector: raw.challenge_selector.clone(),
+        challenge_text: raw.challenge_text.clone(),
+    })
 }
 
 /// `fn(workflow, running accounts, running steps) -> ()`: checks, before anything
@@ -211,95 +204,92 @@ pub fn check_templates_with_env(
             ));
         };
         for action in step.before.iter().chain(&step.actions).chain(&step.after) {
-            let err = |message: String| {
-                ConfigError::invalid(path, Some(action.line), action.kind.name(), message)
-            };
-            let is_exec = matches!(action.kind, ActionKind::Exec { .. });
-            // What reaches a URL or an argv may not hold a control character: a NUL
-            // cannot be passed to a program, and a URL parser silently drops some.
-            let reaches_url_or_argv = is_exec || matches!(action.kind, ActionKind::Goto { .. });
-            for part in action
+            let parts = action
                 .kind
                 .templates()
                 .into_iter()
-                .flat_map(|t| t.variables())
-            {
-                match part {
-                    Part::BaseUrl if workflow.base_url.is_empty() => {
-                        return Err(err(format!(
-                            "{part} is used but no base URL is set (expected base_url in the \
-                             workflow file, or --base-url)"
-                        )));
-                    }
-                    Part::BaseUrl => {
-                        if let Err(why) = check_base_url(&workflow.base_url) {
-                            return Err(err(format!(
-                                "{part} is used but the base URL {why} (expected base_url = \
-                                 \"http://HOST:PORT\" in the workflow file, or --base-url)"
-                            )));
-                        }
-                    }
-                    Part::Account(field) if field != "id" => {
-                        if let Some(a) = accounts.iter().find(|a| !a.fields.contains_key(field)) {
-                            return Err(err(format!(
-                                "{part}: account {} has no field {field:?} (expected every \
-                                 account that runs to have it)",
-                                a.id
-                            )));
-                        }
-                        let control =
-                            |a: &&&Account| a.fields[field].value.contains(char::is_control);
-                        if let Some(a) = accounts
-                            .iter()
-                            .find(control)
-                            .filter(|_| reaches_url_or_argv)
-                        {
-                            return Err(err(format!(
-                                "{part}: the value of account {} has a control character \
-                                 (expected printable text in a URL or an argv)",
-                                a.id
-                            )));
-                        }
-                        let secret = is_secret_name(field)
-                            || accounts.iter().any(|a| a.fields[field].secret);
-                        if is_exec && secret {
-                            return Err(err(format!(
-                                "{part} is a secret in the argv, and secrets reach exec programs \
-                                 only through the environment (expected the program to read \
-                                 BATCH_ACCOUNT_{})",
-                                field.to_ascii_uppercase()
-                            )));
-                        }
-                    }
-                    Part::Env(name) => {
-                        if is_exec {
-                            return Err(err(format!(
-                                "{part} is a secret in the argv, and secrets reach exec programs \
-                                 only through the environment (expected the program to read \
-                                 {name} from the environment it inherits)"
-                            )));
-                        }
-                        if reaches_url_or_argv
-                            && env(name).is_some_and(|v| v.contains(char::is_control))
-                        {
-                            return Err(err(format!(
-                                "{part}: environment variable {name} has a control character \
-                                 (expected printable text in a URL)"
-                            )));
-                        }
-                        if env(name).is_none() {
-                            return Err(err(format!(
-                                "{part}: environment variable {name} is not set (expected it \
-                                 set before the run)"
-                            )));
-                        }
-                    }
-                    _ => {}
+                .flat_map(|t| t.variables());
+            for part in parts {
+                if let Some(problem) = problem(part, &action.kind, workflow, accounts, env) {
+                    let field = action.kind.name();
+                    return Err(ConfigError::invalid(
+                        path,
+                        Some(action.line),
+                        field,
+                        problem,
+                    ));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// What keeps `part` of an action of `kind` from being rendered for every running
+/// account, if anything.
+fn problem(
+    part: &Part,
+    kind: &ActionKind,
+    workflow: &Workflow,
+    accounts: &[&Account],
+    env: EnvLookup<'_>,
+) -> Option<String> {
+    let is_exec = matches!(kind, ActionKind::Exec { .. });
+    // What reaches a URL or an argv may not hold a control character: a NUL cannot be
+    // passed to a program, and a URL parser silently drops some.
+    let reaches_url_or_argv = is_exec || matches!(kind, ActionKind::Goto { .. });
+    let secret_in_argv = "is a secret in the argv, and secrets reach exec programs only through \
+                          the environment (expected the program to read";
+    match part {
+        Part::BaseUrl if workflow.base_url.is_empty() => Some(format!(
+            "{part} is used but no base URL is set (expected base_url in the workflow file, or \
+             --base-url)"
+        )),
+        Part::BaseUrl => check_base_url(&workflow.base_url).err().map(|why| {
+            format!(
+                "{part} is used but the base URL {why} (expected base_url = \"http://HOST:PORT\" \
+                 in the workflow file, or --base-url)"
+            )
+        }),
+        Part::Account(field) if field != "id" => {
+            if let Some(a) = accounts.iter().find(|a| !a.fields.contains_key(field)) {
+                return Some(format!(
+                    "{part}: account {} has no field {field:?} (expected every account that runs \
+                     to have it)",
+                    a.id
+                ));
+            }
+            let control = |a: &&&Account| a.fields[field].value.contains(char::is_control);
+            if let Some(a) = accounts
+                .iter()
+                .find(control)
+                .filter(|_| reaches_url_or_argv)
+            {
+                return Some(format!(
+                    "{part}: the value of account {} has a control character (expected printable \
+                     text in a URL or an argv)",
+                    a.id
+                ));
+            }
+            let secret = is_secret_name(field) || accounts.iter().any(|a| a.fields[field].secret);
+            let var = field.to_ascii_uppercase();
+            (is_exec && secret).then(|| format!("{part} {secret_in_argv} BATCH_ACCOUNT_{var})"))
+        }
+        Part::Env(name) if is_exec => Some(format!(
+            "{part} {secret_in_argv} {name} from the environment it inherits)"
+        )),
+        Part::Env(name) => match env(name) {
+            Some(v) if reaches_url_or_argv && v.contains(char::is_control) => Some(format!(
+                "{part}: environment variable {name} has a control character (expected printable \
+                 text in a URL)"
+            )),
+            Some(_) => None,
+            None => Some(format!(
+                "{part}: environment variable {name} is not set (expected it set before the run)"
+            )),
+        },
+        _ => None,
+    }
 }
 
 /// Why `base_url` cannot start a URL, if it cannot: it must be an `http://` or
