@@ -97,17 +97,7 @@ actions = [
 ]
 "##,
     );
-    let run = p
-        .run(&[
-            "run",
-            "--accounts",
-            "1",
-            "--retries",
-            "0",
-            "--launch-interval",
-            "0",
-        ])
-        .await;
+    let run = run_account_1_once(&p).await;
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
 
     let dir = p.run_dir();
@@ -420,17 +410,7 @@ actions = [
 ]
 "##,
     );
-    let run = p
-        .run(&[
-            "run",
-            "--accounts",
-            "1",
-            "--retries",
-            "0",
-            "--launch-interval",
-            "0",
-        ])
-        .await;
+    let run = run_account_1_once(&p).await;
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
     let dir = p.run_dir();
     let events = events(&dir);
@@ -633,4 +613,19 @@ actions = [
     // The next run did its own work: the server saw it.
     assert_eq!(p.adds("user-1"), [(1, 1)].into());
     p.assert_nothing_left();
+}
+
+/// `run --accounts 1 --retries 0 --launch-interval 0`: every step once, a failure not
+/// retried (the exec-containment scenarios expect their timeouts to stand).
+async fn run_account_1_once(p: &Project) -> Run {
+    p.run(&[
+        "run",
+        "--accounts",
+        "1",
+        "--retries",
+        "0",
+        "--launch-interval",
+        "0",
+    ])
+    .await
 }
