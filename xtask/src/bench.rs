@@ -23,7 +23,8 @@
 //! the runner's own peak RSS (`VmHWM`, from `run_finished`), the browsers'
 //! peak PSS (sampled every second: a lower bound), failed iterations, and whether the
 //! demo app counted exactly N × Q adds. `--rounds R` repeats everything, interleaved,
-//! and reports medians.
+//! and reports medians. `--only defaults,phase1` and `--workload 10x5` run a subset
+//! (for experiments; a ratio whose reference row is left out prints NaN).
 //!
 //! `cargo xtask bench proxy [--rounds R]`: the proxy forwarder's latency and CPU per
 //! request against a direct proxy (`crates/forwarder/examples/bench.rs`).
@@ -108,14 +109,21 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     }
     crate::deps::ensure_browser()?;
     let rounds: u32 = flag(args, "--rounds", 1)?;
+    let only = Only::parse(args)?;
     let scratch = Scratch::new(build_cli(true)?, 10)?;
-    let workloads = [(10u32, 5u32), (5, 10)];
+    let workloads: Vec<(u32, u32)> = [(10u32, 5u32), (5, 10)]
+        .into_iter()
+        .filter(|w| only.workload.is_none_or(|o| o == *w))
+        .collect();
     // results[workload][config] = figures per round; the two floors come last.
     let mut results: Vec<Vec<Vec<Figures>>> =
         vec![vec![Vec::new(); CONFIGS.len() + FLOORS.len()]; 2];
     for round in 1..=rounds {
         for (w, &(n, q)) in workloads.iter().enumerate() {
             for (c, (name, flags, full)) in CONFIGS.iter().enumerate() {
+                if !only.takes(name) {
+                    continue;
+                }
                 let before = scratch.adds();
                 let t = Instant::now();
                 let cpu0 = children_cpu_seconds();
@@ -140,6 +148,9 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
                 results[w][c].push(f);
             }
             for (k, shell) in [(0, false), (1, true)] {
+                if !only.takes(FLOORS[k]) {
+                    continue;
+                }
                 let ready = floor(n, shell)?;
                 eprintln!("round {round}, {n}×{q}, {}: {ready:.2} s", FLOORS[k]);
                 results[w][CONFIGS.len() + k].push(Figures {
@@ -247,6 +258,9 @@ fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
         "exact"
     );
     for (c, (name, _, _)) in CONFIGS.iter().enumerate() {
+        if rows[c].is_empty() {
+            continue;
+        }
         let failed: u64 = rows[c].iter().map(|f| f.failed).sum();
         let exact = rows[c].iter().all(|f| f.exact);
         let (ready, total) = (med(c, |f| f.ready), med(c, |f| f.total));
@@ -262,6 +276,9 @@ fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
         );
     }
     for (k, name) in FLOORS.iter().enumerate() {
+        if rows[CONFIGS.len() + k].is_empty() {
+            continue;
+        }
         let ready = med(CONFIGS.len() + k, |f| f.ready);
         println!(
             "{name:<11} {ready:>9.2} {:>9} {:>11.2}×",
@@ -277,6 +294,56 @@ fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
         med(at("defaults"), |f| f.total) / med(at("full-chromium"), |f| f.total),
         med(at("defaults"), |f| f.total) / med(at("phase1-shell"), |f| f.total),
     );
+}
+
+/// `--only NAME,NAME` (configurations and floors) and `--workload NxQ`: a subset of
+/// the table, for experiments. A ratio whose reference row was left out prints NaN.
+struct Only {
+    names: Option<Vec<String>>,
+    workload: Option<(u32, u32)>,
+}
+
+impl Only {
+    fn parse(args: &[String]) -> anyhow::Result<Only> {
+        let value = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .map(|i| {
+                    args.get(i + 1)
+                        .with_context(|| format!("{name} needs a value"))
+                })
+                .transpose()
+        };
+        let known: Vec<&str> = CONFIGS.iter().map(|c| c.0).chain(FLOORS).collect();
+        let names = match value("--only")? {
+            None => None,
+            Some(list) => Some(
+                list.split(',')
+                    .map(|n| {
+                        if known.contains(&n) {
+                            Ok(n.to_string())
+                        } else {
+                            bail!("--only {n:?}: expected some of {}", known.join(", "))
+                        }
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            ),
+        };
+        let workload = match value("--workload")? {
+            None => None,
+            Some(w) => match w.split_once('x').map(|(n, q)| (n.parse(), q.parse())) {
+                Some((Ok(n @ (5 | 10)), Ok(q))) if n * q == 50 => Some((n, q)),
+                _ => bail!("--workload {w:?}: expected 10x5 or 5x10"),
+            },
+        };
+        Ok(Only { names, workload })
+    }
+
+    fn takes(&self, name: &str) -> bool {
+        self.names
+            .as_ref()
+            .is_none_or(|n| n.iter().any(|x| x == name))
+    }
 }
 
 /// The floors: N bare browsers of each build at once.
