@@ -8,6 +8,7 @@
 //! form is a table in file order rather than a derived struct: which keys are allowed
 //! depends on which action key is present. Nothing here executes an action.
 
+use std::any::Any;
 use std::time::Duration;
 
 use toml::{Spanned, Value};
@@ -74,7 +75,7 @@ macro_rules! actions {
             /// The action's own `timeout`, if it has one and it was given.
             pub fn timeout(&self) -> Option<Duration> {
                 match self {$(
-                    ActionKind::$variant { $($key,)* .. } => None$(.or(Holds::timeout($key)))*,
+                    ActionKind::$variant { $($key,)* .. } => None$(.or(timeout_in($key)))*,
                 )*}
             }
 
@@ -82,7 +83,7 @@ macro_rules! actions {
             pub fn templates(&self) -> Vec<&Template> {
                 match self {$(
                     ActionKind::$variant { $main, $($key,)* } => {
-                        [Holds::templates($main) $(, Holds::templates($key))*].concat()
+                        [templates_in($main) $(, templates_in($key))*].concat()
                     }
                 )*}
             }
@@ -381,43 +382,21 @@ impl Read for Option<String> {
     }
 }
 
-/// What the runner asks of an action's fields, by their type: templates (to render
-/// and check) and the timeout.
-trait Holds {
-    fn templates(&self) -> Vec<&Template> {
-        Vec::new()
-    }
-    fn timeout(&self) -> Option<Duration> {
-        None
-    }
+/// What the runner asks of an action's fields, found by their types: the templates
+/// (to render and check) of a `Template`, `Option<Template>` or `Vec<Template>`.
+fn templates_in(field: &dyn Any) -> Vec<&Template> {
+    let one = field.downcast_ref::<Template>().into_iter();
+    let opt = field
+        .downcast_ref::<Option<Template>>()
+        .into_iter()
+        .flatten();
+    let many = field.downcast_ref::<Vec<Template>>().into_iter().flatten();
+    one.chain(opt).chain(many).collect()
 }
 
-impl Holds for String {}
-impl Holds for Option<String> {}
-impl Holds for Duration {}
-
-impl Holds for Option<Duration> {
-    fn timeout(&self) -> Option<Duration> {
-        *self
-    }
-}
-
-impl Holds for Template {
-    fn templates(&self) -> Vec<&Template> {
-        vec![self]
-    }
-}
-
-impl Holds for Option<Template> {
-    fn templates(&self) -> Vec<&Template> {
-        self.iter().collect()
-    }
-}
-
-impl Holds for Vec<Template> {
-    fn templates(&self) -> Vec<&Template> {
-        self.iter().collect()
-    }
+/// The timeout, if `field` is one (an `Option<Duration>`) and it was given.
+fn timeout_in(field: &dyn Any) -> Option<Duration> {
+    field.downcast_ref::<Option<Duration>>().copied().flatten()
 }
 
 /// The docs' action table (`| action | extra keys | does |`), generated from [`ACTIONS`].
