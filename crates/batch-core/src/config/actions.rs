@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use toml::{Spanned, Value};
 
-use super::doc::{Bad, Entries, Expecting, duration, expected_keys, found, name, positive, string};
+use super::doc::{Bad, Table, duration, expected_keys, found, in_order, name, positive, string};
 use super::{Part, Template};
 
 /// One action of the workflow language.
@@ -239,21 +239,19 @@ fn argv(a: &Reader<'_>) -> Result<Vec<Template>, Bad> {
     })
 }
 
-/// Marks the tables of actions for [`Entries`]: what their type errors expect.
-pub(crate) struct ActionTable;
+/// An action as written: a table, its keys and values with their positions.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+pub(crate) struct RawAction(Table);
 
-/// An action as written: its table's entries in file order.
-pub(crate) type RawAction = Entries<ActionTable>;
-
-impl Expecting for ActionTable {
-    fn expected() -> String {
-        format!(
+/// What a type error expects in place of a list of actions (`list`) or of one action.
+pub(crate) fn expected(list: bool) -> String {
+    match list {
+        true => "an array of actions like [{ click = \"#submit\" }]".to_owned(),
+        false => format!(
             "an action like {{ click = \"#submit\" }}, with the action {}",
             one_of()
-        )
-    }
-    fn list() -> String {
-        "an array of actions like [{ click = \"#submit\" }]".to_owned()
+        ),
     }
 }
 
@@ -267,7 +265,7 @@ impl TryFrom<&Spanned<RawAction>> for ActionKind {
 
     /// Finds the one action key, checks the others against its extra keys, builds it.
     fn try_from(raw: &Spanned<RawAction>) -> Result<ActionKind, Bad> {
-        let entries = &raw.get_ref().entries;
+        let entries = in_order(&raw.get_ref().0);
         let def_of = |k: &Spanned<String>| ACTIONS.iter().find(|d| d.name == k.get_ref());
         let found: Vec<_> = entries
             .iter()
@@ -325,7 +323,7 @@ impl Reader<'_> {
         key: &str,
         parse: impl Fn(&Value) -> Result<T, String>,
     ) -> Result<Option<T>, Bad> {
-        let Some(v) = self.raw.get_ref().get(key) else {
+        let Some(v) = self.raw.get_ref().0.get(key) else {
             return Ok(None);
         };
         let field = format!("{}.{key}", self.def.name);

@@ -9,13 +9,13 @@
 //! an error names comes from the position of the error, looked up in the file's
 //! spanned tree. This module knows nothing of what the keys mean.
 
-use std::marker::PhantomData;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::Value;
 use toml::de::{DeTable, DeValue};
@@ -34,6 +34,10 @@ pub(crate) enum Seg {
 
 /// Names the field at a path, for messages (`browser.headed`, `step 3, actions`).
 pub(crate) type Context<'c> = &'c dyn Fn(&DeTable<'_>, &[Seg]) -> String;
+
+/// What a type error at a path's shape (`steps.#.actions`: keys, `#` for an index)
+/// expects, where serde's own words ("a sequence", "a map") would say less.
+pub(crate) type Expect = fn(&str) -> Option<String>;
 
 /// A problem found after deserializing: where, which field, and what is wrong.
 #[derive(Debug)]
@@ -91,6 +95,7 @@ impl<'a> Doc<'a> {
     pub(crate) fn parse<T: DeserializeOwned>(
         &self,
         context: Context<'_>,
+        expect: Expect,
     ) -> Result<T, ConfigError> {
         let e = match toml::from_str::<T>(self.text) {
             Ok(value) => return Ok(value),
@@ -113,7 +118,7 @@ impl<'a> Doc<'a> {
             .as_ref()
             .and_then(|s| path_to(root.get_ref(), s))
             .unwrap_or_default();
-        let (field, message) = translate(e.message(), root.get_ref(), &path, context);
+        let (field, message) = translate(e.message(), root.get_ref(), &path, context, expect);
         Err(ConfigError::invalid(self.path, line, field, message))
     }
 }
@@ -124,6 +129,7 @@ fn translate(
     root: &DeTable<'_>,
     path: &[Seg],
     context: Context<'_>,
+    expect: Expect,
 ) -> (String, String) {
     let quoted =
         |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
@@ -148,9 +154,13 @@ fn translate(
     }
     if msg.starts_with("invalid type: ") || msg.starts_with("invalid value: ") {
         // serde quotes the value here; we only name its type.
-        let expected = msg
-            .rsplit_once(", expected ")
-            .map_or("another value", |(_, e)| e);
+        let shape: Vec<&str> = (path.iter())
+            .map(|s| if let Seg::Key(k) = s { k.as_str() } else { "#" })
+            .collect();
+        let expected = expect(&shape.join(".")).unwrap_or_else(|| {
+            let serde = msg.rsplit_once(", expected ").map(|(_, e)| e);
+            serde.unwrap_or("another value").to_owned()
+        });
         let found = value_at(root, path).map_or("another value".into(), |v| a_type(v.type_str()));
         return (field, format!("found {found} (expected {expected})"));
     }
@@ -337,83 +347,18 @@ macro_rules! section {
 }
 pub(crate) use section;
 
-/// What a list or table type is called in "found X (expected …)".
-pub(crate) trait Expecting {
-    /// For one item: "an action like { click = \"#submit\" }".
-    fn expected() -> String;
-    /// For a list of them (the same by default).
-    fn list() -> String {
-        Self::expected()
-    }
+/// A table as written, each key and value with its position; [`in_order`] gives its
+/// entries in file order.
+pub(crate) type Table = BTreeMap<Spanned<String>, Spanned<Value>>;
+
+/// The entries of `table` in file order.
+pub(crate) fn in_order(table: &Table) -> Vec<(&Spanned<String>, &Spanned<Value>)> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+    entries
 }
 
-/// A table's entries in file order, each key and value with its position.
-pub(crate) struct Entries<E> {
-    pub(crate) entries: Vec<(Spanned<String>, Spanned<Value>)>,
-    marker: PhantomData<E>,
-}
-
-impl<'de, E: Expecting> Deserialize<'de> for Entries<E> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<E>(PhantomData<E>);
-        impl<'de, E: Expecting> Visitor<'de> for V<E> {
-            type Value = Entries<E>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&E::expected())
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries: Vec<(Spanned<String>, Spanned<Value>)> = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                entries.sort_by_key(|(k, _)| k.span().start);
-                Ok(Entries {
-                    entries,
-                    marker: PhantomData,
-                })
-            }
-        }
-        d.deserialize_map(V(PhantomData))
-    }
-}
-
-impl<E: Expecting> Expecting for Entries<E> {
-    fn expected() -> String {
-        E::expected()
-    }
-    fn list() -> String {
-        E::list()
-    }
-}
-
-impl<E> Entries<E> {
-    pub(crate) fn get(&self, key: &str) -> Option<&Spanned<Value>> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.get_ref() == key)
-            .map(|(_, v)| v)
-    }
-}
-
-/// An array whose type error says what its items should be (`[[steps]] tables`).
+/// An array, each item with its position.
+#[derive(Deserialize)]
+#[serde(transparent)]
 pub(crate) struct List<T>(pub(crate) Vec<Spanned<T>>);
-
-impl<'de, T: Deserialize<'de> + Expecting> Deserialize<'de> for List<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de> + Expecting> Visitor<'de> for V<T> {
-            type Value = List<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&T::list())
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(List(items))
-            }
-        }
-        d.deserialize_seq(V(PhantomData))
-    }
-}

@@ -83,7 +83,7 @@ pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
 
 pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, ConfigError> {
     let doc = Doc::new(path, text);
-    let raw: Raw = doc.parse(&dotted)?;
+    let raw: Raw = doc.parse(&dotted, |_| None)?;
     // Checked here rather than in `args` so that the error names the entry's own line.
     for (i, arg) in raw.browser.args.iter().enumerate() {
         let Err(problem) = super::identity::check_switch(arg) else {
