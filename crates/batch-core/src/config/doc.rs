@@ -33,7 +33,7 @@ pub(crate) enum Seg {
 }
 
 /// Names the field at a path, for messages (`browser.headed`, `step 3, actions`).
-pub(crate) type Context<'c> = &'c dyn Fn(&DeTable<'_>, &[Seg]) -> String;
+pub(crate) type Context<'c> = &'c dyn Fn(&DeValue<'_>, &[Seg]) -> String;
 
 /// What a type error at a path's shape (`steps.#.actions`: keys, `#` for an index)
 /// expects, where serde's own words ("a sequence", "a map") would say less.
@@ -114,11 +114,9 @@ impl<'a> Doc<'a> {
             let message = format!("invalid TOML{column}: {}", e.message().replace('\n', "; "));
             return Err(ConfigError::invalid(self.path, line, "", message));
         };
-        let path = span
-            .as_ref()
-            .and_then(|s| path_to(root.get_ref(), s))
-            .unwrap_or_default();
-        let (field, message) = translate(e.message(), root.get_ref(), &path, context, expect);
+        let root = DeValue::Table(root.into_inner());
+        let path = span.and_then(|s| path_to(&root, &s)).unwrap_or_default();
+        let (field, message) = translate(e.message(), &root, &path, context, expect);
         Err(ConfigError::invalid(self.path, line, field, message))
     }
 }
@@ -126,7 +124,7 @@ impl<'a> Doc<'a> {
 /// serde's message as ours, and the field it is about.
 fn translate(
     msg: &str,
-    root: &DeTable<'_>,
+    root: &DeValue<'_>,
     path: &[Seg],
     context: Context<'_>,
     expect: Expect,
@@ -177,67 +175,56 @@ pub(crate) fn expected_keys(keys: &[impl AsRef<str>]) -> String {
     format!("one of: {}", keys.join(", "))
 }
 
-/// The path to the key or value whose span is exactly `span`.
-fn path_to(table: &DeTable<'_>, span: &Range<usize>) -> Option<Vec<Seg>> {
-    for (k, v) in table.iter() {
-        let key = Seg::Key(k.get_ref().to_string());
-        if k.span() == *span || v.span() == *span {
-            return Some(vec![key]);
-        }
-        if let Some(mut rest) = path_in(v, span) {
-            rest.insert(0, key);
-            return Some(rest);
-        }
+/// The entries of a table or the items of an array: each one's step from `v`, the
+/// span that names it (its key's, or its own) and its value.
+fn children<'t, 'i>(v: &'t DeValue<'i>) -> Vec<(Seg, Range<usize>, &'t Spanned<DeValue<'i>>)> {
+    match v {
+        DeValue::Table(t) => (t.iter())
+            .map(|(k, v)| (Seg::Key(k.get_ref().to_string()), k.span(), v))
+            .collect(),
+        DeValue::Array(a) => (a.iter().enumerate())
+            .map(|(i, v)| (Seg::Index(i), v.span(), v))
+            .collect(),
+        _ => Vec::new(),
     }
-    None
 }
 
-fn path_in(v: &Spanned<DeValue<'_>>, span: &Range<usize>) -> Option<Vec<Seg>> {
-    match v.get_ref() {
-        DeValue::Table(t) => path_to(t, span),
-        DeValue::Array(a) => a.iter().enumerate().find_map(|(i, item)| {
-            let mut rest = if item.span() == *span {
-                Vec::new()
-            } else {
-                path_in(item, span)?
-            };
-            rest.insert(0, Seg::Index(i));
-            Some(rest)
-        }),
-        _ => None,
-    }
+/// The path to the key or value whose span is exactly `span`.
+fn path_to(v: &DeValue<'_>, span: &Range<usize>) -> Option<Vec<Seg>> {
+    children(v).into_iter().find_map(|(seg, name, child)| {
+        let mut rest = match name == *span || child.span() == *span {
+            true => Vec::new(),
+            false => path_to(child.get_ref(), span)?,
+        };
+        rest.insert(0, seg);
+        Some(rest)
+    })
 }
 
 impl Doc<'_> {
     /// The span of the value at `path`, if there is one.
     pub(crate) fn span_at(&self, path: &[Seg]) -> Option<Range<usize>> {
-        let root = DeTable::parse(self.text).ok()?;
-        node_at(root.get_ref(), path).map(Spanned::span)
+        let root = DeValue::Table(DeTable::parse(self.text).ok()?.into_inner());
+        node_at(&root, path).map(Spanned::span)
     }
 }
 
 /// The value at `path`, if there is one.
-pub(crate) fn value_at<'t, 'i>(root: &'t DeTable<'i>, path: &[Seg]) -> Option<&'t DeValue<'i>> {
+pub(crate) fn value_at<'t, 'i>(root: &'t DeValue<'i>, path: &[Seg]) -> Option<&'t DeValue<'i>> {
     node_at(root, path).map(Spanned::get_ref)
 }
 
-fn node_at<'t, 'i>(root: &'t DeTable<'i>, path: &[Seg]) -> Option<&'t Spanned<DeValue<'i>>> {
-    let (Seg::Key(first), rest) = path.split_first()? else {
-        return None;
-    };
-    let mut v = root.get(first.as_str())?;
-    for seg in rest {
-        v = match (seg, v.get_ref()) {
-            (Seg::Key(k), DeValue::Table(t)) => t.get(k.as_str())?,
-            (Seg::Index(i), DeValue::Array(a)) => a.get(*i)?,
-            _ => return None,
-        };
+fn node_at<'t, 'i>(v: &'t DeValue<'i>, path: &[Seg]) -> Option<&'t Spanned<DeValue<'i>>> {
+    let (first, rest) = path.split_first()?;
+    let (_, _, child) = children(v).into_iter().find(|(seg, ..)| seg == first)?;
+    match rest {
+        [] => Some(child),
+        _ => node_at(child.get_ref(), rest),
     }
-    Some(v)
 }
 
 /// The keys of a path joined with dots, indexes left out: `browser.args`.
-pub(crate) fn dotted(_: &DeTable<'_>, path: &[Seg]) -> String {
+pub(crate) fn dotted(_: &DeValue<'_>, path: &[Seg]) -> String {
     let keys: Vec<&str> = path
         .iter()
         .filter_map(|s| match s {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeValue;
 use toml::{Spanned, Value};
 
 use super::actions::RawAction;
@@ -65,7 +65,7 @@ value! {
 }
 
 /// Names the field of an error's path: `step 3, actions`, `step 3`, `id`.
-fn context(root: &DeTable<'_>, path: &[Seg]) -> String {
+fn context(root: &DeValue<'_>, path: &[Seg]) -> String {
     let id_at = |i: usize| {
         [
             Seg::Key("steps".into()),
