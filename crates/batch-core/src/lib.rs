@@ -4,7 +4,8 @@
 //! directories) and `launcher` (starting verified browsers) — and owns all policy:
 //! which account runs when ([`runner`]), when a browser may be created (the creation
 //! lock and the memory gate in [`resources`]), what a failure means and whether to
-//! retry it, and what a run leaves behind ([`journal`], [`report`]).
+//! retry it, what a run leaves behind ([`journal`], [`report`]) and which secrets are
+//! scrubbed from it ([`redact`]).
 //!
 //! Main entry points: [`config::load_project`] reads what the user wrote,
 //! [`Plan::build`] decides what to run (fresh, or `--resume` from a run's journal),
@@ -48,6 +49,7 @@ pub mod exit;
 pub mod health;
 pub mod journal;
 mod plan;
+pub mod redact;
 pub mod render;
 pub mod report;
 pub mod resources;

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
-use super::doc::{Bad, Doc, Entries, Expecting, List, dotted, found, integer, string};
+use super::doc::{Bad, Doc, List, Table, dotted, found, in_order, integer, string};
 use super::error::read_text;
 use super::secrets::is_secret_name;
 use super::{Account, AccountId, Accounts, ConfigError, EnvLookup, FieldValue, process_env};
@@ -28,16 +28,13 @@ struct RawAccounts {
     accounts: Option<Spanned<List<RawAccount>>>,
 }
 
-/// Marks `[[accounts]]` tables for [`Entries`].
-struct AccountTable;
+/// An account as written: a table, its keys and values with their positions.
+type RawAccount = Table;
 
-impl Expecting for AccountTable {
-    fn expected() -> String {
-        "[[accounts]] tables".to_owned()
-    }
+/// What a type error expects where the accounts go.
+fn expect(shape: &str) -> Option<String> {
+    matches!(shape, "accounts" | "accounts.#").then(|| "[[accounts]] tables".to_owned())
 }
-
-type RawAccount = Entries<AccountTable>;
 
 /// `fn("user-name") -> "BATCH_ACCOUNT_USER_NAME"`: the environment variable an `exec`
 /// program reads a field from (ASCII letters and digits upper-cased, anything else `_`).
@@ -193,7 +190,7 @@ fn check_account_field(name: &str, value: &str, secret: bool, dir: &Path) -> Res
 
 fn parse_toml(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Vec<Account>, ConfigError> {
     let doc = Doc::new(path, text);
-    let raw: RawAccounts = doc.parse(&dotted).map_err(|mut e| {
+    let raw: RawAccounts = doc.parse(&dotted, expect).map_err(|mut e| {
         // The file's one top-level key is better said as what the file holds.
         if let ConfigError::Invalid { message, .. } = &mut e
             && message.starts_with("unknown key")
@@ -242,7 +239,7 @@ fn toml_account(
     };
     let id = integer(id_value.get_ref(), 0, i64::MAX, ID_EXPECTED)
         .map_err(|m| Bad::new(id_value.span(), "id", m))? as AccountId;
-    let entries: Vec<_> = (item.get_ref().entries.iter())
+    let entries: Vec<_> = (in_order(item.get_ref()).into_iter())
         .filter(|(k, _)| k.get_ref() != "id")
         .collect();
     let mut fields = BTreeMap::new();

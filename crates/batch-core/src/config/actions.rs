@@ -8,11 +8,12 @@
 //! form is a table in file order rather than a derived struct: which keys are allowed
 //! depends on which action key is present. Nothing here executes an action.
 
+use std::any::Any;
 use std::time::Duration;
 
 use toml::{Spanned, Value};
 
-use super::doc::{Bad, Entries, Expecting, duration, expected_keys, found, name, positive, string};
+use super::doc::{Bad, Table, duration, expected_keys, found, in_order, name, positive, string};
 use super::{Part, Template};
 
 /// One action of the workflow language.
@@ -74,7 +75,7 @@ macro_rules! actions {
             /// The action's own `timeout`, if it has one and it was given.
             pub fn timeout(&self) -> Option<Duration> {
                 match self {$(
-                    ActionKind::$variant { $($key,)* .. } => None$(.or(Holds::timeout($key)))*,
+                    ActionKind::$variant { $($key,)* .. } => None$(.or(timeout_in($key)))*,
                 )*}
             }
 
@@ -82,7 +83,7 @@ macro_rules! actions {
             pub fn templates(&self) -> Vec<&Template> {
                 match self {$(
                     ActionKind::$variant { $main, $($key,)* } => {
-                        [Holds::templates($main) $(, Holds::templates($key))*].concat()
+                        [templates_in($main) $(, templates_in($key))*].concat()
                     }
                 )*}
             }
@@ -238,21 +239,19 @@ fn argv(a: &Reader<'_>) -> Result<Vec<Template>, Bad> {
     })
 }
 
-/// Marks the tables of actions for [`Entries`]: what their type errors expect.
-pub(crate) struct ActionTable;
+/// An action as written: a table, its keys and values with their positions.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+pub(crate) struct RawAction(Table);
 
-/// An action as written: its table's entries in file order.
-pub(crate) type RawAction = Entries<ActionTable>;
-
-impl Expecting for ActionTable {
-    fn expected() -> String {
-        format!(
+/// What a type error expects in place of a list of actions (`list`) or of one action.
+pub(crate) fn expected(list: bool) -> String {
+    match list {
+        true => "an array of actions like [{ click = \"#submit\" }]".to_owned(),
+        false => format!(
             "an action like {{ click = \"#submit\" }}, with the action {}",
             one_of()
-        )
-    }
-    fn list() -> String {
-        "an array of actions like [{ click = \"#submit\" }]".to_owned()
+        ),
     }
 }
 
@@ -266,7 +265,7 @@ impl TryFrom<&Spanned<RawAction>> for ActionKind {
 
     /// Finds the one action key, checks the others against its extra keys, builds it.
     fn try_from(raw: &Spanned<RawAction>) -> Result<ActionKind, Bad> {
-        let entries = &raw.get_ref().entries;
+        let entries = in_order(&raw.get_ref().0);
         let def_of = |k: &Spanned<String>| ACTIONS.iter().find(|d| d.name == k.get_ref());
         let found: Vec<_> = entries
             .iter()
@@ -324,7 +323,7 @@ impl Reader<'_> {
         key: &str,
         parse: impl Fn(&Value) -> Result<T, String>,
     ) -> Result<Option<T>, Bad> {
-        let Some(v) = self.raw.get_ref().get(key) else {
+        let Some(v) = self.raw.get_ref().0.get(key) else {
             return Ok(None);
         };
         let field = format!("{}.{key}", self.def.name);
@@ -381,43 +380,21 @@ impl Read for Option<String> {
     }
 }
 
-/// What the runner asks of an action's fields, by their type: templates (to render
-/// and check) and the timeout.
-trait Holds {
-    fn templates(&self) -> Vec<&Template> {
-        Vec::new()
-    }
-    fn timeout(&self) -> Option<Duration> {
-        None
-    }
+/// What the runner asks of an action's fields, found by their types: the templates
+/// (to render and check) of a `Template`, `Option<Template>` or `Vec<Template>`.
+fn templates_in(field: &dyn Any) -> Vec<&Template> {
+    let one = field.downcast_ref::<Template>().into_iter();
+    let opt = field
+        .downcast_ref::<Option<Template>>()
+        .into_iter()
+        .flatten();
+    let many = field.downcast_ref::<Vec<Template>>().into_iter().flatten();
+    one.chain(opt).chain(many).collect()
 }
 
-impl Holds for String {}
-impl Holds for Option<String> {}
-impl Holds for Duration {}
-
-impl Holds for Option<Duration> {
-    fn timeout(&self) -> Option<Duration> {
-        *self
-    }
-}
-
-impl Holds for Template {
-    fn templates(&self) -> Vec<&Template> {
-        vec![self]
-    }
-}
-
-impl Holds for Option<Template> {
-    fn templates(&self) -> Vec<&Template> {
-        self.iter().collect()
-    }
-}
-
-impl Holds for Vec<Template> {
-    fn templates(&self) -> Vec<&Template> {
-        self.iter().collect()
-    }
+/// The timeout, if `field` is one (an `Option<Duration>`) and it was given.
+fn timeout_in(field: &dyn Any) -> Option<Duration> {
+    field.downcast_ref::<Option<Duration>>().copied().flatten()
 }
 
 /// The docs' action table (`| action | extra keys | does |`), generated from [`ACTIONS`].

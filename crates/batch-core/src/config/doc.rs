@@ -9,13 +9,13 @@
 //! an error names comes from the position of the error, looked up in the file's
 //! spanned tree. This module knows nothing of what the keys mean.
 
-use std::marker::PhantomData;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::Value;
 use toml::de::{DeTable, DeValue};
@@ -33,7 +33,11 @@ pub(crate) enum Seg {
 }
 
 /// Names the field at a path, for messages (`browser.headed`, `step 3, actions`).
-pub(crate) type Context<'c> = &'c dyn Fn(&DeTable<'_>, &[Seg]) -> String;
+pub(crate) type Context<'c> = &'c dyn Fn(&DeValue<'_>, &[Seg]) -> String;
+
+/// What a type error at a path's shape (`steps.#.actions`: keys, `#` for an index)
+/// expects, where serde's own words ("a sequence", "a map") would say less.
+pub(crate) type Expect = fn(&str) -> Option<String>;
 
 /// A problem found after deserializing: where, which field, and what is wrong.
 #[derive(Debug)]
@@ -91,6 +95,7 @@ impl<'a> Doc<'a> {
     pub(crate) fn parse<T: DeserializeOwned>(
         &self,
         context: Context<'_>,
+        expect: Expect,
     ) -> Result<T, ConfigError> {
         let e = match toml::from_str::<T>(self.text) {
             Ok(value) => return Ok(value),
@@ -109,11 +114,9 @@ impl<'a> Doc<'a> {
             let message = format!("invalid TOML{column}: {}", e.message().replace('\n', "; "));
             return Err(ConfigError::invalid(self.path, line, "", message));
         };
-        let path = span
-            .as_ref()
-            .and_then(|s| path_to(root.get_ref(), s))
-            .unwrap_or_default();
-        let (field, message) = translate(e.message(), root.get_ref(), &path, context);
+        let root = DeValue::Table(root.into_inner());
+        let path = span.and_then(|s| path_to(&root, &s)).unwrap_or_default();
+        let (field, message) = translate(e.message(), &root, &path, context, expect);
         Err(ConfigError::invalid(self.path, line, field, message))
     }
 }
@@ -121,9 +124,10 @@ impl<'a> Doc<'a> {
 /// serde's message as ours, and the field it is about.
 fn translate(
     msg: &str,
-    root: &DeTable<'_>,
+    root: &DeValue<'_>,
     path: &[Seg],
     context: Context<'_>,
+    expect: Expect,
 ) -> (String, String) {
     let quoted =
         |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
@@ -148,9 +152,13 @@ fn translate(
     }
     if msg.starts_with("invalid type: ") || msg.starts_with("invalid value: ") {
         // serde quotes the value here; we only name its type.
-        let expected = msg
-            .rsplit_once(", expected ")
-            .map_or("another value", |(_, e)| e);
+        let shape: Vec<&str> = (path.iter())
+            .map(|s| if let Seg::Key(k) = s { k.as_str() } else { "#" })
+            .collect();
+        let expected = expect(&shape.join(".")).unwrap_or_else(|| {
+            let serde = msg.rsplit_once(", expected ").map(|(_, e)| e);
+            serde.unwrap_or("another value").to_owned()
+        });
         let found = value_at(root, path).map_or("another value".into(), |v| a_type(v.type_str()));
         return (field, format!("found {found} (expected {expected})"));
     }
@@ -167,67 +175,56 @@ pub(crate) fn expected_keys(keys: &[impl AsRef<str>]) -> String {
     format!("one of: {}", keys.join(", "))
 }
 
-/// The path to the key or value whose span is exactly `span`.
-fn path_to(table: &DeTable<'_>, span: &Range<usize>) -> Option<Vec<Seg>> {
-    for (k, v) in table.iter() {
-        let key = Seg::Key(k.get_ref().to_string());
-        if k.span() == *span || v.span() == *span {
-            return Some(vec![key]);
-        }
-        if let Some(mut rest) = path_in(v, span) {
-            rest.insert(0, key);
-            return Some(rest);
-        }
+/// The entries of a table or the items of an array: each one's step from `v`, the
+/// span that names it (its key's, or its own) and its value.
+fn children<'t, 'i>(v: &'t DeValue<'i>) -> Vec<(Seg, Range<usize>, &'t Spanned<DeValue<'i>>)> {
+    match v {
+        DeValue::Table(t) => (t.iter())
+            .map(|(k, v)| (Seg::Key(k.get_ref().to_string()), k.span(), v))
+            .collect(),
+        DeValue::Array(a) => (a.iter().enumerate())
+            .map(|(i, v)| (Seg::Index(i), v.span(), v))
+            .collect(),
+        _ => Vec::new(),
     }
-    None
 }
 
-fn path_in(v: &Spanned<DeValue<'_>>, span: &Range<usize>) -> Option<Vec<Seg>> {
-    match v.get_ref() {
-        DeValue::Table(t) => path_to(t, span),
-        DeValue::Array(a) => a.iter().enumerate().find_map(|(i, item)| {
-            let mut rest = if item.span() == *span {
-                Vec::new()
-            } else {
-                path_in(item, span)?
-            };
-            rest.insert(0, Seg::Index(i));
-            Some(rest)
-        }),
-        _ => None,
-    }
+/// The path to the key or value whose span is exactly `span`.
+fn path_to(v: &DeValue<'_>, span: &Range<usize>) -> Option<Vec<Seg>> {
+    children(v).into_iter().find_map(|(seg, name, child)| {
+        let mut rest = match name == *span || child.span() == *span {
+            true => Vec::new(),
+            false => path_to(child.get_ref(), span)?,
+        };
+        rest.insert(0, seg);
+        Some(rest)
+    })
 }
 
 impl Doc<'_> {
     /// The span of the value at `path`, if there is one.
     pub(crate) fn span_at(&self, path: &[Seg]) -> Option<Range<usize>> {
-        let root = DeTable::parse(self.text).ok()?;
-        node_at(root.get_ref(), path).map(Spanned::span)
+        let root = DeValue::Table(DeTable::parse(self.text).ok()?.into_inner());
+        node_at(&root, path).map(Spanned::span)
     }
 }
 
 /// The value at `path`, if there is one.
-pub(crate) fn value_at<'t, 'i>(root: &'t DeTable<'i>, path: &[Seg]) -> Option<&'t DeValue<'i>> {
+pub(crate) fn value_at<'t, 'i>(root: &'t DeValue<'i>, path: &[Seg]) -> Option<&'t DeValue<'i>> {
     node_at(root, path).map(Spanned::get_ref)
 }
 
-fn node_at<'t, 'i>(root: &'t DeTable<'i>, path: &[Seg]) -> Option<&'t Spanned<DeValue<'i>>> {
-    let (Seg::Key(first), rest) = path.split_first()? else {
-        return None;
-    };
-    let mut v = root.get(first.as_str())?;
-    for seg in rest {
-        v = match (seg, v.get_ref()) {
-            (Seg::Key(k), DeValue::Table(t)) => t.get(k.as_str())?,
-            (Seg::Index(i), DeValue::Array(a)) => a.get(*i)?,
-            _ => return None,
-        };
+fn node_at<'t, 'i>(v: &'t DeValue<'i>, path: &[Seg]) -> Option<&'t Spanned<DeValue<'i>>> {
+    let (first, rest) = path.split_first()?;
+    let (_, _, child) = children(v).into_iter().find(|(seg, ..)| seg == first)?;
+    match rest {
+        [] => Some(child),
+        _ => node_at(child.get_ref(), rest),
     }
-    Some(v)
 }
 
 /// The keys of a path joined with dots, indexes left out: `browser.args`.
-pub(crate) fn dotted(_: &DeTable<'_>, path: &[Seg]) -> String {
+pub(crate) fn dotted(_: &DeValue<'_>, path: &[Seg]) -> String {
     let keys: Vec<&str> = path
         .iter()
         .filter_map(|s| match s {
@@ -337,83 +334,18 @@ macro_rules! section {
 }
 pub(crate) use section;
 
-/// What a list or table type is called in "found X (expected …)".
-pub(crate) trait Expecting {
-    /// For one item: "an action like { click = \"#submit\" }".
-    fn expected() -> String;
-    /// For a list of them (the same by default).
-    fn list() -> String {
-        Self::expected()
-    }
+/// A table as written, each key and value with its position; [`in_order`] gives its
+/// entries in file order.
+pub(crate) type Table = BTreeMap<Spanned<String>, Spanned<Value>>;
+
+/// The entries of `table` in file order.
+pub(crate) fn in_order(table: &Table) -> Vec<(&Spanned<String>, &Spanned<Value>)> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+    entries
 }
 
-/// A table's entries in file order, each key and value with its position.
-pub(crate) struct Entries<E> {
-    pub(crate) entries: Vec<(Spanned<String>, Spanned<Value>)>,
-    marker: PhantomData<E>,
-}
-
-impl<'de, E: Expecting> Deserialize<'de> for Entries<E> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<E>(PhantomData<E>);
-        impl<'de, E: Expecting> Visitor<'de> for V<E> {
-            type Value = Entries<E>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&E::expected())
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries: Vec<(Spanned<String>, Spanned<Value>)> = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                entries.sort_by_key(|(k, _)| k.span().start);
-                Ok(Entries {
-                    entries,
-                    marker: PhantomData,
-                })
-            }
-        }
-        d.deserialize_map(V(PhantomData))
-    }
-}
-
-impl<E: Expecting> Expecting for Entries<E> {
-    fn expected() -> String {
-        E::expected()
-    }
-    fn list() -> String {
-        E::list()
-    }
-}
-
-impl<E> Entries<E> {
-    pub(crate) fn get(&self, key: &str) -> Option<&Spanned<Value>> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.get_ref() == key)
-            .map(|(_, v)| v)
-    }
-}
-
-/// An array whose type error says what its items should be (`[[steps]] tables`).
+/// An array, each item with its position.
+#[derive(Deserialize)]
+#[serde(transparent)]
 pub(crate) struct List<T>(pub(crate) Vec<Spanned<T>>);
-
-impl<'de, T: Deserialize<'de> + Expecting> Deserialize<'de> for List<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de> + Expecting> Visitor<'de> for V<T> {
-            type Value = List<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&T::list())
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(List(items))
-            }
-        }
-        d.deserialize_seq(V(PhantomData))
-    }
-}

@@ -9,6 +9,8 @@
 //! and line); a clash between the two files (a `--user-agent` switch in
 //! `[browser] args` for an account that sets `user_agent`) is checked per account.
 
+use std::path::{Path, PathBuf};
+
 use super::{Account, BrowserSettings};
 
 /// Account fields that set a browser option, each checked when the accounts load.
@@ -79,16 +81,11 @@ pub fn proxy_of(account: &Account) -> Option<forwarder::Upstream> {
 /// `[browser] proxy_ca` (already absolute). Both were read and checked on loading.
 pub fn proxy_ca_of(
     browser: &BrowserSettings,
-    accounts_file: &std::path::Path,
+    accounts_file: &Path,
     account: &Account,
-) -> Option<std::path::PathBuf> {
+) -> Option<PathBuf> {
     match own(account, "proxy_ca") {
-        Some(own) => Some(
-            accounts_file
-                .parent()
-                .unwrap_or(std::path::Path::new("."))
-                .join(own),
-        ),
+        Some(own) => Some(accounts_file.parent().unwrap_or(Path::new(".")).join(own)),
         None => browser.proxy_ca.clone(),
     }
 }
@@ -211,7 +208,7 @@ pub(crate) fn check_timezone(s: &str) -> Result<(), String> {
     if !shaped {
         return Err(format!("{s:?} is not a time zone (expected {expected})"));
     }
-    let db = std::path::Path::new("/usr/share/zoneinfo");
+    let db = Path::new("/usr/share/zoneinfo");
     if db.is_dir() && !db.join(s).is_file() {
         return Err(format!(
             "{s:?} is not a time zone this host knows (expected {expected}, as listed under /usr/share/zoneinfo)"

@@ -149,22 +149,23 @@ pub(super) fn whole<T: std::str::FromStr>(s: &str) -> Option<T> {
 fn compress(ids: &[u64]) -> String {
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
-    let mut items: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i;
-        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
-            j += 1;
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for id in sorted {
+        match runs.last_mut() {
+            Some((_, hi)) if hi.checked_add(1) == Some(id) => *hi = id,
+            _ => runs.push((id, id)),
         }
-        items.push(if i == j {
-            sorted[i].to_string()
-        } else {
-            format!("{}-{}", sorted[i], sorted[j])
-        });
-        i = j + 1;
     }
-    if items.len() > 12 {
-        items.truncate(12);
+    let mut items: Vec<String> = (runs.iter().take(12))
+        .map(|&(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            }
+        })
+        .collect();
+    if runs.len() > 12 {
         items.push("…".to_owned());
     }
     if items.is_empty() {

@@ -42,7 +42,9 @@ pub use identity::{
 };
 pub use lists::{parse_account_list, parse_step_list, shard};
 pub use project::{Project, load_project, load_project_with_env};
-pub use secrets::{REDACTED, Secrets, is_secret_name, redact, redact_values, url_userinfo};
+pub use secrets::{REDACTED, is_secret_name};
+// The run-time redactor, kept where its users have always found it.
+pub use crate::redact::{Secrets, redact, redact_values, url_userinfo};
 pub use settings::load_settings;
 pub use units::{parse_duration, parse_launch_interval, parse_size};
 pub use workflow::{check_templates, check_templates_with_env, load_workflow};

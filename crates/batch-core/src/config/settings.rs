@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use toml::Value;
 
-use super::doc::{Bad, Doc, Seg, dotted, found, integer, positive, string, value};
+use super::doc::{Bad, Doc, Seg, dotted, found, integer, positive, positive_u32, string, value};
 use super::error::read_text;
+use super::identity::{check_accept_language, check_timezone, check_user_agent};
 use super::units::{parse_launch_interval, parse_size};
 use super::{ConfigError, LaunchInterval, Settings};
 // The tests below name the sections through `super::*`.
@@ -83,52 +84,44 @@ pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
 
 pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, ConfigError> {
     let doc = Doc::new(path, text);
-    let raw: Raw = doc.parse(&dotted)?;
+    let raw: Raw = doc.parse(&dotted, |_| None)?;
+    let key = |k: &str| Seg::Key(k.into());
+    let fail = |at: &[Seg], field: String, problem: String| {
+        let span = doc.span_at(at).unwrap_or_default();
+        Err(doc.err(Bad::new(span, field, problem)))
+    };
     // Checked here rather than in `args` so that the error names the entry's own line.
     for (i, arg) in raw.browser.args.iter().enumerate() {
-        let Err(problem) = super::identity::check_switch(arg) else {
-            continue;
-        };
-        let at = [
-            Seg::Key("browser".into()),
-            Seg::Key("args".into()),
-            Seg::Index(i),
-        ];
-        let span = doc.span_at(&at).unwrap_or_default();
-        return Err(doc.err(Bad::new(span, "browser.args", problem)));
+        if let Err(problem) = super::identity::check_switch(arg) {
+            let at = [key("browser"), key("args"), Seg::Index(i)];
+            return fail(&at, "browser.args".into(), problem);
+        }
     }
     // `[browser] args` against the dedicated keys of the same section; an account's
     // own values are checked against the switches when the accounts load.
-    let defaults = super::identity::identity_of(
-        &raw.browser,
-        &super::Account {
-            id: 0,
-            fields: Default::default(),
-        },
-    );
-    if let Err((key, problem)) = super::identity::check_clashes(&defaults) {
-        let at = [Seg::Key("browser".into()), Seg::Key(key.into())];
-        let span = doc.span_at(&at).unwrap_or_default();
-        return Err(doc.err(Bad::new(span, format!("browser.{key}"), problem)));
+    let no_fields = super::Account {
+        id: 0,
+        fields: Default::default(),
+    };
+    let defaults = super::identity::identity_of(&raw.browser, &no_fields);
+    if let Err((k, problem)) = super::identity::check_clashes(&defaults) {
+        return fail(&[key("browser"), key(k)], format!("browser.{k}"), problem);
     }
     let settings = resolve(path, raw);
     // Read now, not at the first launch: a missing or broken CA file is bad input.
     if let Some(ca) = &settings.browser.proxy_ca
         && let Err(e) = forwarder::Trust::with_ca_file(ca)
     {
-        let at = [Seg::Key("browser".into()), Seg::Key("proxy_ca".into())];
-        let span = doc.span_at(&at).unwrap_or_default();
-        return Err(doc.err(Bad::new(span, "browser.proxy_ca", e.to_string())));
+        let at = [key("browser"), key("proxy_ca")];
+        return fail(&at, "browser.proxy_ca".into(), e.to_string());
     }
     Ok(settings)
 }
 
 value! {
     pub(super) boolean -> bool = super::doc::boolean;
-    pub(super) path -> PathBuf = |v| non_empty(v, "a path string").map(PathBuf::from);
-    pub(super) program -> Option<PathBuf> = |v| {
-        non_empty(v, "a program name or path").map(|p| Some(PathBuf::from(p)))
-    };
+    pub(super) path -> PathBuf = |v| non_empty(v, "a path string");
+    pub(super) program -> Option<PathBuf> = |v| non_empty(v, "a program name or path").map(Some);
     pub(super) args -> Vec<String> = |v| {
         let expected = "an array of strings, like [\"--lang=en\"]";
         let items = v.as_array().ok_or_else(|| found(v, expected))?;
@@ -137,18 +130,12 @@ value! {
     pub(super) window_size -> (u32, u32) = |v| {
         super::identity::parse_window_size(string(v, "WIDTHxHEIGHT, like \"1280x800\"")?)
     };
-    pub(super) user_agent -> Option<String> = |v| {
-        let s = string(v, "a User-Agent string")?;
-        super::identity::check_user_agent(s).map(|()| Some(s.to_owned()))
-    };
-    pub(super) accept_language -> Option<String> = |v| {
-        let s = string(v, "language tags like \"de-DE,de\"")?;
-        super::identity::check_accept_language(s).map(|()| Some(s.to_owned()))
-    };
-    pub(super) timezone -> Option<String> = |v| {
-        let s = string(v, "an IANA time zone name like \"Asia/Seoul\"")?;
-        super::identity::check_timezone(s).map(|()| Some(s.to_owned()))
-    };
+    pub(super) user_agent -> Option<String> =
+        |v| checked(v, "a User-Agent string", check_user_agent);
+    pub(super) accept_language -> Option<String> =
+        |v| checked(v, "language tags like \"de-DE,de\"", check_accept_language);
+    pub(super) timezone -> Option<String> =
+        |v| checked(v, "an IANA time zone name like \"Asia/Seoul\"", check_timezone);
     pub(super) webdriver_url -> Option<String> = |v| {
         let s = string(v, "a WebDriver URL like \"http://127.0.0.1:4444\"")?;
         // The same check as `--webdriver-url`, its message without the flag's name.
@@ -156,17 +143,14 @@ value! {
             .map(Some)
             .map_err(|m| m.trim_start_matches("--webdriver-url ").to_owned())
     };
-    pub(super) proxy_ca -> Option<PathBuf> = |v| {
-        non_empty(v, "a path to a PEM file of CA certificates").map(|p| Some(PathBuf::from(p)))
-    };
+    pub(super) proxy_ca -> Option<PathBuf> =
+        |v| non_empty(v, "a path to a PEM file of CA certificates").map(Some);
     pub(super) interval -> LaunchInterval = |v| {
         let s = string(v, "a duration like \"2.5s\", or \"auto\"")?;
         parse_launch_interval(s).map_err(|m| format!("{s:?}: {m}"))
     };
-    pub(super) max_concurrent -> Option<usize> = |v| {
-        super::doc::positive_u32(v).map(|n| Some(n as usize))
-    };
-    pub(super) retire_after -> Option<u32> = |v| super::doc::positive_u32(v).map(Some);
+    pub(super) max_concurrent -> Option<usize> = |v| positive_u32(v).map(|n| Some(n as usize));
+    pub(super) retire_after -> Option<u32> = |v| positive_u32(v).map(Some);
     pub(super) port_range -> Option<(u16, u16)> = |v| read_port_range(v).map(Some);
     pub(super) size -> u64 = read_size;
     pub(super) size_or_off -> Option<u64> = |v| read_size(v).map(|b| (b > 0).then_some(b));
@@ -177,12 +161,21 @@ value! {
     };
 }
 
-fn non_empty(v: &Value, expected: &str) -> Result<String, String> {
+/// A non-empty path.
+fn non_empty(v: &Value, expected: &str) -> Result<PathBuf, String> {
     match string(v, expected)? {
         "" => Err(format!("an empty path (expected {expected})")),
-        s => Ok(s.to_owned()),
+        s => Ok(s.into()),
     }
 }
+
+/// A string that `check` accepts.
+fn checked(v: &Value, expected: &str, check: Check) -> Result<Option<String>, String> {
+    let s = string(v, expected)?;
+    check(s).map(|()| Some(s.to_owned()))
+}
+
+type Check = fn(&str) -> Result<(), String>;
 
 /// `"LOW-HIGH"`, refused here if the port allocator would refuse it later (after
 /// profiles were locked): inverted, below 1024, above 65535, or too small for one

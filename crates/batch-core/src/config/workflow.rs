@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeValue;
 use toml::{Spanned, Value};
 
 use super::actions::RawAction;
-use super::doc::{Bad, Doc, Expecting, List, Seg, positive_u32, string, value, value_at};
+use super::doc::{Bad, Doc, List, Seg, positive_u32, string, value, value_at};
 use super::error::read_text;
 use super::secrets::is_secret_name;
 use super::{
@@ -49,9 +49,13 @@ struct RawStep {
     challenge_text: Option<String>,
 }
 
-impl Expecting for RawStep {
-    fn expected() -> String {
-        "[[steps]] tables".to_owned()
+/// What a type error at `shape` expects: `[[steps]]`, a list of actions, an action.
+fn expect(shape: &str) -> Option<String> {
+    match shape.strip_prefix("steps.#.").unwrap_or(shape) {
+        "steps" => Some("[[steps]] tables".to_owned()),
+        "before" | "actions" | "after" => Some(super::actions::expected(true)),
+        "before.#" | "actions.#" | "after.#" => Some(super::actions::expected(false)),
+        _ => None,
     }
 }
 
@@ -61,7 +65,7 @@ value! {
 }
 
 /// Names the field of an error's path: `step 3, actions`, `step 3`, `id`.
-fn context(root: &DeTable<'_>, path: &[Seg]) -> String {
+fn context(root: &DeValue<'_>, path: &[Seg]) -> String {
     let id_at = |i: usize| {
         [
             Seg::Key("steps".into()),
@@ -97,7 +101,7 @@ pub fn load_workflow(path: &Path) -> Result<Workflow, ConfigError> {
 
 pub(crate) fn parse_workflow(path: &Path, text: &str) -> Result<Workflow, ConfigError> {
     let doc = Doc::new(path, text);
-    let raw: RawWorkflow = doc.parse(&context)?;
+    let raw: RawWorkflow = doc.parse(&context, expect)?;
     let no_steps = "no steps (expected [[steps]] tables, each with an id and actions)";
     let Some(list) = raw.steps else {
         return Err(ConfigError::invalid(path, None, "", no_steps));
