@@ -16,7 +16,8 @@
 //! --no-first-run` (and `--no-sandbox` as root), each browser with its own profile in
 //! a temporary directory. A script prints one `peer-summary {json}` line — iterations
 //! done and failed, when its last browser became ready (epoch ms), its own peak RSS
-//! (`VmHWM`) — and exits 1 when anything failed. It runs in its own process group;
+//! (`VmHWM`) — and exits 1 when anything failed. The bench samples its browsers' PSS
+//! (see [`sample_pss`]) and counts its tree's CPU (see [`run`]). It runs in its own process group;
 //! afterwards that group and every process still naming the temporary directory
 //! (Puppeteer starts its browsers in groups of their own) are killed, so nothing is
 //! left behind even when the script fails; what had to be killed is reported, since
@@ -26,6 +27,8 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
@@ -46,6 +49,8 @@ pub(crate) struct PeerRun {
     pub(crate) ready: f64,
     /// The script's own peak RSS (node / python `VmHWM`), MiB.
     pub(crate) rss_mib: f64,
+    /// The browsers' highest sampled PSS, MiB (see [`sample_pss`]).
+    pub(crate) pss_mib: f64,
     pub(crate) failed: u64,
     pub(crate) code: Option<i32>,
 }
@@ -139,6 +144,8 @@ pub(crate) fn run(name: &str, n: u32, q: u32, base_url: &str) -> anyhow::Result<
         pgid: child.id(),
         marker: dir.path().to_path_buf(),
     };
+    let stop = Arc::new(AtomicBool::new(false));
+    let pss = sample_pss(child.id(), stop.clone());
     let out = reader(child.stdout.take());
     let err = reader(child.stderr.take());
     let status = loop {
@@ -151,6 +158,8 @@ pub(crate) fn run(name: &str, n: u32, q: u32, base_url: &str) -> anyhow::Result<
         std::thread::sleep(Duration::from_millis(20));
     };
     let total = t.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let pss_bytes = pss.join().unwrap_or(0);
     if status.is_none() {
         leftovers.kill();
         let _ = child.wait();
@@ -206,9 +215,48 @@ pub(crate) fn run(name: &str, n: u32, q: u32, base_url: &str) -> anyhow::Result<
         rss_mib: summary["vmhwm_kib"]
             .as_f64()
             .map_or(f64::NAN, |k| k / 1024.0),
+        pss_mib: pss_bytes as f64 / 1048576.0,
         failed: summary["iterations_failed"].as_u64().unwrap_or(u64::MAX),
         code: status.code(),
     })
+}
+
+/// The peak, over 1 s samples while the script runs, of the PSS of its children's
+/// process trees — its browsers (Puppeteer) or its ChromeDrivers with their browsers
+/// (Selenium), as batch-cli's `browsers_pss_bytes` counts a driver's tree — read with
+/// batch-cli's own [`launcher::PssCache`]. The sampler's cost is the bench's, not
+/// the peer's (batch-cli's own sampler is charged to batch-cli).
+fn sample_pss(script: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut cache = launcher::PssCache::default();
+        let mut peak = 0;
+        let mut next = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if Instant::now() >= next {
+                let roots = children_of(script);
+                let total: u64 = cache.trees_pss_bytes(&roots).into_iter().flatten().sum();
+                peak = peak.max(total);
+                next += Duration::from_secs(1);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        peak
+    })
+}
+
+/// Live children of `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let parent = parent.to_string();
+    pids()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                let rest = s.rfind(')').and_then(|i| s.get(i + 2..)).unwrap_or("");
+                let mut f = rest.split_whitespace();
+                f.next() != Some("Z") && f.next() == Some(parent.as_str())
+            })
+        })
+        .collect()
 }
 
 fn reader<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<String> {
@@ -289,17 +337,7 @@ impl Drop for Leftovers {
 
 /// Our children that are still running (after the script exited: its orphans).
 fn adopted_alive() -> Vec<u32> {
-    let me = std::process::id().to_string();
-    pids()
-        .into_iter()
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
-                let rest = s.rfind(')').and_then(|i| s.get(i + 2..)).unwrap_or("");
-                let mut f = rest.split_whitespace();
-                f.next() != Some("Z") && f.next() == Some(me.as_str())
-            })
-        })
-        .collect()
+    children_of(std::process::id())
 }
 
 fn pids() -> Vec<u32> {
@@ -411,10 +449,11 @@ mod tests {
                 run.cpu,
                 run.rss_mib
             );
+            assert!(run.pss_mib > 50.0, "{name}: {}", run.pss_mib);
             assert!(adopted_alive().is_empty(), "{name}");
             eprintln!(
-                "{name}: ready {:.2} s, total {:.2} s, CPU {:.2} s, RSS {:.1} MiB",
-                run.ready, run.total, run.cpu, run.rss_mib
+                "{name}: ready {:.2} s, total {:.2} s, CPU {:.2} s, RSS {:.1} MiB, PSS {:.0} MiB",
+                run.ready, run.total, run.cpu, run.rss_mib, run.pss_mib
             );
         }
     }
