@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::peers::PEERS;
 use crate::scratch::{Outcome, Scratch};
 use crate::util::{build_cli, flag};
 
@@ -110,14 +111,16 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     crate::deps::ensure_browser()?;
     let rounds: u32 = flag(args, "--rounds", 1)?;
     let only = Only::parse(args)?;
+    let peers: Vec<&str> = PEERS.into_iter().filter(|p| only.takes(p)).collect();
+    crate::peers::prepare(&peers)?;
     let scratch = Scratch::new(build_cli(true)?, 10)?;
     let workloads: Vec<(u32, u32)> = [(10u32, 5u32), (5, 10)]
         .into_iter()
         .filter(|w| only.workload.is_none_or(|o| o == *w))
         .collect();
-    // results[workload][config] = figures per round; the two floors come last.
-    let mut results: Vec<Vec<Vec<Figures>>> =
-        vec![vec![Vec::new(); CONFIGS.len() + FLOORS.len()]; 2];
+    // results[workload][row] = figures per round: the configurations, the peers, the
+    // two floors (see `Row`).
+    let mut results: Vec<Vec<Vec<Figures>>> = vec![vec![Vec::new(); ROWS]; 2];
     for round in 1..=rounds {
         for (w, &(n, q)) in workloads.iter().enumerate() {
             for (c, (name, flags, full)) in CONFIGS.iter().enumerate() {
@@ -147,13 +150,34 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
                 );
                 results[w][c].push(f);
             }
+            for (k, name) in PEERS.iter().enumerate() {
+                if !only.takes(name) {
+                    continue;
+                }
+                let before = scratch.adds();
+                let run = crate::peers::run(name, n, q, &scratch.base_url())?;
+                let f = Figures {
+                    ready: run.ready,
+                    total: run.total,
+                    cpu: run.cpu,
+                    rss_mib: run.rss_mib,
+                    pss_mib: run.pss_mib,
+                    failed: run.failed,
+                    exact: scratch.adds() - before == u64::from(n * q),
+                };
+                eprintln!(
+                    "round {round}, {n}×{q}, {name}: ready {:.1} s, total {:.1} s, CPU {:.1} s, exit {:?}",
+                    f.ready, f.total, f.cpu, run.code
+                );
+                results[w][Row::Peer(k).index()].push(f);
+            }
             for (k, shell) in [(0, false), (1, true)] {
                 if !only.takes(FLOORS[k]) {
                     continue;
                 }
                 let ready = floor(n, shell)?;
                 eprintln!("round {round}, {n}×{q}, {}: {ready:.2} s", FLOORS[k]);
-                results[w][CONFIGS.len() + k].push(Figures {
+                results[w][Row::Floor(k).index()].push(Figures {
                     ready,
                     cpu: f64::NAN,
                     exact: true,
@@ -207,9 +231,37 @@ fn figures(out: &Outcome, total: f64, exact: bool) -> Figures {
     }
 }
 
+/// A row of the table: the configurations, then the peers, then the floors.
+#[derive(Clone, Copy)]
+enum Row {
+    Config(usize),
+    Peer(usize),
+    Floor(usize),
+}
+
+impl Row {
+    fn index(self) -> usize {
+        match self {
+            Row::Config(c) => c,
+            Row::Peer(k) => CONFIGS.len() + k,
+            Row::Floor(k) => CONFIGS.len() + PEERS.len() + k,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Row::Config(c) => CONFIGS[c].0,
+            Row::Peer(k) => PEERS[k],
+            Row::Floor(k) => FLOORS[k],
+        }
+    }
+}
+
+const ROWS: usize = CONFIGS.len() + PEERS.len() + FLOORS.len();
+
 /// CPU-seconds (user + system) of this process's children that have been waited for,
 /// with their own waited-for descendants: `cutime + cstime` of `/proc/self/stat`.
-fn children_cpu_seconds() -> f64 {
+pub(crate) fn children_cpu_seconds() -> f64 {
     let ticks = std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| {
@@ -236,15 +288,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
-    let med = |c: usize, f: fn(&Figures) -> f64| median(rows[c].iter().map(f).collect());
-    let floor = med(CONFIGS.len(), |f| f.ready);
-    let phase1_total = med(1, |f| f.total);
-    let phase1_cpu = med(1, |f| f.cpu);
+    let med = |r: Row, f: fn(&Figures) -> f64| median(rows[r.index()].iter().map(f).collect());
+    let floor = med(Row::Floor(0), |f| f.ready);
+    let phase1_total = med(Row::Config(1), |f| f.total);
+    let phase1_cpu = med(Row::Config(1), |f| f.cpu);
     println!(
         "\n{n} accounts × {q} iterations (medians of {rounds} round(s), all in this one run):"
     );
     println!(
-        "{:<11} {:>9} {:>9} {:>12} {:>13} {:>7} {:>11} {:>10} {:>12} {:>7} {:>6}",
+        "{:<17} {:>9} {:>9} {:>12} {:>13} {:>7} {:>11} {:>10} {:>12} {:>7} {:>6}",
         "config",
         "ready s",
         "total s",
@@ -257,36 +309,46 @@ fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
         "failed",
         "exact"
     );
-    for (c, (name, _, _)) in CONFIGS.iter().enumerate() {
-        if rows[c].is_empty() {
+    let runs = (0..CONFIGS.len())
+        .map(Row::Config)
+        .chain((0..PEERS.len()).map(Row::Peer));
+    for r in runs {
+        if rows[r.index()].is_empty() {
             continue;
         }
-        let failed: u64 = rows[c].iter().map(|f| f.failed).sum();
-        let exact = rows[c].iter().all(|f| f.exact);
-        let (ready, total) = (med(c, |f| f.ready), med(c, |f| f.total));
-        let cpu = med(c, |f| f.cpu);
+        let failed: u64 = rows[r.index()].iter().map(|f| f.failed).sum();
+        let exact = rows[r.index()].iter().all(|f| f.exact);
+        let (ready, total) = (med(r, |f| f.ready), med(r, |f| f.total));
+        let cpu = med(r, |f| f.cpu);
+        let pss = med(r, |f| f.pss_mib);
+        let pss = if pss.is_nan() {
+            "—".to_string()
+        } else {
+            format!("{pss:.0}")
+        };
         println!(
-            "{name:<11} {ready:>9.2} {total:>9.2} {:>11.2}× {:>12.2}× {cpu:>7.1} {:>10.2}× {:>10.1} {:>12.0} {failed:>7} {:>6}",
+            "{:<17} {ready:>9.2} {total:>9.2} {:>11.2}× {:>12.2}× {cpu:>7.1} {:>10.2}× {:>10.1} {pss:>12} {failed:>7} {:>6}",
+            r.name(),
             ready / floor,
             total / phase1_total,
             cpu / phase1_cpu,
-            med(c, |f| f.rss_mib),
-            med(c, |f| f.pss_mib),
+            med(r, |f| f.rss_mib),
             if exact { "yes" } else { "NO" },
         );
     }
-    for (k, name) in FLOORS.iter().enumerate() {
-        if rows[CONFIGS.len() + k].is_empty() {
+    for r in (0..FLOORS.len()).map(Row::Floor) {
+        if rows[r.index()].is_empty() {
             continue;
         }
-        let ready = med(CONFIGS.len() + k, |f| f.ready);
+        let ready = med(r, |f| f.ready);
         println!(
-            "{name:<11} {ready:>9.2} {:>9} {:>11.2}×",
+            "{:<17} {ready:>9.2} {:>9} {:>11.2}×",
+            r.name(),
             "—",
             ready / floor
         );
     }
-    let at = |name: &str| CONFIGS.iter().position(|c| c.0 == name).expect("a config");
+    let at = |name: &str| Row::Config(CONFIGS.iter().position(|c| c.0 == name).expect("a config"));
     println!(
         "the browser build alone: defaults/full-chromium CPU {:.2}×, total {:.2}×; \
          the pacing alone: defaults/phase1-shell total {:.2}×",
@@ -296,7 +358,7 @@ fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
     );
 }
 
-/// `--only NAME,NAME` (configurations and floors) and `--workload NxQ`: a subset of
+/// `--only NAME,NAME` (configurations, peers and floors) and `--workload NxQ`: a subset of
 /// the table, for experiments. A ratio whose reference row was left out prints NaN.
 struct Only {
     names: Option<Vec<String>>,
@@ -314,7 +376,12 @@ impl Only {
                 })
                 .transpose()
         };
-        let known: Vec<&str> = CONFIGS.iter().map(|c| c.0).chain(FLOORS).collect();
+        let known: Vec<&str> = CONFIGS
+            .iter()
+            .map(|c| c.0)
+            .chain(PEERS)
+            .chain(FLOORS)
+            .collect();
         let names = match value("--only")? {
             None => None,
             Some(list) => Some(

@@ -59,11 +59,25 @@ pub(crate) fn node_dir() -> std::path::PathBuf {
 }
 
 fn node_puppeteer() -> anyhow::Result<()> {
-    let dir = node_dir();
     let manifest = crate::util::root().join("examples/puppeteer-node/package.json");
-    let wanted = std::fs::read_to_string(&manifest)?;
+    npm_install(&manifest, &node_dir(), "puppeteer-core", &[])
+}
+
+/// `npm install` of the packages `manifest` (a package.json) names into `dir`, only
+/// when they are missing: `module` is not in `dir/node_modules` or the manifest
+/// changed since. `extra` are more arguments to npm. Never downloads a browser
+/// (`PUPPETEER_SKIP_DOWNLOAD`: only `puppeteer-core` is meant, never `puppeteer`).
+pub(crate) fn npm_install(
+    manifest: &Path,
+    dir: &Path,
+    module: &str,
+    extra: &[&str],
+) -> anyhow::Result<()> {
+    let wanted = std::fs::read_to_string(manifest)?;
     let installed = dir
-        .join("node_modules/puppeteer-core/package.json")
+        .join("node_modules")
+        .join(module)
+        .join("package.json")
         .exists()
         && std::fs::read_to_string(dir.join("package.json"))
             .ok()
@@ -72,12 +86,14 @@ fn node_puppeteer() -> anyhow::Result<()> {
     if installed {
         return Ok(());
     }
-    eprintln!("installing puppeteer-core into {} with npm…", dir.display());
-    std::fs::create_dir_all(&dir)?;
+    eprintln!("installing {module} into {} with npm…", dir.display());
+    std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("package.json"), &wanted)?;
     let status = Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--silent"])
-        .current_dir(&dir)
+        .args(extra)
+        .env("PUPPETEER_SKIP_DOWNLOAD", "1")
+        .current_dir(dir)
         .status()?;
     if !status.success() {
         bail!("npm install in {} failed ({status})", dir.display());
@@ -90,7 +106,7 @@ pub(crate) fn py_venv() -> std::path::PathBuf {
     crate::util::root().join("target").join("py-venv")
 }
 
-fn python_selenium() -> anyhow::Result<()> {
+pub(crate) fn python_selenium() -> anyhow::Result<()> {
     let venv = py_venv();
     let python = venv.join("bin").join("python");
     let has = |p: &Path| {

@@ -16,6 +16,7 @@ mod deps;
 mod fuzz;
 mod grid;
 mod gridctl;
+mod peers;
 mod run;
 mod scratch;
 mod stress;
@@ -43,7 +44,7 @@ fn main() -> anyhow::Result<()> {
                  \x20 test    fmt check, clippy, the whole test suite with real Chromium\n\
                  \x20 stress  [--accounts N] [--rounds R]  collision stress run (default 20 × 50)\n\
                  \x20 stress  --many N [--hold SECS]  N accounts at once with the defaults\n\
-                 \x20 bench   [--rounds R] [--only NAMES] [--workload NxQ]  configurations side by side, as ratios\n\
+                 \x20 bench   [--rounds R] [--only NAME,…] [--workload NxQ]  pacing configurations and peers side by side, as ratios\n\
                  \x20 fuzz    [--secs N] [--cases C]  config property tests, C cases a round, for N s\n\
                  \x20 bench   proxy [--rounds R]  the proxy forwarder against a direct proxy\n\
                  \x20 deps    install what the tests need if missing: Debian's chromium, chromium-driver, Java and tmux, selenium (target/py-venv), puppeteer-core (target/node-puppeteer), the Grid's jar\n\

@@ -50,6 +50,14 @@ impl Scratch {
         self.run_with(self.accounts, 1, flags)
     }
 
+    /// The demo app's base URL (for the bench's peers, which drive it themselves).
+    pub(crate) fn base_url(&self) -> String {
+        self.site
+            .as_ref()
+            .expect("site lives until drop")
+            .base_url()
+    }
+
     /// Total adds the demo app has counted so far, over all users.
     pub(crate) fn adds(&self) -> u64 {
         let site = self.site.as_ref().expect("site lives until drop");
