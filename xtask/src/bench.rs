@@ -12,6 +12,14 @@
 //! - `phase1-shell` — Phase 1's pacing on the default browser;
 //! - `interval-0` — creation lock, no pause (one creation at a time);
 //! - `no-lock` — creations overlap freely (`--no-launch-lock --launch-interval 0`);
+//! - `puppeteer-cluster` — the peer of the old measurement, in this run: a Node script
+//!   (`xtask/peers/puppeteer_cluster.mjs`) with puppeteer-cluster,
+//!   `Cluster.CONCURRENCY_BROWSER` and N workers (one browser per worker), one job per
+//!   account, on puppeteer-core and the full Chromium;
+//! - `selenium-phase1` — the old Python tool's Phase 1 replica
+//!   (`xtask/peers/selenium_phase1.py`): a thread per account, `webdriver.Chrome`
+//!   (ChromeDriver, full Chromium) created under one global lock with 2.5 s inside
+//!   it, explicit waits;
 //! - `floor` / `floor-shell` — N bare browsers (full Chromium / headless shell) at
 //!   once, until each wrote `DevToolsActivePort` (the same switches batch-cli gives
 //!   Chromium, no WebDriver); `ready/floor` is against the full Chromium's.
@@ -22,9 +30,21 @@
 //! times cover them — measured equal to a cpuacct cgroup around the run within 0.2 %),
 //! the runner's own peak RSS (`VmHWM`, from `run_finished`), the browsers'
 //! peak PSS (sampled every second: a lower bound), failed iterations, and whether the
-//! demo app counted exactly N × Q adds. `--rounds R` repeats everything, interleaved,
-//! and reports medians. `--only defaults,phase1` and `--workload 10x5` run a subset
-//! (for experiments; a ratio whose reference row is left out prints NaN).
+//! demo app counted exactly N × Q adds.
+//!
+//! The peers (`crate::peers`) are measured the same way where it applies: the same
+//! workload against the same demo app, with the same account names; ready = the
+//! script's start (its spawn, interpreter start-up included) → its last browser ready
+//! (Puppeteer: a job's page open; Selenium: `webdriver.Chrome` returned), as the
+//! script prints it; CPU = the same waited-for-children times, with the bench as
+//! child subreaper so that the browsers' orphaned helpers are reaped and counted too;
+//! RSS = node's / python's own `VmHWM`, printed by the script; PSS = the script's
+//! children's trees, sampled by the bench every second with batch-cli's
+//! `launcher::PssCache`; failed iterations as the script reports them; exact as for
+//! batch-cli. Their npm packages are installed into `target/node-peers` and Selenium
+//! into `target/py-venv` when missing. `--rounds R` repeats everything, interleaved,
+//! and reports medians. `--only defaults,phase1,puppeteer-cluster` and `--workload 10x5`
+//! run a subset (for experiments; a ratio whose reference row is left out prints NaN).
 //!
 //! `cargo xtask bench proxy [--rounds R]`: the proxy forwarder's latency and CPU per
 //! request against a direct proxy (`crates/forwarder/examples/bench.rs`).
