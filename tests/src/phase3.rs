@@ -49,7 +49,7 @@ async fn the_default_is_adaptive_pacing_and_creations_overlap() {
         assert!(pos("launch_lock_acquired") < pos("browser_created"));
         assert!(pos("browser_created") < pos("launch_lock_released"));
     }
-    // With two cores the pacer starts at two creations at once: the lock lines of two
+    // The pacer starts at five creations per core at once: the lock lines of two
     // accounts interleave, which Phase 1's lock never allows.
     let mut holding = 0usize;
     let mut most = 0usize;

@@ -22,7 +22,8 @@
 //!   it, explicit waits;
 //! - `floor` / `floor-shell` — N bare browsers (full Chromium / headless shell) at
 //!   once, until each wrote `DevToolsActivePort` (the same switches batch-cli gives
-//!   Chromium, no WebDriver); `ready/floor` is against the full Chromium's.
+//!   Chromium, no WebDriver); `ready/floor` is against the full Chromium's, `ready/shell`
+//!   against the headless shell's (the default build's own floor).
 //!
 //! Per configuration: all browsers ready (run start → last `browser_created`), total
 //! wall time, the CPU-seconds of batch-cli's whole process tree (its drivers, browsers
@@ -307,20 +308,32 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// `a / b` as a ratio column, or "—" when a row it needs was not run (`--only`).
+fn ratio(a: f64, b: f64) -> String {
+    let r = a / b;
+    if r.is_finite() {
+        format!("{r:.2}×")
+    } else {
+        "—".to_string()
+    }
+}
+
 fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
     let med = |r: Row, f: fn(&Figures) -> f64| median(rows[r.index()].iter().map(f).collect());
     let floor = med(Row::Floor(0), |f| f.ready);
+    let shell_floor = med(Row::Floor(1), |f| f.ready);
     let phase1_total = med(Row::Config(1), |f| f.total);
     let phase1_cpu = med(Row::Config(1), |f| f.cpu);
     println!(
         "\n{n} accounts × {q} iterations (medians of {rounds} round(s), all in this one run):"
     );
     println!(
-        "{:<17} {:>9} {:>9} {:>12} {:>13} {:>7} {:>11} {:>10} {:>12} {:>7} {:>6}",
+        "{:<17} {:>9} {:>9} {:>12} {:>12} {:>13} {:>7} {:>11} {:>10} {:>12} {:>7} {:>6}",
         "config",
         "ready s",
         "total s",
         "ready/floor",
+        "ready/shell",
         "total/phase1",
         "CPU s",
         "CPU/phase1",
@@ -347,11 +360,12 @@ fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
             format!("{pss:.0}")
         };
         println!(
-            "{:<17} {ready:>9.2} {total:>9.2} {:>11.2}× {:>12.2}× {cpu:>7.1} {:>10.2}× {:>10.1} {pss:>12} {failed:>7} {:>6}",
+            "{:<17} {ready:>9.2} {total:>9.2} {:>12} {:>12} {:>13} {cpu:>7.1} {:>11} {:>10.1} {pss:>12} {failed:>7} {:>6}",
             r.name(),
-            ready / floor,
-            total / phase1_total,
-            cpu / phase1_cpu,
+            ratio(ready, floor),
+            ratio(ready, shell_floor),
+            ratio(total, phase1_total),
+            ratio(cpu, phase1_cpu),
             med(r, |f| f.rss_mib),
             if exact { "yes" } else { "NO" },
         );
@@ -362,19 +376,24 @@ fn print_table(n: u32, q: u32, rounds: u32, rows: &[Vec<Figures>]) {
         }
         let ready = med(r, |f| f.ready);
         println!(
-            "{:<17} {ready:>9.2} {:>9} {:>11.2}×",
+            "{:<17} {ready:>9.2} {:>9} {:>12} {:>12}",
             r.name(),
             "—",
-            ready / floor
+            ratio(ready, floor),
+            ratio(ready, shell_floor),
         );
     }
     let at = |name: &str| Row::Config(CONFIGS.iter().position(|c| c.0 == name).expect("a config"));
+    let (defaults, full) = (at("defaults"), at("full-chromium"));
     println!(
-        "the browser build alone: defaults/full-chromium CPU {:.2}×, total {:.2}×; \
-         the pacing alone: defaults/phase1-shell total {:.2}×",
-        med(at("defaults"), |f| f.cpu) / med(at("full-chromium"), |f| f.cpu),
-        med(at("defaults"), |f| f.total) / med(at("full-chromium"), |f| f.total),
-        med(at("defaults"), |f| f.total) / med(at("phase1-shell"), |f| f.total),
+        "the browser build alone: defaults/full-chromium CPU {}, total {}; \
+         the pacing alone: defaults/phase1-shell total {}",
+        ratio(med(defaults, |f| f.cpu), med(full, |f| f.cpu)),
+        ratio(med(defaults, |f| f.total), med(full, |f| f.total)),
+        ratio(
+            med(defaults, |f| f.total),
+            med(at("phase1-shell"), |f| f.total)
+        ),
     );
 }
 

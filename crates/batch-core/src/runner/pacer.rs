@@ -16,7 +16,7 @@
 //!   another program eating the CPU) shows as stretch well above 1.
 //! - Grow while launches are *fast* (stretch ≤ [`FAST`]) and either the CPU is not
 //!   saturated or launches are not slowing at all: +1 per good launch below the
-//!   slow-start threshold (doubling per round, from twice the cores: launches wait on
+//!   slow-start threshold (doubling per round, from five per core: launches wait on
 //!   IPC and disk as well as CPU, and ten at once on two cores measured 1.6–2× the bare
 //!   floor against 3–4× one at a time), +1 per round above it.
 //! - Shrink by half when a launch is *slow* (stretch ≥ [`SLOW`], or above the latency
