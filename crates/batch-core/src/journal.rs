@@ -100,6 +100,9 @@ pub enum Event {
         /// memory: one browser's expected cost.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         browser_cost_bytes: Option<u64>,
+        /// memory: what the live browsers are still expected to grow by.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        growth_bytes: Option<u64>,
         /// cpu: pressure 0..=1.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pressure: Option<f64>,

@@ -9,6 +9,8 @@
 //!   still names the locked inode.
 //! - [`proc`] reads `/proc`: stat fields, argv, environ, boot id, and
 //!   [`proc::Identity`] (pid + start time + boot id), which survives pid reuse.
+//! - [`cgroup::MemoryCgroup`] reads our memory cgroup (v2 or v1): limit, use, peak,
+//!   limit hits, OOM kills.
 //! - [`runtime_dir`] / [`open_runtime_dir`]: the one directory every batch-cli
 //!   process of a user agrees on.
 //!
@@ -16,6 +18,7 @@
 //! process and never logs.
 
 mod atomic;
+pub mod cgroup;
 mod dir;
 mod lock;
 pub mod proc;

@@ -13,9 +13,10 @@
 //! stands in: load ≤ cores reads 0, load ≥ 2 × cores reads 1, linear between.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use fsutil::cgroup::MemoryCgroup;
 
 /// Available memory in bytes, fresh; `None` if the kernel does not say.
 pub fn available_memory() -> Option<u64> {
@@ -28,101 +29,15 @@ pub fn available_memory() -> Option<u64> {
 
 /// The memory cgroup's limit, if it has one (for `doctor` and the docs).
 pub fn cgroup_memory_limit() -> Option<u64> {
-    cgroup_files().and_then(|f| read_limit(&f.limit))
+    MemoryCgroup::own()?.limit()
 }
 
 /// Limit minus non-reclaimable usage of our memory cgroup, if it has a limit.
 fn cgroup_headroom() -> Option<u64> {
-    let f = cgroup_files()?;
-    let limit = read_limit(&f.limit)?;
-    let usage: u64 = std::fs::read_to_string(&f.usage)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let stat = std::fs::read_to_string(&f.stat).unwrap_or_default();
-    let reclaimable = stat_value(&stat, f.inactive_file_key).unwrap_or(0);
-    Some(limit.saturating_sub(usage.saturating_sub(reclaimable)))
-}
-
-struct CgroupFiles {
-    limit: PathBuf,
-    usage: PathBuf,
-    stat: PathBuf,
-    inactive_file_key: &'static str,
-}
-
-/// The files of the memory cgroup this process is in (v2, else v1), trying the path
-/// from `/proc/self/cgroup` first and the mount's root second (inside a cgroup
-/// namespace the root *is* our cgroup).
-fn cgroup_files() -> Option<CgroupFiles> {
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let (v2, v1) = cgroup_paths(&own);
-    let root = Path::new("/sys/fs/cgroup");
-    let mut candidates: Vec<(PathBuf, bool)> = Vec::new();
-    if let Some(p) = &v2 {
-        candidates.push((root.join(p.trim_start_matches('/')), true));
-    }
-    candidates.push((root.to_path_buf(), true));
-    if let Some(p) = &v1 {
-        candidates.push((root.join("memory").join(p.trim_start_matches('/')), false));
-    }
-    candidates.push((root.join("memory"), false));
-    candidates.into_iter().find_map(|(dir, v2)| {
-        let files = if v2 {
-            CgroupFiles {
-                limit: dir.join("memory.max"),
-                usage: dir.join("memory.current"),
-                stat: dir.join("memory.stat"),
-                inactive_file_key: "inactive_file",
-            }
-        } else {
-            CgroupFiles {
-                limit: dir.join("memory.limit_in_bytes"),
-                usage: dir.join("memory.usage_in_bytes"),
-                stat: dir.join("memory.stat"),
-                inactive_file_key: "total_inactive_file",
-            }
-        };
-        files.limit.exists().then_some(files)
-    })
-}
-
-/// `(v2 path, v1 memory path)` from `/proc/self/cgroup`.
-fn cgroup_paths(text: &str) -> (Option<String>, Option<String>) {
-    let mut v2 = None;
-    let mut v1 = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if controllers.is_empty() {
-            v2 = Some(path.to_string());
-        } else if controllers.split(',').any(|c| c == "memory") {
-            v1 = Some(path.to_string());
-        }
-    }
-    (v2, v1)
-}
-
-/// A limit file's value; "max" and v1's "no limit" (close to `i64::MAX`) are `None`.
-fn read_limit(path: &Path) -> Option<u64> {
-    parse_limit(std::fs::read_to_string(path).ok()?.trim())
-}
-
-fn parse_limit(text: &str) -> Option<u64> {
-    let n: u64 = text.parse().ok()?;
-    // v1 reports "unlimited" as PAGE_COUNTER_MAX pages, about 2^63.
-    (n < (1 << 62)).then_some(n)
-}
-
-fn stat_value(stat: &str, key: &str) -> Option<u64> {
-    stat.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
-    })
+    let c = MemoryCgroup::own()?;
+    let limit = c.limit()?;
+    let usage = c.usage()?;
+    Some(limit.saturating_sub(usage.saturating_sub(c.reclaimable())))
 }
 
 /// CPU pressure over the last second; see the module docs. Cheap to call often.
@@ -204,36 +119,6 @@ mod tests {
 
     #[test]
     fn parsers() {
-        for (text, expected) in [
-            (
-                "0::/user.slice/x.scope\n",
-                (Some("/user.slice/x.scope"), None),
-            ),
-            (
-                "9:name=systemd:/\n4:memory:/process_api/abc\n0::/\n",
-                (Some("/"), Some("/process_api/abc")),
-            ),
-            ("3:cpu,memory:/a\n", (None, Some("/a"))),
-            ("", (None, None)),
-        ] {
-            let (v2, v1) = cgroup_paths(text);
-            assert_eq!((v2.as_deref(), v1.as_deref()), expected, "{text:?}");
-        }
-        for (text, expected) in [
-            ("max", None),
-            ("9223372036854771712", None),
-            ("2147483648", Some(2 << 30)),
-            ("junk", None),
-        ] {
-            assert_eq!(parse_limit(text), expected, "{text}");
-        }
-        assert_eq!(
-            stat_value(
-                "anon 5\ninactive_file 300\nactive_file 2\n",
-                "inactive_file"
-            ),
-            Some(300)
-        );
         assert_eq!(
             psi_some(
                 "some avg10=12.50 avg60=1.00 avg300=0.00 total=4200\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"

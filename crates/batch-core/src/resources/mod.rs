@@ -9,9 +9,17 @@
 //! sample costs milliseconds (more under load), so the sampler runs every few seconds
 //! on a blocking thread, and admission reads only the cheap figures kept here.
 //!
+//! A browser is expected to grow to [`Memory::browser_cost`], the mean of every
+//! browser's peak PSS: a young browser (just launched, before its pages load) is far
+//! below it, so [`Memory::growth`] is what the live browsers are still expected to
+//! take. Without it, admission let browsers in while the young ones were small, and
+//! their growth then took available memory below the reserve (100 accounts in a 4 GiB
+//! cgroup: lowest 848 MiB against a 1 GiB reserve).
+//!
 //! What this does not do: decide anything. The scheduler (`runner::scheduler`) admits
-//! a creation only while available memory stays above the reserve plus
-//! [`Memory::browser_cost`] for every launch in flight; there is no cap on browsers.
+//! a creation only while available memory stays above the reserve plus the live
+//! browsers' growth plus [`Memory::browser_cost`] for every launch in flight and this
+//! one; there is no cap on browsers.
 
 mod machine;
 
@@ -114,10 +122,22 @@ impl Memory {
         self.lock().threshold = bytes;
     }
 
-    /// What one more browser is expected to cost: the mean PSS of the browsers in the
-    /// latest sample, or [`PRIOR_BROWSER_COST`] until one has been measured.
+    /// What one more browser is expected to cost: the mean of every browser's peak PSS
+    /// so far (live and closed), or [`PRIOR_BROWSER_COST`] until one has been measured.
     pub fn browser_cost(&self) -> u64 {
         self.lock().cost.unwrap_or(PRIOR_BROWSER_COST)
+    }
+
+    /// What the live browsers are still expected to take: for each, the cost less its
+    /// latest PSS (the whole cost for one not sampled yet; nothing for one above it).
+    pub fn growth(&self) -> u64 {
+        let inner = self.lock();
+        let cost = inner.cost.unwrap_or(PRIOR_BROWSER_COST);
+        inner
+            .browsers
+            .keys()
+            .map(|k| cost.saturating_sub(inner.latest.get(k).copied().unwrap_or(0)))
+            .sum()
     }
 
     /// Start sampling a browser (by its driver pid, the root of its process tree).
@@ -192,8 +212,9 @@ impl Memory {
                     inner.latest.insert(*k, *b);
                 }
             }
-            if !per.is_empty() {
-                inner.cost = Some(total / per.len() as u64);
+            if !inner.peaks.is_empty() {
+                let peaks: u64 = inner.peaks.values().sum();
+                inner.cost = Some(peaks / inner.peaks.len() as u64);
             }
         }
         let browsers = per
@@ -271,6 +292,12 @@ mod tests {
         let one = m.latest_of((7, 1)).unwrap();
         assert!(one > 0);
         assert_eq!(m.browser_cost(), r.peak_browsers_pss_bytes.unwrap() / 2);
+        let owed: u64 = [(7, 1), (7, 2)]
+            .map(|k| m.browser_cost().saturating_sub(m.latest_of(k).unwrap()))
+            .iter()
+            .sum();
+        assert_eq!(m.growth(), owed, "each owes what it lacks of the cost");
+        assert!(owed < m.browser_cost());
         assert_eq!(m.browser_peaks().len(), 2);
         assert!(m.peak_of(7).unwrap() >= one);
         assert_eq!(m.peak_of(8), None);
@@ -279,6 +306,32 @@ mod tests {
         assert!(m.peak_of(7).is_some(), "peaks outlive the browser");
         let text = std::fs::read_to_string(path).unwrap();
         assert!(text.contains("\"memory_sample\"") && text.contains("\"7.2\""));
+    }
+
+    /// The cost is the mean of peaks (a young browser's small reading does not lower
+    /// it), and what live browsers have not reached yet is reserved as growth.
+    #[test]
+    fn the_cost_is_the_mean_peak_and_young_browsers_owe_growth() {
+        let m = Memory::new(0);
+        let set = |latest: &[(BrowserKey, u64)], peaks: &[(BrowserKey, u64)]| {
+            let mut inner = m.lock();
+            inner.browsers = latest.iter().map(|(k, _)| (*k, 1)).collect();
+            inner.latest = latest.iter().copied().collect();
+            inner.peaks = peaks.iter().copied().collect();
+            let sum: u64 = inner.peaks.values().sum();
+            inner.cost = Some(sum / inner.peaks.len() as u64);
+        };
+        const MIB: u64 = 1 << 20;
+        // Two grown browsers (one closed since), one young at 20 MiB.
+        set(
+            &[((1, 1), 100 * MIB), ((3, 1), 20 * MIB)],
+            &[((1, 1), 100 * MIB), ((2, 1), 80 * MIB), ((3, 1), 30 * MIB)],
+        );
+        assert_eq!(m.browser_cost(), 70 * MIB);
+        assert_eq!(m.growth(), 50 * MIB, "only the young one owes: 70 - 20");
+        // One tracked but not sampled yet owes the whole cost.
+        m.lock().browsers.insert((4, 1), 1);
+        assert_eq!(m.growth(), 120 * MIB);
     }
 
     #[test]

@@ -505,6 +505,7 @@ impl Probe for MachineProbe {
             available: crate::resources::available_memory(),
             threshold: self.memory.threshold(),
             browser_cost: self.memory.browser_cost(),
+            growth: self.memory.growth(),
             pressure: self.cpu.read(),
         }
     }

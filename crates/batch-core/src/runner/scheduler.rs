@@ -98,6 +98,8 @@ pub(crate) struct Readings {
     pub(crate) threshold: u64,
     /// What one more browser is expected to take (learned, or the prior).
     pub(crate) browser_cost: u64,
+    /// What the live browsers are still expected to grow by (see `resources`).
+    pub(crate) growth: u64,
     /// CPU pressure, 0..=1.
     pub(crate) pressure: Option<f64>,
 }
@@ -160,10 +162,12 @@ pub(crate) fn gate(
     Ok(())
 }
 
-/// Available memory needed to admit one more: the reserve, plus the learned cost of
-/// every launch in flight (not yet visible in the figure) and of this one.
+/// Available memory needed to admit one more: the reserve, plus what the live
+/// browsers are still expected to grow by, plus the learned cost of every launch in
+/// flight (not yet visible in the figure) and of this one.
 fn needed_memory(in_flight: usize, r: &Readings) -> u64 {
     r.threshold
+        .saturating_add(r.growth)
         .saturating_add(r.browser_cost.saturating_mul(in_flight as u64 + 1))
 }
 
@@ -456,6 +460,7 @@ fn wait_event(account: u64, reason: Reason, view: &View, r: &Readings) -> Event 
         needed_bytes: memory.then(|| needed_memory(view.in_flight, r)),
         threshold_bytes: memory.then_some(r.threshold),
         browser_cost_bytes: memory.then_some(r.browser_cost),
+        growth_bytes: memory.then_some(r.growth),
         pressure: if reason == Reason::Cpu {
             r.pressure
         } else {
@@ -564,6 +569,7 @@ mod tests {
             available: Some(available),
             threshold: GIB,
             browser_cost: 300 << 20,
+            growth: 0,
             pressure: Some(0.1),
         }
     }
@@ -631,6 +637,9 @@ mod tests {
             ("memory: below reserve + cost", policy(None, auto), view(0, 0, 2, false), new, readings(GIB + (299 << 20)), Err(Reason::Memory)),
             // One in flight reserves its cost too: 1.6 GiB needed.
             ("memory: in-flight launches are reserved", policy(None, auto), view(1, 1, 2, false), new, readings(GIB + (500 << 20)), Err(Reason::Memory)),
+            // Live browsers still 200 MiB short of the cost reserve it: 1.5 GiB needed.
+            ("memory: the live browsers' growth is reserved", policy(None, auto), view(2, 0, 2, false), new, Readings { growth: 200 << 20, ..readings(GIB + (450 << 20)) }, Err(Reason::Memory)),
+            ("memory: room for growth and one", policy(None, auto), view(2, 0, 2, false), new, Readings { growth: 200 << 20, ..readings(GIB + (500 << 20)) }, Ok(())),
             ("memory: unknown figure never blocks", policy(None, auto), view(0, 0, 2, false), new, Readings { available: None, ..plenty }, Ok(())),
             ("the cap is checked before memory", policy(Some(1), auto), view(1, 0, 2, false), new, readings(0), Err(Reason::Cap)),
         ];
