@@ -60,10 +60,11 @@ pub(crate) fn line(e: &Value) -> Option<String> {
         // Waiting for the creation lock is what the lock lines already show.
         "admission_wait" => match s(e, "reason") {
             "memory" => format!(
-                "browser creation waits for memory: {} available, {} needed (reserve {} + {} per browser starting)",
+                "browser creation waits for memory: {} available, {} needed (reserve {} + {} growth of running browsers + {} per browser starting)",
                 mib(e, "available_bytes"),
                 mib(e, "needed_bytes"),
                 mib(e, "threshold_bytes"),
+                mib(e, "growth_bytes"),
                 mib(e, "browser_cost_bytes"),
             ),
             "cpu" => format!(
