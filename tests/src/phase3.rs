@@ -302,3 +302,162 @@ async fn a_thousand_accounts_start_and_too_few_descriptors_is_exit_3_saying_so()
     );
     p.assert_nothing_left();
 }
+
+/// A memory cgroup made for one test (cgroup v1's memory hierarchy, as root), removed
+/// when dropped — after killing whatever is still in it, so a failed test leaves
+/// nothing running and no cgroup behind.
+struct TestCgroup {
+    dir: std::path::PathBuf,
+}
+
+impl TestCgroup {
+    /// `None` (the caller says why it skipped) without root or a writable v1 memory
+    /// hierarchy.
+    fn new(limit: u64) -> Option<TestCgroup> {
+        let parent = std::path::Path::new("/sys/fs/cgroup/memory");
+        if !nix::unistd::geteuid().is_root() || !parent.join("memory.limit_in_bytes").exists() {
+            return None;
+        }
+        let dir = parent.join(format!("batch-e2e-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let cg = TestCgroup { dir };
+        std::fs::write(cg.dir.join("memory.limit_in_bytes"), limit.to_string()).ok()?;
+        Some(cg)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let procs = std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // rmdir succeeds once the killed processes are gone.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// Scale without a cap, bounded by memory: in a 1.25 GiB memory cgroup with a 512 MiB
+/// reserve, sixteen accounts holding their browsers a while. Memory admission is what
+/// binds (creations wait for memory, fewer browsers up at once than accounts), every
+/// account finishes, available memory never goes below the reserve in any sample —
+/// young browsers' growth is reserved, which the first 100-account stress run in a
+/// cgroup showed was needed — and the kernel OOM-kills nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_memory_cgroup_admission_keeps_the_reserve_and_nothing_is_oom_killed() {
+    const MIB: u64 = 1 << 20;
+    const LIMIT_MIB: u64 = 2048;
+    const ACCOUNTS: u64 = 30;
+    let reserve = 512 * MIB;
+    let Some(cg) = TestCgroup::new(LIMIT_MIB * MIB) else {
+        eprintln!("skipped: needs root and cgroup v1's memory hierarchy to make a cgroup");
+        return;
+    };
+    let p = Project::new(ACCOUNTS as u32).await;
+    p.write(
+        "batch.toml",
+        "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\
+         [profiles]\nephemeral = true\n[resources]\nsample_interval = \"500ms\"\n",
+    );
+    p.write(
+        "workflow.toml",
+        &crate::harness::WORKFLOW.replace(
+            "{ wait_text = \"#done\", contains = \"added {iteration}\" },",
+            "{ wait_text = \"#done\", contains = \"added {iteration}\" },\n  { sleep = \"3s\" },",
+        ),
+    );
+    let mut cmd = p.command(&step1(
+        &format!("1-{ACCOUNTS}"),
+        &[
+            "--quantity",
+            "1",
+            "--concurrent",
+            "--min-available-memory",
+            "512MiB",
+        ],
+    ));
+    // Into the cgroup between fork and exec: everything batch-cli starts is in it
+    // from its first instruction. Writing "0" moves the writing process, and the path
+    // is made before the fork (nothing allocates in the child).
+    let procs = std::ffi::CString::new(
+        cg.dir
+            .join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+            Ok(())
+        });
+    }
+    let out = crate::harness::finish(cmd.spawn().expect("batch-cli starts"), 240).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = events(&p.run_dir());
+    let ok = named(&events, "account_done")
+        .iter()
+        .filter(|e| e["status"] == "ok")
+        .count();
+    assert_eq!(ok, ACCOUNTS as usize, "{stderr}");
+    for n in 1..=ACCOUNTS {
+        assert_eq!(
+            p.adds(&format!("user-{n}")),
+            BTreeMap::from([(1, 1)]),
+            "user-{n}"
+        );
+    }
+    let memory_waits = named(&events, "admitted")
+        .iter()
+        .filter(|e| e["waits_ms"].get("memory").is_some())
+        .count();
+    assert!(
+        memory_waits > 0,
+        "memory never bound: the test proves nothing"
+    );
+    let samples = named(&events, "memory_sample");
+    let most_up = samples
+        .iter()
+        .filter_map(|e| e["browsers"].as_object().map(|m| m.len()))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        (1..ACCOUNTS as usize).contains(&most_up),
+        "{most_up} browsers up at once"
+    );
+    let lowest = samples
+        .iter()
+        .filter_map(|e| e["available_bytes"].as_u64())
+        .min()
+        .expect("memory was sampled");
+    assert!(
+        lowest >= reserve,
+        "available memory went to {} MiB, below the {} MiB reserve",
+        lowest / MIB,
+        reserve / MIB
+    );
+    let counters = fsutil::cgroup::MemoryCgroup::at(cg.dir.clone()).expect("the cgroup");
+    assert_eq!(counters.oom_kills(), Some(0), "OOM kills in the cgroup");
+    eprintln!(
+        "{memory_waits} creations waited for memory, at most {most_up} browsers up at once, \
+         lowest available {} MiB (reserve {} MiB), cgroup peak {} MiB of {LIMIT_MIB}",
+        lowest / MIB,
+        reserve / MIB,
+        counters.peak().unwrap_or(0) / MIB
+    );
+    p.assert_nothing_left();
+}

@@ -50,6 +50,22 @@ impl MemoryCgroup {
         })
     }
 
+    /// The memory cgroup at `dir` (a v2 one if it has `memory.max`, else a v1 one if it
+    /// has `memory.limit_in_bytes`), e.g. one a stress test made.
+    pub fn at(dir: PathBuf) -> Option<MemoryCgroup> {
+        [true, false]
+            .into_iter()
+            .map(|v2| MemoryCgroup {
+                dir: dir.clone(),
+                v2,
+            })
+            .find(|c| {
+                c.dir
+                    .join(c.pick("memory.max", "memory.limit_in_bytes"))
+                    .exists()
+            })
+    }
+
     /// Its directory.
     pub fn dir(&self) -> &Path {
         &self.dir
