@@ -345,8 +345,8 @@ impl Drop for TestCgroup {
     }
 }
 
-/// Scale without a cap, bounded by memory: in a 1.25 GiB memory cgroup with a 512 MiB
-/// reserve, sixteen accounts holding their browsers a while. Memory admission is what
+/// Scale without a cap, bounded by memory: in a 2 GiB memory cgroup with a 512 MiB
+/// reserve, thirty accounts holding their browsers a while. Memory admission is what
 /// binds (creations wait for memory, fewer browsers up at once than accounts), every
 /// account finishes, available memory never goes below the reserve in any sample —
 /// young browsers' growth is reserved, which the first 100-account stress run in a
