@@ -208,21 +208,18 @@ pub fn check_templates_with_env(
             ));
         };
         for action in step.before.iter().chain(&step.actions).chain(&step.after) {
-            let parts = action
-                .kind
-                .templates()
-                .into_iter()
-                .flat_map(|t| t.variables());
-            for part in parts {
-                if let Some(problem) = problem(part, &action.kind, workflow, accounts, env) {
-                    let field = action.kind.name();
-                    return Err(ConfigError::invalid(
-                        path,
-                        Some(action.line),
-                        field,
-                        problem,
-                    ));
-                }
+            let templates = action.kind.templates().into_iter();
+            let mut parts = templates.flat_map(|t| t.variables());
+            if let Some(problem) =
+                parts.find_map(|part| problem(part, &action.kind, workflow, accounts, env))
+            {
+                let field = action.kind.name();
+                return Err(ConfigError::invalid(
+                    path,
+                    Some(action.line),
+                    field,
+                    problem,
+                ));
             }
         }
     }
