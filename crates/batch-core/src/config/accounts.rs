@@ -14,7 +14,7 @@ use serde::Deserialize;
 use toml::{Spanned, Value};
 
 use super::doc::{Bad, Doc, List, Table, dotted, found, in_order, integer, string};
-use super::error::read_text;
+use super::error::{file_dir, read_text};
 use super::secrets::is_secret_name;
 use super::{Account, AccountId, Accounts, ConfigError, EnvLookup, FieldValue, process_env};
 
@@ -218,14 +218,6 @@ fn parse_toml(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Vec<Account
         accounts.push(account);
     }
     Ok(accounts)
-}
-
-/// The directory relative paths in `file` (a `proxy_ca`) are resolved against.
-fn file_dir(file: &Path) -> &Path {
-    match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 fn toml_account(

@@ -125,3 +125,11 @@ pub(crate) fn read_text(path: &Path, expected: &str) -> Result<String, ConfigErr
         }),
     }
 }
+
+/// The directory relative paths in `file` are resolved against.
+pub(crate) fn file_dir(file: &Path) -> &Path {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}

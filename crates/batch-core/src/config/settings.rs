@@ -15,7 +15,7 @@ use std::time::Duration;
 use toml::Value;
 
 use super::doc::{Bad, Doc, Seg, dotted, found, integer, positive, positive_u32, string, value};
-use super::error::read_text;
+use super::error::{file_dir, read_text};
 use super::identity::{check_accept_language, check_timezone, check_user_agent};
 use super::units::{parse_launch_interval, parse_size};
 use super::{ConfigError, LaunchInterval, Settings};
@@ -67,10 +67,7 @@ fn resolve(config_path: &Path, mut raw: Raw) -> Settings {
 
 /// The absolute, canonical (where it exists) directory holding `file`.
 fn absolute_dir(file: &Path) -> PathBuf {
-    let dir = match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = file_dir(file);
     dir.canonicalize()
         .or_else(|_| std::path::absolute(dir))
         .unwrap_or_else(|_| dir.to_path_buf())
