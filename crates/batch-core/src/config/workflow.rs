@@ -53,8 +53,8 @@ struct RawStep {
 fn expect(shape: &str) -> Option<String> {
     match shape.strip_prefix("steps.#.").unwrap_or(shape) {
         "steps" => Some("[[steps]] tables".to_owned()),
-        "before" | "actions" | "after" => Some(super::actions::expected(true)),
-        "before.#" | "actions.#" | "after.#" => Some(super::actions::expected(false)),
+        "before" | "actions" | "after" => Some(super::actions::LIST_EXPECTED.to_owned()),
+        "before.#" | "actions.#" | "after.#" => Some(super::actions::expected()),
         _ => None,
     }
 }
