@@ -39,16 +39,9 @@ fn expect(shape: &str) -> Option<String> {
 /// `fn("user-name") -> "BATCH_ACCOUNT_USER_NAME"`: the environment variable an `exec`
 /// program reads a field from (ASCII letters and digits upper-cased, anything else `_`).
 pub fn exec_env_name(field: &str) -> String {
-    let name: String = field
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = field
+        .to_ascii_uppercase()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
     format!("BATCH_ACCOUNT_{name}")
 }
 
