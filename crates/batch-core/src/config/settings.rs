@@ -181,14 +181,9 @@ fn read_port_range(v: &Value) -> Result<(u16, u16), String> {
     let expected = "\"LOW-HIGH\" with 1024 <= LOW < HIGH <= 65535, like \"20000-40000\"";
     let s = string(v, expected)?;
     let bad = |why: &str| format!("{s:?} {why} (expected {expected})");
-    let (lo, hi) = s
-        .split_once('-')
-        .and_then(|(lo, hi)| {
-            Some((
-                lo.trim().parse::<u32>().ok()?,
-                hi.trim().parse::<u32>().ok()?,
-            ))
-        })
+    let port = |p: &str| p.trim().parse::<u32>().ok();
+    let (lo, hi) = (s.split_once('-'))
+        .and_then(|(lo, hi)| Some((port(lo)?, port(hi)?)))
         .ok_or_else(|| bad("is not a port range"))?;
     let (Ok(lo), Ok(hi)) = (u16::try_from(lo), u16::try_from(hi)) else {
         return Err(bad("is not a port range: ports end at 65535"));
