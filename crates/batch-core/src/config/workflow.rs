@@ -141,11 +141,9 @@ fn step(doc: &Doc<'_>, item: &Spanned<RawStep>) -> Result<Step, Bad> {
     let actions = |list: &Option<Spanned<List<RawAction>>>| -> Result<Vec<Action>, Bad> {
         let items = list.iter().flat_map(|l| &l.get_ref().0);
         let action = |raw: &Spanned<RawAction>| {
+            let kind = ActionKind::try_from(raw)?;
             let line = doc.line(raw.span().start);
-            Ok(Action {
-                line,
-                kind: ActionKind::try_from(raw)?,
-            })
+            Ok(Action { line, kind })
         };
         items.map(action).collect()
     };
