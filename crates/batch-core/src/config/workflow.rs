@@ -259,11 +259,7 @@ fn problem(
                 ));
             }
             let control = |a: &&&Account| a.fields[field].value.contains(char::is_control);
-            if let Some(a) = accounts
-                .iter()
-                .find(control)
-                .filter(|_| reaches_url_or_argv)
-            {
+            if reaches_url_or_argv && let Some(a) = accounts.iter().find(control) {
                 return Some(format!(
                     "{part}: the value of account {} has a control character (expected printable \
                      text in a URL or an argv)",
