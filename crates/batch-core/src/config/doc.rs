@@ -256,10 +256,6 @@ pub(crate) fn string<'v>(v: &'v Value, expected: &str) -> Result<&'v str, String
     v.as_str().ok_or_else(|| found(v, expected))
 }
 
-pub(crate) fn boolean(v: &Value) -> Result<bool, String> {
-    v.as_bool().ok_or_else(|| found(v, "true or false"))
-}
-
 /// An integer in `min..=max`.
 pub(crate) fn integer(v: &Value, min: i64, max: i64, expected: &str) -> Result<i64, String> {
     match v.as_integer() {

@@ -116,7 +116,7 @@ pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, Config
 }
 
 value! {
-    pub(super) boolean -> bool = super::doc::boolean;
+    pub(super) boolean -> bool = |v| v.as_bool().ok_or_else(|| found(v, "true or false"));
     pub(super) path -> PathBuf = |v| non_empty(v, "a path string");
     pub(super) program -> Option<PathBuf> = |v| non_empty(v, "a program name or path").map(Some);
     pub(super) args -> Vec<String> = |v| {
