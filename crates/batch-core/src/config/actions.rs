@@ -256,8 +256,7 @@ pub(crate) fn expected() -> String {
 }
 
 fn one_of() -> String {
-    let names: Vec<&str> = ACTIONS.iter().map(|a| a.name).collect();
-    format!("one of: {}", names.join(", "))
+    expected_keys(&ACTIONS.iter().map(|a| a.name).collect::<Vec<_>>())
 }
 
 impl TryFrom<&Spanned<RawAction>> for ActionKind {
