@@ -66,26 +66,22 @@ value! {
 
 /// Names the field of an error's path: `step 3, actions`, `step 3`, `id`.
 fn context(root: &DeValue<'_>, path: &[Seg]) -> String {
-    let id_at = |i: usize| {
-        [
-            Seg::Key("steps".into()),
-            Seg::Index(i),
-            Seg::Key("id".into()),
-        ]
-    };
-    let step_id = |i: &usize| match value_at(root, &id_at(*i)) {
-        Some(DeValue::Integer(n)) => i128::from_str_radix(n.as_str(), n.radix()).ok(),
-        _ => None,
+    // `step ID` for the step at `path[..2]` (`steps`, its index), or `unknown` if its id
+    // is not an integer.
+    let step = |unknown: &str| {
+        let at = [path[0].clone(), path[1].clone(), Seg::Key("id".into())];
+        let id = match value_at(root, &at) {
+            Some(DeValue::Integer(n)) => i128::from_str_radix(n.as_str(), n.radix()).ok(),
+            _ => None,
+        };
+        id.map_or(unknown.to_owned(), |id| format!("step {id}"))
     };
     match path {
         [] => String::new(),
         [Seg::Key(k)] => k.clone(),
-        [_, Seg::Index(i)] => step_id(i).map_or("steps".to_owned(), |id| format!("step {id}")),
-        [_, Seg::Index(i), Seg::Key(list)] if list != "id" && list != "name" => {
-            format!(
-                "step {}, {list}",
-                step_id(i).map_or("?".to_owned(), |id| id.to_string())
-            )
+        [_, Seg::Index(_)] => step("steps"),
+        [_, Seg::Index(_), Seg::Key(list)] if list != "id" && list != "name" => {
+            format!("{}, {list}", step("step ?"))
         }
         [_, _, Seg::Key(k)] => k.clone(),
         [_, _, Seg::Index(i)] => i.to_string(),
