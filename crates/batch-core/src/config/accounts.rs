@@ -205,8 +205,8 @@ fn parse_toml(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Vec<Account
     let dir = file_dir(path);
     for item in &list.get_ref().0 {
         let account = toml_account(item, env, dir).map_err(|b| doc.err(b))?;
-        let id_span = item.get_ref().get("id").map(Spanned::span);
-        let line = doc.line(id_span.unwrap_or_default().start);
+        // toml_account has checked that there is an id.
+        let line = doc.line(item.get_ref()["id"].span().start);
         unique(path, &mut seen, account.id, line)?;
         accounts.push(account);
     }
