@@ -14,7 +14,7 @@ use serde::Deserialize;
 use toml::{Spanned, Value};
 
 use super::doc::{Bad, Doc, List, Table, dotted, found, in_order, integer, string};
-use super::error::read_text;
+use super::error::{file_dir, read_text};
 use super::secrets::is_secret_name;
 use super::{Account, AccountId, Accounts, ConfigError, EnvLookup, FieldValue, process_env};
 
@@ -39,16 +39,9 @@ fn expect(shape: &str) -> Option<String> {
 /// `fn("user-name") -> "BATCH_ACCOUNT_USER_NAME"`: the environment variable an `exec`
 /// program reads a field from (ASCII letters and digits upper-cased, anything else `_`).
 pub fn exec_env_name(field: &str) -> String {
-    let name: String = field
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = field
+        .to_ascii_uppercase()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
     format!("BATCH_ACCOUNT_{name}")
 }
 
@@ -212,20 +205,12 @@ fn parse_toml(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Vec<Account
     let dir = file_dir(path);
     for item in &list.get_ref().0 {
         let account = toml_account(item, env, dir).map_err(|b| doc.err(b))?;
-        let id_span = item.get_ref().get("id").map(Spanned::span);
-        let line = doc.line(id_span.unwrap_or_default().start);
+        // toml_account has checked that there is an id.
+        let line = doc.line(item.get_ref()["id"].span().start);
         unique(path, &mut seen, account.id, line)?;
         accounts.push(account);
     }
     Ok(accounts)
-}
-
-/// The directory relative paths in `file` (a `proxy_ca`) are resolved against.
-fn file_dir(file: &Path) -> &Path {
-    match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 fn toml_account(

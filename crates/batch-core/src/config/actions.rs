@@ -244,20 +244,19 @@ fn argv(a: &Reader<'_>) -> Result<Vec<Template>, Bad> {
 #[serde(transparent)]
 pub(crate) struct RawAction(Table);
 
-/// What a type error expects in place of a list of actions (`list`) or of one action.
-pub(crate) fn expected(list: bool) -> String {
-    match list {
-        true => "an array of actions like [{ click = \"#submit\" }]".to_owned(),
-        false => format!(
-            "an action like {{ click = \"#submit\" }}, with the action {}",
-            one_of()
-        ),
-    }
+/// What a type error expects in place of a list of actions.
+pub(crate) const LIST_EXPECTED: &str = "an array of actions like [{ click = \"#submit\" }]";
+
+/// What a type error expects in place of one action.
+pub(crate) fn expected() -> String {
+    format!(
+        "an action like {{ click = \"#submit\" }}, with the action {}",
+        one_of()
+    )
 }
 
 fn one_of() -> String {
-    let names: Vec<&str> = ACTIONS.iter().map(|a| a.name).collect();
-    format!("one of: {}", names.join(", "))
+    expected_keys(&ACTIONS.iter().map(|a| a.name).collect::<Vec<_>>())
 }
 
 impl TryFrom<&Spanned<RawAction>> for ActionKind {

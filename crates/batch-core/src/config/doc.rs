@@ -129,8 +129,6 @@ fn translate(
     context: Context<'_>,
     expect: Expect,
 ) -> (String, String) {
-    let quoted =
-        |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         // "unknown field `KEY`, expected `a` or `b`" (a key may hold commas).
         let rest = rest.strip_prefix('`').unwrap_or(rest);
@@ -139,7 +137,8 @@ fn translate(
             .or_else(|| rest.rfind("`, there are no fields"))
             .unwrap_or(rest.len());
         let (key, allowed) = (&rest[..end], rest.get(end + 2..).unwrap_or(""));
-        let expected = expected_keys(&quoted(allowed));
+        let allowed: Vec<&str> = allowed.split('`').skip(1).step_by(2).collect();
+        let expected = expected_keys(&allowed);
         let parent = &path[..path.len().saturating_sub(1)];
         return (
             context(root, parent),
@@ -167,8 +166,7 @@ fn translate(
 }
 
 /// What an unknown key's message says was expected instead: "one of: a, b".
-pub(crate) fn expected_keys(keys: &[impl AsRef<str>]) -> String {
-    let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+pub(crate) fn expected_keys(keys: &[&str]) -> String {
     if keys.is_empty() {
         return "no other keys".to_owned();
     }
@@ -254,10 +252,6 @@ pub(crate) fn found(v: &Value, expected: &str) -> String {
 
 pub(crate) fn string<'v>(v: &'v Value, expected: &str) -> Result<&'v str, String> {
     v.as_str().ok_or_else(|| found(v, expected))
-}
-
-pub(crate) fn boolean(v: &Value) -> Result<bool, String> {
-    v.as_bool().ok_or_else(|| found(v, "true or false"))
 }
 
 /// An integer in `min..=max`.

@@ -103,11 +103,8 @@ pub(crate) fn read_text(path: &Path, expected: &str) -> Result<String, ConfigErr
     match std::fs::read(path) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|e| {
             let offset = e.utf8_error().valid_up_to();
-            let line = e.as_bytes()[..offset]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1;
+            // n newlines make n + 1 lines.
+            let line = e.as_bytes()[..offset].split(|&b| b == b'\n').count();
             ConfigError::invalid(
                 path,
                 Some(line),
@@ -123,5 +120,13 @@ pub(crate) fn read_text(path: &Path, expected: &str) -> Result<String, ConfigErr
             path: path.to_path_buf(),
             error,
         }),
+    }
+}
+
+/// The directory relative paths in `file` are resolved against.
+pub(crate) fn file_dir(file: &Path) -> &Path {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }

@@ -200,9 +200,8 @@ pub fn primary_language(accept_language: &str) -> &str {
 /// time zone database knows (`/usr/share/zoneinfo`), where there is one.
 pub(crate) fn check_timezone(s: &str) -> Result<(), String> {
     let expected = "an IANA time zone name like \"Asia/Seoul\" or \"UTC\"";
-    let shaped = !s.is_empty()
-        && !s.starts_with('/')
-        && !s.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+    // An empty name, or one starting with `/`, has an empty part.
+    let shaped = !s.split('/').any(|p| p.is_empty() || p == "." || p == "..")
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c));
     if !shaped {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use toml::Value;
 
 use super::doc::{Bad, Doc, Seg, dotted, found, integer, positive, positive_u32, string, value};
-use super::error::read_text;
+use super::error::{file_dir, read_text};
 use super::identity::{check_accept_language, check_timezone, check_user_agent};
 use super::units::{parse_launch_interval, parse_size};
 use super::{ConfigError, LaunchInterval, Settings};
@@ -67,10 +67,7 @@ fn resolve(config_path: &Path, mut raw: Raw) -> Settings {
 
 /// The absolute, canonical (where it exists) directory holding `file`.
 fn absolute_dir(file: &Path) -> PathBuf {
-    let dir = match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = file_dir(file);
     dir.canonicalize()
         .or_else(|_| std::path::absolute(dir))
         .unwrap_or_else(|_| dir.to_path_buf())
@@ -119,7 +116,7 @@ pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, Config
 }
 
 value! {
-    pub(super) boolean -> bool = super::doc::boolean;
+    pub(super) boolean -> bool = |v| v.as_bool().ok_or_else(|| found(v, "true or false"));
     pub(super) path -> PathBuf = |v| non_empty(v, "a path string");
     pub(super) program -> Option<PathBuf> = |v| non_empty(v, "a program name or path").map(Some);
     pub(super) args -> Vec<String> = |v| {
@@ -184,14 +181,9 @@ fn read_port_range(v: &Value) -> Result<(u16, u16), String> {
     let expected = "\"LOW-HIGH\" with 1024 <= LOW < HIGH <= 65535, like \"20000-40000\"";
     let s = string(v, expected)?;
     let bad = |why: &str| format!("{s:?} {why} (expected {expected})");
-    let (lo, hi) = s
-        .split_once('-')
-        .and_then(|(lo, hi)| {
-            Some((
-                lo.trim().parse::<u32>().ok()?,
-                hi.trim().parse::<u32>().ok()?,
-            ))
-        })
+    let port = |p: &str| p.trim().parse::<u32>().ok();
+    let (lo, hi) = (s.split_once('-'))
+        .and_then(|(lo, hi)| Some((port(lo)?, port(hi)?)))
         .ok_or_else(|| bad("is not a port range"))?;
     let (Ok(lo), Ok(hi)) = (u16::try_from(lo), u16::try_from(hi)) else {
         return Err(bad("is not a port range: ports end at 65535"));

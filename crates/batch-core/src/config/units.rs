@@ -19,31 +19,19 @@ const SIZE_EXPECTED: &str =
 ///
 /// Rejects negative numbers, a missing unit and unknown units.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t == "0" {
+    if s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    let (number, unit) = split_number(t);
-    if t.starts_with('-') {
-        return Err(format!("negative (expected {DURATION_EXPECTED})"));
-    }
-    if number.is_empty() {
-        return Err(format!("not a duration (expected {DURATION_EXPECTED})"));
-    }
-    let nanos_per_unit: u128 = match unit {
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60 * 1_000_000_000,
-        "h" => 3_600 * 1_000_000_000,
-        "" => return Err(format!("no unit (expected {DURATION_EXPECTED})")),
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} (expected {DURATION_EXPECTED})"
-            ));
-        }
-    };
-    let nanos = decimal_times(number, nanos_per_unit)
-        .ok_or_else(|| format!("not a duration (expected {DURATION_EXPECTED})"))?;
+    let nanos = amount(s, "duration", DURATION_EXPECTED, |_, unit| match unit {
+        "ms" => Ok(1_000_000),
+        "s" => Ok(1_000_000_000),
+        "m" => Ok(60 * 1_000_000_000),
+        "h" => Ok(3_600 * 1_000_000_000),
+        "" => Err(format!("no unit (expected {DURATION_EXPECTED})")),
+        _ => Err(format!(
+            "unknown unit {unit:?} (expected {DURATION_EXPECTED})"
+        )),
+    })?;
     let nanos = u64::try_from(nanos)
         .map_err(|_| "too long (expected at most a few centuries)".to_owned())?;
     Ok(Duration::from_nanos(nanos))
@@ -53,35 +41,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `100MB`, `2GB` (powers of 1000); `B`, `KB`/`KiB`, `MB`/`MiB`, `GB`/`GiB`,
 /// `TB`/`TiB`, any letter case.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (number, unit) = split_number(t);
-    if t.starts_with('-') {
-        return Err(format!("negative (expected {SIZE_EXPECTED})"));
-    }
-    if number.is_empty() {
-        return Err(format!("not a size (expected {SIZE_EXPECTED})"));
-    }
-    let bytes_per_unit: u128 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        _ => {
-            return Err(format!("unknown unit {unit:?} (expected {SIZE_EXPECTED})"));
+    let bytes = amount(s, "size", SIZE_EXPECTED, |number, unit| {
+        let per_unit = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            "tib" => 1 << 40,
+            _ => return Err(format!("unknown unit {unit:?} (expected {SIZE_EXPECTED})")),
+        };
+        if per_unit == 1 && number.contains('.') {
+            return Err(format!(
+                "not a whole number of bytes (expected {SIZE_EXPECTED})"
+            ));
         }
-    };
-    if bytes_per_unit == 1 && number.contains('.') {
-        return Err(format!(
-            "not a whole number of bytes (expected {SIZE_EXPECTED})"
-        ));
-    }
-    let bytes = decimal_times(number, bytes_per_unit)
-        .ok_or_else(|| format!("not a size (expected {SIZE_EXPECTED})"))?;
+        Ok(per_unit)
+    })?;
     u64::try_from(bytes).map_err(|_| format!("too large (expected {SIZE_EXPECTED})"))
 }
 
@@ -95,12 +74,28 @@ pub fn parse_launch_interval(s: &str) -> Result<LaunchInterval, String> {
         .map_err(|_| format!("neither auto nor a duration (expected auto or {DURATION_EXPECTED})"))
 }
 
-/// Splits `2.5s` into `2.5` and `s`: the leading digits and dots, and the rest.
-fn split_number(t: &str) -> (&str, &str) {
+/// `s` (`2.5s`) as a number (the leading digits and dots) times its unit's multiple,
+/// which `per_unit(number, unit)` gives or refuses; `noun` ("duration") and `expected`
+/// word the errors.
+fn amount(
+    s: &str,
+    noun: &str,
+    expected: &str,
+    per_unit: impl Fn(&str, &str) -> Result<u128, String>,
+) -> Result<u128, String> {
+    let t = s.trim();
     let end = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
-    t.split_at(end)
+    let (number, unit) = t.split_at(end);
+    if t.starts_with('-') {
+        return Err(format!("negative (expected {expected})"));
+    }
+    let not_a = || format!("not a {noun} (expected {expected})");
+    if number.is_empty() {
+        return Err(not_a());
+    }
+    decimal_times(number, per_unit(number, unit)?).ok_or_else(not_a)
 }
 
 /// `number × unit` for a decimal `number` (`12`, `2.5`), exactly, truncating below

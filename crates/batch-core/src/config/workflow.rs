@@ -53,8 +53,8 @@ struct RawStep {
 fn expect(shape: &str) -> Option<String> {
     match shape.strip_prefix("steps.#.").unwrap_or(shape) {
         "steps" => Some("[[steps]] tables".to_owned()),
-        "before" | "actions" | "after" => Some(super::actions::expected(true)),
-        "before.#" | "actions.#" | "after.#" => Some(super::actions::expected(false)),
+        "before" | "actions" | "after" => Some(super::actions::LIST_EXPECTED.to_owned()),
+        "before.#" | "actions.#" | "after.#" => Some(super::actions::expected()),
         _ => None,
     }
 }
@@ -66,26 +66,22 @@ value! {
 
 /// Names the field of an error's path: `step 3, actions`, `step 3`, `id`.
 fn context(root: &DeValue<'_>, path: &[Seg]) -> String {
-    let id_at = |i: usize| {
-        [
-            Seg::Key("steps".into()),
-            Seg::Index(i),
-            Seg::Key("id".into()),
-        ]
-    };
-    let step_id = |i: &usize| match value_at(root, &id_at(*i)) {
-        Some(DeValue::Integer(n)) => i128::from_str_radix(n.as_str(), n.radix()).ok(),
-        _ => None,
+    // `step ID` for the step at `path[..2]` (`steps`, its index), or `unknown` if its id
+    // is not an integer.
+    let step = |unknown: &str| {
+        let at = [path[0].clone(), path[1].clone(), Seg::Key("id".into())];
+        let id = match value_at(root, &at) {
+            Some(DeValue::Integer(n)) => i128::from_str_radix(n.as_str(), n.radix()).ok(),
+            _ => None,
+        };
+        id.map_or(unknown.to_owned(), |id| format!("step {id}"))
     };
     match path {
         [] => String::new(),
         [Seg::Key(k)] => k.clone(),
-        [_, Seg::Index(i)] => step_id(i).map_or("steps".to_owned(), |id| format!("step {id}")),
-        [_, Seg::Index(i), Seg::Key(list)] if list != "id" && list != "name" => {
-            format!(
-                "step {}, {list}",
-                step_id(i).map_or("?".to_owned(), |id| id.to_string())
-            )
+        [_, Seg::Index(_)] => step("steps"),
+        [_, Seg::Index(_), Seg::Key(list)] if list != "id" && list != "name" => {
+            format!("{}, {list}", step("step ?"))
         }
         [_, _, Seg::Key(k)] => k.clone(),
         [_, _, Seg::Index(i)] => i.to_string(),
@@ -141,11 +137,9 @@ fn step(doc: &Doc<'_>, item: &Spanned<RawStep>) -> Result<Step, Bad> {
     let actions = |list: &Option<Spanned<List<RawAction>>>| -> Result<Vec<Action>, Bad> {
         let items = list.iter().flat_map(|l| &l.get_ref().0);
         let action = |raw: &Spanned<RawAction>| {
+            let kind = ActionKind::try_from(raw)?;
             let line = doc.line(raw.span().start);
-            Ok(Action {
-                line,
-                kind: ActionKind::try_from(raw)?,
-            })
+            Ok(Action { line, kind })
         };
         items.map(action).collect()
     };
@@ -208,21 +202,18 @@ pub fn check_templates_with_env(
             ));
         };
         for action in step.before.iter().chain(&step.actions).chain(&step.after) {
-            let parts = action
-                .kind
-                .templates()
-                .into_iter()
-                .flat_map(|t| t.variables());
-            for part in parts {
-                if let Some(problem) = problem(part, &action.kind, workflow, accounts, env) {
-                    let field = action.kind.name();
-                    return Err(ConfigError::invalid(
-                        path,
-                        Some(action.line),
-                        field,
-                        problem,
-                    ));
-                }
+            let templates = action.kind.templates().into_iter();
+            let mut parts = templates.flat_map(|t| t.variables());
+            if let Some(problem) =
+                parts.find_map(|part| problem(part, &action.kind, workflow, accounts, env))
+            {
+                let field = action.kind.name();
+                return Err(ConfigError::invalid(
+                    path,
+                    Some(action.line),
+                    field,
+                    problem,
+                ));
             }
         }
     }
@@ -264,11 +255,7 @@ fn problem(
                 ));
             }
             let control = |a: &&&Account| a.fields[field].value.contains(char::is_control);
-            if let Some(a) = accounts
-                .iter()
-                .find(control)
-                .filter(|_| reaches_url_or_argv)
-            {
+            if reaches_url_or_argv && let Some(a) = accounts.iter().find(control) {
                 return Some(format!(
                     "{part}: the value of account {} has a control character (expected printable \
                      text in a URL or an argv)",
