@@ -263,8 +263,9 @@ fn problem(
                 ));
             }
             let secret = is_secret_name(field) || accounts.iter().any(|a| a.fields[field].secret);
-            let var = field.to_ascii_uppercase();
-            (is_exec && secret).then(|| format!("{part} {secret_in_argv} BATCH_ACCOUNT_{var})"))
+            // The variable's real name: `api-key` is read as BATCH_ACCOUNT_API_KEY.
+            let var = super::exec_env_name(field);
+            (is_exec && secret).then(|| format!("{part} {secret_in_argv} {var})"))
         }
         Part::Env(name) if is_exec => Some(format!(
             "{part} {secret_in_argv} {name} from the environment it inherits)"
@@ -871,6 +872,10 @@ actions = [{ exec = ["tool", "{env.CHECK_KEY}"] }]
 [[steps]]
 id = 4
 actions = [{ exec = ["tool", "{account.note}"] }]
+
+[[steps]]
+id = 5
+actions = [{ exec = ["tool", "{account.api-key}"] }]
 "##,
         );
         let mut workflow = workflow.unwrap();
@@ -950,6 +955,15 @@ actions = [{ exec = ["tool", "{account.note}"] }]
                 10,
                 "exec: {account.password} is a secret in the argv, and secrets reach exec programs only through the environment (expected the program to read BATCH_ACCOUNT_PASSWORD)",
             )),
+        );
+        // The variable named is the one the program gets, not the field upper-cased.
+        let dashed = account(4, &[("api-key", "hunter2", true)]);
+        check(
+            &workflow,
+            &[&dashed],
+            &[5],
+            &env,
+            Err((22, "(expected the program to read BATCH_ACCOUNT_API_KEY)")),
         );
         // `note` is secret only where it came from the environment.
         check(&workflow, &[&plain_note], &[4], &env, Ok(()));

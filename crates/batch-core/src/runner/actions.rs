@@ -468,17 +468,7 @@ async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Resu
         None => cmd.env_remove("BATCH_CDP_URL"),
     };
     for (k, v) in &vars.account.fields {
-        let name: String = k
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        cmd.env(format!("BATCH_ACCOUNT_{name}"), &v.value);
+        cmd.env(crate::config::exec_env_name(k), &v.value);
     }
     let out = contained.run(timeout).await.map_err(|e| cannot_start(&e))?;
     let ended = match out.status {
