@@ -22,32 +22,12 @@ impl MemoryCgroup {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let (v2, v1) = paths(&own);
         let root = Path::new("/sys/fs/cgroup");
-        let mut candidates: Vec<MemoryCgroup> = Vec::new();
-        if let Some(p) = &v2 {
-            candidates.push(MemoryCgroup {
-                dir: root.join(p.trim_start_matches('/')),
-                v2: true,
-            });
-        }
-        candidates.push(MemoryCgroup {
-            dir: root.to_path_buf(),
-            v2: true,
-        });
-        if let Some(p) = &v1 {
-            candidates.push(MemoryCgroup {
-                dir: root.join("memory").join(p.trim_start_matches('/')),
-                v2: false,
-            });
-        }
-        candidates.push(MemoryCgroup {
-            dir: root.join("memory"),
-            v2: false,
-        });
-        candidates.into_iter().find(|c| {
-            c.dir
-                .join(c.pick("memory.max", "memory.limit_in_bytes"))
-                .exists()
-        })
+        let v2 = v2.map(|p| root.join(p.trim_start_matches('/')));
+        let v1 = v1.map(|p| root.join("memory").join(p.trim_start_matches('/')));
+        [v2, Some(root.to_path_buf()), v1, Some(root.join("memory"))]
+            .into_iter()
+            .flatten()
+            .find_map(MemoryCgroup::at)
     }
 
     /// The memory cgroup at `dir` (a v2 one if it has `memory.max`, else a v1 one if it
