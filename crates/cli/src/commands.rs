@@ -278,9 +278,10 @@ async fn doctor(path: &Path) -> i32 {
                 a >= need,
                 "memory",
                 format!(
-                    "{} MiB available (creations wait unless {} MiB stay free beyond the learned per-browser cost, ~300 MiB)",
+                    "{} MiB available (creations wait unless {} MiB stay free beyond what the browsers are learned to cost: {} MiB each until measured)",
                     a >> 20,
-                    need >> 20
+                    need >> 20,
+                    batch_core::resources::PRIOR_BROWSER_COST >> 20
                 ),
             );
         }
