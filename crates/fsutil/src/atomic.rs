@@ -1,6 +1,7 @@
 //! [`write_atomic`]: a reader sees the old file or the new one, never half of one.
 //! Each writer uses its own randomly named temp file in the target's directory, so
 //! concurrent writers of one path never collide on a shared `.tmp` name.
+//! [`write_new`] is the same for a file that is written once and never replaced.
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -9,6 +10,34 @@ use std::path::Path;
 /// Writes `bytes` to `path` with permissions `mode`: a unique temp file in the same
 /// directory, fsync, then rename over `path`. On error the temp file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let mut tmp = temp_for(path, mode)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Like [`write_atomic`], but never replaces an existing `path`: `Ok(false)` when it
+/// was already there (then the temp file is removed and `path` is left alone).
+///
+/// For files that other processes execute: replacing one while another process
+/// starts it can fail that start, since `execve` refuses a file some process still
+/// holds open for writing (`ETXTBSY`), and a child forked while our temp file was
+/// open holds it until its own exec. A file that is only ever linked into place,
+/// complete, and then left alone has no such moment.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
+    let mut tmp = temp_for(path, mode)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e.error),
+    }
+}
+
+/// A unique temp file next to `path`, removed on drop unless persisted.
+fn temp_for(path: &Path, mode: u32) -> io::Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -17,15 +46,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+        .tempfile_in(dir)
 }
 
 #[cfg(test)]
@@ -62,5 +87,23 @@ mod tests {
         assert_eq!(bytes.len(), 64);
         assert!(bytes.iter().all(|b| *b == bytes[0]), "a torn file");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_new_file_is_written_once_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("script");
+        assert!(write_new(&path, b"first", 0o700).unwrap());
+        let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        assert!(!write_new(&path, b"second", 0o700).unwrap());
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::ino(&meta), inode);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "a temp file left"
+        );
     }
 }

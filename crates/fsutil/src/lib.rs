@@ -4,7 +4,8 @@
 //!
 //! - [`private_dir`] creates a 0700 directory and refuses one that is not ours;
 //!   [`check_trusted_path`] checks every component of a path from `/` down.
-//! - [`write_atomic`] writes a file all or nothing, with a unique temp name.
+//! - [`write_atomic`] writes a file all or nothing, with a unique temp name;
+//!   [`write_new`] does so only if the file is not there yet, and never replaces it.
 //! - [`lock_file`] takes a non-blocking exclusive `flock` and re-checks that the path
 //!   still names the locked inode.
 //! - [`proc`] reads `/proc`: stat fields, argv, environ, boot id, and
@@ -24,7 +25,7 @@ mod lock;
 pub mod proc;
 mod runtime;
 
-pub use atomic::write_atomic;
+pub use atomic::{write_atomic, write_new};
 pub use dir::{check_trusted_path, private_dir};
 pub use lock::{LockOutcome, lock_file, names_same_file, open_lock_file};
 pub use runtime::{RuntimeDirError, open_runtime_dir, runtime_dir, runtime_dir_for};

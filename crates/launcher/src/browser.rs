@@ -266,7 +266,7 @@ impl Browser {
             .connect()
             .await
             .map_err(|e| LaunchError::Session {
-                reason: first_line(&e.to_string()),
+                reason: crate::failure::detail(&e),
             })?;
         // From here on the session must be leaked, not dropped: its Drop would block
         // on a DELETE request.
@@ -664,6 +664,15 @@ fn capabilities(
 /// 0.5 s). A positional argument cannot go through `goog:chromeOptions.args`:
 /// ChromeDriver prefixes every entry with `--`.
 fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
+    // Once per process and Chromium binary; the lock also keeps a second thread from
+    // writing it while the first does.
+    static WRITTEN: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut cache = WRITTEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, script)) = cache.iter().find(|(c, _)| c == chromium) {
+        return Ok(script.clone());
+    }
     let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
         .into_iter()
         .map(Path::new)
@@ -691,15 +700,32 @@ fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
     );
     let name = format!("chromium-{:016x}", fnv1a(script.as_bytes()));
     let path = dir.join(name);
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(&script) {
-        fsutil::write_atomic(&path, script.as_bytes(), 0o700).map_err(|source| {
-            LaunchError::Io {
-                path: path.clone(),
-                source,
-            }
-        })?;
+    let io = |source| LaunchError::Io {
+        path: path.clone(),
+        source,
+    };
+    // Written once and never replaced while intact: every Chrome start execs it, and
+    // replacing it during another runner's start failed that start ("Chrome instance
+    // exited": 3 of 26 side-by-side shard runs before, 0 of 30 after; see
+    // `fsutil::write_new`).
+    if !fsutil::write_new(&path, script.as_bytes(), 0o700).map_err(io)?
+        && std::fs::read_to_string(&path).ok().as_deref() != Some(&script)
+    {
+        // Not ours (the name is the script's hash): a damaged or foreign file.
+        fsutil::write_atomic(&path, script.as_bytes(), 0o700).map_err(io)?;
     }
+    cache.push((chromium.to_path_buf(), path.clone()));
     Ok(path)
+}
+
+/// Get ready to launch `binaries` before the first launch: writes the small
+/// script every Chrome start goes through (see `chromium_with_pdeathsig`), while
+/// no child is being forked. A file written while a sibling thread forks is held
+/// open for writing by that child until its exec, and a Chrome started from it
+/// meanwhile fails (`ETXTBSY`). Launching without it is still correct (the first
+/// launch writes it), only without that guarantee.
+pub fn prepare(binaries: &crate::Binaries) -> Result<(), LaunchError> {
+    chromium_with_pdeathsig(&binaries.chromium).map(drop)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {

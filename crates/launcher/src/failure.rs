@@ -137,6 +137,24 @@ pub fn summary(err: &WebDriverError) -> String {
     }
 }
 
+/// The driver's whole message on one line (at most 300 characters), for a session
+/// that could not be created: ChromeDriver's first line there is only "session not
+/// created: …" and the cause ("Chrome instance exited", "DevToolsActivePort file
+/// doesn't exist", the Chrome version) is on the next ones.
+pub(crate) fn detail(err: &WebDriverError) -> String {
+    let text = match info(err) {
+        Some(i) if !i.value.message.trim().is_empty() => i.value.message.clone(),
+        _ => err.to_string(),
+    };
+    let joined = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    joined.chars().take(300).collect()
+}
+
 /// The driver's answer, for the variants that carry one.
 fn info(err: &WebDriverError) -> Option<&WebDriverErrorInfo> {
     use WebDriverErrorInner as E;
@@ -504,6 +522,21 @@ mod tests {
             summary(&e),
             "The WebDriver request returned an error: error sending request for url (x)"
         );
+    }
+
+    #[test]
+    fn a_session_that_was_not_created_keeps_its_cause() {
+        let e = response(
+            500,
+            "session not created",
+            "session not created: Chrome instance exited.\n  (session not created: DevToolsActivePort file doesn't exist)\n",
+        );
+        assert_eq!(
+            detail(&e),
+            "session not created: Chrome instance exited. (session not created: DevToolsActivePort file doesn't exist)"
+        );
+        let long = response(500, "session not created", &"x".repeat(1000));
+        assert_eq!(detail(&long).chars().count(), 300);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`Browser::launch`] starts a private ChromeDriver and, through it, a Chromium on
 //!   a given profile directory, then *verifies* that the DevTools port it reports is
 //!   answered by the Chrome that owns that profile before handing the browser out.
+//!   Call [`prepare`] once before launching several at once (see there why).
 //! - [`LaunchSpec::remote`] instead opens the session on a remote WebDriver endpoint
 //!   (a Selenium Grid hub): then the [`Browser`] is the session alone —
 //!   [`BrowserInfo::local`] (pids, ports, profile) is `None`, nothing is recorded or
@@ -52,7 +53,7 @@ mod subreaper;
 mod token;
 
 pub use binaries::{Binaries, Prefer, Versions};
-pub use browser::{Browser, BrowserInfo, LaunchSpec, LocalInfo, LocalSpec, Source};
+pub use browser::{Browser, BrowserInfo, LaunchSpec, LocalInfo, LocalSpec, Source, prepare};
 pub use error::LaunchError;
 pub use failure::{FailureKind, classify, confirm_loss, summary};
 pub use fsutil::{open_runtime_dir, runtime_dir};

@@ -183,6 +183,10 @@ pub async fn run(
     let reaped = registry.reap()?;
     let ephemeral_parent = runtime.join("profiles");
     let reaped_profiles = profiles::reap_ephemeral(&ephemeral_parent).unwrap_or_default();
+    // Before the first launch, while nothing forks: see `launcher::prepare`.
+    if let Some(b) = &binaries {
+        launcher::prepare(b)?;
+    }
 
     // Lock every persistent profile up front: an account in use by another process is
     // an error before anything launches, and the other process is never disturbed.
