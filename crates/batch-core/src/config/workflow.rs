@@ -17,7 +17,7 @@ use toml::de::DeValue;
 use toml::{Spanned, Value};
 
 use super::actions::RawAction;
-use super::doc::{Bad, Doc, List, Seg, positive_u32, string, value, value_at};
+use super::doc::{Bad, Doc, List, Seg, positive_u32, value_at};
 use super::error::read_text;
 use super::secrets::is_secret_name;
 use super::{
@@ -28,7 +28,6 @@ use super::{
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWorkflow {
-    #[serde(default, deserialize_with = "opt_url_string")]
     base_url: Option<String>,
     steps: Option<Spanned<List<RawStep>>>,
 }
@@ -38,7 +37,6 @@ struct RawWorkflow {
 #[serde(deny_unknown_fields, expecting = "[[steps]] tables")]
 struct RawStep {
     id: Option<Spanned<Value>>,
-    #[serde(default, deserialize_with = "opt_string")]
     name: Option<String>,
     before: Option<Spanned<List<RawAction>>>,
     actions: Option<Spanned<List<RawAction>>>,
@@ -49,19 +47,17 @@ struct RawStep {
     challenge_text: Option<String>,
 }
 
-/// What a type error at `shape` expects: `[[steps]]`, a list of actions, an action.
+/// What a type error at `shape` expects: `[[steps]]`, a list of actions, an action, and
+/// the plain strings serde reads itself (`base_url`, a step's `name`).
 fn expect(shape: &str) -> Option<String> {
     match shape.strip_prefix("steps.#.").unwrap_or(shape) {
         "steps" => Some("[[steps]] tables".to_owned()),
+        "base_url" => Some("a URL string".to_owned()),
+        "name" => Some("a string".to_owned()),
         "before" | "actions" | "after" => Some(super::actions::LIST_EXPECTED.to_owned()),
         "before.#" | "actions.#" | "after.#" => Some(super::actions::expected()),
         _ => None,
     }
-}
-
-value! {
-    opt_url_string -> Option<String> = |v| string(v, "a URL string").map(|s| Some(s.to_owned()));
-    opt_string -> Option<String> = |v| string(v, "a string").map(|s| Some(s.to_owned()));
 }
 
 /// Names the field of an error's path: `step 3, actions`, `step 3`, `id`.
