@@ -664,15 +664,13 @@ fn capabilities(
 /// 0.5 s). A positional argument cannot go through `goog:chromeOptions.args`:
 /// ChromeDriver prefixes every entry with `--`.
 fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
-    // Once per process and Chromium binary; the lock also keeps a second thread from
+    // Written once per process and script path (the runtime directory may differ
+    // between launches, as in tests); the lock also keeps a second thread from
     // writing it while the first does.
-    static WRITTEN: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
-    let mut cache = WRITTEN
+    static WRITTEN: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut written = WRITTEN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, script)) = cache.iter().find(|(c, _)| c == chromium) {
-        return Ok(script.clone());
-    }
     let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
         .into_iter()
         .map(Path::new)
@@ -700,6 +698,9 @@ fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
     );
     let name = format!("chromium-{:016x}", fnv1a(script.as_bytes()));
     let path = dir.join(name);
+    if written.contains(&path) && path.exists() {
+        return Ok(path);
+    }
     let io = |source| LaunchError::Io {
         path: path.clone(),
         source,
@@ -714,7 +715,7 @@ fn chromium_with_pdeathsig(chromium: &Path) -> Result<PathBuf, LaunchError> {
         // Not ours (the name is the script's hash): a damaged or foreign file.
         fsutil::write_atomic(&path, script.as_bytes(), 0o700).map_err(io)?;
     }
-    cache.push((chromium.to_path_buf(), path.clone()));
+    written.push(path.clone());
     Ok(path)
 }
 
