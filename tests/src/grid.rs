@@ -547,13 +547,14 @@ async fn shards_side_by_side_cover_every_account_once_and_merge() {
         merged["totals"]["iterations_ok"],
         "{xml}"
     );
-    // The merge is a fold of the shards: every total is the sum of theirs.
-    for key in [
+    const TOTALS: [&str; 4] = [
         "iterations_ok",
         "iterations_failed",
         "browser_launches",
         "retries",
-    ] {
+    ];
+    // The merge is a fold of the shards: every total is the sum of theirs.
+    for key in TOTALS {
         let sum = r1["totals"][key].as_u64().unwrap() + r2["totals"][key].as_u64().unwrap();
         assert_eq!(
             merged["totals"][key],
@@ -581,12 +582,7 @@ async fn shards_side_by_side_cover_every_account_once_and_merge() {
             .map(|e| e.to_string())
             .collect()
     };
-    for key in [
-        "iterations_ok",
-        "iterations_failed",
-        "browser_launches",
-        "retries",
-    ] {
+    for key in TOTALS {
         assert_eq!(
             merged["totals"][key],
             whole["totals"][key],

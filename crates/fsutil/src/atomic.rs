@@ -10,10 +10,9 @@ use std::path::Path;
 /// Writes `bytes` to `path` with permissions `mode`: a unique temp file in the same
 /// directory, fsync, then rename over `path`. On error the temp file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let mut tmp = temp_for(path, mode)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    written_temp(path, bytes, mode)?
+        .persist(path)
+        .map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -26,18 +25,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 /// open holds it until its own exec. A file that is only ever linked into place,
 /// complete, and then left alone has no such moment.
 pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
-    let mut tmp = temp_for(path, mode)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    match tmp.persist_noclobber(path) {
+    match written_temp(path, bytes, mode)?.persist_noclobber(path) {
         Ok(_) => Ok(true),
         Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e.error),
     }
 }
 
-/// A unique temp file next to `path`, removed on drop unless persisted.
-fn temp_for(path: &Path, mode: u32) -> io::Result<tempfile::NamedTempFile> {
+/// A unique temp file next to `path` holding `bytes`, synced; removed on drop unless
+/// persisted.
+fn written_temp(path: &Path, bytes: &[u8], mode: u32) -> io::Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -46,11 +43,14 @@ fn temp_for(path: &Path, mode: u32) -> io::Result<tempfile::NamedTempFile> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    tempfile::Builder::new()
+    let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    Ok(tmp)
 }
 
 #[cfg(test)]
