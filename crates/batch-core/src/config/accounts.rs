@@ -8,7 +8,7 @@
 //! `check_templates`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::{Spanned, Value};
@@ -16,7 +16,49 @@ use toml::{Spanned, Value};
 use super::doc::{Bad, Doc, List, Table, dotted, found, in_order, integer, string};
 use super::error::{file_dir, read_text};
 use super::secrets::is_secret_name;
-use super::{Account, AccountId, Accounts, ConfigError, EnvLookup, FieldValue, process_env};
+use super::{ConfigError, EnvLookup, process_env};
+
+/// An account id as written in the accounts file (`id = 3` / a CSV `id` column).
+pub type AccountId = u64;
+
+/// One account: its id and every field the file gave it (id excluded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The account's id.
+    pub id: AccountId,
+    /// Every other field, by name.
+    pub fields: BTreeMap<String, FieldValue>,
+}
+
+/// One account field's value, and whether it is a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FieldValue {
+    /// The value itself (for `{ env = ... }` the variable's value).
+    pub value: String,
+    /// True for fields named `password`, `secret`, `token` (or containing these
+    /// words, case-insensitively) and for every value read from `{ env = ... }`.
+    pub secret: bool,
+}
+
+/// The accounts file, loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accounts {
+    /// Where they came from.
+    pub path: PathBuf,
+    /// In file order; ids are unique.
+    pub accounts: Vec<Account>,
+}
+
+impl std::fmt::Debug for FieldValue {
+    // Secrets never reach a log, even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.secret {
+            f.write_str("FieldValue(***)")
+        } else {
+            write!(f, "FieldValue({:?})", self.value)
+        }
+    }
+}
 
 const FIELD_EXPECTED: &str = "a string, an integer, a boolean or { env = \"NAME\" }";
 const ID_EXPECTED: &str = "a non-negative integer";

@@ -14,17 +14,184 @@ use std::time::Duration;
 
 use toml::Value;
 
-use super::doc::{Bad, Doc, Seg, dotted, found, integer, positive, positive_u32, string, value};
+use super::doc::{
+    Bad, Doc, Seg, dotted, found, integer, positive, positive_u32, section, string, value,
+};
 use super::error::{file_dir, read_text};
 use super::identity::{check_accept_language, check_timezone, check_user_agent};
 use super::units::{parse_launch_interval, parse_size};
-use super::{ConfigError, LaunchInterval, Settings};
-// The tests below name the sections through `super::*`.
-#[cfg(test)]
-use super::{
-    BrowserSettings, LaunchSettings, PoolSettings, PortSettings, ProfileSettings, ResourceSettings,
-    RetrySettings, TimeoutSettings,
-};
+use super::{ConfigError, HealthSettings, LaunchInterval};
+
+section! {
+    /// `batch.toml`, loaded with defaults filled in. Paths are absolute once loaded
+    /// ([`Settings::defaults_for`]; `Default` is a file that sets nothing, unresolved).
+    /// Every key once, in the order error messages list them.
+    pub struct Settings {
+        /// The `batch.toml` path (absolute).
+        #[serde(skip)]
+        config_path: PathBuf = PathBuf::new();
+        /// Its directory (exec programs run here; relative paths are relative to it).
+        #[serde(skip)]
+        root: PathBuf = PathBuf::new();
+        /// `workflow` (default `workflow.toml`).
+        workflow: PathBuf = "workflow.toml".into(), "path";
+        /// `accounts` (default `accounts.toml`; `.csv` means CSV).
+        accounts: PathBuf = "accounts.toml".into(), "path";
+        /// `[browser]`.
+        browser: BrowserSettings = Default::default();
+        /// `[launch]`.
+        launch: LaunchSettings = Default::default();
+        /// `[profiles]`.
+        profiles: ProfileSettings = Default::default();
+        /// `[ports]`.
+        ports: PortSettings = Default::default();
+        /// `[resources]`.
+        resources: ResourceSettings = Default::default();
+        /// `[pool]`.
+        pool: PoolSettings = Default::default();
+        /// `[retry]`.
+        retry: RetrySettings = Default::default();
+        /// `[timeouts]`.
+        timeouts: TimeoutSettings = Default::default();
+        /// `[health]`.
+        health: HealthSettings = Default::default();
+    }
+}
+
+section! {
+    /// `[browser]`.
+    #[serde(expecting = "a [browser] section")]
+    pub struct BrowserSettings {
+        /// `chromium` (default: `chromium-headless-shell` when headless and installed,
+        /// see `headless_shell`; else `/usr/lib/chromium/chromium`, `/usr/bin/chromium`, PATH).
+        chromium: Option<PathBuf> = None, "program";
+        /// `chromedriver` (default: search `/usr/bin/chromedriver`, PATH).
+        chromedriver: Option<PathBuf> = None, "program";
+        /// `headed` (default false).
+        headed: bool = false, "boolean";
+        /// `headless_shell` (default true): when `chromium` is not set and the run is
+        /// headless, use `chromium-headless-shell` if it is installed.
+        headless_shell: bool = true, "boolean";
+        /// `args`: extra Chromium switches.
+        args: Vec<String> = Vec::new(), "args";
+        /// `window_size` as `"WxH"` (default 1280x800).
+        window_size: (u32, u32) = (1280, 800), "window_size";
+        /// `user_agent` (default: Chromium's own); an account's `user_agent` overrides it.
+        user_agent: Option<String> = None, "user_agent";
+        /// `accept_language`, language tags like `"de-DE,de"` (default: Chromium's own);
+        /// an account's `accept_language` overrides it.
+        accept_language: Option<String> = None, "accept_language";
+        /// `timezone`, an IANA name like `"Asia/Seoul"` (default: the host's); an
+        /// account's `timezone` overrides it.
+        timezone: Option<String> = None, "timezone";
+        /// `webdriver_url`: take sessions from this remote WebDriver endpoint (a Selenium
+        /// Grid) instead of local Chromium (default none; `--webdriver-url` overrides it).
+        webdriver_url: Option<String> = None, "webdriver_url";
+        /// `proxy_ca`: a PEM file of CA certificates trusted, besides the system's, for
+        /// `https://` proxies (default none); absolute after loading; an account's
+        /// `proxy_ca` overrides it.
+        proxy_ca: Option<PathBuf> = None, "proxy_ca";
+    }
+}
+
+impl BrowserSettings {
+    /// Which Chromium to look for when `chromium` is not set, for a run that is
+    /// `headed` (this section's or `--headed`): the headless shell cannot show
+    /// windows, so a headed run always takes the full browser.
+    pub fn prefer(&self, headed: bool) -> launcher::Prefer {
+        if self.headless_shell && !headed && !self.headed {
+            launcher::Prefer::HeadlessShell
+        } else {
+            launcher::Prefer::Chromium
+        }
+    }
+}
+
+section! {
+    /// `[launch]`.
+    #[derive(Copy)]
+    #[serde(expecting = "a [launch] section")]
+    pub struct LaunchSettings {
+        /// `lock` (default true).
+        lock: bool = true, "boolean";
+        /// `interval` (default `"auto"`; a duration such as `"2.5s"` for a fixed pause).
+        interval: LaunchInterval = LaunchInterval::Auto, "interval";
+        /// `max_concurrent` (default none: no cap).
+        max_concurrent: Option<usize> = None, "max_concurrent";
+    }
+}
+
+section! {
+    /// `[profiles]`.
+    #[serde(expecting = "a [profiles] section")]
+    pub struct ProfileSettings {
+        /// `root` (default `profiles/` beside batch.toml), absolute once loaded.
+        root: PathBuf = "profiles".into(), "path";
+        /// `ephemeral` (default false).
+        ephemeral: bool = false, "boolean";
+    }
+}
+
+section! {
+    /// `[ports]`.
+    #[serde(expecting = "a [ports] section")]
+    pub struct PortSettings {
+        /// `range = "20000-40000"` (default none: the kernel chooses).
+        range: Option<(u16, u16)> = None, "port_range";
+    }
+}
+
+section! {
+    /// `[resources]`.
+    #[derive(Copy)]
+    #[serde(expecting = "a [resources] section")]
+    pub struct ResourceSettings {
+        /// `min_available_memory = "1GiB"` / `"512MiB"` in bytes (default 1 GiB):
+        /// below it new browser creations wait.
+        min_available_memory: u64 = 1 << 30, "size";
+        /// `sample_interval` (default `2s`).
+        sample_interval: Duration = Duration::from_secs(2), "positive_duration";
+    }
+}
+
+section! {
+    /// `[pool]`: when an account's browser is retired and replaced.
+    #[derive(Copy)]
+    #[serde(expecting = "a [pool] section")]
+    pub struct PoolSettings {
+        /// `retire_after = N` iterations (default: never).
+        retire_after: Option<u32> = None, "retire_after";
+        /// `max_browser_memory = "2GiB"` (default 2 GiB; `0` turns it off): a browser whose
+        /// PSS has grown past it is replaced after its current iteration.
+        max_browser_memory: Option<u64> = Some(2 << 30), "size_or_off";
+    }
+}
+
+section! {
+    /// `[retry]`.
+    #[derive(Copy)]
+    #[serde(expecting = "a [retry] section")]
+    pub struct RetrySettings {
+        /// `retries` (default 2).
+        retries: u32 = 2, "retries";
+        /// `backoff` (default `500ms`): first delay, doubled per attempt.
+        backoff: Duration = Duration::from_millis(500), "duration";
+    }
+}
+
+section! {
+    /// `[timeouts]`.
+    #[derive(Copy)]
+    #[serde(expecting = "a [timeouts] section")]
+    pub struct TimeoutSettings {
+        /// `action` (default `10s`): default for waiting actions.
+        action: Duration = Duration::from_secs(10), "positive_duration";
+        /// `webdriver` (default `30s`): any single WebDriver request.
+        webdriver: Duration = Duration::from_secs(30), "positive_duration";
+        /// `launch` (default `30s`): starting one browser.
+        launch: Duration = Duration::from_secs(30), "positive_duration";
+    }
+}
 
 /// `batch.toml` as written: [`Settings`] before its paths are resolved.
 type Raw = Settings;
@@ -116,44 +283,44 @@ pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, Config
 }
 
 value! {
-    pub(super) boolean -> bool = |v| v.as_bool().ok_or_else(|| found(v, "true or false"));
-    pub(super) path -> PathBuf = |v| non_empty(v, "a path string");
-    pub(super) program -> Option<PathBuf> = |v| non_empty(v, "a program name or path").map(Some);
-    pub(super) args -> Vec<String> = |v| {
+    boolean -> bool = |v| v.as_bool().ok_or_else(|| found(v, "true or false"));
+    path -> PathBuf = |v| non_empty(v, "a path string");
+    program -> Option<PathBuf> = |v| non_empty(v, "a program name or path").map(Some);
+    args -> Vec<String> = |v| {
         let expected = "an array of strings, like [\"--lang=en\"]";
         let items = v.as_array().ok_or_else(|| found(v, expected))?;
         items.iter().map(|a| string(a, expected).map(str::to_owned)).collect()
     };
-    pub(super) window_size -> (u32, u32) = |v| {
+    window_size -> (u32, u32) = |v| {
         super::identity::parse_window_size(string(v, "WIDTHxHEIGHT, like \"1280x800\"")?)
     };
-    pub(super) user_agent -> Option<String> =
+    user_agent -> Option<String> =
         |v| checked(v, "a User-Agent string", check_user_agent);
-    pub(super) accept_language -> Option<String> =
+    accept_language -> Option<String> =
         |v| checked(v, "language tags like \"de-DE,de\"", check_accept_language);
-    pub(super) timezone -> Option<String> =
+    timezone -> Option<String> =
         |v| checked(v, "an IANA time zone name like \"Asia/Seoul\"", check_timezone);
-    pub(super) webdriver_url -> Option<String> = |v| {
+    webdriver_url -> Option<String> = |v| {
         let s = string(v, "a WebDriver URL like \"http://127.0.0.1:4444\"")?;
         // The same check as `--webdriver-url`, its message without the flag's name.
         crate::plan::check_webdriver_url(s)
             .map(Some)
             .map_err(|m| m.trim_start_matches("--webdriver-url ").to_owned())
     };
-    pub(super) proxy_ca -> Option<PathBuf> =
+    proxy_ca -> Option<PathBuf> =
         |v| non_empty(v, "a path to a PEM file of CA certificates").map(Some);
-    pub(super) interval -> LaunchInterval = |v| {
+    interval -> LaunchInterval = |v| {
         let s = string(v, "a duration like \"2.5s\", or \"auto\"")?;
         parse_launch_interval(s).map_err(|m| format!("{s:?}: {m}"))
     };
-    pub(super) max_concurrent -> Option<usize> = |v| positive_u32(v).map(|n| Some(n as usize));
-    pub(super) retire_after -> Option<u32> = |v| positive_u32(v).map(Some);
-    pub(super) port_range -> Option<(u16, u16)> = |v| read_port_range(v).map(Some);
-    pub(super) size -> u64 = read_size;
-    pub(super) size_or_off -> Option<u64> = |v| read_size(v).map(|b| (b > 0).then_some(b));
-    pub(super) positive_duration -> Duration = |v| positive(v, "duration", "2s");
-    pub(super) duration -> Duration = super::doc::duration;
-    pub(super) retries -> u32 = |v| {
+    max_concurrent -> Option<usize> = |v| positive_u32(v).map(|n| Some(n as usize));
+    retire_after -> Option<u32> = |v| positive_u32(v).map(Some);
+    port_range -> Option<(u16, u16)> = |v| read_port_range(v).map(Some);
+    size -> u64 = read_size;
+    size_or_off -> Option<u64> = |v| read_size(v).map(|b| (b > 0).then_some(b));
+    positive_duration -> Duration = |v| positive(v, "duration", "2s");
+    duration -> Duration = super::doc::duration;
+    retries -> u32 = |v| {
         integer(v, 0, u32::MAX.into(), "a whole number, 0 or more").map(|n| n as u32)
     };
 }

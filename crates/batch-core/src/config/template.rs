@@ -8,7 +8,55 @@
 use std::fmt;
 
 use super::secrets::{REDACTED, is_secret_name};
-use super::{Account, EnvLookup, Part, Rendered, Template, Vars, process_env};
+use super::{Account, EnvLookup, process_env};
+
+/// A parsed template string: literal text and variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// The source text as written.
+    pub source: String,
+    /// The parts, in order.
+    pub parts: Vec<Part>,
+}
+
+/// A piece of a [`Template`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Literal text (`{{`/`}}` already unescaped).
+    Lit(String),
+    /// `{base_url}`.
+    BaseUrl,
+    /// `{account.FIELD}` (`{account.id}` is the id).
+    Account(String),
+    /// `{iteration}` (1-based; 0 in `before`/`after`).
+    Iteration,
+    /// `{step.id}`.
+    StepId,
+    /// `{env.NAME}` — always treated as a secret.
+    Env(String),
+}
+
+/// What a template is rendered against.
+#[derive(Debug, Clone, Copy)]
+pub struct Vars<'a> {
+    /// The base URL in force.
+    pub base_url: &'a str,
+    /// The account.
+    pub account: &'a Account,
+    /// The iteration (0 outside `actions`).
+    pub iteration: u32,
+    /// The step id.
+    pub step: u32,
+}
+
+/// A rendered template: the real value, and the same with every secret as `***`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// What the browser gets.
+    pub value: String,
+    /// What any output, log, journal or report may show.
+    pub redacted: String,
+}
 
 const VARIABLES_EXPECTED: &str = "{base_url}, {account.FIELD}, {iteration}, {step.id} or {env.NAME}; {{ and }} for literal braces";
 

@@ -8,7 +8,15 @@
 
 use std::time::Duration;
 
-use super::LaunchInterval;
+/// `--launch-interval DUR|auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchInterval {
+    /// A fixed delay before each browser creation, inside the creation lock.
+    Fixed(Duration),
+    /// Adaptive pacing (the default): as many creations at once as the machine
+    /// keeps up with, learned from launch latency and CPU pressure.
+    Auto,
+}
 
 const DURATION_EXPECTED: &str = "a number and a unit, like 500ms, 2s, 2.5s, 1m or 1h";
 const SIZE_EXPECTED: &str =

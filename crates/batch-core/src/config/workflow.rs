@@ -10,7 +10,7 @@
 //! no secret reaches an `exec` argv. Nothing here executes an action.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::de::DeValue;
@@ -20,9 +20,47 @@ use super::actions::RawAction;
 use super::doc::{Bad, Doc, List, Seg, positive_u32, value_at};
 use super::error::read_text;
 use super::secrets::is_secret_name;
-use super::{
-    Account, Action, ActionKind, ConfigError, EnvLookup, Part, Step, Workflow, process_env,
-};
+use super::{Account, ActionKind, ConfigError, EnvLookup, Part, process_env};
+
+/// The whole workflow file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workflow {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// `base_url`, possibly overridden by `--base-url` later.
+    pub base_url: String,
+    /// Sorted by id; ids are unique.
+    pub steps: Vec<Step>,
+}
+
+/// One numbered step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Its id.
+    pub id: u32,
+    /// Its name (default `step-<id>`).
+    pub name: String,
+    /// Once per account, whenever the account gets a browser for this step.
+    pub before: Vec<Action>,
+    /// `quantity` times per account.
+    pub actions: Vec<Action>,
+    /// Once per account, after the iterations.
+    pub after: Vec<Action>,
+    /// `challenge_selector`: this step's own, instead of `[health]`'s (None: the
+    /// project's, if any).
+    pub challenge_selector: Option<String>,
+    /// `challenge_text`: likewise.
+    pub challenge_text: Option<String>,
+}
+
+/// An action and the line of the workflow file it was written on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    /// 1-based line in the workflow file.
+    pub line: usize,
+    /// What to do.
+    pub kind: ActionKind,
+}
 
 /// The workflow file as written.
 #[derive(Deserialize)]
