@@ -311,6 +311,11 @@ async fn sigkill_of_the_runner_leaves_nothing_running_and_the_next_run_reaps_its
     let _ = child.wait_with_output().await;
     // PR_SET_PDEATHSIG on the driver and on Chromium: the whole tree dies with the runner.
     p.assert_nothing_left();
+    // What the killed Chromes left in their private TMPDIRs (one per browser) is
+    // still there: nobody was alive to remove it.
+    let tmp = p.runtime_dir().join("batch-cli").join("tmp");
+    let temp_dirs = || std::fs::read_dir(&tmp).unwrap().count();
+    assert_eq!(temp_dirs(), 2, "{}", tmp.display());
     // The next run finds the dead runner's records and reaps them before starting.
     let run = p
         .run(&step1("1", &["--launch-interval", "0", "--json"]))
@@ -324,6 +329,9 @@ async fn sigkill_of_the_runner_leaves_nothing_running_and_the_next_run_reaps_its
         .collect();
     assert_eq!(reaped.len(), 1, "{}", run.stdout);
     assert_eq!(reaped[0]["browsers"], 2);
+    assert_eq!(reaped[0]["temp_dirs"], 2);
+    // The next run's own browser removed its temp dir when it closed.
+    assert_eq!(temp_dirs(), 0, "{}", tmp.display());
     p.assert_nothing_left();
 }
 

@@ -62,6 +62,10 @@ pub enum Event {
         execs: usize,
         /// Ephemeral profiles removed.
         ephemeral_profiles: usize,
+        /// Private temp dirs of the dead runner's browsers removed (what its Chromes
+        /// left in their `TMPDIR`).
+        #[serde(default)]
+        temp_dirs: usize,
     },
     /// A resumed run found the journal's last line torn (the machine went down
     /// mid-write) and cut it off before appending.

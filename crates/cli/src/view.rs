@@ -47,11 +47,12 @@ pub(crate) fn line(e: &Value) -> Option<String> {
     let text = match s(e, "event") {
         "run_started" => format!("run {} started: {}", s(e, "run_id"), s(e, "run_dir")),
         "reaped" => format!(
-            "reaped what a killed run left: {} process(es), {} ephemeral profile(s)",
+            "reaped what a killed run left: {} process(es), {} ephemeral profile(s), {} temp dir(s)",
             e.get("processes")
                 .and_then(Value::as_array)
                 .map_or(0, Vec::len),
-            n(e, "ephemeral_profiles")
+            n(e, "ephemeral_profiles"),
+            n(e, "temp_dirs")
         ),
         "launch_lock_acquired" => "browser creation lock acquired".into(),
         "browser_created" => "browser created".into(),

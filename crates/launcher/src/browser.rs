@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use thirtyfour::{ChromiumLikeCapabilities, DesiredCapabilities, WebDriver};
 
 use crate::driver::{self, DriverProcess};
-use crate::registry::RecordGuard;
+use crate::registry::{PrivateTmp, RecordGuard};
 use crate::{Binaries, FailureKind, LaunchError, Registry, process_alive, runtime_dir};
 
 /// Where a browser session comes from.
@@ -192,6 +192,8 @@ struct LocalParts {
     group: ProcessGroup,
     _record: Option<RecordGuard>,
     _leases: Vec<ports::PortLease>,
+    /// Last: removed once the processes above are killed.
+    _tmp: Option<PrivateTmp>,
 }
 
 /// Kills a whole process group when dropped: the driver and every Chrome it started.
@@ -248,12 +250,17 @@ impl Browser {
             None => (None, None),
         };
 
+        let tmp = match &local.registry {
+            Some(r) => r.private_tmp()?,
+            None => None,
+        };
         let process = driver::spawn(
             &local.binaries.chromedriver,
             driver_port,
             spec.launch_timeout,
             &local.env_remove,
             spec.timezone.as_deref(),
+            tmp.as_ref().map(PrivateTmp::path),
         )
         .await?;
         // From here on, any early return kills the driver and whatever Chrome it started.
@@ -343,6 +350,7 @@ impl Browser {
                 group,
                 _record: record,
                 _leases: leases,
+                _tmp: tmp,
             }),
         })
     }

@@ -32,8 +32,14 @@ pub(crate) async fn spawn(
     timeout: Duration,
     env_remove: &[String],
     timezone: Option<&str>,
+    tmpdir: Option<&Path>,
 ) -> Result<DriverProcess, LaunchError> {
     let mut cmd = Command::new(program);
+    // Chrome inherits it too: what a killed Chrome leaves in its temp dir goes with
+    // the browser's private one (see `registry`).
+    if let Some(dir) = tmpdir {
+        cmd.env("TMPDIR", dir);
+    }
     // Chrome inherits the driver's environment, and ICU takes its zone from `TZ`.
     if let Some(tz) = timezone {
         cmd.env("TZ", tz);

@@ -42,6 +42,20 @@ async fn chromium_launch_verifies_ports_and_close_leaves_nothing() {
     );
     b.driver().goto("about:blank").await.unwrap();
     assert_eq!(b.health(), None);
+    // Chrome runs with the browser's private TMPDIR, and keeps its socket dir there.
+    let tmp = private_tmp_of(info.pid);
+    assert!(
+        tmp.starts_with(registry.dir().join("tmp")),
+        "{}",
+        tmp.display()
+    );
+    let chrome_left = || {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("org.chromium."))
+    };
+    assert!(chrome_left(), "Chrome made nothing in {}", tmp.display());
     assert_eq!(
         std::fs::read_dir(registry.dir().join("browsers"))
             .unwrap()
@@ -61,13 +75,29 @@ async fn chromium_launch_verifies_ports_and_close_leaves_nothing() {
         0
     );
     assert!(no_process_uses(&info.profile));
+    assert!(!tmp.exists(), "{} outlived the browser", tmp.display());
+}
+
+/// The `TMPDIR` in the environment of process `pid`.
+fn private_tmp_of(pid: u32) -> std::path::PathBuf {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let tmp = environ
+        .split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(b"TMPDIR="))
+        .expect("Chrome has a TMPDIR");
+    std::path::PathBuf::from(String::from_utf8(tmp.to_vec()).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_killed_browser_is_seen_by_health_and_drop_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Browser::launch(&spec(dir.path())).await.unwrap();
+    let profile = dir.path().join("profile");
+    let registry = std::sync::Arc::new(Registry::open(dir.path().join("rt")).unwrap());
+    let mut s = spec(&profile);
+    s.local_mut().unwrap().registry = Some(registry);
+    let b = Browser::launch(&s).await.unwrap();
     let info = b.info().local.clone().expect("a local browser");
+    let tmp = private_tmp_of(info.pid);
     // A live browser that answers is not lost, whatever the error suggested.
     assert_eq!(crate::confirm_loss(&b, FailureKind::Timeout).await, None);
     assert_eq!(
@@ -90,8 +120,10 @@ async fn chromium_killed_browser_is_seen_by_health_and_drop_cleans_up() {
     drop(b);
     assert!(!process_alive(info.driver_pid));
     wait_until("every process on the profile to go", || {
-        no_process_uses(dir.path())
+        no_process_uses(&profile)
     });
+    // What the killed Chrome could not clean up went with the browser's private dir.
+    assert!(!tmp.exists(), "{} outlived the browser", tmp.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

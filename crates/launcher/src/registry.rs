@@ -15,6 +15,12 @@
 //!   runner's identity and the exec's [`ExecToken`] (see [`crate::token`]). Written
 //!   before the program starts, removed once it and everything carrying its token
 //!   are dead.
+//! - `tmp/<pid>.<start>-<n>/` — one per live browser: its driver's and Chrome's
+//!   `TMPDIR` ([`Registry::private_tmp`]). Chrome keeps its profile's
+//!   `SingletonSocket` and its scoped temp dirs there, and leaves them behind when it
+//!   is killed (measured: a SIGTERM'd Chromium leaves its `org.chromium.Chromium.*`
+//!   dir in `/tmp`); the directory goes when the browser closes, or, for a dead
+//!   runner, at the next reap.
 //!
 //! What [`Registry::reap`] kills for the record of a dead runner (same boot only; a
 //! record from a previous boot is just dropped), among live processes:
@@ -38,6 +44,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fsutil::proc::{Identity, Stat};
@@ -56,6 +63,15 @@ const STALE_TEMP: Duration = Duration::from_secs(60);
 /// How long a reap keeps looking for a dead runner's exec token carriers that fork
 /// while it kills them.
 const CARRIER_SCAN: Duration = Duration::from_secs(2);
+
+/// The longest private `TMPDIR` handed to Chrome. Chromium binds its profile's
+/// `SingletonSocket` at `$TMPDIR/org.chromium.Chromium.XXXXXX/SingletonSocket` (45
+/// bytes more), and a Unix socket path holds at most 107 bytes: measured here, full
+/// Chromium with a 76-byte `TMPDIR` dies at start (SIGTRAP), with a 26-byte one it
+/// runs. A longer private dir is not used (the inherited `TMPDIR` stays).
+const MAX_TMP_LEN: usize = 107 - 45;
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 static ME: LazyLock<Identity> = LazyLock::new(Identity::current);
 
@@ -87,6 +103,8 @@ pub struct ReapReport {
     pub execs: usize,
     /// Profiles the dead runners' browsers used.
     pub profiles: Vec<PathBuf>,
+    /// Private temp dirs of dead runners' browsers removed.
+    pub temp_dirs: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +125,25 @@ pub(crate) struct RecordGuard {
 impl Drop for RecordGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A browser's private `TMPDIR` ([`Registry::private_tmp`]); removed, with what Chrome
+/// left in it, on drop — after the browser's processes are gone.
+#[derive(Debug)]
+pub(crate) struct PrivateTmp {
+    path: PathBuf,
+}
+
+impl PrivateTmp {
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PrivateTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -150,7 +187,7 @@ impl Registry {
         if let Err(source) = trusted {
             return Err(fsutil::RuntimeDirError { path: dir, source }.into());
         }
-        for sub in ["runners", "browsers", "execs"] {
+        for sub in ["runners", "browsers", "execs", "tmp"] {
             let sub = dir.join(sub);
             fsutil::private_dir(&sub).map_err(io(&sub))?;
         }
@@ -203,6 +240,21 @@ impl Registry {
         let bytes = serde_json::to_vec(&rec).expect("record serializes");
         fsutil::write_atomic(&path, &bytes, 0o600).map_err(io(&path))?;
         Ok(RecordGuard { path })
+    }
+
+    /// A fresh private `TMPDIR` for one browser's driver and Chrome, named for this
+    /// runner so that a later reap can tell whether its owner is dead. `None` when
+    /// the path would be too long for Chrome's socket (see [`MAX_TMP_LEN`]).
+    pub(crate) fn private_tmp(&self) -> Result<Option<PrivateTmp>, LaunchError> {
+        let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}.{}-{n}", me().pid, me().start_time);
+        let path = self.dir.join("tmp").join(name);
+        if path.as_os_str().len() > MAX_TMP_LEN {
+            tracing::debug!(path = %path.display(), "runtime dir too long for a private TMPDIR");
+            return Ok(None);
+        }
+        fsutil::private_dir(&path).map_err(io(&path))?;
+        Ok(Some(PrivateTmp { path }))
     }
 
     /// Record a running exec's token, before the program starts, so that if this
@@ -269,6 +321,7 @@ impl Registry {
                 report.killed.push(pid);
             }
         }
+        report.temp_dirs = self.remove_dead_temp_dirs();
         self.remove_dead_runner_locks();
         Ok(report)
     }
@@ -304,6 +357,36 @@ impl Registry {
         Ok(tokens)
     }
 
+    /// The private temp dirs of dead runners' browsers (`<pid>.<start>-<n>`, the
+    /// runner's lock free or gone), with what their Chromes left; how many.
+    fn remove_dead_temp_dirs(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("tmp")) else {
+            return 0;
+        };
+        let mine = format!("{}.{}", me().pid, me().start_time);
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((runner, n)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            let ours = runner
+                .split_once('.')
+                .is_some_and(|(p, s)| digits(p) && digits(s));
+            if !ours || !digits(n) || runner == mine {
+                continue;
+            }
+            let lock = self.dir.join("runners").join(format!("{runner}.lock"));
+            // The lock is taken before a runner makes any temp dir, so a dir without a
+            // held lock is a dead runner's.
+            if !lock_held(&lock) && std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Lock files of dead runners are litter; a live runner's stays locked.
     fn remove_dead_runner_locks(&self) {
         let Ok(runners) = std::fs::read_dir(self.dir.join("runners")) else {
@@ -332,13 +415,17 @@ impl Registry {
         if !runner.this_boot() {
             return false;
         }
-        let path = self.dir.join("runners").join(runner_lock_name(runner));
-        match File::open(&path) {
-            // A free lock: its owner is dead.
-            Ok(f) => matches!(f.try_lock_shared(), Err(TryLockError::WouldBlock)),
-            // Records are written only after the runner's lock is in place.
-            Err(_) => false,
-        }
+        lock_held(&self.dir.join("runners").join(runner_lock_name(runner)))
+    }
+}
+
+/// Whether a live runner holds the lock file `path`.
+fn lock_held(path: &Path) -> bool {
+    match File::open(path) {
+        // A free lock: its owner is dead.
+        Ok(f) => matches!(f.try_lock_shared(), Err(TryLockError::WouldBlock)),
+        // Records and temp dirs are made only after the runner's lock is in place.
+        Err(_) => false,
     }
 }
 
@@ -547,6 +634,45 @@ mod tests {
         assert!(report.killed.is_empty());
         assert!(report.profiles.is_empty());
         assert!(!path.exists());
+    }
+
+    /// Private temp dirs: this runner's and a live runner's stay, a dead runner's go
+    /// (with what is inside), and a name that is not a runner's is never touched.
+    #[test]
+    fn reap_removes_dead_runners_temp_dirs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path().join("rt")).unwrap();
+        let tmp = reg.dir().join("tmp");
+        let mine = reg.private_tmp().unwrap().expect("a short runtime dir");
+        assert!(mine.path().starts_with(&tmp));
+        let mode = std::fs::metadata(mine.path()).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
+        // A live runner: its lock held through another open file.
+        let live_lock = File::create(reg.dir().join("runners").join("77.88.lock")).unwrap();
+        live_lock.lock().unwrap();
+        let (dead, dead_lock_free, live, stranger) = (
+            tmp.join("55.66-0"),
+            tmp.join("99.11-3"),
+            tmp.join("77.88-1"),
+            tmp.join("notes-1"),
+        );
+        std::fs::write(reg.dir().join("runners").join("99.11.lock"), "").unwrap();
+        for d in [&dead, &dead_lock_free, &live, &stranger] {
+            std::fs::create_dir_all(d.join("org.chromium.Chromium.x")).unwrap();
+        }
+        let report = reg.reap().unwrap();
+        assert_eq!(report.temp_dirs, 2);
+        assert!(!dead.exists() && !dead_lock_free.exists());
+        assert!(live.exists() && stranger.exists() && mine.path().exists());
+        let path = mine.path().to_path_buf();
+        drop(mine);
+        assert!(
+            !path.exists(),
+            "a browser's temp dir goes when it is dropped"
+        );
     }
 
     /// A process killed and reaped when dropped, even if the test fails. `read` is a

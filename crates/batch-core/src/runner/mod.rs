@@ -298,12 +298,14 @@ pub async fn run(
         journal.emit(Event::JournalRepaired { dropped_bytes });
     }
     journal.emit(Event::RunStarted(plan.record(&run_id, &run_dir)));
-    if reaped.records > 0 || reaped.execs > 0 || !reaped_profiles.is_empty() {
+    if reaped.records > 0 || reaped.execs > 0 || reaped.temp_dirs > 0 || !reaped_profiles.is_empty()
+    {
         journal.emit(Event::Reaped {
             processes: reaped.killed.clone(),
             browsers: reaped.records,
             execs: reaped.execs,
             ephemeral_profiles: reaped_profiles.len(),
+            temp_dirs: reaped.temp_dirs,
         });
     }
 
