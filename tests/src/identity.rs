@@ -200,7 +200,10 @@ async fn identity_on(engine: Engine) {
 }
 
 /// A lone ChromeDriver started by the test, in its own process group, killed with
-/// every Chrome it started when dropped (even when an assertion fails first).
+/// every Chrome it started when dropped (even when an assertion fails first). Its
+/// `TMPDIR` is `tmp`, inside the test's project: the profile ChromeDriver makes for a
+/// session without `--user-data-dir` goes there, and goes with the project, instead
+/// of being left in `/tmp` by the kill.
 struct LoneDriver {
     child: std::process::Child,
     port: u16,
@@ -209,11 +212,12 @@ struct LoneDriver {
 }
 
 impl LoneDriver {
-    fn start() -> LoneDriver {
+    fn start(tmp: &std::path::Path) -> LoneDriver {
         use std::io::{BufRead, BufReader};
         use std::os::unix::process::CommandExt;
         let mut child = std::process::Command::new("/usr/bin/chromedriver")
             .arg("--port=0")
+            .env("TMPDIR", tmp)
             .process_group(0)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -258,7 +262,9 @@ impl Drop for LoneDriver {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_session_gets_the_identity_through_its_capabilities() {
     let p = Project::new(1).await;
-    let driver = LoneDriver::start();
+    let tmp = p.path("driver-tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let driver = LoneDriver::start(&tmp);
     // A remote node's sandbox is its own business; this one runs as root here.
     let sandbox = if nix::unistd::geteuid().is_root() {
         "args = [\"--no-sandbox\"]\n"
