@@ -675,6 +675,17 @@ mod tests {
         );
     }
 
+    /// Under a runtime dir so long that Chrome's socket would not fit, no private
+    /// `TMPDIR` is made (Chrome keeps the inherited one and starts).
+    #[test]
+    fn no_private_temp_dir_where_chromes_socket_would_not_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("r".repeat(MAX_TMP_LEN));
+        let reg = Registry::open(&long).unwrap();
+        assert!(reg.private_tmp().unwrap().is_none());
+        assert_eq!(std::fs::read_dir(long.join("tmp")).unwrap().count(), 0);
+    }
+
     /// A process killed and reaped when dropped, even if the test fails. `read` is a
     /// shell builtin: killing the shell leaves no grandchild holding the output open.
     struct Stand(std::process::Child);
