@@ -477,7 +477,9 @@ fn floor(n: u32, shell: bool) -> anyhow::Result<f64> {
     let t = Instant::now();
     for d in &dirs {
         let mut cmd = Command::new(&chromium);
+        // Killed at the end: its socket dir goes with `root`, not into /tmp.
         cmd.args(floor_switches(d))
+            .env("TMPDIR", root.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

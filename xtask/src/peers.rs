@@ -129,7 +129,10 @@ pub(crate) fn run(name: &str, n: u32, q: u32, base_url: &str) -> anyhow::Result<
     if name == "selenium-phase1" {
         cmd.arg("/usr/bin/chromedriver").env("SE_OFFLINE", "true");
     }
-    cmd.stdin(Stdio::null())
+    // What the peer's Chromes leave in their temp dir (socket dirs, profiles of a
+    // driver's own) goes with this one, not into /tmp.
+    cmd.env("TMPDIR", dir.path())
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
