@@ -252,7 +252,7 @@ impl Browser {
 
         let tmp = match &local.registry {
             Some(r) => r.private_tmp()?,
-            None => None,
+            None => PrivateTmp::standalone()?,
         };
         let process = driver::spawn(
             &local.binaries.chromedriver,

@@ -144,7 +144,16 @@ async fn chromium_ports_from_a_range_are_used_and_verified() {
         "{}",
         info.driver_port
     );
+    // Without a registry the private TMPDIR is a fresh one in the system's temp dir.
+    let tmp = private_tmp_of(info.pid);
+    let name = tmp.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        tmp.parent() == Some(std::env::temp_dir().as_path()) && name.starts_with("batch-cli-tmp-"),
+        "{}",
+        tmp.display()
+    );
     b.close().await;
+    assert!(!tmp.exists(), "{} outlived the browser", tmp.display());
 }
 
 fn no_process_uses(profile: &std::path::Path) -> bool {

@@ -139,6 +139,23 @@ impl PrivateTmp {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+
+    /// A private `TMPDIR` for a browser launched without a registry (`doctor`,
+    /// tests): a fresh directory in the system's temp dir, removed on drop the same
+    /// way (a kill of this process leaves only it). `None` where Chrome's socket
+    /// would not fit.
+    pub(crate) fn standalone() -> Result<Option<PrivateTmp>, LaunchError> {
+        let base = std::env::temp_dir();
+        // `batch-cli-tmp-` and tempfile's 6 random characters.
+        if base.as_os_str().len() + "/batch-cli-tmp-XXXXXX".len() > MAX_TMP_LEN {
+            return Ok(None);
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("batch-cli-tmp-")
+            .tempdir()
+            .map_err(io(&base))?;
+        Ok(Some(PrivateTmp { path: dir.keep() }))
+    }
 }
 
 impl Drop for PrivateTmp {
