@@ -304,12 +304,13 @@ async fn doctor(path: &Path) -> i32 {
         true,
         "cpu",
         format!(
-            "{cores} core(s); pressure from {} (adaptive pacing starts at {cores} creations at once)",
+            "{cores} core(s); pressure from {} (adaptive pacing starts at {} creations at once)",
             if psi {
                 "/proc/pressure/cpu"
             } else {
                 "the load average (no PSI here)"
-            }
+            },
+            batch_core::runner::START_OVERLAP_PER_CORE * cores
         ),
     );
     let runtime = launcher::runtime_dir();

@@ -160,6 +160,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     }
 }
 
+/// How many browser creations adaptive pacing lets overlap per CPU core before it
+/// has learned anything. Five: a launch waits on IPC and disk as well as CPU, so ten
+/// at once on two cores stay near the bare floor (docs/benchmarks.md). Measured side
+/// by side on a quiet machine against twice the cores: all ready 1.75–1.87× the
+/// headless shell's floor against 1.91–2.2× at N=10, and one wave instead of two at
+/// N=5.
+pub const START_OVERLAP_PER_CORE: usize = 5;
+
 /// Run the plan to the end (or until `cancel`), leaving a run directory behind.
 pub async fn run(
     plan: Plan,
@@ -356,12 +364,7 @@ pub async fn run(
             },
         },
         cores,
-        // Five launches per core at once before anything is learned: a launch waits on
-        // IPC and disk as well as CPU, so ten at once on two cores stay near the bare
-        // floor (docs/benchmarks.md). Measured side by side on a quiet machine against
-        // twice the cores: all ready 1.75–1.87× the headless shell's floor against
-        // 1.91–2.2× at N=10, and one wave instead of two at N=5.
-        start_overlap: 5 * cores,
+        start_overlap: START_OVERLAP_PER_CORE * cores,
         // A third of the launch timeout: shrink well before launches time out.
         latency_budget: settings.timeouts.launch / 3,
     };
