@@ -277,6 +277,10 @@ async fn interrupted_cleanly(sig: Signal, whole_group: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
     p.assert_nothing_left();
+    // The interrupted browsers' private TMPDIRs went with them.
+    let tmp = p.runtime_dir().join("batch-cli").join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{}: {left:?}", tmp.display());
     let dir = p.run_dir();
     let events = events(&dir);
     let last = events.last().unwrap();
