@@ -190,8 +190,19 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
     }
 }
 
+/// `<pid>.<start>`: how every file and directory of a runner is named (its lock,
+/// its records, its browsers' temp dirs), so a reaper can find the runner's lock.
+fn stem(who: &Identity) -> String {
+    format!("{}.{}", who.pid, who.start_time)
+}
+
+/// The name of the lock of the runner whose [`stem`] is `stem`.
+fn lock_name(stem: &str) -> String {
+    format!("{stem}.lock")
+}
+
 fn runner_lock_name(who: &Identity) -> String {
-    format!("{}.{}.lock", who.pid, who.start_time)
+    lock_name(&stem(who))
 }
 
 impl Registry {
@@ -243,7 +254,7 @@ impl Registry {
         let path = self
             .dir
             .join("browsers")
-            .join(format!("{}.{}-{pgid}.json", runner.pid, runner.start_time));
+            .join(format!("{}-{pgid}.json", stem(&runner)));
         let processes = std::iter::once(driver_pid)
             .chain(chrome_pid)
             .filter_map(Identity::of)
@@ -264,7 +275,7 @@ impl Registry {
     /// the path would be too long for Chrome's socket (see [`MAX_TMP_LEN`]).
     pub(crate) fn private_tmp(&self) -> Result<Option<PrivateTmp>, LaunchError> {
         let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}.{}-{n}", me().pid, me().start_time);
+        let name = format!("{}-{n}", stem(me()));
         let path = self.dir.join("tmp").join(name);
         if path.as_os_str().len() > MAX_TMP_LEN {
             tracing::debug!(path = %path.display(), "runtime dir too long for a private TMPDIR");
@@ -278,12 +289,8 @@ impl Registry {
     /// process dies the next reap kills what carries it (see [`crate::token`]).
     pub fn record_exec(&self, token: &ExecToken) -> Result<ExecRecord, LaunchError> {
         let runner = me().clone();
-        let path = self.dir.join("execs").join(format!(
-            "{}.{}-{}.json",
-            runner.pid,
-            runner.start_time,
-            token.value()
-        ));
+        let path =
+            (self.dir.join("execs")).join(format!("{}-{}.json", stem(&runner), token.value()));
         let entry = ExecEntry {
             runner,
             token: token.clone(),
@@ -380,7 +387,7 @@ impl Registry {
         let Ok(entries) = std::fs::read_dir(self.dir.join("tmp")) else {
             return 0;
         };
-        let mine = format!("{}.{}", me().pid, me().start_time);
+        let mine = stem(me());
         let mut removed = 0;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -394,7 +401,7 @@ impl Registry {
             if !ours || !digits(n) || runner == mine {
                 continue;
             }
-            let lock = self.dir.join("runners").join(format!("{runner}.lock"));
+            let lock = self.dir.join("runners").join(lock_name(runner));
             // The lock is taken before a runner makes any temp dir, so a dir without a
             // held lock is a dead runner's.
             if !lock_held(&lock) && std::fs::remove_dir_all(entry.path()).is_ok() {
