@@ -380,7 +380,7 @@ impl Plan {
             include_quarantined: req.include_quarantined,
         };
         let Some((id, r)) = recorded else {
-            check_remote_proxies(&plan)?;
+            check_remote(&plan)?;
             return Ok(plan);
         };
 
@@ -481,7 +481,7 @@ impl Plan {
             run_id: id,
             done: done_of(&r.done_records),
         });
-        check_remote_proxies(&plan)?;
+        check_remote(&plan)?;
         Ok(plan)
     }
 
@@ -607,6 +607,34 @@ fn recorded_plan(output: &Path, id: &str) -> Result<(String, Recorded), PlanErro
 /// (its Chromium would get a `--proxy-server` pointing at itself and fail every
 /// page). A loopback endpoint is taken to have its nodes here too (a Grid hub on
 /// loopback with nodes elsewhere cannot be told apart, and is not supported).
+/// What a remote endpoint cannot do for the plan: proxies that need our forwarder,
+/// and `wait_download`.
+fn check_remote(plan: &Plan) -> Result<(), PlanError> {
+    check_remote_proxies(plan)?;
+    check_remote_downloads(plan)
+}
+
+/// A remote node saves downloads on its own host, where `wait_download` cannot see
+/// them (and a headless node drops them): refused before anything launches.
+fn check_remote_downloads(plan: &Plan) -> Result<(), PlanError> {
+    if plan.webdriver_url.is_none() {
+        return Ok(());
+    }
+    let workflow = &plan.project.workflow;
+    let wanted = plan.mode.steps();
+    let steps = workflow.steps.iter().filter(|s| wanted.contains(&s.id));
+    let actions = steps.flat_map(|s| s.before.iter().chain(&s.actions).chain(&s.after));
+    match actions.into_iter().find(|a| matches!(a.kind, config::ActionKind::WaitDownload { .. })) {
+        Some(a) => Err(PlanError(format!(
+            "{}:{}: wait_download: downloads of a remote browser land on its node, not here \
+             (expected a run without --webdriver-url / [browser] webdriver_url for this step)",
+            workflow.path.display(),
+            a.line
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn check_remote_proxies(plan: &Plan) -> Result<(), PlanError> {
     let Some(endpoint) = &plan.webdriver_url else {
         return Ok(());
@@ -803,6 +831,51 @@ mod tests {
                     assert!(!e.contains("hunter2") && !e.contains("gridpw"), "{e}");
                 }
                 (got, _) => panic!("{endpoint} {proxy}: {:?}", got.map(|_| ())),
+            }
+        }
+    }
+
+    /// `wait_download` in a step that runs is refused for a remote endpoint (its
+    /// downloads land on the node); in a step that does not run, or locally, it is not.
+    #[test]
+    fn remote_sessions_refuse_wait_download_in_steps_that_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("batch.toml"), "").unwrap();
+        std::fs::write(d.join("accounts.toml"), "[[accounts]]\nid = 1\n").unwrap();
+        std::fs::write(
+            d.join("workflow.toml"),
+            "base_url = \"http://127.0.0.1:9\"\n[[steps]]\nid = 1\nactions = [{ goto = \"{base_url}/\" }]\n\
+             [[steps]]\nid = 2\nactions = [\n  { click = \"#x\" },\n  { wait_download = \"*.csv\" },\n]\n",
+        )
+        .unwrap();
+        for (step, endpoint, refused) in [
+            (2, Some("http://127.0.0.1:4444"), true),
+            (2, Some("http://grid.example:4444"), true),
+            (1, Some("http://127.0.0.1:4444"), false),
+            (2, None, false),
+        ] {
+            let req = Request {
+                config: Some(d.join("batch.toml")),
+                single: true,
+                step: Some(step),
+                accounts: Some("1".into()),
+                output: d.join("runs"),
+                webdriver_url: endpoint.map(Into::into),
+                ..Default::default()
+            };
+            match (Plan::build(&req), refused) {
+                (Ok(_), false) => {}
+                (Err(e), true) => assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "{}:9: wait_download: downloads of a remote browser land on its node, \
+                         not here (expected a run without --webdriver-url / [browser] \
+                         webdriver_url for this step)",
+                        d.join("workflow.toml").display()
+                    ),
+                ),
+                (got, _) => panic!("step {step} {endpoint:?}: {:?}", got.map(|_| ())),
             }
         }
     }

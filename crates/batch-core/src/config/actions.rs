@@ -167,6 +167,16 @@ actions! {
         /// File name without `.png`.
         name: Template = file_name,
     }
+    /// Wait until a download matching the file-name pattern has finished.
+    WaitDownload = "wait_download", "GLOB",
+        "wait until a download whose file name matches has finished; record its path in `values` (below)" {
+        /// The file-name pattern (`*`, `?`, `[…]`), templated.
+        pattern: Template = download_pattern,
+        /// Result name (default: the pattern as written).
+        into: Option<String>,
+        /// How long at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    }
     /// Wait.
     Sleep = "sleep", "DUR", "wait" {
         /// How long.
@@ -221,6 +231,28 @@ fn file_name(a: &Reader<'_>) -> Result<Template, Bad> {
             });
         if bad {
             return Err("not a plain file name (expected a name without \"/\", like \"cart-{iteration}\")".into());
+        }
+        Ok(template)
+    })
+}
+
+/// A file-name pattern: no directory part, and (when it has no variables) a valid
+/// glob — checked here so that a typo fails before anything launches.
+fn download_pattern(a: &Reader<'_>) -> Result<Template, Bad> {
+    a.main(|v| {
+        let template = a.template(v)?;
+        let expected = "(expected a file-name pattern without \"/\", like \"export-*.csv\")";
+        let lits = || template.parts.iter().filter_map(|p| match p {
+            Part::Lit(s) => Some(s.as_str()),
+            _ => None,
+        });
+        if template.source.trim().is_empty() || lits().any(|s| s.contains(['/', '\\']) || s.contains(char::is_control)) {
+            return Err(format!("not a file-name pattern {expected}"));
+        }
+        if lits().count() == template.parts.len()
+            && let Err(e) = glob::Pattern::new(&lits().collect::<String>())
+        {
+            return Err(format!("not a valid pattern: {} {expected}", e.msg));
         }
         Ok(template)
     })

@@ -451,6 +451,8 @@ actions = [
   { sleep = "500ms" },
   { exec = ["python3", "drive.py", "{account.id}"] },
   { exec = ["node", "x.js"], timeout = "30s" },
+  { wait_download = "export-*.csv" },
+  { wait_download = "{account.username}-[0-9]?.pdf", into = "pdf", timeout = "1m" },
 ]
 "##,
             &[
@@ -601,6 +603,22 @@ actions = [
                         timeout: secs(30),
                     },
                 ),
+                (
+                    28,
+                    ActionKind::WaitDownload {
+                        pattern: t("export-*.csv"),
+                        into: None,
+                        timeout: None,
+                    },
+                ),
+                (
+                    29,
+                    ActionKind::WaitDownload {
+                        pattern: t("{account.username}-[0-9]?.pdf"),
+                        into: Some("pdf".into()),
+                        timeout: secs(60),
+                    },
+                ),
             ],
         );
     }
@@ -683,7 +701,7 @@ after = []
         check_error(
             &actions("  { click = \"#a\" },\n  { clik = \"#b\" },"),
             Some(6),
-            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, press, wait_for, wait_text, assert_url, extract, script, screenshot, sleep, exec)",
+            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, press, wait_for, wait_text, assert_url, extract, script, screenshot, wait_download, sleep, exec)",
         );
         check_error(
             &actions("{ fill = \"#a\", txt = \"x\" }"),
@@ -796,6 +814,31 @@ after = []
             &actions("{ screenshot = \"../x\" }"),
             Some(5),
             "screenshot: not a plain file name",
+        );
+        check_error(
+            &actions("{ wait_download = \"out/x.csv\" }"),
+            Some(5),
+            "workflow.toml:5: wait_download: not a file-name pattern (expected a file-name pattern without \"/\", like \"export-*.csv\")",
+        );
+        check_error(
+            &actions("{ wait_download = \"  \" }"),
+            Some(5),
+            "wait_download: not a file-name pattern",
+        );
+        check_error(
+            &actions("{ wait_download = \"x[.csv\" }"),
+            Some(5),
+            "wait_download: not a valid pattern: invalid range pattern (expected a file-name pattern",
+        );
+        check_error(
+            &actions("{ wait_download = \"x.csv\", attr = \"href\" }"),
+            Some(5),
+            "workflow.toml:5: wait_download: unknown key \"attr\" (expected one of: into, timeout)",
+        );
+        check_error(
+            &actions("{ wait_download = \"x.csv\", into = \"\" }"),
+            Some(5),
+            "wait_download.into: an empty name",
         );
         check_error(
             &actions("{ extract = \"#a\", into = \"\" }"),

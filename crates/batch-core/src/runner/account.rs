@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::Ctx;
 use super::actions::{ActionEnv, Failure, run_actions, save_png, screenshot_path};
+use super::downloads::{self, Downloads, Phase};
 use super::pool::Pool;
 use crate::config::{Account, Action, Step, Vars};
 use crate::health::{AccountHealth, Quarantine, Signal};
@@ -272,7 +273,7 @@ impl AccountRun {
         }
         let after_failed = if !step.after.is_empty()
             && self.pool.browser().is_some()
-            && let Err(f) = self.actions(step, 0, &step.after).await
+            && let Err(f) = self.actions(step, Phase::After, &step.after).await
         {
             self.report.status = "failed".into();
             self.report.last_error = Some(f.message.clone());
@@ -448,7 +449,7 @@ impl AccountRun {
             self.restore_storage().await;
         }
         if !*before_done {
-            self.actions(step, 0, &step.before)
+            self.actions(step, Phase::Before, &step.before)
                 .await
                 .map_err(|f| Failure {
                     message: format!("before: {}", f.message),
@@ -457,19 +458,22 @@ impl AccountRun {
                 })?;
             *before_done = true;
         }
-        self.actions(step, iteration, &step.actions).await
+        self.actions(step, Phase::Iteration(iteration), &step.actions)
+            .await
     }
 
     async fn actions(
         &mut self,
         step: &Step,
-        iteration: u32,
+        phase: Phase,
         actions: &[Action],
     ) -> Result<(), Failure> {
         let ctx = Arc::clone(&self.ctx);
         let browser = self.pool.browser().expect("a browser is checked out here");
         let project = &ctx.plan.project;
         let workflow_file = project.workflow.path.display().to_string();
+        let iteration = phase.iteration();
+        let downloads = self.downloads(browser, step.id, phase).await;
         let mut env = ActionEnv {
             driver: browser.driver(),
             info: browser.info(),
@@ -486,8 +490,32 @@ impl AccountRun {
             journal: &ctx.journal,
             secrets: ctx.journal.secrets(),
             registry: &ctx.registry,
+            downloads,
         };
         run_actions(actions, &mut env).await
+    }
+
+    /// Point the browser at the phase's (emptied) download directory. Not fatal when
+    /// it cannot be done: a workflow without downloads must not fail for it (a lost
+    /// browser shows in the next action anyway); `wait_download` reports why.
+    async fn downloads(
+        &self,
+        browser: &launcher::Browser,
+        step: u32,
+        phase: Phase,
+    ) -> Result<Downloads, String> {
+        if !browser.is_local() {
+            return Err("downloads of a remote browser land on its node".into());
+        }
+        let shown = downloads::relative_dir(self.account.id, step, phase);
+        let d = Downloads::new(&self.ctx.run_dir, shown);
+        downloads::clear(&d.dir).map_err(|e| format!("{}: {e}", d.shown.display()))?;
+        let limit = self.ctx.plan.project.settings.timeouts.webdriver;
+        match tokio::time::timeout(limit, browser.allow_downloads(&d.dir)).await {
+            Ok(Ok(_)) => Ok(d),
+            Ok(Err(e)) => Err(format!("the browser refused downloads: {}", launcher::summary(&e))),
+            Err(_) => Err(format!("the browser did not answer within {limit:?} when downloads were enabled")),
+        }
     }
 
     /// At each failed attempt, if the page can still say: its URL and title

@@ -63,6 +63,8 @@ pub(crate) struct ActionEnv<'a> {
     pub(crate) secrets: &'a Secrets,
     /// Where running `exec` programs are recorded for the next run's reap.
     pub(crate) registry: &'a launcher::Registry,
+    /// Where this phase's downloads land, or why the browser saves none here.
+    pub(crate) downloads: Result<super::downloads::Downloads, String>,
 }
 
 /// Run actions in order; stop at the first failure.
@@ -337,6 +339,34 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
                     format!("{}: {e}", path.display()),
                 )
             })
+        }
+        ActionKind::WaitDownload {
+            pattern,
+            into,
+            timeout,
+        } => {
+            let rendered = render(pattern, &vars)?;
+            let fail = |m: String| Failure::new(FailureKind::ActionFailed, m);
+            let glob = glob::Pattern::new(&rendered.value).map_err(|e| {
+                fail(format!("{:?} is not a valid pattern: {}", rendered.redacted, e.msg))
+            })?;
+            let downloads = env.downloads.as_mut().map_err(|why| fail(why.clone()))?;
+            let what = format!(
+                "a finished download matching {:?} in {}",
+                rendered.redacted,
+                downloads.shown.display()
+            );
+            let found = wait_until(timeout.unwrap_or(t.action), &what, || async {
+                let d = &*downloads;
+                d.finished(&glob)
+                    .map_err(|e| fail(format!("{}: {e}", d.shown.display())))
+            })
+            .await?;
+            let path = downloads.take(found);
+            let name = into.clone().unwrap_or_else(|| pattern.source.clone());
+            let shown = env.secrets.redact(&path.to_string_lossy());
+            record(env, name, Value::String(shown));
+            Ok(())
         }
         ActionKind::Sleep { duration } => {
             tokio::time::sleep(*duration).await;

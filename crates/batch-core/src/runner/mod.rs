@@ -14,6 +14,7 @@
 
 mod account;
 mod actions;
+mod downloads;
 mod exec;
 pub(crate) mod pacer;
 mod pool;
