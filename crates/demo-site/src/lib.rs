@@ -14,7 +14,8 @@
 //! | `GET /` | redirects to `/home` |
 //! | `GET /login`, `POST /login` | the login form; a good login sets the `session` cookie |
 //! | `GET /home` | `#welcome`, links to items (needs a session) |
-//! | `GET /item/{n}` | `#title`, `#add`, `#done` (needs a session) |
+//! | `GET /item/{n}` | `#title`, `#add`, `#done`, `#export` (needs a session) |
+//! | `GET /export/{n}?ms=N` | downloads `export-<user>-<n>.csv`, its second half N ms after the first (needs a session) |
 //! | `POST /api/cart` | `{"item": n}`: counts one add (needs a session) |
 //! | `GET /api/counts` | the [`Counts`] as JSON (with the `Via`, `User-Agent` and `Accept-Language` of each user's logins and adds) |
 //! | `GET /slow?ms=N` | answers after N ms (at most 30 s) |
@@ -77,6 +78,9 @@ pub struct UserCounts {
     /// [`DemoSite::set_challenged`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub challenges: u64,
+    /// Successful `GET /export/{n}` downloads.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub exports: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

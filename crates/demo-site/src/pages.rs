@@ -99,6 +99,7 @@ pub(crate) fn item(n: u32) -> String {
             "<h1 id=\"title\">Item {n}</h1>\n\
              <button id=\"add\">Add to cart</button>\n\
              <div id=\"done\"></div>\n\
+             <p><a id=\"export\" href=\"/export/{n}\">Export</a></p>\n\
              <p><a id=\"home\" href=\"/home\">Home</a></p>\n\
              <script>\n\
              document.getElementById('add').addEventListener('click', async () => {{\n\

@@ -10,10 +10,12 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Form, Path, Query, RawQuery, State};
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::body::Body;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -33,6 +35,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/login", get(login_form).post(login_submit))
         .route("/home", get(home))
         .route("/item/{n}", get(item))
+        .route("/export/{n}", get(export))
         .route("/api/cart", post(cart))
         .route("/api/counts", get(counts))
         .route("/slow", get(slow))
@@ -131,6 +134,44 @@ async fn item(State(state): State<Shared>, Path(n): Path<u32>, headers: HeaderMa
         Some(_) => Html(pages::item(n)).into_response(),
         None => Redirect::to("/login").into_response(),
     }
+}
+
+/// A CSV download for the logged-in user, sent in two halves `?ms=N` apart (capped
+/// like `/slow`), so that a client sees a download in progress. Its body names the
+/// user, the item and how many exports the user has made, so a test can tell whose
+/// file it holds and which one.
+async fn export(
+    State(state): State<Shared>,
+    Path(n): Path<u32>,
+    Query(query): Query<SlowQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(user) = current_user(&state, &headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let exports = state.export(&user);
+    let body = format!("user,item,export\n{user},{n},{exports}\n");
+    let (first, second) = body.split_at(body.len() / 2);
+    let halves = [first.to_owned(), second.to_owned()];
+    let delay = slow_delay(query.ms);
+    let stream = futures_util::stream::iter(halves.into_iter().enumerate()).then(
+        move |(i, half)| async move {
+            if i > 0 {
+                tokio::time::sleep(delay).await;
+            }
+            Ok::<_, std::convert::Infallible>(half)
+        },
+    );
+    let disposition = format!("attachment; filename=\"export-{user}-{n}.csv\"");
+    (
+        [
+            (CONTENT_TYPE, "text/csv".to_owned()),
+            (CONTENT_DISPOSITION, disposition),
+            (CONTENT_LENGTH, body.len().to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -96,6 +96,14 @@ impl Shared {
         counts.adds
     }
 
+    /// Counts one export for `user`; returns the user's total exports.
+    pub(crate) fn export(&self, user: &str) -> u64 {
+        let mut state = self.lock();
+        let counts = state.user(user);
+        counts.exports += 1;
+        counts.exports
+    }
+
     /// A copy of the counts as they are now.
     pub(crate) fn counts(&self) -> Counts {
         self.lock().counts.clone()

@@ -198,6 +198,7 @@ fn counts_of(users: &[Expected<'_>]) -> Counts {
                 user_agents: BTreeMap::new(),
                 accept_languages: BTreeMap::new(),
                 challenges: 0,
+                exports: 0,
             };
             (user.to_owned(), counts)
         })
@@ -331,11 +332,36 @@ async fn pages_redirect_to_login_without_a_session() {
             "{path} with {cookie:?}"
         );
     }
-    for path in ["/home", "/item/1", "/item/4294967295"] {
+    for path in ["/home", "/item/1", "/item/4294967295", "/export/1"] {
         check(&site, path, None).await;
         check(&site, path, Some("session=not-a-session")).await;
         check(&site, path, Some("other=1")).await;
     }
+}
+
+#[tokio::test]
+async fn export_is_a_per_user_attachment_counted_once_each() {
+    let site = site().await;
+    let one = login(&site, 1).await;
+    let two = login(&site, 2).await;
+    let started = Instant::now();
+    let reply = get(&site, "/export/4?ms=50", Some(&one)).await;
+    assert!(started.elapsed() >= Duration::from_millis(50), "the second half waits");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-disposition"),
+        Some("attachment; filename=\"export-user-1-4.csv\"")
+    );
+    assert_eq!(reply.header("content-type"), Some("text/csv"));
+    assert_eq!(reply.body, "user,item,export\nuser-1,4,1\n");
+    let reply = get(&site, "/export/4", Some(&one)).await;
+    assert_eq!(reply.body, "user,item,export\nuser-1,4,2\n", "numbered per user");
+    let reply = get(&site, "/export/9", Some(&two)).await;
+    assert_eq!(reply.body, "user,item,export\nuser-2,9,1\n");
+    let counts = site.counts();
+    assert_eq!(counts.users["user-1"].exports, 2);
+    assert_eq!(counts.users["user-2"].exports, 1);
+    assert!(get(&site, "/item/4", Some(&one)).await.body.contains("<a id=\"export\" href=\"/export/4\">"));
 }
 
 #[tokio::test]

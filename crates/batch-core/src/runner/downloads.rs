@@ -78,9 +78,10 @@ impl Downloads {
     }
 
     /// The oldest finished file matching `pattern` not taken yet, if there is one and
-    /// no download is still in progress: a partial file's name says nothing about
-    /// what it will be called (`Unconfirmed 12345.crdownload`), so while one exists,
-    /// any match could still be the wrong one.
+    /// no download is still in progress. Chrome writes `<name>.crdownload` and renames
+    /// it when done (measured here; older versions used `Unconfirmed <n>.crdownload`),
+    /// so a pattern like `export-*` matches the partial file, and while one exists
+    /// the awaited file may be the one still coming.
     pub(crate) fn finished(&self, pattern: &glob::Pattern) -> std::io::Result<Option<OsString>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
