@@ -66,7 +66,8 @@ async fn each_accounts_downloads_land_in_its_own_directories_and_are_awaited() {
             }
         }
         assert!(
-            !dir.join(format!("downloads/{account}/step1-before")).exists(),
+            !dir.join(format!("downloads/{account}/step1-before"))
+                .exists(),
             "a phase without downloads leaves no directory"
         );
     }

@@ -461,6 +461,13 @@ actions = [
     );
     assert_eq!(seen["BATCH_ACCOUNT_ID"], "1");
     assert_eq!(seen["BATCH_STEP_ID"], "1");
+    assert_eq!(
+        seen["BATCH_DOWNLOAD_DIR"]
+            .as_str()
+            .map(std::path::PathBuf::from),
+        Some(p.run_dir().join("downloads/1/step1-1")),
+        "the iteration's own download directory"
+    );
     assert_eq!(seen["BATCH_ACCOUNT_USERNAME"], "user-1");
     assert_eq!(
         seen["BATCH_ACCOUNT_PASSWORD"], "pass-1",

@@ -624,7 +624,10 @@ fn check_remote_downloads(plan: &Plan) -> Result<(), PlanError> {
     let wanted = plan.mode.steps();
     let steps = workflow.steps.iter().filter(|s| wanted.contains(&s.id));
     let actions = steps.flat_map(|s| s.before.iter().chain(&s.actions).chain(&s.after));
-    match actions.into_iter().find(|a| matches!(a.kind, config::ActionKind::WaitDownload { .. })) {
+    match actions
+        .into_iter()
+        .find(|a| matches!(a.kind, config::ActionKind::WaitDownload { .. }))
+    {
         Some(a) => Err(PlanError(format!(
             "{}:{}: wait_download: downloads of a remote browser land on its node, not here \
              (expected a run without --webdriver-url / [browser] webdriver_url for this step)",

@@ -346,7 +346,10 @@ async fn export_is_a_per_user_attachment_counted_once_each() {
     let two = login(&site, 2).await;
     let started = Instant::now();
     let reply = get(&site, "/export/4?ms=50", Some(&one)).await;
-    assert!(started.elapsed() >= Duration::from_millis(50), "the second half waits");
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "the second half waits"
+    );
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.header("content-disposition"),
@@ -355,13 +358,21 @@ async fn export_is_a_per_user_attachment_counted_once_each() {
     assert_eq!(reply.header("content-type"), Some("text/csv"));
     assert_eq!(reply.body, "user,item,export\nuser-1,4,1\n");
     let reply = get(&site, "/export/4", Some(&one)).await;
-    assert_eq!(reply.body, "user,item,export\nuser-1,4,2\n", "numbered per user");
+    assert_eq!(
+        reply.body, "user,item,export\nuser-1,4,2\n",
+        "numbered per user"
+    );
     let reply = get(&site, "/export/9", Some(&two)).await;
     assert_eq!(reply.body, "user,item,export\nuser-2,9,1\n");
     let counts = site.counts();
     assert_eq!(counts.users["user-1"].exports, 2);
     assert_eq!(counts.users["user-2"].exports, 1);
-    assert!(get(&site, "/item/4", Some(&one)).await.body.contains("<a id=\"export\" href=\"/export/4\">"));
+    assert!(
+        get(&site, "/item/4", Some(&one))
+            .await
+            .body
+            .contains("<a id=\"export\" href=\"/export/4\">")
+    );
 }
 
 #[tokio::test]

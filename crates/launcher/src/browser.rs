@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use thirtyfour::error::WebDriverError;
 use thirtyfour::cdp::domains::browser::{DownloadBehavior, SetDownloadBehavior};
+use thirtyfour::error::WebDriverError;
 use thirtyfour::{ChromiumLikeCapabilities, DesiredCapabilities, WebDriver};
 
 use crate::driver::{self, DriverProcess};

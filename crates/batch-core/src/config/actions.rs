@@ -242,11 +242,15 @@ fn download_pattern(a: &Reader<'_>) -> Result<Template, Bad> {
     a.main(|v| {
         let template = a.template(v)?;
         let expected = "(expected a file-name pattern without \"/\", like \"export-*.csv\")";
-        let lits = || template.parts.iter().filter_map(|p| match p {
-            Part::Lit(s) => Some(s.as_str()),
-            _ => None,
-        });
-        if template.source.trim().is_empty() || lits().any(|s| s.contains(['/', '\\']) || s.contains(char::is_control)) {
+        let lits = || {
+            template.parts.iter().filter_map(|p| match p {
+                Part::Lit(s) => Some(s.as_str()),
+                _ => None,
+            })
+        };
+        if template.source.trim().is_empty()
+            || lits().any(|s| s.contains(['/', '\\']) || s.contains(char::is_control))
+        {
             return Err(format!("not a file-name pattern {expected}"));
         }
         if lits().count() == template.parts.len()

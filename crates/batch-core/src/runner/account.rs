@@ -513,8 +513,13 @@ impl AccountRun {
         let limit = self.ctx.plan.project.settings.timeouts.webdriver;
         match tokio::time::timeout(limit, browser.allow_downloads(&d.dir)).await {
             Ok(Ok(_)) => Ok(d),
-            Ok(Err(e)) => Err(format!("the browser refused downloads: {}", launcher::summary(&e))),
-            Err(_) => Err(format!("the browser did not answer within {limit:?} when downloads were enabled")),
+            Ok(Err(e)) => Err(format!(
+                "the browser refused downloads: {}",
+                launcher::summary(&e)
+            )),
+            Err(_) => Err(format!(
+                "the browser did not answer within {limit:?} when downloads were enabled"
+            )),
         }
     }
 

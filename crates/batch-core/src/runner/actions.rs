@@ -348,7 +348,10 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             let rendered = render(pattern, &vars)?;
             let fail = |m: String| Failure::new(FailureKind::ActionFailed, m);
             let glob = glob::Pattern::new(&rendered.value).map_err(|e| {
-                fail(format!("{:?} is not a valid pattern: {}", rendered.redacted, e.msg))
+                fail(format!(
+                    "{:?} is not a valid pattern: {}",
+                    rendered.redacted, e.msg
+                ))
             })?;
             let downloads = env.downloads.as_mut().map_err(|why| fail(why.clone()))?;
             let what = format!(
@@ -492,6 +495,12 @@ async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Resu
             format!("127.0.0.1:{}", l.devtools_port),
         ),
         None => cmd.env_remove("BATCH_DEBUGGER_ADDRESS"),
+    };
+    // Where a download it makes in this browser lands (a later `wait_download` of the
+    // same phase can wait for it); unset when the browser saves none here.
+    match &env.downloads {
+        Ok(d) => cmd.env("BATCH_DOWNLOAD_DIR", &d.dir),
+        Err(_) => cmd.env_remove("BATCH_DOWNLOAD_DIR"),
     };
     match &env.info.cdp_url {
         Some(url) => cmd.env("BATCH_CDP_URL", url),

@@ -101,7 +101,10 @@ impl Downloads {
                 continue;
             }
             let modified = meta.modified()?;
-            if best.as_ref().is_none_or(|(t, n)| (modified, &name) < (*t, n)) {
+            if best
+                .as_ref()
+                .is_none_or(|(t, n)| (modified, &name) < (*t, n))
+            {
                 best = Some((modified, name));
             }
         }
@@ -151,7 +154,12 @@ mod tests {
         let old = d.dir.join("export-b.csv");
         std::fs::write(&old, "1").unwrap();
         let t = SystemTime::now() - std::time::Duration::from_secs(60);
-        std::fs::File::options().write(true).open(&old).unwrap().set_modified(t).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
         std::fs::write(d.dir.join("export-a.csv"), "2").unwrap();
         // A download in progress hides every match: it may be the one awaited.
         std::fs::write(d.dir.join("Unconfirmed 1.crdownload"), "").unwrap();
