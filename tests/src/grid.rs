@@ -25,6 +25,9 @@ struct GridGuard {
 
 impl Drop for GridGuard {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the Grid as the test failed:\n{}", self.grid.post_mortem());
+        }
         self.grid.stop();
     }
 }

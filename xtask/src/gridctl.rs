@@ -403,6 +403,27 @@ impl Grid {
         let _ = std::fs::remove_file(self.dir.join("grid.state"));
     }
 
+    /// For a failed test: whether each JVM is still alive, and the end of its log —
+    /// a Grid that stopped answering mid-run says here whether its hub died and why.
+    pub(crate) fn post_mortem(&self) -> String {
+        let mut out = String::new();
+        let jvms = std::iter::once(("hub", self.hub_pid, self.dir.join("hub.log"))).chain(
+            self.nodes
+                .iter()
+                .map(|n| (n.name.as_str(), n.pid, n.dir.join("node.log"))),
+        );
+        for (name, pid, log) in jvms {
+            let state = if alive(pid) { "alive" } else { "gone" };
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            out.push_str(&format!(
+                "--- {name} (pid {pid}, {state}), {} (end):\n{}\n",
+                log.display(),
+                tail(&text, 15)
+            ));
+        }
+        out
+    }
+
     /// Live processes of this Grid: its JVMs and whatever carries its marker.
     pub(crate) fn processes(&self) -> Vec<u32> {
         pids()

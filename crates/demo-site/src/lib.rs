@@ -16,6 +16,7 @@
 //! | `GET /home` | `#welcome`, links to items (needs a session) |
 //! | `GET /item/{n}` | `#title`, `#add`, `#done`, `#export` (needs a session) |
 //! | `GET /export/{n}?ms=N` | downloads `export-<user>-<n>.csv`, its second half N ms after the first (needs a session) |
+//! | `GET /upload`, `POST /upload` | a form with a hidden multiple-file input `#doc` and `#send`; the answer lists the received files in `#received` (needs a session) |
 //! | `POST /api/cart` | `{"item": n}`: counts one add (needs a session) |
 //! | `GET /api/counts` | the [`Counts`] as JSON (with the `Via`, `User-Agent` and `Accept-Language` of each user's logins and adds) |
 //! | `GET /slow?ms=N` | answers after N ms (at most 30 s) |
@@ -81,6 +82,20 @@ pub struct UserCounts {
     /// Successful `GET /export/{n}` downloads.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub exports: u64,
+    /// Every file `POST /upload` received from this user, in the order received.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uploads: Vec<Upload>,
+}
+
+/// One file the server received in an upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// The file name the browser sent.
+    pub name: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its first 200 bytes as text (lossy UTF-8): enough to tell whose file it is.
+    pub head: String,
 }
 
 fn is_zero(n: &u64) -> bool {

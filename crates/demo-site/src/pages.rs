@@ -118,6 +118,33 @@ pub(crate) fn item(n: u32) -> String {
     )
 }
 
+/// The upload form. The file input is hidden, as on most styled sites (a label or a
+/// button opens the picker), so a client must set its files without clicking it.
+pub(crate) fn upload_form() -> String {
+    layout(
+        "Upload",
+        "<form id=\"upload-form\" method=\"post\" action=\"/upload\" enctype=\"multipart/form-data\">\n\
+         <label for=\"doc\">Choose files</label>\n\
+         <input type=\"file\" id=\"doc\" name=\"doc\" multiple style=\"display:none\">\n\
+         <button id=\"send\" type=\"submit\">Send</button>\n\
+         </form>",
+    )
+}
+
+/// What `POST /upload` answers: how many files arrived, and each name and size.
+pub(crate) fn upload_done(files: &[crate::Upload]) -> String {
+    let mut items = String::new();
+    for f in files {
+        let _ = writeln!(items, "<li>{} ({} bytes)</li>", escape(&f.name), f.bytes);
+    }
+    let n = files.len();
+    let noun = if n == 1 { "file" } else { "files" };
+    layout(
+        "Uploaded",
+        &format!("<p id=\"received\">received {n} {noun}</p>\n<ul id=\"files\">\n{items}</ul>"),
+    )
+}
+
 /// What `/slow` answers once it has waited.
 pub(crate) fn slow(ms: u64) -> String {
     layout(

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Form, Path, Query, RawQuery, State};
+use axum::extract::{Form, Multipart, Path, Query, RawQuery, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -36,6 +36,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/home", get(home))
         .route("/item/{n}", get(item))
         .route("/export/{n}", get(export))
+        .route("/upload", get(upload_form).post(upload))
         .route("/api/cart", post(cart))
         .route("/api/counts", get(counts))
         .route("/slow", get(slow))
@@ -172,6 +173,43 @@ async fn export(
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+async fn upload_form(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    match current_user(&state, &headers) {
+        Some(_) => Html(pages::upload_form()).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// Records every file of the form's `doc` field for the logged-in user. A file input
+/// left empty still sends one part with an empty name: it is not a file.
+async fn upload(State(state): State<Shared>, headers: HeaderMap, mut form: Multipart) -> Response {
+    let Some(user) = current_user(&state, &headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let mut files = Vec::new();
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return (e.status(), e.body_text()).into_response(),
+        };
+        let name = field.file_name().unwrap_or_default().to_owned();
+        if field.name() != Some("doc") || name.is_empty() {
+            continue;
+        }
+        let data = match field.bytes().await {
+            Ok(data) => data,
+            Err(e) => return (e.status(), e.body_text()).into_response(),
+        };
+        let head = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
+        let bytes = data.len() as u64;
+        files.push(crate::Upload { name, bytes, head });
+    }
+    tracing::info!(user = %user, files = files.len(), "upload");
+    state.upload(&user, files.clone());
+    Html(pages::upload_done(&files)).into_response()
 }
 
 #[derive(Deserialize)]

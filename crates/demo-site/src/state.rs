@@ -104,6 +104,11 @@ impl Shared {
         counts.exports
     }
 
+    /// Records the files of one upload for `user`.
+    pub(crate) fn upload(&self, user: &str, files: Vec<crate::Upload>) {
+        self.lock().user(user).uploads.extend(files);
+    }
+
     /// A copy of the counts as they are now.
     pub(crate) fn counts(&self) -> Counts {
         self.lock().counts.clone()

@@ -199,6 +199,7 @@ fn counts_of(users: &[Expected<'_>]) -> Counts {
                 accept_languages: BTreeMap::new(),
                 challenges: 0,
                 exports: 0,
+                uploads: Vec::new(),
             };
             (user.to_owned(), counts)
         })
@@ -332,7 +333,7 @@ async fn pages_redirect_to_login_without_a_session() {
             "{path} with {cookie:?}"
         );
     }
-    for path in ["/home", "/item/1", "/item/4294967295", "/export/1"] {
+    for path in ["/home", "/item/1", "/item/4294967295", "/export/1", "/upload"] {
         check(&site, path, None).await;
         check(&site, path, Some("session=not-a-session")).await;
         check(&site, path, Some("other=1")).await;
@@ -373,6 +374,62 @@ async fn export_is_a_per_user_attachment_counted_once_each() {
             .body
             .contains("<a id=\"export\" href=\"/export/4\">")
     );
+}
+
+/// A multipart body with one `doc` part per file (`(name, content)`; an empty name is
+/// what a browser sends for an empty file input) and one other field.
+fn multipart(files: &[(&str, &str)]) -> (String, String) {
+    let boundary = "----demo-boundary-7c1f";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nnot a file\r\n"
+    );
+    for (name, content) in files {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"doc\"; filename=\"{name}\"\r\n\
+             Content-Type: text/plain\r\n\r\n{content}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn uploads_are_recorded_per_user_with_name_size_and_head() {
+    let site = site().await;
+    let one = login(&site, 1).await;
+    let two = login(&site, 2).await;
+    let form = get(&site, "/upload", Some(&one)).await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("<input type=\"file\" id=\"doc\" name=\"doc\" multiple"));
+
+    let long = "x".repeat(300);
+    let (ctype, body) = multipart(&[("a.txt", "account 1\n"), ("long.txt", &long)]);
+    let headers = [("Content-Type", ctype.as_str()), ("Cookie", one.as_str())];
+    let reply = send(&site, "POST", "/upload", &headers, &body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(reply.body.contains("<p id=\"received\">received 2 files</p>"), "{}", reply.body);
+    assert!(reply.body.contains("<li>long.txt (300 bytes)</li>"), "{}", reply.body);
+
+    // An empty file input sends a part without a file name: nothing is received.
+    let (ctype, body) = multipart(&[("", "")]);
+    let headers = [("Content-Type", ctype.as_str()), ("Cookie", two.as_str())];
+    let reply = send(&site, "POST", "/upload", &headers, &body).await;
+    assert!(reply.body.contains("received 0 files"), "{}", reply.body);
+    // Without a session nothing is recorded.
+    let (ctype, body) = multipart(&[("b.txt", "anonymous")]);
+    let reply = send(&site, "POST", "/upload", &[("Content-Type", ctype.as_str())], &body).await;
+    assert_eq!(reply.status, 303);
+
+    let counts = site.counts();
+    let uploads = &counts.users["user-1"].uploads;
+    assert_eq!(
+        uploads,
+        &vec![
+            Upload { name: "a.txt".into(), bytes: 10, head: "account 1\n".into() },
+            Upload { name: "long.txt".into(), bytes: 300, head: "x".repeat(200) },
+        ]
+    );
+    assert!(counts.users["user-2"].uploads.is_empty());
 }
 
 #[tokio::test]
