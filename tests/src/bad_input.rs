@@ -139,6 +139,19 @@ const CASES: &[Case] = &[
         expect: &["accounts.toml:6", "BATCH_ACCOUNT_USER_NAME"],
     },
     Case {
+        name: "an upload file missing for one account",
+        files: &[(
+            "workflow.toml",
+            "base_url = \"http://x\"\n[[steps]]\nid = 1\nactions = [\n  { upload = \"#doc\", file = \"files/{account.id}.pdf\" },\n]\n",
+        )],
+        args: &["--accounts", "1"],
+        expect: &[
+            "workflow.toml:5",
+            "upload.file",
+            "\"files/1.pdf\" (for account 1) does not exist",
+        ],
+    },
+    Case {
         name: "NUL in a goto URL",
         files: &[(
             "workflow.toml",

@@ -103,6 +103,10 @@ fn nodes_by_account(events: &[Value]) -> BTreeMap<u64, Vec<String>> {
 async fn grid_six_accounts_run_across_both_nodes() {
     let Some(grid) = start_grid() else { return };
     let p = grid_project(6).await;
+    // Each iteration also uploads the account's own files: they reach the nodes
+    // through the Grid (`se/file`), and the server gets each user's own.
+    p.write("workflow.toml", &crate::uploads::workflow());
+    crate::uploads::write_files(&p, 6, 2);
     let run = p
         .run(&step1(
             "1-6",
@@ -122,6 +126,15 @@ async fn grid_six_accounts_run_across_both_nodes() {
             p.adds(&format!("user-{n}")),
             BTreeMap::from([(1, 1), (2, 1)]),
             "user-{n}"
+        );
+    }
+    let counts = p.site.counts();
+    for a in 1..=6 {
+        let user = format!("user-{a}");
+        assert_eq!(
+            counts.users[&user].uploads,
+            crate::uploads::expected(a, 2),
+            "{user}"
         );
     }
     let events = events(&p.run_dir());
@@ -167,6 +180,15 @@ async fn grid_six_accounts_run_across_both_nodes() {
     assert_eq!(named(&events, "storage_saved").len(), 6);
     // The sessions were ended: the Grid's slots are all free again.
     assert_eq!(busy_slots(&grid), 0, "sessions left open on the Grid");
+    // The nodes kept the uploaded files in each session's directory (`session…/
+    // upload…/NAME`, seen during the run), and removed them with the sessions.
+    for n in &grid.grid.nodes {
+        let left: Vec<PathBuf> = walk(&n.dir)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("/upload"))
+            .collect();
+        assert!(left.is_empty(), "{}: uploads left {left:?}", n.name);
+    }
     // `doctor` looks at the Grid instead of the local browser, and says what is absent.
     let doc = p.run(&["doctor", "--webdriver-url", grid.url()]).await;
     assert_eq!(doc.code, Some(0), "{}\n{}", doc.stdout, doc.stderr);
@@ -936,4 +958,17 @@ async fn a_second_run_cannot_take_an_accounts_storage_state() {
     let third = p.run(&step1("2", &["--storage-state"])).await;
     assert_eq!(third.code, Some(0), "{}", third.stderr);
     p.assert_nothing_left();
+}
+
+/// Every path under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
 }

@@ -199,63 +199,6 @@ async fn identity_on(engine: Engine) {
     p.assert_nothing_left();
 }
 
-/// A lone ChromeDriver started by the test, in its own process group, killed with
-/// every Chrome it started when dropped (even when an assertion fails first). Its
-/// `TMPDIR` is `tmp`, inside the test's project: the profile ChromeDriver makes for a
-/// session without `--user-data-dir` goes there, and goes with the project, instead
-/// of being left in `/tmp` by the kill.
-struct LoneDriver {
-    child: std::process::Child,
-    port: u16,
-    /// Kept open: a driver writing to a closed pipe would die of SIGPIPE.
-    _out: std::io::BufReader<std::process::ChildStdout>,
-}
-
-impl LoneDriver {
-    fn start(tmp: &std::path::Path) -> LoneDriver {
-        use std::io::{BufRead, BufReader};
-        use std::os::unix::process::CommandExt;
-        let mut child = std::process::Command::new("/usr/bin/chromedriver")
-            .arg("--port=0")
-            .env("TMPDIR", tmp)
-            .process_group(0)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        // "ChromeDriver was started successfully on port N." (after a "Starting" line).
-        let mut line = String::new();
-        while !line.contains("started successfully") {
-            line.clear();
-            if out.read_line(&mut line).unwrap_or(0) == 0 {
-                panic!("chromedriver exited without saying its port");
-            }
-        }
-        let port = line
-            .trim_end()
-            .trim_end_matches('.')
-            .rsplit(' ')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        LoneDriver {
-            child,
-            port,
-            _out: out,
-        }
-    }
-}
-
-impl Drop for LoneDriver {
-    fn drop(&mut self) {
-        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
 /// A remote source (`[browser] webdriver_url`, here a lone ChromeDriver) gets the same
 /// identity through the session's capabilities, and the time zone through the
 /// endpoint's CDP command, since our environment cannot reach a remote Chrome.
@@ -264,7 +207,7 @@ async fn a_remote_session_gets_the_identity_through_its_capabilities() {
     let p = Project::new(1).await;
     let tmp = p.path("driver-tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let driver = LoneDriver::start(&tmp);
+    let driver = crate::harness::LoneDriver::start(&tmp);
     // A remote node's sandbox is its own business; this one runs as root here.
     let sandbox = if nix::unistd::geteuid().is_root() {
         "args = [\"--no-sandbox\"]\n"

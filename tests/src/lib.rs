@@ -39,3 +39,5 @@ mod recovery;
 mod reports;
 #[cfg(test)]
 mod resume;
+#[cfg(test)]
+mod uploads;

@@ -380,7 +380,7 @@ impl Plan {
             include_quarantined: req.include_quarantined,
         };
         let Some((id, r)) = recorded else {
-            check_remote(&plan)?;
+            check_actions(&plan)?;
             return Ok(plan);
         };
 
@@ -481,7 +481,7 @@ impl Plan {
             run_id: id,
             done: done_of(&r.done_records),
         });
-        check_remote(&plan)?;
+        check_actions(&plan)?;
         Ok(plan)
     }
 
@@ -601,17 +601,89 @@ fn recorded_plan(output: &Path, id: &str) -> Result<(String, Recorded), PlanErro
     Ok((id.to_string(), Recorded { plan, done_records }))
 }
 
-/// A proxy that needs batch-cli's loopback forwarder (credentials, or a `proxy_ca`)
-/// works for a remote session only when the endpoint's browsers run on this host:
-/// the forwarder listens on `127.0.0.1`, which a node on another host cannot reach
-/// (its Chromium would get a `--proxy-server` pointing at itself and fail every
-/// page). A loopback endpoint is taken to have its nodes here too (a Grid hub on
-/// loopback with nodes elsewhere cannot be told apart, and is not supported).
-/// What a remote endpoint cannot do for the plan: proxies that need our forwarder,
-/// and `wait_download`.
-fn check_remote(plan: &Plan) -> Result<(), PlanError> {
+/// What the plan's actions need that loading the files could not check: what a
+/// remote endpoint cannot do (proxies that need our forwarder, `wait_download`), and
+/// the files every `upload` will send. Checked before anything launches.
+fn check_actions(plan: &Plan) -> Result<(), PlanError> {
     check_remote_proxies(plan)?;
-    check_remote_downloads(plan)
+    check_remote_downloads(plan)?;
+    check_uploads(plan)
+}
+
+/// Every file an `upload` of a running step will send, rendered for each account
+/// (and iteration, when a path uses `{iteration}`) that runs it, must be a readable
+/// file now: a typo or a missing per-account file fails before anything launches,
+/// not at the thousandth account. Each distinct path is looked at once.
+fn check_uploads(plan: &Plan) -> Result<(), PlanError> {
+    let project = &plan.project;
+    let workflow = &project.workflow;
+    let root = &project.settings.root;
+    let wanted = plan.mode.steps();
+    let accounts: Vec<&config::Account> = plan
+        .accounts
+        .iter()
+        .filter_map(|id| project.accounts.accounts.iter().find(|a| a.id == *id))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for step in workflow.steps.iter().filter(|s| wanted.contains(&s.id)) {
+        let phases = [
+            (&step.before, 0..=0),
+            (&step.actions, 1..=plan.quantity.max(1)),
+            (&step.after, 0..=0),
+        ];
+        for (actions, iterations) in phases {
+            for action in actions {
+                let config::ActionKind::Upload { file, .. } = &action.kind else {
+                    continue;
+                };
+                let per_iteration = file
+                    .iter()
+                    .flat_map(|t| t.variables())
+                    .any(|p| matches!(p, config::Part::Iteration));
+                let iterations = if per_iteration {
+                    iterations.clone()
+                } else {
+                    *iterations.start()..=*iterations.start()
+                };
+                for account in &accounts {
+                    for iteration in iterations.clone() {
+                        let vars = config::Vars {
+                            base_url: &workflow.base_url,
+                            account,
+                            iteration,
+                            step: step.id,
+                        };
+                        for t in file {
+                            let at = || {
+                                format!("{}:{}: upload.file", workflow.path.display(), action.line)
+                            };
+                            let r = t
+                                .render(&vars)
+                                .map_err(|e| PlanError(format!("{}: {e}", at())))?;
+                            if !seen.insert(r.value.clone()) {
+                                continue;
+                            }
+                            if let Err(why) = config::upload_path(root, &r.value) {
+                                let whose = if t.variables().next().is_some() {
+                                    format!(" (for account {})", account.id)
+                                } else {
+                                    String::new()
+                                };
+                                return Err(PlanError(format!(
+                                    "{}: {:?}{whose} {why} (expected a readable file; a relative \
+                                     path starts at {}, batch.toml's directory)",
+                                    at(),
+                                    r.redacted,
+                                    root.display()
+                                )));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A remote node saves downloads on its own host, where `wait_download` cannot see
@@ -638,6 +710,12 @@ fn check_remote_downloads(plan: &Plan) -> Result<(), PlanError> {
     }
 }
 
+/// A proxy that needs batch-cli's loopback forwarder (credentials, or a `proxy_ca`)
+/// works for a remote session only when the endpoint's browsers run on this host:
+/// the forwarder listens on `127.0.0.1`, which a node on another host cannot reach
+/// (its Chromium would get a `--proxy-server` pointing at itself and fail every
+/// page). A loopback endpoint is taken to have its nodes here too (a Grid hub on
+/// loopback with nodes elsewhere cannot be told apart, and is not supported).
 fn check_remote_proxies(plan: &Plan) -> Result<(), PlanError> {
     let Some(endpoint) = &plan.webdriver_url else {
         return Ok(());
@@ -880,6 +958,87 @@ mod tests {
                 ),
                 (got, _) => panic!("step {step} {endpoint:?}: {:?}", got.map(|_| ())),
             }
+        }
+    }
+
+    /// Every file an `upload` of a running step would send is looked at before
+    /// anything launches, per account and (for `{iteration}` paths) per iteration.
+    #[test]
+    fn uploads_must_name_readable_files_for_every_account_that_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("batch.toml"), "").unwrap();
+        std::fs::write(
+            d.join("accounts.toml"),
+            "[[accounts]]\nid = 1\n[[accounts]]\nid = 2\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("files/dir")).unwrap();
+        for f in ["a.txt", "1.txt", "2.txt", "1-1.txt", "1-2.txt", "2-1.txt"] {
+            std::fs::write(d.join("files").join(f), "x").unwrap();
+        }
+        let wf = d.join("workflow.toml");
+        let shown = wf.display().to_string();
+        let tail = format!(
+            "(expected a readable file; a relative path starts at {}, batch.toml's directory)",
+            d.display()
+        );
+        for (file, step, quantity, expected) in [
+            ("\"files/a.txt\"", 2, 1, None),
+            ("\"files/{account.id}.txt\"", 2, 1, None),
+            ("\"files/{account.id}-{iteration}.txt\"", 2, 1, None),
+            // Account 2 has no file for iteration 2.
+            (
+                "\"files/{account.id}-{iteration}.txt\"",
+                2,
+                2,
+                Some(format!(
+                    "{shown}:9: upload.file: \"files/2-2.txt\" (for account 2) does not exist {tail}"
+                )),
+            ),
+            (
+                "[\"files/a.txt\", \"files/b.txt\"]",
+                2,
+                1,
+                Some(format!(
+                    "{shown}:9: upload.file: \"files/b.txt\" does not exist {tail}"
+                )),
+            ),
+            (
+                "\"files/dir\"",
+                2,
+                1,
+                Some(format!(
+                    "{shown}:9: upload.file: \"files/dir\" is not a regular file {tail}"
+                )),
+            ),
+            (&format!("\"{}/files/a.txt\"", d.display()), 2, 1, None),
+            // Step 1 runs no upload: nothing to look at.
+            ("\"files/missing.txt\"", 1, 1, None),
+        ] {
+            std::fs::write(
+                &wf,
+                format!(
+                    "base_url = \"http://127.0.0.1:9\"\n[[steps]]\nid = 1\nactions = [{{ goto = \"{{base_url}}/\" }}]\n\
+                     [[steps]]\nid = 2\nactions = [\n  {{ click = \"#x\" }},\n  {{ upload = \"#doc\", file = {file} }},\n]\n"
+                ),
+            )
+            .unwrap();
+            let req = Request {
+                config: Some(d.join("batch.toml")),
+                single: true,
+                step: Some(step),
+                accounts: Some("1-2".into()),
+                quantity: Some(quantity),
+                output: d.join("runs"),
+                ..Default::default()
+            };
+            let got = Plan::build(&req).map(|_| ()).map_err(|e| e.to_string());
+            assert_eq!(
+                got.err(),
+                expected,
+                "{file} step {step} quantity {quantity}"
+            );
         }
     }
 

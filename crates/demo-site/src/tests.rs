@@ -333,7 +333,13 @@ async fn pages_redirect_to_login_without_a_session() {
             "{path} with {cookie:?}"
         );
     }
-    for path in ["/home", "/item/1", "/item/4294967295", "/export/1", "/upload"] {
+    for path in [
+        "/home",
+        "/item/1",
+        "/item/4294967295",
+        "/export/1",
+        "/upload",
+    ] {
         check(&site, path, None).await;
         check(&site, path, Some("session=not-a-session")).await;
         check(&site, path, Some("other=1")).await;
@@ -400,15 +406,28 @@ async fn uploads_are_recorded_per_user_with_name_size_and_head() {
     let two = login(&site, 2).await;
     let form = get(&site, "/upload", Some(&one)).await;
     assert_eq!(form.status, 200);
-    assert!(form.body.contains("<input type=\"file\" id=\"doc\" name=\"doc\" multiple"));
+    assert!(
+        form.body
+            .contains("<input type=\"file\" id=\"doc\" name=\"doc\" multiple")
+    );
 
     let long = "x".repeat(300);
     let (ctype, body) = multipart(&[("a.txt", "account 1\n"), ("long.txt", &long)]);
     let headers = [("Content-Type", ctype.as_str()), ("Cookie", one.as_str())];
     let reply = send(&site, "POST", "/upload", &headers, &body).await;
     assert_eq!(reply.status, 200, "{reply:?}");
-    assert!(reply.body.contains("<p id=\"received\">received 2 files</p>"), "{}", reply.body);
-    assert!(reply.body.contains("<li>long.txt (300 bytes)</li>"), "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("<p id=\"received\">received 2 files</p>"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.contains("<li>long.txt (300 bytes)</li>"),
+        "{}",
+        reply.body
+    );
 
     // An empty file input sends a part without a file name: nothing is received.
     let (ctype, body) = multipart(&[("", "")]);
@@ -417,7 +436,14 @@ async fn uploads_are_recorded_per_user_with_name_size_and_head() {
     assert!(reply.body.contains("received 0 files"), "{}", reply.body);
     // Without a session nothing is recorded.
     let (ctype, body) = multipart(&[("b.txt", "anonymous")]);
-    let reply = send(&site, "POST", "/upload", &[("Content-Type", ctype.as_str())], &body).await;
+    let reply = send(
+        &site,
+        "POST",
+        "/upload",
+        &[("Content-Type", ctype.as_str())],
+        &body,
+    )
+    .await;
     assert_eq!(reply.status, 303);
 
     let counts = site.counts();
@@ -425,8 +451,16 @@ async fn uploads_are_recorded_per_user_with_name_size_and_head() {
     assert_eq!(
         uploads,
         &vec![
-            Upload { name: "a.txt".into(), bytes: 10, head: "account 1\n".into() },
-            Upload { name: "long.txt".into(), bytes: 300, head: "x".repeat(200) },
+            Upload {
+                name: "a.txt".into(),
+                bytes: 10,
+                head: "account 1\n".into()
+            },
+            Upload {
+                name: "long.txt".into(),
+                bytes: 300,
+                head: "x".repeat(200)
+            },
         ]
     );
     assert!(counts.users["user-2"].uploads.is_empty());

@@ -16,6 +16,8 @@
 //! - [`ExecToken`] and [`kill_carriers`]: the environment token that finds an `exec`
 //!   program's processes after they left its process group (`setsid`), during the
 //!   run and, through [`Registry::record_exec`], after the runner's death.
+//! - [`stage`] gets a file to where the browser's driver can read it, for a file
+//!   input: a local path as is, or sent to a remote browser's node first.
 //! - [`classify`] turns a WebDriver error into a [`FailureKind`]: is the browser gone,
 //!   the driver gone, the page crashed, or did just the action fail?
 //!
@@ -51,6 +53,7 @@ mod registry;
 mod remote;
 mod subreaper;
 mod token;
+mod upload;
 
 pub use binaries::{Binaries, Prefer, Versions};
 pub use browser::{Browser, BrowserInfo, LaunchSpec, LocalInfo, LocalSpec, Source, prepare};
@@ -62,6 +65,7 @@ pub use registry::{ExecRecord, ReapReport, Registry};
 pub use remote::{EndpointStatus, GridNode, endpoint_status};
 pub use subreaper::{Finished, become_subreaper, finish_descendants, reap_adopted};
 pub use token::{EXEC_TOKEN_ENV, ExecToken, kill_carriers};
+pub use upload::{StageError, stage};
 
 /// Re-exported so users of [`Browser::driver`] need no direct thirtyfour dependency.
 pub use thirtyfour;

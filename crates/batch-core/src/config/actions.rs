@@ -167,6 +167,16 @@ actions! {
         /// File name without `.png`.
         name: Template = file_name,
     }
+    /// Choose files in a file input, as a user would in the browser's file picker.
+    Upload = "upload", "SEL",
+        "choose the files in a file input; a remote browser gets them through its endpoint (below)" {
+        /// Which `<input type="file">` (it may be hidden).
+        selector: Template,
+        /// The files: paths relative to `batch.toml`'s directory, templated.
+        file: Vec<Template>,
+        /// How long to wait for the input at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    }
     /// Wait until a download matching the file-name pattern has finished.
     WaitDownload = "wait_download", "GLOB",
         "wait until a download whose file name matches has finished; record its path in `values` (below)" {
@@ -403,6 +413,58 @@ impl Read for Template {
     }
 }
 
+/// An extra key holding one path or a non-empty array of them (`upload`'s `file`).
+impl Read for Vec<Template> {
+    fn read(a: &Reader<'_>, key: &str) -> Result<Self, Bad> {
+        let expected = "a path or a non-empty array of paths, like \"files/{account.id}.pdf\"";
+        let path = |v: &Value| {
+            let s = string(v, expected)?;
+            if s.trim().is_empty() {
+                return Err(format!("an empty path (expected {expected})"));
+            }
+            if s.contains(char::is_control) {
+                return Err(format!(
+                    "a control character in a path (expected {expected})"
+                ));
+            }
+            a.template(v)
+        };
+        let paths = a.key(key, |v| match v {
+            Value::Array(items) if items.is_empty() => {
+                Err(format!("an empty array (expected {expected})"))
+            }
+            Value::Array(items) => items.iter().map(path).collect(),
+            one => Ok(vec![path(one)?]),
+        })?;
+        let name = a.def.name;
+        paths.ok_or_else(|| {
+            let message =
+                format!("missing key {key:?} (expected {{ {name} = ..., {key} = \"...\" }})");
+            Bad::new(a.raw.span(), name, message)
+        })
+    }
+}
+
+/// Where an upload's file is: `rendered` (a rendered `file` path) taken from `root`
+/// (`batch.toml`'s directory) when relative, and why it cannot be sent, if it cannot —
+/// not a regular file, or not readable by us. Checked when the run is planned (for
+/// every account that runs) and again when the action runs.
+pub fn upload_path(root: &std::path::Path, rendered: &str) -> Result<std::path::PathBuf, String> {
+    if rendered.contains(char::is_control) {
+        return Err("has a control character".into());
+    }
+    let path = root.join(rendered);
+    let path = std::path::absolute(&path).unwrap_or(path);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => std::fs::File::open(&path)
+            .map(|_| path)
+            .map_err(|e| format!("cannot be read: {e}")),
+        Ok(_) => Err("is not a regular file".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("does not exist".into()),
+        Err(e) => Err(format!("cannot be read: {e}")),
+    }
+}
+
 impl Read for Option<Duration> {
     fn read(a: &Reader<'_>, key: &str) -> Result<Self, Bad> {
         a.key(key, |v| positive(v, "timeout", "5s"))
@@ -513,10 +575,12 @@ mod tests {
                 _ => "\"a\"",
             });
             for key in def.extra {
-                text.push_str(&format!(
-                    ", {key} = {}",
-                    if *key == "timeout" { "\"1s\"" } else { "\"b\"" }
-                ));
+                let value = match *key {
+                    "timeout" => "\"1s\"",
+                    "file" => "[\"b\", \"c\"]",
+                    _ => "\"b\"",
+                };
+                text.push_str(&format!(", {key} = {value}"));
             }
             text.push_str(" }]\n");
             #[derive(serde::Deserialize)]

@@ -31,7 +31,7 @@ mod workflow;
 pub use accounts::{
     Account, AccountId, Accounts, FieldValue, exec_env_name, load_accounts, load_accounts_with_env,
 };
-pub use actions::{ACTIONS, ActionDef, ActionKind, KEY_NAMES, action_table};
+pub use actions::{ACTIONS, ActionDef, ActionKind, KEY_NAMES, action_table, upload_path};
 pub use error::ConfigError;
 pub use health::HealthSettings;
 pub use identity::{

@@ -453,6 +453,8 @@ actions = [
   { exec = ["node", "x.js"], timeout = "30s" },
   { wait_download = "export-*.csv" },
   { wait_download = "{account.username}-[0-9]?.pdf", into = "pdf", timeout = "1m" },
+  { upload = "#doc", file = "files/{account.id}.pdf" },
+  { upload = "input[name=doc]", file = ["a.txt", "/srv/b-{iteration}.txt"], timeout = "2s" },
 ]
 "##,
             &[
@@ -619,6 +621,22 @@ actions = [
                         timeout: secs(60),
                     },
                 ),
+                (
+                    30,
+                    ActionKind::Upload {
+                        selector: t("#doc"),
+                        file: vec![t("files/{account.id}.pdf")],
+                        timeout: None,
+                    },
+                ),
+                (
+                    31,
+                    ActionKind::Upload {
+                        selector: t("input[name=doc]"),
+                        file: vec![t("a.txt"), t("/srv/b-{iteration}.txt")],
+                        timeout: secs(2),
+                    },
+                ),
             ],
         );
     }
@@ -701,7 +719,7 @@ after = []
         check_error(
             &actions("  { click = \"#a\" },\n  { clik = \"#b\" },"),
             Some(6),
-            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, press, wait_for, wait_text, assert_url, extract, script, screenshot, wait_download, sleep, exec)",
+            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, press, wait_for, wait_text, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
         );
         check_error(
             &actions("{ fill = \"#a\", txt = \"x\" }"),
@@ -834,6 +852,41 @@ after = []
             &actions("{ wait_download = \"x.csv\", attr = \"href\" }"),
             Some(5),
             "workflow.toml:5: wait_download: unknown key \"attr\" (expected one of: into, timeout)",
+        );
+        check_error(
+            &actions("{ upload = \"#doc\" }"),
+            Some(5),
+            "workflow.toml:5: upload: missing key \"file\" (expected { upload = ..., file = \"...\" })",
+        );
+        check_error(
+            &actions("{ upload = \"#doc\", file = [] }"),
+            Some(5),
+            "workflow.toml:5: upload.file: an empty array (expected a path or a non-empty array of paths, like \"files/{account.id}.pdf\")",
+        );
+        check_error(
+            &actions("{ upload = \"#doc\", file = [\"a\", 3] }"),
+            Some(5),
+            "upload.file: found an integer (expected a path or a non-empty array of paths",
+        );
+        check_error(
+            &actions("{ upload = \"#doc\", file = \" \" }"),
+            Some(5),
+            "upload.file: an empty path",
+        );
+        check_error(
+            &actions("{ upload = \"#doc\", file = \"a\\u0000b\" }"),
+            Some(5),
+            "upload.file: a control character in a path",
+        );
+        check_error(
+            &actions("{ upload = \"#doc\", file = \"{account.}\" }"),
+            Some(5),
+            "upload.file: ",
+        );
+        check_error(
+            &actions("{ upload = \"#doc\", file = \"a\", text = \"x\" }"),
+            Some(5),
+            "workflow.toml:5: upload: unknown key \"text\" (expected one of: file, timeout)",
         );
         check_error(
             &actions("{ wait_download = \"x.csv\", into = \"\" }"),

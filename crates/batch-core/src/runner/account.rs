@@ -486,7 +486,7 @@ impl AccountRun {
             timeouts: project.settings.timeouts,
             workflow_file: &workflow_file,
             run_dir: &ctx.run_dir,
-            exec_dir: &project.settings.root,
+            root: &project.settings.root,
             journal: &ctx.journal,
             secrets: ctx.journal.secrets(),
             registry: &ctx.registry,

@@ -56,7 +56,9 @@ pub(crate) struct ActionEnv<'a> {
     pub(crate) timeouts: TimeoutSettings,
     pub(crate) workflow_file: &'a str,
     pub(crate) run_dir: &'a Path,
-    pub(crate) exec_dir: &'a Path,
+    /// `batch.toml`'s directory: where `exec` programs run and relative `upload`
+    /// paths start.
+    pub(crate) root: &'a Path,
     /// Where recorded values go (`value_recorded`, at once: a killed run keeps them).
     pub(crate) journal: &'a crate::journal::Journal,
     /// The run's secrets: every message and recorded value goes through them.
@@ -340,6 +342,11 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
                 )
             })
         }
+        ActionKind::Upload {
+            selector,
+            file,
+            timeout,
+        } => upload(env, selector, file, timeout.unwrap_or(t.action)).await,
         ActionKind::WaitDownload {
             pattern,
             into,
@@ -377,6 +384,79 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
         }
         ActionKind::Exec { argv, timeout } => exec(env, argv, timeout.unwrap_or(t.action)).await,
     }
+}
+
+/// Choose `files` in the file input `selector`: each file is checked and, for a
+/// remote browser, sent to its node first ([`launcher::stage`]); then the paths are
+/// typed into the input, replacing what it held. The input only has to exist: most
+/// sites hide it behind a styled label, and WebDriver sets a file input's files
+/// without interacting with it.
+async fn upload(
+    env: &ActionEnv<'_>,
+    selector: &Template,
+    files: &[Template],
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let t = env.timeouts;
+    let vars = env.vars;
+    let fail = |m: String| Failure::new(FailureKind::ActionFailed, m);
+    let sel = render(selector, &vars)?.value;
+    let remote = env.info.local.is_none();
+    let mut paths = Vec::new();
+    for f in files {
+        let r = render(f, &vars)?;
+        let local = crate::config::upload_path(env.root, &r.value)
+            .map_err(|why| fail(format!("upload: {:?} {why}", r.redacted)))?;
+        // Sending a file to a node is one request with the whole file in it: give it
+        // the action's time, not a single round trip's.
+        let staged = tokio::time::timeout(
+            t.webdriver.max(timeout),
+            launcher::stage(env.driver, remote, &local),
+        )
+        .await
+        .map_err(|_| {
+            Failure::new(
+                FailureKind::Timeout,
+                format!(
+                    "upload: {:?}: the driver did not take it within {timeout:?}",
+                    r.redacted
+                ),
+            )
+        })?
+        .map_err(|e| {
+            let kind = match &e {
+                launcher::StageError::WebDriver(w) => launcher::classify(w),
+                launcher::StageError::Io(_) => FailureKind::ActionFailed,
+            };
+            Failure::new(kind, format!("upload: {:?}: {e}", r.redacted))
+        })?;
+        paths.push(staged);
+    }
+    let el = wait_until(timeout, &format!("{sel} to exist"), || find(env, &sel)).await?;
+    let kind = call(t.webdriver, &sel, el.attr("type")).await?;
+    if call(t.webdriver, &sel, el.tag_name()).await? != "input" || kind.as_deref() != Some("file") {
+        return Err(fail(format!(
+            "upload: {sel} is not a file input (expected the selector of an <input type=\"file\">)"
+        )));
+    }
+    // A `multiple` input adds typed files to those it holds: empty it first, so it
+    // holds exactly these. By script: WebDriver's clear refuses a hidden input
+    // ("element not interactable"), and an empty value is the one a page may set.
+    let arg = el
+        .to_json()
+        .map_err(|e| fail(format!("upload into {sel}: {}", launcher::summary(&e))))?;
+    call(
+        t.webdriver,
+        &format!("empty {sel}"),
+        env.driver.execute("arguments[0].value = '';", vec![arg]),
+    )
+    .await?;
+    call(
+        t.webdriver,
+        &format!("upload into {sel}"),
+        el.send_keys(paths.join("\n").as_str()),
+    )
+    .await
 }
 
 /// Journal a recorded value (already redacted; the journal redacts again anyway).
@@ -454,13 +534,13 @@ async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Resu
     let shown: Vec<&str> = rendered.iter().map(|r| r.redacted.as_str()).collect();
     let shown = shown.join(" ");
     let program = rendered[0].value.as_str();
-    if super::exec::resolve(program, env.exec_dir).is_none() {
+    if super::exec::resolve(program, env.root).is_none() {
         return Err(Failure::new(
             FailureKind::ActionFailed,
             format!(
                 "exec {shown}: cannot start: {program:?} is not an executable file (looked {})",
                 if program.contains('/') {
-                    format!("in {}", env.exec_dir.display())
+                    format!("in {}", env.root.display())
                 } else {
                     "in PATH".to_string()
                 }
@@ -481,7 +561,7 @@ async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Resu
         .record(env.registry)
         .map_err(|e| cannot_start(&e))?;
     let cmd = contained.command();
-    cmd.current_dir(env.exec_dir)
+    cmd.current_dir(env.root)
         .env("BATCH_WEBDRIVER_URL", &env.info.webdriver_url)
         .env("BATCH_SESSION_ID", &env.info.session_id)
         .env("BATCH_ACCOUNT_ID", vars.account.id.to_string())
