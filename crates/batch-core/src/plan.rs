@@ -970,7 +970,7 @@ mod tests {
         std::fs::write(d.join("batch.toml"), "").unwrap();
         std::fs::write(
             d.join("accounts.toml"),
-            "[[accounts]]\nid = 1\n[[accounts]]\nid = 2\n",
+            "[[accounts]]\nid = 1\npassword = \"hunter2\"\n[[accounts]]\nid = 2\npassword = \"hunter2\"\n",
         )
         .unwrap();
         std::fs::create_dir_all(d.join("files/dir")).unwrap();
@@ -1013,6 +1013,15 @@ mod tests {
                 )),
             ),
             (&format!("\"{}/files/a.txt\"", d.display()), 2, 1, None),
+            // A secret in a path is shown as `***`.
+            (
+                "\"files/{account.password}.txt\"",
+                2,
+                1,
+                Some(format!(
+                    "{shown}:9: upload.file: \"files/***.txt\" (for account 1) does not exist {tail}"
+                )),
+            ),
             // Step 1 runs no upload: nothing to look at.
             ("\"files/missing.txt\"", 1, 1, None),
         ] {
