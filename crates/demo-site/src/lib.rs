@@ -17,6 +17,7 @@
 //! | `GET /item/{n}` | `#title`, `#add`, `#done`, `#export` (needs a session) |
 //! | `GET /export/{n}?ms=N` | downloads `export-<user>-<n>.csv`, its second half N ms after the first (needs a session) |
 //! | `GET /upload`, `POST /upload` | a form with a hidden multiple-file input `#doc` and `#send`; the answer lists the received files in `#received` (needs a session) |
+//! | `GET /verify`, `POST /verify` | a one-time-code form, `#code` and `#verify`; a good code of the user's [`totp_secret`] answers `#verified`, a wrong one `#error` (needs a session) |
 //! | `POST /api/cart` | `{"item": n}`: counts one add (needs a session) |
 //! | `GET /api/counts` | the [`Counts`] as JSON (with the `Via`, `User-Agent` and `Accept-Language` of each user's logins and adds) |
 //! | `GET /slow?ms=N` | answers after N ms (at most 30 s) |
@@ -82,6 +83,12 @@ pub struct UserCounts {
     /// Successful `GET /export/{n}` downloads.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub exports: u64,
+    /// `POST /verify` calls with a good one-time code.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub verified: u64,
+    /// `POST /verify` calls with a wrong or stale one-time code.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bad_codes: u64,
     /// Every file `POST /upload` received from this user, in the order received.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uploads: Vec<Upload>,
@@ -96,6 +103,13 @@ pub struct Upload {
     pub bytes: u64,
     /// Its first 200 bytes as text (lossy UTF-8): enough to tell whose file it is.
     pub head: String,
+}
+
+/// `username`'s TOTP secret, in base32 as a site shows it beside the QR code: what an
+/// accounts file gives `{totp.FIELD}`. Derived from the name, like the passwords, so
+/// it is as public as they are — a demo, not a second factor.
+pub fn totp_secret(username: &str) -> String {
+    totp_rs::Secret::from(state::totp_key(username)).to_base32()
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -2,10 +2,11 @@
 //!
 //! Pages are self-contained (inline CSS and JS, no external assets) because the
 //! browsers under test have no internet. The element ids here (`#username`,
-//! `#password`, `#submit`, `#error`, `#welcome`, `#title`, `#add`, `#done`, `#slow`,
-//! `#echo`) are what workflows and end-to-end tests select on, so they are part of
-//! the site's contract. This module does no I/O and knows nothing about sessions;
-//! every value that may come from a client goes through [`escape`].
+//! `#password`, `#submit`, `#error`, `#welcome`, `#code`, `#verify`, `#verified`,
+//! `#title`, `#add`, `#done`, `#slow`, `#echo`) are what workflows and end-to-end
+//! tests select on, so they are part of the site's contract. This module does no I/O
+//! and knows nothing about sessions; every value that may come from a client goes
+//! through [`escape`].
 
 use std::fmt::Write as _;
 
@@ -142,6 +143,31 @@ pub(crate) fn upload_done(files: &[crate::Upload]) -> String {
     layout(
         "Uploaded",
         &format!("<p id=\"received\">received {n} {noun}</p>\n<ul id=\"files\">\n{items}</ul>"),
+    )
+}
+
+/// The second-factor form: a one-time code, optionally with the error line.
+pub(crate) fn verify_form(error: Option<&str>) -> String {
+    let error = error.map_or_else(String::new, |e| {
+        format!("<p id=\"error\">{}</p>\n", escape(e))
+    });
+    layout(
+        "Verify",
+        &format!(
+            "<h1>Enter the code from your authenticator app</h1>\n{error}\
+             <form method=\"post\" action=\"/verify\">\n\
+             <label>Code <input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\"></label>\n\
+             <button id=\"verify\" type=\"submit\">Verify</button>\n\
+             </form>"
+        ),
+    )
+}
+
+/// What a good code gets.
+pub(crate) fn verified(user: &str) -> String {
+    layout(
+        "Verified",
+        &format!("<p id=\"verified\">verified {}</p>", escape(user)),
     )
 }
 

@@ -37,6 +37,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/item/{n}", get(item))
         .route("/export/{n}", get(export))
         .route("/upload", get(upload_form).post(upload))
+        .route("/verify", get(verify_form).post(verify))
         .route("/api/cart", post(cart))
         .route("/api/counts", get(counts))
         .route("/slow", get(slow))
@@ -210,6 +211,38 @@ async fn upload(State(state): State<Shared>, headers: HeaderMap, mut form: Multi
     tracing::info!(user = %user, files = files.len(), "upload");
     state.upload(&user, files.clone());
     Html(pages::upload_done(&files)).into_response()
+}
+
+async fn verify_form(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    match current_user(&state, &headers) {
+        Some(_) => Html(pages::verify_form(None)).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// The code form's field; missing is empty, so it is a wrong code rather than a 422.
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    code: String,
+}
+
+async fn verify(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let Some(user) = current_user(&state, &headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    if state.verify(&user, &form.code) {
+        tracing::info!(user = %user, "verified");
+        Html(pages::verified(&user)).into_response()
+    } else {
+        tracing::info!(user = %user, "wrong code");
+        let page = pages::verify_form(Some("wrong or expired code"));
+        (StatusCode::UNAUTHORIZED, Html(page)).into_response()
+    }
 }
 
 #[derive(Deserialize)]

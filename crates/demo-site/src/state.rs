@@ -109,6 +109,25 @@ impl Shared {
         self.lock().user(user).uploads.extend(files);
     }
 
+    /// Checks a one-time code of `user`'s [`crate::totp_secret`] (this 30 s window or
+    /// the one either side, as RFC 6238 §5.2 advises) and counts it either way.
+    /// Unlike many real sites, a code may be used twice.
+    pub(crate) fn verify(&self, user: &str, code: &str) -> bool {
+        let totp = totp_rs::Builder::new()
+            .with_secret(totp_key(user))
+            .build()
+            .expect("a 20-byte key is a good secret");
+        let ok = totp.check_current(code.trim()).is_some();
+        let mut state = self.lock();
+        let counts = state.user(user);
+        if ok {
+            counts.verified += 1;
+        } else {
+            counts.bad_codes += 1;
+        }
+        ok
+    }
+
     /// A copy of the counts as they are now.
     pub(crate) fn counts(&self) -> Counts {
         self.lock().counts.clone()
@@ -178,6 +197,14 @@ pub(crate) fn user_number(username: &str) -> Option<u64> {
 }
 
 /// `user-N` logs in with `pass-N`, and nothing else logs in.
+/// The 20 key bytes (SHA-1's size, as RFC 4226 suggests) behind `username`'s TOTP
+/// secret: the name padded with a fixed text.
+pub(crate) fn totp_key(username: &str) -> Vec<u8> {
+    let mut key: Vec<u8> = username.bytes().chain(*b"/demo-site-totp-key/").collect();
+    key.truncate(20);
+    key
+}
+
 pub(crate) fn credentials_ok(username: &str, password: &str) -> bool {
     user_number(username).is_some_and(|n| password.strip_prefix("pass-") == Some(&n.to_string()))
 }

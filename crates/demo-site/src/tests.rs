@@ -6,7 +6,7 @@
 //! a browser sees. These tests do not drive a browser; the workspace's `tests`
 //! crate does that.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -194,12 +194,7 @@ fn counts_of(users: &[Expected<'_>]) -> Counts {
                 adds,
                 items,
                 failed_logins,
-                via: BTreeMap::new(),
-                user_agents: BTreeMap::new(),
-                accept_languages: BTreeMap::new(),
-                challenges: 0,
-                exports: 0,
-                uploads: Vec::new(),
+                ..UserCounts::default()
             };
             (user.to_owned(), counts)
         })
@@ -339,6 +334,7 @@ async fn pages_redirect_to_login_without_a_session() {
         "/item/4294967295",
         "/export/1",
         "/upload",
+        "/verify",
     ] {
         check(&site, path, None).await;
         check(&site, path, Some("session=not-a-session")).await;
@@ -464,6 +460,66 @@ async fn uploads_are_recorded_per_user_with_name_size_and_head() {
         ]
     );
     assert!(counts.users["user-2"].uploads.is_empty());
+}
+
+/// The code of `secret` (base32) for the 30 s window that holds `unix_time`.
+fn code_of(secret: &str, unix_time: u64) -> String {
+    let key = totp_rs::Secret::try_from_base32(secret).unwrap();
+    let totp = totp_rs::Builder::new().with_secret(key).build().unwrap();
+    totp.generate(unix_time).to_string()
+}
+
+#[tokio::test]
+async fn verify_takes_the_users_code_of_the_moment_and_counts_both_outcomes() {
+    let site = site().await;
+    let (one, two) = (login(&site, 1).await, login(&site, 2).await);
+    let form = get(&site, "/verify", Some(&one)).await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("id=\"code\"") && form.body.contains("id=\"verify\""));
+
+    let secret = totp_secret("user-1");
+    assert_eq!(secret.len(), 32, "20 bytes in base32: {secret}");
+    assert_ne!(secret, totp_secret("user-2"));
+    // Out of a window's last seconds, so that "now" here is the server's "now" too.
+    let unix = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let into_window = unix().as_secs_f64() % 30.0;
+    if into_window >= 25.0 {
+        tokio::time::sleep(Duration::from_secs_f64(30.05 - into_window)).await;
+    }
+    let now = unix().as_secs();
+    let post = |cookie: String, code: String| {
+        let site = &site;
+        async move {
+            let headers = [
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", cookie.as_str()),
+            ];
+            send(site, "POST", "/verify", &headers, &format!("code={code}")).await
+        }
+    };
+    let good = post(one.clone(), code_of(&secret, now)).await;
+    assert_eq!(good.status, 200, "{good:?}");
+    assert!(good.body.contains("id=\"verified\""), "{}", good.body);
+    // The previous window is still good (a code typed as it expired), one from
+    // two windows back is not, nor is user-1's code for user-2.
+    assert_eq!(
+        post(one.clone(), code_of(&secret, now - 30)).await.status,
+        200
+    );
+    let stale = post(one.clone(), code_of(&secret, now - 90)).await;
+    assert_eq!(stale.status, 401);
+    assert!(stale.body.contains("id=\"error\""), "{}", stale.body);
+    assert_eq!(post(two, code_of(&secret, now)).await.status, 401);
+
+    let users = site.counts().users;
+    assert_eq!(
+        (users["user-1"].verified, users["user-1"].bad_codes),
+        (2, 1)
+    );
+    assert_eq!(
+        (users["user-2"].verified, users["user-2"].bad_codes),
+        (0, 1)
+    );
 }
 
 #[tokio::test]
