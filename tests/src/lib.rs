@@ -40,4 +40,6 @@ mod reports;
 #[cfg(test)]
 mod resume;
 #[cfg(test)]
+mod second_factor;
+#[cfg(test)]
 mod uploads;

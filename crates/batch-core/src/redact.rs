@@ -136,17 +136,11 @@ impl Secrets {
                 values.push(c.password);
             }
         }
-        for step in &workflow.steps {
-            for action in step.before.iter().chain(&step.actions).chain(&step.after) {
-                for t in action.kind.templates() {
-                    for part in &t.parts {
-                        if let Part::Env(name) = part
-                            && let Some(v) = env(name)
-                        {
-                            values.push(v);
-                        }
-                    }
-                }
+        for part in workflow.templates().flat_map(|t| &t.parts) {
+            if let Part::Env(name) = part
+                && let Some(v) = env(name)
+            {
+                values.push(v);
             }
         }
         values.extend(url_userinfo(&workflow.base_url));

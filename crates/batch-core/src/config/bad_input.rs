@@ -210,6 +210,57 @@ fn cases() -> Vec<Case> {
             &["workflow.toml:5: exec: {env.BAD_INPUT_SET} is a secret in the argv"],
         ),
         case(
+            "one-time code from a field the account lacks",
+            &[(
+                "workflow.toml",
+                &w("{ fill = \"#code\", text = \"{totp.otp}\" }"),
+            )],
+            &["workflow.toml:5: fill: {totp.otp}: account 1 has no field \"otp\""],
+        ),
+        case(
+            "one-time code from a value that is not a TOTP secret",
+            &[
+                (
+                    "workflow.toml",
+                    &w("{ fill = \"#code\", text = \"{totp.otp}\" }"),
+                ),
+                (
+                    "accounts.toml",
+                    "[[accounts]]\nid = 1\nusername = \"u\"\notp = \"otp-seed-9!\"\n",
+                ),
+            ],
+            &[
+                "workflow.toml:5: fill: {totp.otp}: the value of account 1 is not a TOTP secret: \
+                 not base32",
+                "expected a base32 TOTP secret like JBSWY3DPEHPK3PXP, or an otpauth://totp/ URI",
+            ],
+        ),
+        case(
+            "one-time code in exec argv",
+            &[
+                (
+                    "workflow.toml",
+                    &w("{ exec = [\"login\", \"{totp.otp}\"] }"),
+                ),
+                (
+                    "accounts.toml",
+                    "[[accounts]]\nid = 1\nusername = \"u\"\notp = \"JBSWY3DPEHPK3PXP\"\n",
+                ),
+            ],
+            &[
+                "workflow.toml:5: exec: {totp.otp} is a secret in the argv",
+                "BATCH_ACCOUNT_OTP",
+            ],
+        ),
+        case(
+            "one-time code of the account id",
+            &[(
+                "workflow.toml",
+                &w("{ fill = \"#code\", text = \"{totp.id}\" }"),
+            )],
+            &["workflow.toml:5: fill.text: {totp.id} names the account id (expected {totp.FIELD}"],
+        ),
+        case(
             "managed switch in browser args",
             &[(
                 "batch.toml",
@@ -538,7 +589,7 @@ fn every_bad_input_is_refused_naming_the_culprit() {
                     .filter(|want| !shown.contains(*want))
                     .map(|want| format!("lacks {want:?}"))
                     .collect();
-                if ["pass-1", "pass-2", "env-secret-9"]
+                if ["pass-1", "pass-2", "env-secret-9", "otp-seed-9"]
                     .iter()
                     .any(|s| shown.contains(s))
                 {

@@ -25,6 +25,7 @@ mod proptests;
 mod secrets;
 mod settings;
 mod template;
+mod totp;
 mod units;
 mod workflow;
 

@@ -35,7 +35,15 @@ pub fn load_project_with_env(
 ) -> Result<Project, ConfigError> {
     let settings = load_settings(config_path)?;
     let workflow = load_workflow(&settings.workflow)?;
-    let accounts = load_accounts_with_env(&settings.accounts, env)?;
+    let mut accounts = load_accounts_with_env(&settings.accounts, env)?;
+    // A field the workflow reads a TOTP secret from is a secret whatever its name:
+    // with the password, it is the whole login.
+    let totp_fields: Vec<&str> = workflow.totp_fields().collect();
+    for a in &mut accounts.accounts {
+        for (name, v) in &mut a.fields {
+            v.secret |= totp_fields.contains(&name.as_str());
+        }
+    }
     // An account's user_agent or accept_language against the switches it would get
     // (`[browser] args` and its own `browser_args`): only both files together say.
     for a in &accounts.accounts {
@@ -87,6 +95,34 @@ mod tests {
             p.accounts.path,
             d.canonicalize().unwrap().join("people.csv")
         );
+    }
+
+    /// `otp` says nothing secret by its name; a `{totp.otp}` in the workflow makes it
+    /// one, in every account, whatever step uses it.
+    #[test]
+    fn a_field_holding_a_totp_secret_is_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(
+            d,
+            "workflow.toml",
+            "[[steps]]\nid = 1\nactions = [{ click = \"#a\" }]\n[[steps]]\nid = 2\n\
+             actions = [{ fill = \"#code\", text = \"{totp.otp}\" }]\n",
+        );
+        write(
+            d,
+            "accounts.csv",
+            "id,username,otp,pin\n1,u1,JBSWY3DPEHPK3PXP,1\n2,u2,GEZDGNBVGY3TQOJQ,2\n",
+        );
+        write(d, "batch.toml", "accounts = \"accounts.csv\"\n");
+        let p = load_project_with_env(&d.join("batch.toml"), &|_| None).unwrap();
+        for a in &p.accounts.accounts {
+            let secret = |f: &str| a.fields[f].secret;
+            assert_eq!(
+                (secret("username"), secret("otp"), secret("pin")),
+                (false, true, false)
+            );
+        }
     }
 
     #[test]

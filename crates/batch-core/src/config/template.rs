@@ -34,6 +34,9 @@ pub enum Part {
     StepId,
     /// `{env.NAME}` — always treated as a secret.
     Env(String),
+    /// `{totp.FIELD}`: the one-time code of the moment for the TOTP secret in the
+    /// account's FIELD — always treated as a secret, and so is FIELD.
+    Totp(String),
 }
 
 /// What a template is rendered against.
@@ -58,7 +61,7 @@ pub struct Rendered {
     pub redacted: String,
 }
 
-const VARIABLES_EXPECTED: &str = "{base_url}, {account.FIELD}, {iteration}, {step.id} or {env.NAME}; {{ and }} for literal braces";
+const VARIABLES_EXPECTED: &str = "{base_url}, {account.FIELD}, {iteration}, {step.id}, {env.NAME} or {totp.FIELD}; {{ and }} for literal braces";
 
 impl Template {
     /// `fn(&str) -> Template`: splits the source into literal text and variables.
@@ -137,6 +140,24 @@ impl Template {
                         ));
                     }
                 },
+                Part::Totp(field) => match vars.account.fields.get(field) {
+                    // Read at the moment of rendering, which is just before the
+                    // browser gets it: a code made earlier could expire on the way.
+                    Some(v) => (
+                        super::totp::code_now(&v.value).map_err(|why| {
+                            let why = super::totp::not_a_secret(&why);
+                            format!("{part}: the value of account {} {why}", vars.account.id)
+                        })?,
+                        true,
+                    ),
+                    None => {
+                        return Err(format!(
+                            "{part}: account {} has no field {field:?} (expected the field in \
+                             the accounts file)",
+                            vars.account.id
+                        ));
+                    }
+                },
                 Part::Env(name) => match env(name) {
                     Some(v) => (v, true),
                     None => {
@@ -158,7 +179,7 @@ impl Template {
     /// secret when its name says so).
     pub fn is_secret_free(&self, account: &Account) -> bool {
         self.parts.iter().all(|part| match part {
-            Part::Env(_) => false,
+            Part::Env(_) | Part::Totp(_) => false,
             Part::Account(field) if field == "id" => true,
             Part::Account(field) => match account.fields.get(field) {
                 Some(v) => !v.secret,
@@ -191,6 +212,7 @@ impl fmt::Display for Part {
             Part::Iteration => f.write_str("{iteration}"),
             Part::StepId => f.write_str("{step.id}"),
             Part::Env(name) => write!(f, "{{env.{name}}}"),
+            Part::Totp(field) => write!(f, "{{totp.{field}}}"),
         }
     }
 }
@@ -215,6 +237,17 @@ fn parse_variable(name: &str) -> Result<Part, String> {
                 "bad field name in {{{name}}} (expected {{account.FIELD}} with FIELD made of \
                  letters, digits, _ and -)"
             )),
+            _ if name.starts_with("totp.") => match &name["totp.".len()..] {
+                "id" => Err(format!(
+                    "{{{name}}} names the account id (expected {{totp.FIELD}} with FIELD the \
+                     field that holds the account's TOTP secret)"
+                )),
+                field if field_ok(field) => Ok(Part::Totp(field.to_owned())),
+                _ => Err(format!(
+                    "bad field name in {{{name}}} (expected {{totp.FIELD}} with FIELD made of \
+                     letters, digits, _ and -)"
+                )),
+            },
             (_, Some(var)) if var_ok(var) => Ok(Part::Env(var.to_owned())),
             (_, Some(_)) => Err(format!(
                 "bad variable name in {{{name}}} (expected {{env.NAME}} with NAME made of ASCII \
@@ -245,6 +278,12 @@ mod tests {
                 ("username".to_owned(), field("user-7", false)),
                 ("password".to_owned(), field("p@ss word/7", true)),
                 ("api_token".to_owned(), field("tok", true)),
+                // RFC 6238's SHA-1 test key, as a site would show it.
+                (
+                    "otp".to_owned(),
+                    field("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", false),
+                ),
+                ("not_otp".to_owned(), field("hunter2!", false)),
             ]),
         }
     }
@@ -292,6 +331,16 @@ mod tests {
         check_parse("{ base_url }", Err("unknown variable { base_url }"));
         check_parse("{account.}", Err("bad field name in {account.}"));
         check_parse("{env.1X}", Err("bad variable name in {env.1X}"));
+        check_parse(
+            "code {totp.otp}",
+            Ok(vec![lit("code "), Part::Totp("otp".into())]),
+        );
+        check_parse(
+            "{totp.}",
+            Err("bad field name in {totp.} (expected {totp.FIELD}"),
+        );
+        check_parse("{totp.id}", Err("{totp.id} names the account id"));
+        check_parse("{totp}", Err("unknown variable {totp} (expected"));
         check_parse("abc {base_url", Err("unclosed \"{\" at character 5"));
         check_parse("a } b", Err("lone \"}\" at character 3"));
         check_parse("{iteration}}", Err("lone \"}\" at character 12"));
@@ -316,7 +365,7 @@ mod tests {
             _ => panic!("input {input:?}: got {got:?}, expected {expected:?}"),
         }
         if let Err(message) = &got {
-            for secret in ["p@ss word/7", "tok", "k-123"] {
+            for secret in ["p@ss word/7", "tok", "k-123", "hunter2"] {
                 assert!(!message.contains(secret), "{message}");
             }
         }
@@ -343,6 +392,37 @@ mod tests {
         check_render("{{{account.api_token}}}", Ok(("{tok}", "{***}")));
         check_render("{account.email}", Err("account 7 has no field \"email\""));
         check_render("{env.NOT_SET_ANYWHERE}", Err("NOT_SET_ANYWHERE is not set"));
+        check_render("{totp.email}", Err("account 7 has no field \"email\""));
+        check_render(
+            "{totp.not_otp}",
+            Err("{totp.not_otp}: the value of account 7 is not a TOTP secret: not base32"),
+        );
+    }
+
+    /// The code is the one of the moment, and is never shown.
+    #[test]
+    fn a_one_time_code_is_rendered_now_and_redacted() {
+        let account = account();
+        let vars = Vars {
+            base_url: "http://h",
+            account: &account,
+            iteration: 1,
+            step: 1,
+        };
+        let t = Template::parse("code={totp.otp}").unwrap();
+        let now = || {
+            let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            unix.unwrap().as_secs()
+        };
+        let (before, r, after) = (now(), t.render(&vars).unwrap(), now());
+        let seed = &account.fields["otp"].value;
+        let codes: Vec<String> = [before, after]
+            .iter()
+            .map(|&t| format!("code={}", super::super::totp::code_at(seed, t).unwrap()))
+            .collect();
+        assert!(codes.contains(&r.value), "{r:?} is none of {codes:?}");
+        assert_eq!(r.redacted, "code=***");
+        assert!(!t.is_secret_free(&account));
     }
 
     #[test]
@@ -361,6 +441,7 @@ mod tests {
         check("{env.HOME}", false);
         check("{account.missing}", true);
         check("{account.missing_secret}", false);
+        check("{totp.otp}", false);
     }
 
     #[test]

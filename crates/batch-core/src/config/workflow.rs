@@ -33,6 +33,26 @@ pub struct Workflow {
     pub steps: Vec<Step>,
 }
 
+impl Workflow {
+    /// Every template of every action of every step, in file order.
+    pub fn templates(&self) -> impl Iterator<Item = &super::Template> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.before.iter().chain(&s.actions).chain(&s.after))
+            .flat_map(|a| a.kind.templates())
+    }
+
+    /// The account fields some `{totp.FIELD}` reads a TOTP secret from.
+    pub fn totp_fields(&self) -> impl Iterator<Item = &str> {
+        self.templates()
+            .flat_map(|t| &t.parts)
+            .filter_map(|p| match p {
+                Part::Totp(field) => Some(field.as_str()),
+                _ => None,
+            })
+    }
+}
+
 /// One numbered step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -300,6 +320,24 @@ fn problem(
             // The variable's real name: `api-key` is read as BATCH_ACCOUNT_API_KEY.
             let var = super::exec_env_name(field);
             (is_exec && secret).then(|| format!("{part} {secret_in_argv} {var})"))
+        }
+        Part::Totp(field) => {
+            if let Some(a) = accounts.iter().find(|a| !a.fields.contains_key(field)) {
+                return Some(format!(
+                    "{part}: account {} has no field {field:?} (expected every account that runs \
+                     to have it)",
+                    a.id
+                ));
+            }
+            if is_exec {
+                let var = super::exec_env_name(field);
+                return Some(format!("{part} {secret_in_argv} {var} and make the code)"));
+            }
+            accounts.iter().find_map(|a| {
+                let why = super::totp::parse(&a.fields[field].value).err()?;
+                let why = super::totp::not_a_secret(&why);
+                Some(format!("{part}: the value of account {} {why}", a.id))
+            })
         }
         Part::Env(name) if is_exec => Some(format!(
             "{part} {secret_in_argv} {name} from the environment it inherits)"

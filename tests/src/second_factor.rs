@@ -1,0 +1,176 @@
+//! A second factor: `{totp.FIELD}` types the one-time code of the moment from the
+//! account's TOTP secret, and the demo app — which checks each user's code against
+//! its own copy of the secret — is what says it was right. Neither the secret nor a
+//! code may show in anything the run writes or prints.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::harness::{Project, WORKFLOW, step1};
+
+/// The demo login, then per iteration: the code form, filled with `{totp.otp}`, and
+/// a program that prints the secret it gets (which the log must not keep).
+fn workflow() -> String {
+    WORKFLOW.replace(
+        "  { wait_text = \"#done\", contains = \"added {iteration}\" },\n",
+        "  { wait_text = \"#done\", contains = \"added {iteration}\" },\n\
+         \x20 { goto = \"{base_url}/verify\" },\n\
+         \x20 { fill = \"#code\", text = \"{totp.otp}\" },\n\
+         \x20 { click = \"#verify\" },\n\
+         \x20 { wait_text = \"#verified\", contains = \"verified {account.username}\" },\n\
+         \x20 { exec = [\"sh\", \"-c\", \"echo seed=$BATCH_ACCOUNT_OTP\"] },\n",
+    )
+}
+
+/// Demo accounts 1..=n with their secrets under `otp`, a name that says nothing of
+/// a secret: it is one because the workflow reads a TOTP secret from it.
+fn accounts(n: u32) -> String {
+    (1..=n)
+        .map(|i| {
+            let secret = demo_site::totp_secret(&format!("user-{i}"));
+            format!(
+                "[[accounts]]\nid = {i}\nusername = \"user-{i}\"\npassword = \"pass-{i}\"\n\
+                 otp = \"{secret}\"\n\n"
+            )
+        })
+        .collect()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Every file under `dir`, with its text (lossy).
+fn texts(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(texts(&path));
+        } else {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            out.push((path.display().to_string(), text));
+        }
+    }
+    out
+}
+
+/// Where `code` stands in `text` as a number of its own: not inside a longer run of
+/// digits, nor after a `.` (a timestamp's fraction of a second).
+fn holds_code(text: &str, code: &str) -> bool {
+    text.match_indices(code).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + code.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit() || c == '.')
+            && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_passes_the_second_factor_with_its_own_code_and_none_shows() {
+    let p = Project::new(2).await;
+    p.write("accounts.toml", &accounts(2));
+    p.write("workflow.toml", &workflow());
+    let start = unix_now();
+    let run = p
+        .run(&step1("1-2", &["--quantity", "2", "--concurrent", "-vv"]))
+        .await;
+    let end = unix_now();
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let counts = p.site.counts();
+    for user in ["user-1", "user-2"] {
+        let c = &counts.users[user];
+        assert_eq!((c.verified, c.bad_codes), (2, 0), "{user}: {c:?}");
+    }
+
+    // The codes the run could have typed: one per 30 s window it spanned, and the
+    // windows either side.
+    let mut secrets = Vec::new();
+    let mut codes = Vec::new();
+    for user in ["user-1", "user-2"] {
+        let secret = demo_site::totp_secret(user);
+        let key = totp_rs::Secret::try_from_base32(&secret).unwrap();
+        let totp = totp_rs::Builder::new().with_secret(key).build().unwrap();
+        let mut t = start.saturating_sub(30);
+        while t <= end + 30 {
+            codes.push(totp.generate(t).to_string());
+            t += 30;
+        }
+        secrets.push(secret);
+    }
+    let mut outputs = texts(&p.path("runs"));
+    outputs.push(("stdout".into(), run.stdout.clone()));
+    outputs.push(("stderr".into(), run.stderr.clone()));
+    let validate = p.run(&["validate"]).await;
+    assert_eq!(
+        validate.code,
+        Some(0),
+        "{}\n{}",
+        validate.stdout,
+        validate.stderr
+    );
+    outputs.push((
+        "validate".into(),
+        format!("{}{}", validate.stdout, validate.stderr),
+    ));
+    for (name, text) in &outputs {
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{name} shows a TOTP secret:\n{text}"
+            );
+        }
+        for code in &codes {
+            assert!(
+                !holds_code(text, code),
+                "{name} shows the code {code}:\n{text}"
+            );
+        }
+    }
+    // The scan read the account logs, where the program's print of the secret is
+    // kept redacted: `otp` is a secret although its name does not say so.
+    let logs: Vec<&(String, String)> = outputs
+        .iter()
+        .filter(|(name, _)| name.contains("account-"))
+        .collect();
+    assert_eq!(
+        logs.len(),
+        2,
+        "{:?}",
+        outputs.iter().map(|o| &o.0).collect::<Vec<_>>()
+    );
+    for (name, text) in logs {
+        assert_eq!(text.matches("seed=***").count(), 2, "{name}:\n{text}");
+    }
+    p.assert_nothing_left();
+}
+
+/// A value that is not a TOTP secret is refused before anything launches, naming
+/// the workflow line, the variable and the account, never quoting the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_that_is_not_a_totp_secret_is_refused_before_launch() {
+    let p = Project::new(2).await;
+    p.write(
+        "accounts.toml",
+        &accounts(2).replace(&demo_site::totp_secret("user-2"), "otp-seed-1!"),
+    );
+    p.write("workflow.toml", &workflow());
+    let run = p.run(&step1("1-2", &["--quantity", "1"])).await;
+    assert_eq!(run.code, Some(2), "{}\n{}", run.stdout, run.stderr);
+    let wf = p.path("workflow.toml");
+    assert!(
+        run.stderr.contains(&format!(
+            "{}:19: fill: {{totp.otp}}: the value of account 2 is not a TOTP secret: not base32",
+            wf.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("otp-seed") && !run.stdout.contains("otp-seed"));
+    assert!(p.run_dirs().is_empty(), "nothing ran");
+    assert!(p.site.counts().users.is_empty(), "the site saw nothing");
+    p.assert_nothing_left();
+}
