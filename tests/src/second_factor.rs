@@ -1,7 +1,8 @@
 //! A second factor: `{totp.FIELD}` types the one-time code of the moment from the
 //! account's TOTP secret, and the demo app — which checks each user's code against
-//! its own copy of the secret — is what says it was right. Neither the secret nor a
-//! code may show in anything the run writes or prints.
+//! its own copy of the secret, and takes each window's code once — is what says it
+//! was right. Neither the secret nor a code may show in anything the run writes or
+//! prints.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,11 +24,19 @@ fn workflow() -> String {
 }
 
 /// Demo accounts 1..=n with their secrets under `otp`, a name that says nothing of
-/// a secret: it is one because the workflow reads a TOTP secret from it.
-fn accounts(n: u32) -> String {
+/// a secret: it is one because the workflow reads a TOTP secret from it. With a
+/// `period`, the secret is an otpauth:// URI with that period; without, base32.
+fn accounts(n: u32, period: Option<u64>) -> String {
     (1..=n)
         .map(|i| {
-            let secret = demo_site::totp_secret(&format!("user-{i}"));
+            let user = format!("user-{i}");
+            let secret = match period {
+                None => demo_site::totp_secret(&user),
+                Some(p) => format!(
+                    "otpauth://totp/demo:{user}?secret={}&period={p}",
+                    demo_site::totp_secret(&user)
+                ),
+            };
             format!(
                 "[[accounts]]\nid = {i}\nusername = \"user-{i}\"\npassword = \"pass-{i}\"\n\
                  otp = \"{secret}\"\n\n"
@@ -72,18 +81,22 @@ fn holds_code(text: &str, code: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_account_passes_the_second_factor_with_its_own_code_and_none_shows() {
     let p = Project::new(2).await;
-    p.write("accounts.toml", &accounts(2));
+    p.write("accounts.toml", &accounts(2, None));
     p.write("workflow.toml", &workflow());
     let start = unix_now();
     let run = p
-        .run(&step1("1-2", &["--quantity", "2", "--concurrent", "-vv"]))
+        .run(&step1("1-2", &["--quantity", "1", "--concurrent", "-vv"]))
         .await;
     let end = unix_now();
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let counts = p.site.counts();
     for user in ["user-1", "user-2"] {
         let c = &counts.users[user];
-        assert_eq!((c.verified, c.bad_codes), (2, 0), "{user}: {c:?}");
+        assert_eq!(
+            (c.verified, c.reused_codes, c.bad_codes),
+            (1, 0, 0),
+            "{user}: {c:?}"
+        );
     }
 
     // The codes the run could have typed: one per 30 s window it spanned, and the
@@ -143,7 +156,7 @@ async fn each_account_passes_the_second_factor_with_its_own_code_and_none_shows(
         outputs.iter().map(|o| &o.0).collect::<Vec<_>>()
     );
     for (name, text) in logs {
-        assert_eq!(text.matches("seed=***").count(), 2, "{name}:\n{text}");
+        assert_eq!(text.matches("seed=***").count(), 1, "{name}:\n{text}");
     }
     p.assert_nothing_left();
 }
@@ -155,7 +168,7 @@ async fn a_value_that_is_not_a_totp_secret_is_refused_before_launch() {
     let p = Project::new(2).await;
     p.write(
         "accounts.toml",
-        &accounts(2).replace(&demo_site::totp_secret("user-2"), "otp-seed-1!"),
+        &accounts(2, None).replace(&demo_site::totp_secret("user-2"), "otp-seed-1!"),
     );
     p.write("workflow.toml", &workflow());
     let run = p.run(&step1("1-2", &["--quantity", "1"])).await;
@@ -172,5 +185,34 @@ async fn a_value_that_is_not_a_totp_secret_is_refused_before_launch() {
     assert!(!run.stderr.contains("otp-seed") && !run.stdout.contains("otp-seed"));
     assert!(p.run_dirs().is_empty(), "nothing ran");
     assert!(p.site.counts().users.is_empty(), "the site saw nothing");
+    p.assert_nothing_left();
+}
+
+/// Iterations come faster than a 3 s period: each waits for a window its account has
+/// not used, so the site — which refuses a window's code the second time — takes
+/// every one. Each account's secret has its own windows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_already_used_is_waited_out_so_every_code_is_taken() {
+    let p = Project::new(2).await;
+    p.site.set_totp_period(3);
+    p.write("accounts.toml", &accounts(2, Some(3)));
+    p.write("workflow.toml", &workflow());
+    let run = p
+        .run(&step1("1-2", &["--quantity", "3", "--concurrent", "-v"]))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    for user in ["user-1", "user-2"] {
+        let c = &p.site.counts().users[user];
+        assert_eq!(
+            (c.verified, c.reused_codes, c.bad_codes),
+            (3, 0, 0),
+            "{user}: {c:?}"
+        );
+    }
+    assert!(
+        run.stderr.contains("waiting for a fresh one-time code"),
+        "no iteration had to wait, so this proved nothing:\n{}",
+        run.stderr
+    );
     p.assert_nothing_left();
 }

@@ -17,7 +17,7 @@
 //! | `GET /item/{n}` | `#title`, `#add`, `#done`, `#export` (needs a session) |
 //! | `GET /export/{n}?ms=N` | downloads `export-<user>-<n>.csv`, its second half N ms after the first (needs a session) |
 //! | `GET /upload`, `POST /upload` | a form with a hidden multiple-file input `#doc` and `#send`; the answer lists the received files in `#received` (needs a session) |
-//! | `GET /verify`, `POST /verify` | a one-time-code form, `#code` and `#verify`; a good code of the user's [`totp_secret`] answers `#verified`, a wrong one `#error` (needs a session) |
+//! | `GET /verify`, `POST /verify` | a one-time-code form, `#code` and `#verify`; a good code of the user's [`totp_secret`] answers `#verified`, a wrong one or one of a window already used `#error` (needs a session) |
 //! | `POST /api/cart` | `{"item": n}`: counts one add (needs a session) |
 //! | `GET /api/counts` | the [`Counts`] as JSON (with the `Via`, `User-Agent` and `Accept-Language` of each user's logins and adds) |
 //! | `GET /slow?ms=N` | answers after N ms (at most 30 s) |
@@ -89,6 +89,9 @@ pub struct UserCounts {
     /// `POST /verify` calls with a wrong or stale one-time code.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub bad_codes: u64,
+    /// `POST /verify` calls with a good code of a window already used (refused).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reused_codes: u64,
     /// Every file `POST /upload` received from this user, in the order received.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uploads: Vec<Upload>,
@@ -193,6 +196,13 @@ impl DemoSite {
     /// `challenges`, never as a login. `false` lifts it.
     pub fn set_challenged(&self, username: &str, on: bool) {
         self.state.set_challenged(username, on);
+    }
+
+    /// From now on, `/verify` checks codes made with a period of `seconds` (at least
+    /// 1) instead of 30 — an account gives it as `otpauth://totp/…&period=N` — so a
+    /// test can see several windows pass in seconds.
+    pub fn set_totp_period(&self, seconds: u64) {
+        self.state.set_totp_period(seconds);
     }
 
     /// A snapshot of the counts right now.

@@ -240,7 +240,7 @@ async fn verify(
         Html(pages::verified(&user)).into_response()
     } else {
         tracing::info!(user = %user, "wrong code");
-        let page = pages::verify_form(Some("wrong or expired code"));
+        let page = pages::verify_form(Some("wrong, expired or already used code"));
         (StatusCode::UNAUTHORIZED, Html(page)).into_response()
     }
 }

@@ -31,6 +31,11 @@ pub(crate) struct State {
     keys: RandomState,
     /// Usernames whose logins get the challenge page (see [`Shared::set_challenged`]).
     challenged: std::collections::HashSet<String>,
+    /// The TOTP period in seconds; 0 means the usual 30 (see [`Shared::set_totp_period`]).
+    totp_period: u64,
+    /// Username → the time step of the last code it was verified with: a code is
+    /// taken once, as RFC 6238 §5.2 says and real sites do.
+    last_step: HashMap<String, u64>,
 }
 
 impl Shared {
@@ -109,23 +114,39 @@ impl Shared {
         self.lock().user(user).uploads.extend(files);
     }
 
-    /// Checks a one-time code of `user`'s [`crate::totp_secret`] (this 30 s window or
-    /// the one either side, as RFC 6238 §5.2 advises) and counts it either way.
-    /// Unlike many real sites, a code may be used twice.
+    /// Checks a one-time code of `user`'s [`crate::totp_secret`] against this window
+    /// and the one either side (RFC 6238 §5.2), and counts it: verified, reused (the
+    /// code of a window the user already verified with, or of an earlier one), or
+    /// bad.
     pub(crate) fn verify(&self, user: &str, code: &str) -> bool {
+        let mut state = self.lock();
+        let period = match state.totp_period {
+            0 => 30,
+            p => p,
+        };
         let totp = totp_rs::Builder::new()
             .with_secret(totp_key(user))
+            .with_step_duration(period)
             .build()
-            .expect("a 20-byte key is a good secret");
-        let ok = totp.check_current(code.trim()).is_some();
-        let mut state = self.lock();
-        let counts = state.user(user);
-        if ok {
-            counts.verified += 1;
-        } else {
-            counts.bad_codes += 1;
+            .expect("a 20-byte key and a non-zero period are a good generator");
+        let step = totp.check_current(code.trim());
+        let last = state.last_step.get(user).copied();
+        let fresh = step.filter(|&s| last.is_none_or(|last| s > last));
+        if let Some(s) = fresh {
+            state.last_step.insert(user.to_owned(), s);
         }
-        ok
+        let counts = state.user(user);
+        match (fresh, step) {
+            (Some(_), _) => counts.verified += 1,
+            (None, Some(_)) => counts.reused_codes += 1,
+            (None, None) => counts.bad_codes += 1,
+        }
+        fresh.is_some()
+    }
+
+    /// The TOTP period `/verify` checks codes with, in seconds (at least 1).
+    pub(crate) fn set_totp_period(&self, seconds: u64) {
+        self.lock().totp_period = seconds.max(1);
     }
 
     /// A copy of the counts as they are now.

@@ -462,15 +462,38 @@ async fn uploads_are_recorded_per_user_with_name_size_and_head() {
     assert!(counts.users["user-2"].uploads.is_empty());
 }
 
-/// The code of `secret` (base32) for the 30 s window that holds `unix_time`.
-fn code_of(secret: &str, unix_time: u64) -> String {
+/// The code of `secret` (base32) for the `period`-second window that holds `unix_time`.
+fn code_of(secret: &str, period: u64, unix_time: u64) -> String {
     let key = totp_rs::Secret::try_from_base32(secret).unwrap();
-    let totp = totp_rs::Builder::new().with_secret(key).build().unwrap();
-    totp.generate(unix_time).to_string()
+    let totp = totp_rs::Builder::new()
+        .with_secret(key)
+        .with_step_duration(period);
+    totp.build().unwrap().generate(unix_time).to_string()
+}
+
+fn unix() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
+}
+
+/// Out of a `period`'s last fifth, so that "now" here is the server's "now" too.
+async fn early_in_a_window(period: u64) -> u64 {
+    let into = unix().as_secs_f64() % period as f64;
+    if into >= period as f64 * 0.8 {
+        tokio::time::sleep(Duration::from_secs_f64(period as f64 - into + 0.05)).await;
+    }
+    unix().as_secs()
+}
+
+async fn post_code(site: &DemoSite, cookie: &str, code: &str) -> Reply {
+    let headers = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Cookie", cookie),
+    ];
+    send(site, "POST", "/verify", &headers, &format!("code={code}")).await
 }
 
 #[tokio::test]
-async fn verify_takes_the_users_code_of_the_moment_and_counts_both_outcomes() {
+async fn verify_takes_each_window_of_the_users_code_once_and_counts_every_outcome() {
     let site = site().await;
     let (one, two) = (login(&site, 1).await, login(&site, 2).await);
     let form = get(&site, "/verify", Some(&one)).await;
@@ -480,46 +503,65 @@ async fn verify_takes_the_users_code_of_the_moment_and_counts_both_outcomes() {
     let secret = totp_secret("user-1");
     assert_eq!(secret.len(), 32, "20 bytes in base32: {secret}");
     assert_ne!(secret, totp_secret("user-2"));
-    // Out of a window's last seconds, so that "now" here is the server's "now" too.
-    let unix = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let into_window = unix().as_secs_f64() % 30.0;
-    if into_window >= 25.0 {
-        tokio::time::sleep(Duration::from_secs_f64(30.05 - into_window)).await;
-    }
-    let now = unix().as_secs();
-    let post = |cookie: String, code: String| {
-        let site = &site;
-        async move {
-            let headers = [
-                ("Content-Type", "application/x-www-form-urlencoded"),
-                ("Cookie", cookie.as_str()),
-            ];
-            send(site, "POST", "/verify", &headers, &format!("code={code}")).await
-        }
-    };
-    let good = post(one.clone(), code_of(&secret, now)).await;
+    let now = early_in_a_window(30).await;
+    let good = post_code(&site, &one, &code_of(&secret, 30, now)).await;
     assert_eq!(good.status, 200, "{good:?}");
     assert!(good.body.contains("id=\"verified\""), "{}", good.body);
-    // The previous window is still good (a code typed as it expired), one from
-    // two windows back is not, nor is user-1's code for user-2.
+    // The same code again, and the previous window's (good a moment ago), are used up.
+    for code in [code_of(&secret, 30, now), code_of(&secret, 30, now - 30)] {
+        let again = post_code(&site, &one, &code).await;
+        assert_eq!(again.status, 401, "{code}: {again:?}");
+        assert!(again.body.contains("id=\"error\""), "{}", again.body);
+    }
+    // Two windows back is stale; user-1's code is not user-2's.
     assert_eq!(
-        post(one.clone(), code_of(&secret, now - 30)).await.status,
+        post_code(&site, &one, &code_of(&secret, 30, now - 90))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        post_code(&site, &two, &code_of(&secret, 30, now))
+            .await
+            .status,
+        401
+    );
+    let users = site.counts().users;
+    let outcomes = |u: &str| {
+        let c = &users[u];
+        (c.verified, c.reused_codes, c.bad_codes)
+    };
+    assert_eq!(outcomes("user-1"), (1, 2, 1));
+    assert_eq!(outcomes("user-2"), (0, 0, 1));
+
+    // With a 2 s period, a 30 s code is bad and the next window's code is fresh.
+    site.set_totp_period(2);
+    let secret = totp_secret("user-2");
+    let now = early_in_a_window(2).await;
+    assert_eq!(
+        post_code(&site, &two, &code_of(&secret, 2, now))
+            .await
+            .status,
         200
     );
-    let stale = post(one.clone(), code_of(&secret, now - 90)).await;
-    assert_eq!(stale.status, 401);
-    assert!(stale.body.contains("id=\"error\""), "{}", stale.body);
-    assert_eq!(post(two, code_of(&secret, now)).await.status, 401);
-
-    let users = site.counts().users;
     assert_eq!(
-        (users["user-1"].verified, users["user-1"].bad_codes),
-        (2, 1)
+        post_code(&site, &two, &code_of(&secret, 2, now))
+            .await
+            .status,
+        401
     );
+    let into = unix().as_secs_f64() % 2.0;
+    tokio::time::sleep(Duration::from_secs_f64(2.05 - into)).await;
+    let next = unix().as_secs();
+    assert!(next / 2 > now / 2);
     assert_eq!(
-        (users["user-2"].verified, users["user-2"].bad_codes),
-        (0, 1)
+        post_code(&site, &two, &code_of(&secret, 2, next))
+            .await
+            .status,
+        200
     );
+    let c = &site.counts().users["user-2"];
+    assert_eq!((c.verified, c.reused_codes, c.bad_codes), (2, 1, 1));
 }
 
 #[tokio::test]

@@ -189,6 +189,18 @@ impl Template {
         })
     }
 
+    /// How long until every `{totp.FIELD}` here has a code of a window not used yet
+    /// for `account`'s secret: zero unless one was made in this window already. A
+    /// site takes each window's code once.
+    pub fn wait_for_fresh_codes(&self, account: &Account) -> std::time::Duration {
+        let seeds = self.parts.iter().filter_map(|part| match part {
+            Part::Totp(field) => account.fields.get(field),
+            _ => None,
+        });
+        let waits = seeds.map(|v| super::totp::wait_for_fresh(&v.value));
+        waits.max().unwrap_or_default()
+    }
+
     /// The variables (every part but literal text), in order.
     pub fn variables(&self) -> impl Iterator<Item = &Part> {
         self.parts.iter().filter(|p| !matches!(p, Part::Lit(_)))

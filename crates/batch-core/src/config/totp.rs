@@ -7,13 +7,27 @@
 //! without quoting it. A URI's `digits`, `period` and `algorithm` are honoured; a
 //! bare secret means SHA-1, 6 digits, 30 s, as in every authenticator app.
 //!
-//! What this does not do: wait for a fresh code. A code rendered in the last second
-//! of its 30 s may reach the site in the next window; sites accept the previous code
-//! for that reason (RFC 6238 §5.2), and a rejected one is an ordinary action failure
-//! that a retry renders anew. Secrets shorter than RFC 4226's 128 bits are accepted:
-//! many sites still hand out 80-bit ones.
+//! A site takes each window's code once (RFC 6238 §5.2: a second login with it is
+//! refused), so this process keeps a ledger: the last window a code was made in, per
+//! secret. [`wait_for_fresh`] says how long until the next window when this one is
+//! used; the runner waits that long before an action that would type a code. The
+//! ledger holds a hash of each secret, never the secret, and lives as long as the
+//! process: a second run started within the same window does not know the first's.
+//!
+//! What this does not do: wait out the last second of a window. A code made then may
+//! reach the site in the next window; sites accept the previous window's code for
+//! that reason (RFC 6238 §5.2). Secrets shorter than RFC 4226's 128 bits are
+//! accepted: many sites still hand out 80-bit ones.
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use totp_rs::{Builder, Secret, Totp};
+
+/// Hash of a secret → the last window (time step) a code was made in for it.
+static LEDGER: Mutex<BTreeMap<u64, u64>> = Mutex::new(BTreeMap::new());
 
 /// What a secret should look like, for error messages.
 const EXPECTED: &str = "a base32 TOTP secret like JBSWY3DPEHPK3PXP, or an otpauth://totp/ URI";
@@ -55,16 +69,50 @@ pub(crate) fn parse(seed: &str) -> Result<Totp, String> {
 }
 
 /// The code for `seed` at `unix_time` (seconds).
+#[cfg(test)]
 pub(crate) fn code_at(seed: &str, unix_time: u64) -> Result<String, String> {
     Ok(parse(seed)?.generate(unix_time).to_string())
 }
 
-/// The code for `seed` now.
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn ledger_key(seed: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    seed.trim().hash(&mut h);
+    h.finish()
+}
+
+/// The code for `seed` now; its window is entered in the ledger as used.
 pub(crate) fn code_now(seed: &str) -> Result<String, String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    code_at(seed, now)
+    let totp = parse(seed)?;
+    let now = unix_now().as_secs();
+    let window = now / totp.step();
+    let mut ledger = LEDGER.lock().unwrap_or_else(PoisonError::into_inner);
+    let last = ledger.entry(ledger_key(seed)).or_default();
+    *last = (*last).max(window);
+    Ok(totp.generate(now).to_string())
+}
+
+/// How long until `seed` has a code of a window not used yet in this process: zero
+/// when the current window is unused (or `seed` is no secret: rendering says why).
+pub(crate) fn wait_for_fresh(seed: &str) -> Duration {
+    let Ok(totp) = parse(seed) else {
+        return Duration::ZERO;
+    };
+    let ledger = LEDGER.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(&last) = ledger.get(&ledger_key(seed)) else {
+        return Duration::ZERO;
+    };
+    let now = unix_now();
+    let next = Duration::from_secs((last + 1) * totp.step());
+    // A few milliseconds past the boundary, so the clock read after the sleep is in
+    // the new window even if it is a little behind the timer's.
+    next.checked_sub(now)
+        .map_or(Duration::ZERO, |d| d + Duration::from_millis(20))
 }
 
 /// totp-rs's error, in words that never hold the secret.
@@ -109,6 +157,28 @@ mod tests {
         // A 60 s period: T = 59 is still the first window.
         let slow = format!("otpauth://totp/x?secret={ascii_base32}&period=60");
         assert_eq!(code_at(&slow, 59).unwrap(), code_at(&slow, 0).unwrap());
+    }
+
+    /// A code made in a window uses the window up: the next code of that secret has
+    /// to wait for the next window, and no longer than that; other secrets do not.
+    #[test]
+    fn a_used_window_is_waited_out() {
+        let seed = "otpauth://totp/ledger-test?secret=MFRGGZDFMZTWQ2LK&period=7";
+        let other = "otpauth://totp/ledger-test?secret=MFRGGZDFMZTWQ2LL&period=7";
+        assert_eq!(wait_for_fresh(seed), Duration::ZERO, "nothing made yet");
+        let before = unix_now();
+        let code = code_now(seed).unwrap();
+        let wait = wait_for_fresh(seed);
+        let window_end = Duration::from_secs((before.as_secs() / 7 + 1) * 7);
+        assert!(wait > Duration::ZERO && wait <= window_end - before + Duration::from_millis(20));
+        assert_eq!(wait_for_fresh(other), Duration::ZERO);
+        assert_eq!(wait_for_fresh("not a secret"), Duration::ZERO);
+        // After the wait, the window is new and so is the code (unless the two
+        // windows' codes happen to be equal: one chance in a million).
+        std::thread::sleep(wait);
+        assert_eq!(wait_for_fresh(seed), Duration::ZERO);
+        let next = code_now(seed).unwrap();
+        assert!(next != code || unix_now().as_secs() / 7 > before.as_secs() / 7);
     }
 
     #[test]

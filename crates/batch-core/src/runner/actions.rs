@@ -196,6 +196,26 @@ async fn visible(
 async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure> {
     let t = env.timeouts;
     let vars = env.vars;
+    // A site takes each window's one-time code once: an action that would type a
+    // code of a window already used for the secret waits for the next (at most one
+    // period). Checked again after the sleep, in case the clock lagged the timer.
+    loop {
+        let templates = action.kind.templates();
+        let wait = templates
+            .iter()
+            .map(|t| t.wait_for_fresh_codes(vars.account))
+            .max();
+        let Some(wait) = wait.filter(|w| !w.is_zero()) else {
+            break;
+        };
+        tracing::info!(
+            account = vars.account.id,
+            line = action.line,
+            wait_ms = wait.as_millis() as u64,
+            "waiting for a fresh one-time code"
+        );
+        tokio::time::sleep(wait).await;
+    }
     match &action.kind {
         ActionKind::Goto { url, timeout } => {
             let url = render(url, &vars)?;
