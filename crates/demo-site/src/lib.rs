@@ -199,8 +199,8 @@ impl DemoSite {
     }
 
     /// From now on, `/verify` checks codes made with a period of `seconds` (at least
-    /// 1) instead of 30 — an account gives it as `otpauth://totp/…&period=N` — so a
-    /// test can see several windows pass in seconds.
+    /// one) instead of 30, so that a test sees several windows pass in seconds; an
+    /// account gives the same period in its `otpauth://totp/…&period=N` URI.
     pub fn set_totp_period(&self, seconds: u64) {
         self.state.set_totp_period(seconds);
     }
