@@ -4,8 +4,8 @@
 //! directories) and `launcher` (starting verified browsers) — and owns all policy:
 //! which account runs when ([`runner`]), when a browser may be created (the creation
 //! lock and the memory gate in [`resources`]), what a failure means and whether to
-//! retry it, what a run leaves behind ([`journal`], [`report`]) and which secrets are
-//! scrubbed from it ([`redact`]).
+//! retry it, what a run leaves behind ([`journal`], [`report`]), which secrets are
+//! scrubbed from it ([`redact`]) and which one-time code is typed when (`totp`).
 //!
 //! Main entry points: [`config::load_project`] reads what the user wrote,
 //! [`Plan::build`] decides what to run (fresh, or `--resume` from a run's journal),
@@ -54,5 +54,6 @@ pub mod render;
 pub mod report;
 pub mod resources;
 pub mod runner;
+mod totp;
 
 pub use plan::{Mode, Plan, PlanError, Request, Resume, check_webdriver_url};

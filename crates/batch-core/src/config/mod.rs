@@ -25,7 +25,6 @@ mod proptests;
 mod secrets;
 mod settings;
 mod template;
-mod totp;
 mod units;
 mod workflow;
 

@@ -144,8 +144,8 @@ impl Template {
                     // Read at the moment of rendering, which is just before the
                     // browser gets it: a code made earlier could expire on the way.
                     Some(v) => (
-                        super::totp::code_now(&v.value).map_err(|why| {
-                            let why = super::totp::not_a_secret(&why);
+                        crate::totp::code_now(&v.value).map_err(|why| {
+                            let why = crate::totp::not_a_secret(&why);
                             format!("{part}: the value of account {} {why}", vars.account.id)
                         })?,
                         true,
@@ -197,7 +197,7 @@ impl Template {
             Part::Totp(field) => account.fields.get(field),
             _ => None,
         });
-        let waits = seeds.map(|v| super::totp::wait_for_fresh(&v.value));
+        let waits = seeds.map(|v| crate::totp::wait_for_fresh(&v.value));
         waits.max().unwrap_or_default()
     }
 
@@ -430,7 +430,7 @@ mod tests {
         let seed = &account.fields["otp"].value;
         let codes: Vec<String> = [before, after]
             .iter()
-            .map(|&t| format!("code={}", super::super::totp::code_at(seed, t).unwrap()))
+            .map(|&t| format!("code={}", crate::totp::code_at(seed, t).unwrap()))
             .collect();
         assert!(codes.contains(&r.value), "{r:?} is none of {codes:?}");
         assert_eq!(r.redacted, "code=***");

@@ -334,8 +334,8 @@ fn problem(
                 return Some(format!("{part} {secret_in_argv} {var} and make the code)"));
             }
             accounts.iter().find_map(|a| {
-                let why = super::totp::parse(&a.fields[field].value).err()?;
-                let why = super::totp::not_a_secret(&why);
+                let why = crate::totp::parse(&a.fields[field].value).err()?;
+                let why = crate::totp::not_a_secret(&why);
                 Some(format!("{part}: the value of account {} {why}", a.id))
             })
         }
