@@ -358,6 +358,44 @@ mod tests {
         check_parse("{iteration}}", Err("lone \"}\" at character 12"));
     }
 
+    /// The variables an unknown variable's message offers are exactly the ones the
+    /// docs' Templates section opens with, and each of them parses.
+    #[test]
+    fn the_variables_offered_are_the_documented_ones() {
+        let path = format!("{}/../../docs/workflows.md", env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let section = docs
+            .split("\n## Templates\n")
+            .nth(1)
+            .expect("a Templates section");
+        let first_paragraph = section.trim_start().split("\n\n").next().unwrap();
+        let variables = |text: &str| -> Vec<String> {
+            let mut found: Vec<String> = text
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|s| s.starts_with('{') && s.ends_with('}') && !s.starts_with("{{"))
+                .map(str::to_owned)
+                .collect();
+            found.sort();
+            found.dedup();
+            found
+        };
+        let quoted = VARIABLES_EXPECTED
+            .split("; ")
+            .next()
+            .unwrap()
+            .replace(", ", "` `")
+            .replace(" or ", "` `");
+        let offered = variables(&format!("`{quoted}`"));
+        assert_eq!(offered, variables(first_paragraph), "{first_paragraph}");
+        assert_eq!(offered.len(), 6, "{offered:?}");
+        for v in offered {
+            let example = v.replace("FIELD", "username").replace("NAME", "HOME");
+            Template::parse(&example).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+    }
+
     fn check_render(input: &str, expected: Result<(&str, &str), &str>) {
         let account = account();
         let vars = Vars {
