@@ -154,6 +154,13 @@ mod tests {
         let uri = format!("otpauth://totp/Site:me?secret={ascii_base32}&digits=8&period=30");
         assert_eq!(code_at(&uri, 59).unwrap(), "94287082");
         assert_eq!(code_at(&uri, 1_111_111_109).unwrap(), "07081804");
+        // SHA-256 with its own 32-byte RFC key, and a label as an app exports it.
+        let key256 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA";
+        let sha256 = format!(
+            "otpauth://totp/Site%3Ame%40example.org?secret={key256}&issuer=Site&algorithm=SHA256&digits=8"
+        );
+        assert_eq!(code_at(&sha256, 59).unwrap(), "46119246");
+        assert_eq!(code_at(&sha256, 1_111_111_109).unwrap(), "68084774");
         // A 60 s period: T = 59 is still the first window.
         let slow = format!("otpauth://totp/x?secret={ascii_base32}&period=60");
         assert_eq!(code_at(&slow, 59).unwrap(), code_at(&slow, 0).unwrap());
@@ -163,13 +170,13 @@ mod tests {
     /// to wait for the next window, and no longer than that; other secrets do not.
     #[test]
     fn a_used_window_is_waited_out() {
-        let seed = "otpauth://totp/ledger-test?secret=MFRGGZDFMZTWQ2LK&period=7";
-        let other = "otpauth://totp/ledger-test?secret=MFRGGZDFMZTWQ2LL&period=7";
+        let seed = "otpauth://totp/ledger-test?secret=MFRGGZDFMZTWQ2LK&period=2";
+        let other = "otpauth://totp/ledger-test?secret=MFRGGZDFMZTWQ2LL&period=2";
         assert_eq!(wait_for_fresh(seed), Duration::ZERO, "nothing made yet");
         let before = unix_now();
         let code = code_now(seed).unwrap();
         let wait = wait_for_fresh(seed);
-        let window_end = Duration::from_secs((before.as_secs() / 7 + 1) * 7);
+        let window_end = Duration::from_secs((before.as_secs() / 2 + 1) * 2);
         assert!(wait > Duration::ZERO && wait <= window_end - before + Duration::from_millis(20));
         assert_eq!(wait_for_fresh(other), Duration::ZERO);
         assert_eq!(wait_for_fresh("not a secret"), Duration::ZERO);
@@ -178,7 +185,7 @@ mod tests {
         std::thread::sleep(wait);
         assert_eq!(wait_for_fresh(seed), Duration::ZERO);
         let next = code_now(seed).unwrap();
-        assert!(next != code || unix_now().as_secs() / 7 > before.as_secs() / 7);
+        assert!(next != code || unix_now().as_secs() / 2 > before.as_secs() / 2);
     }
 
     #[test]
