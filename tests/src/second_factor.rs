@@ -188,14 +188,14 @@ async fn a_value_that_is_not_a_totp_secret_is_refused_before_launch() {
     p.assert_nothing_left();
 }
 
-/// Iterations come faster than a 3 s period: each waits for a window its account has
+/// Iterations come faster than a 5 s period: each waits for a window its account has
 /// not used, so the site — which refuses a window's code the second time — takes
 /// every one. Each account's secret has its own windows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_already_used_is_waited_out_so_every_code_is_taken() {
     let p = Project::new(2).await;
-    p.site.set_totp_period(3);
-    p.write("accounts.toml", &accounts(2, Some(3)));
+    p.site.set_totp_period(5);
+    p.write("accounts.toml", &accounts(2, Some(5)));
     p.write("workflow.toml", &workflow());
     let run = p
         .run(&step1("1-2", &["--quantity", "3", "--concurrent", "-v"]))
