@@ -384,6 +384,32 @@ impl LoneDriver {
     }
 }
 
+impl Project {
+    /// Starts a [`LoneDriver`] (its `TMPDIR` in the project) and points `batch.toml`'s
+    /// `[browser] webdriver_url` at it, with `browser_keys` (lines of `[browser]`)
+    /// after it. As root, its Chromes get `--no-sandbox`: a remote node's sandbox is
+    /// its own business, and this one runs as root here.
+    pub fn with_lone_driver(&self, browser_keys: &str) -> LoneDriver {
+        let tmp = self.path("driver-tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let driver = LoneDriver::start(&tmp);
+        let sandbox = if nix::unistd::geteuid().is_root() {
+            "args = [\"--no-sandbox\"]\n"
+        } else {
+            ""
+        };
+        self.write(
+            "batch.toml",
+            &format!(
+                "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\n[browser]\n{sandbox}\
+                 webdriver_url = \"http://127.0.0.1:{}\"\n{browser_keys}",
+                driver.port
+            ),
+        );
+        driver
+    }
+}
+
 impl Drop for LoneDriver {
     fn drop(&mut self) {
         let group = nix::unistd::Pid::from_raw(self.child.id() as i32);

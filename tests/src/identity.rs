@@ -205,24 +205,9 @@ async fn identity_on(engine: Engine) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_session_gets_the_identity_through_its_capabilities() {
     let p = Project::new(1).await;
-    let tmp = p.path("driver-tmp");
-    std::fs::create_dir(&tmp).unwrap();
-    let driver = crate::harness::LoneDriver::start(&tmp);
-    // A remote node's sandbox is its own business; this one runs as root here.
-    let sandbox = if nix::unistd::geteuid().is_root() {
-        "args = [\"--no-sandbox\"]\n"
-    } else {
-        ""
-    };
-    p.write(
-        "batch.toml",
-        &format!(
-            "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\n[browser]\n{sandbox}\
-             webdriver_url = \"http://127.0.0.1:{}\"\nuser_agent = \"{OWN_UA}\"\n\
-             accept_language = \"fr-FR,fr\"\ntimezone = \"Asia/Tokyo\"\n",
-            driver.port
-        ),
-    );
+    let driver = p.with_lone_driver(&format!(
+        "user_agent = \"{OWN_UA}\"\naccept_language = \"fr-FR,fr\"\ntimezone = \"Asia/Tokyo\"\n"
+    ));
     p.write("workflow.toml", WORKFLOW);
     let run = p
         .run(&step1("1", &["--quantity", "1", "--launch-interval", "0"]))

@@ -6,7 +6,7 @@
 
 use demo_site::Upload;
 
-use crate::harness::{LoneDriver, Project, WORKFLOW, events, named, report, step1};
+use crate::harness::{Project, WORKFLOW, events, named, report, step1};
 
 /// Per iteration: first a wrong file, then the account's own file and the iteration's
 /// shared one into the same (hidden, `multiple`) input — the form must carry only
@@ -75,22 +75,7 @@ async fn each_account_uploads_its_own_files_and_only_the_last_choice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_browser_gets_the_files_through_its_endpoint() {
     let p = Project::new(1).await;
-    let tmp = p.path("driver-tmp");
-    std::fs::create_dir(&tmp).unwrap();
-    let driver = LoneDriver::start(&tmp);
-    let sandbox = if nix::unistd::geteuid().is_root() {
-        "args = [\"--no-sandbox\"]\n"
-    } else {
-        ""
-    };
-    p.write(
-        "batch.toml",
-        &format!(
-            "workflow = \"workflow.toml\"\naccounts = \"accounts.toml\"\n\n[browser]\n{sandbox}\
-             webdriver_url = \"http://127.0.0.1:{}\"\n",
-            driver.port
-        ),
-    );
+    let driver = p.with_lone_driver("");
     // The files are removed here before the form is sent: what arrives can only be
     // the endpoint's own copies (a browser reading this host's files would send
     // nothing — or fail).
