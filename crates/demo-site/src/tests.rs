@@ -499,69 +499,46 @@ async fn verify_takes_each_window_of_the_users_code_once_and_counts_every_outcom
     let form = get(&site, "/verify", Some(&one)).await;
     assert_eq!(form.status, 200);
     assert!(form.body.contains("id=\"code\"") && form.body.contains("id=\"verify\""));
+    let (secret1, secret2) = (totp_secret("user-1"), totp_secret("user-2"));
+    assert_eq!(secret1.len(), 32, "20 bytes in base32: {secret1}");
+    assert_ne!(secret1, secret2);
+    // The status of a POST of `cookie`'s session with the code of (secret, period, t).
+    let status = |cookie: &str, secret: &str, period: u64, t: u64| {
+        let (site, cookie, code) = (&site, cookie.to_owned(), code_of(secret, period, t));
+        async move { post_code(site, &cookie, &code).await.status }
+    };
 
-    let secret = totp_secret("user-1");
-    assert_eq!(secret.len(), 32, "20 bytes in base32: {secret}");
-    assert_ne!(secret, totp_secret("user-2"));
     let now = early_in_a_window(30).await;
-    let good = post_code(&site, &one, &code_of(&secret, 30, now)).await;
+    let good = post_code(&site, &one, &code_of(&secret1, 30, now)).await;
     assert_eq!(good.status, 200, "{good:?}");
     assert!(good.body.contains("id=\"verified\""), "{}", good.body);
-    // The same code again, and the previous window's (good a moment ago), are used up.
-    for code in [code_of(&secret, 30, now), code_of(&secret, 30, now - 30)] {
-        let again = post_code(&site, &one, &code).await;
-        assert_eq!(again.status, 401, "{code}: {again:?}");
-        assert!(again.body.contains("id=\"error\""), "{}", again.body);
-    }
-    // Two windows back is stale; user-1's code is not user-2's.
-    assert_eq!(
-        post_code(&site, &one, &code_of(&secret, 30, now - 90))
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        post_code(&site, &two, &code_of(&secret, 30, now))
-            .await
-            .status,
-        401
-    );
-    let users = site.counts().users;
+    let again = post_code(&site, &one, &code_of(&secret1, 30, now)).await;
+    assert_eq!(again.status, 401, "{again:?}");
+    assert!(again.body.contains("id=\"error\""), "{}", again.body);
+    // The previous window's code, good a moment ago, is used up too; two windows
+    // back is stale; user-1's code is not user-2's.
+    assert_eq!(status(&one, &secret1, 30, now - 30).await, 401);
+    assert_eq!(status(&one, &secret1, 30, now - 90).await, 401);
+    assert_eq!(status(&two, &secret1, 30, now).await, 401);
     let outcomes = |u: &str| {
-        let c = &users[u];
+        let c = &site.counts().users[u];
         (c.verified, c.reused_codes, c.bad_codes)
     };
     assert_eq!(outcomes("user-1"), (1, 2, 1));
     assert_eq!(outcomes("user-2"), (0, 0, 1));
 
-    // With a 2 s period, a 30 s code is bad and the next window's code is fresh.
+    // With a 2 s period a 30 s code is wrong, and each new window's code is fresh.
     site.set_totp_period(2);
-    let secret = totp_secret("user-2");
     let now = early_in_a_window(2).await;
-    assert_eq!(
-        post_code(&site, &two, &code_of(&secret, 2, now))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        post_code(&site, &two, &code_of(&secret, 2, now))
-            .await
-            .status,
-        401
-    );
+    assert_eq!(status(&two, &secret2, 30, now).await, 401);
+    assert_eq!(status(&two, &secret2, 2, now).await, 200);
+    assert_eq!(status(&two, &secret2, 2, now).await, 401);
     let into = unix().as_secs_f64() % 2.0;
     tokio::time::sleep(Duration::from_secs_f64(2.05 - into)).await;
     let next = unix().as_secs();
     assert!(next / 2 > now / 2);
-    assert_eq!(
-        post_code(&site, &two, &code_of(&secret, 2, next))
-            .await
-            .status,
-        200
-    );
-    let c = &site.counts().users["user-2"];
-    assert_eq!((c.verified, c.reused_codes, c.bad_codes), (2, 1, 1));
+    assert_eq!(status(&two, &secret2, 2, next).await, 200);
+    assert_eq!(outcomes("user-2"), (2, 1, 2));
 }
 
 #[tokio::test]
