@@ -396,14 +396,18 @@ mod tests {
         }
     }
 
-    fn check_render(input: &str, expected: Result<(&str, &str), &str>) {
-        let account = account();
-        let vars = Vars {
+    fn vars(account: &Account) -> Vars<'_> {
+        Vars {
             base_url: "http://h",
-            account: &account,
+            account,
             iteration: 3,
             step: 2,
-        };
+        }
+    }
+
+    fn check_render(input: &str, expected: Result<(&str, &str), &str>) {
+        let account = account();
+        let vars = vars(&account);
         let env_map = HashMap::from([("API_KEY", "k-123")]);
         let env = |name: &str| env_map.get(name).map(|v| (*v).to_owned());
         let got = Template::parse(input).unwrap().render_with_env(&vars, &env);
@@ -453,12 +457,7 @@ mod tests {
     #[test]
     fn a_one_time_code_is_rendered_now_and_redacted() {
         let account = account();
-        let vars = Vars {
-            base_url: "http://h",
-            account: &account,
-            iteration: 1,
-            step: 1,
-        };
+        let vars = vars(&account);
         let t = Template::parse("code={totp.otp}").unwrap();
         let now = || {
             let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
