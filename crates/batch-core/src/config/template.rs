@@ -124,40 +124,34 @@ impl Template {
         let mut value = String::new();
         let mut redacted = String::new();
         for part in &self.parts {
+            let field = |name: &str| {
+                vars.account.fields.get(name).ok_or_else(|| {
+                    format!(
+                        "{part}: account {} has no field {name:?} (expected the field in the \
+                         accounts file)",
+                        vars.account.id
+                    )
+                })
+            };
             let (text, secret) = match part {
                 Part::Lit(s) => (s.clone(), false),
                 Part::BaseUrl => (vars.base_url.to_owned(), false),
                 Part::Iteration => (vars.iteration.to_string(), false),
                 Part::StepId => (vars.step.to_string(), false),
                 Part::Account(field) if field == "id" => (vars.account.id.to_string(), false),
-                Part::Account(field) => match vars.account.fields.get(field) {
-                    Some(v) => (v.value.clone(), v.secret),
-                    None => {
-                        return Err(format!(
-                            "{{account.{field}}}: account {} has no field {field:?} (expected \
-                             the field in the accounts file)",
-                            vars.account.id
-                        ));
-                    }
-                },
-                Part::Totp(field) => match vars.account.fields.get(field) {
-                    // Read at the moment of rendering, which is just before the
-                    // browser gets it: a code made earlier could expire on the way.
-                    Some(v) => (
-                        crate::totp::code_now(&v.value).map_err(|why| {
-                            let why = crate::totp::not_a_secret(&why);
-                            format!("{part}: the value of account {} {why}", vars.account.id)
-                        })?,
-                        true,
-                    ),
-                    None => {
-                        return Err(format!(
-                            "{part}: account {} has no field {field:?} (expected the field in \
-                             the accounts file)",
-                            vars.account.id
-                        ));
-                    }
-                },
+                Part::Account(name) => {
+                    let v = field(name)?;
+                    (v.value.clone(), v.secret)
+                }
+                // Made at the moment of rendering, which is just before the browser
+                // gets it: a code made earlier could expire on the way.
+                Part::Totp(name) => {
+                    let code = crate::totp::code_now(&field(name)?.value).map_err(|why| {
+                        let why = crate::totp::not_a_secret(&why);
+                        format!("{part}: the value of account {} {why}", vars.account.id)
+                    })?;
+                    (code, true)
+                }
                 Part::Env(name) => match env(name) {
                     Some(v) => (v, true),
                     None => {

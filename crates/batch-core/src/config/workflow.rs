@@ -300,13 +300,25 @@ fn problem(
                  in the workflow file, or --base-url)"
             )
         }),
-        Part::Account(field) if field != "id" => {
+        Part::Account(field) | Part::Totp(field) if field != "id" => {
             if let Some(a) = accounts.iter().find(|a| !a.fields.contains_key(field)) {
                 return Some(format!(
                     "{part}: account {} has no field {field:?} (expected every account that runs \
                      to have it)",
                     a.id
                 ));
+            }
+            // The variable's real name: `api-key` is read as BATCH_ACCOUNT_API_KEY.
+            let var = super::exec_env_name(field);
+            if let Part::Totp(_) = part {
+                if is_exec {
+                    return Some(format!("{part} {secret_in_argv} {var} and make the code)"));
+                }
+                return accounts.iter().find_map(|a| {
+                    let why = crate::totp::parse(&a.fields[field].value).err()?;
+                    let why = crate::totp::not_a_secret(&why);
+                    Some(format!("{part}: the value of account {} {why}", a.id))
+                });
             }
             let control = |a: &&&Account| a.fields[field].value.contains(char::is_control);
             if reaches_url_or_argv && let Some(a) = accounts.iter().find(control) {
@@ -317,27 +329,7 @@ fn problem(
                 ));
             }
             let secret = is_secret_name(field) || accounts.iter().any(|a| a.fields[field].secret);
-            // The variable's real name: `api-key` is read as BATCH_ACCOUNT_API_KEY.
-            let var = super::exec_env_name(field);
             (is_exec && secret).then(|| format!("{part} {secret_in_argv} {var})"))
-        }
-        Part::Totp(field) => {
-            if let Some(a) = accounts.iter().find(|a| !a.fields.contains_key(field)) {
-                return Some(format!(
-                    "{part}: account {} has no field {field:?} (expected every account that runs \
-                     to have it)",
-                    a.id
-                ));
-            }
-            if is_exec {
-                let var = super::exec_env_name(field);
-                return Some(format!("{part} {secret_in_argv} {var} and make the code)"));
-            }
-            accounts.iter().find_map(|a| {
-                let why = crate::totp::parse(&a.fields[field].value).err()?;
-                let why = crate::totp::not_a_secret(&why);
-                Some(format!("{part}: the value of account {} {why}", a.id))
-            })
         }
         Part::Env(name) if is_exec => Some(format!(
             "{part} {secret_in_argv} {name} from the environment it inherits)"
