@@ -31,8 +31,8 @@ pub(crate) struct State {
     keys: RandomState,
     /// Usernames whose logins get the challenge page (see [`Shared::set_challenged`]).
     challenged: std::collections::HashSet<String>,
-    /// The TOTP period in seconds; 0 means the usual 30 (see [`Shared::set_totp_period`]).
-    totp_period: u64,
+    /// The TOTP period in seconds, if not the usual 30 (see [`Shared::set_totp_period`]).
+    totp_period: Option<u64>,
     /// Username → the time step of the last code it was verified with: a code is
     /// taken once, as RFC 6238 §5.2 says and real sites do.
     last_step: HashMap<String, u64>,
@@ -120,10 +120,7 @@ impl Shared {
     /// bad.
     pub(crate) fn verify(&self, user: &str, code: &str) -> bool {
         let mut state = self.lock();
-        let period = match state.totp_period {
-            0 => 30,
-            p => p,
-        };
+        let period = state.totp_period.unwrap_or(30);
         let totp = totp_rs::Builder::new()
             .with_secret(totp_key(user))
             .with_step_duration(period)
@@ -146,7 +143,7 @@ impl Shared {
 
     /// The TOTP period `/verify` checks codes with, in seconds (at least 1).
     pub(crate) fn set_totp_period(&self, seconds: u64) {
-        self.lock().totp_period = seconds.max(1);
+        self.lock().totp_period = Some(seconds.max(1));
     }
 
     /// A copy of the counts as they are now.
