@@ -156,37 +156,11 @@ pub(crate) fn parse_accounts(
     } else {
         parse_toml(path, text, env)?
     };
-    check_proxies(path, &accounts)?;
+    super::proxy::check_proxies(path, &accounts)?;
     Ok(Accounts {
         path: path.to_path_buf(),
         accounts,
     })
-}
-
-/// Every `proxy` must be a proxy URL the browser can use (`forwarder::Upstream::parse`,
-/// the same parser the runner uses at launch): http, https or socks5, a host, no
-/// path, and — first, over all accounts — no control character (it goes into
-/// Chromium's argv, where a NUL cannot even be passed). Credentials are allowed: they
-/// reach the upstream through a loopback forwarder, never a command line. The
-/// message never quotes the URL (it may hold a password).
-fn check_proxies(path: &Path, accounts: &[Account]) -> Result<(), ConfigError> {
-    let proxies = || {
-        accounts
-            .iter()
-            .filter_map(|a| Some((a.id, a.fields.get("proxy")?.value.as_str())))
-    };
-    let err = |id, message: String| {
-        ConfigError::invalid(path, None, format!("account {id}, proxy"), message)
-    };
-    if let Some((id, _)) = proxies().find(|(_, p)| p.contains(char::is_control)) {
-        let message = "a control character in the proxy URL (expected a URL such as \
-                       http://127.0.0.1:3128)";
-        return Err(err(id, message.to_owned()));
-    }
-    for (id, proxy) in proxies().filter(|(_, p)| !p.is_empty()) {
-        forwarder::Upstream::parse(proxy).map_err(|e| err(id, e.to_string()))?;
-    }
-    Ok(())
 }
 
 /// A browser-option field (`user_agent`, `timezone`, …) must hold a value the

@@ -9,7 +9,7 @@
 //! and line); a clash between the two files (a `--user-agent` switch in
 //! `[browser] args` for an account that sets `user_agent`) is checked per account.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{Account, BrowserSettings};
 
@@ -39,7 +39,7 @@ pub struct Identity {
 }
 
 /// The account's own value of `field`, if it sets one (an empty CSV cell sets none).
-fn own<'a>(account: &'a Account, field: &str) -> Option<&'a str> {
+pub(super) fn own<'a>(account: &'a Account, field: &str) -> Option<&'a str> {
     account
         .fields
         .get(field)
@@ -68,25 +68,6 @@ pub fn identity_of(browser: &BrowserSettings, account: &Account) -> Identity {
             .and_then(|s| parse_window_size(s).ok())
             .unwrap_or(browser.window_size),
         args,
-    }
-}
-
-/// The account's proxy, if it has one (validated when the accounts were loaded).
-pub fn proxy_of(account: &Account) -> Option<forwarder::Upstream> {
-    forwarder::Upstream::parse(own(account, "proxy")?).ok()
-}
-
-/// The CA file an account's `https://` proxy is checked against, besides the
-/// system's roots: its own `proxy_ca` (relative to the accounts file's directory), or
-/// `[browser] proxy_ca` (already absolute). Both were read and checked on loading.
-pub fn proxy_ca_of(
-    browser: &BrowserSettings,
-    accounts_file: &Path,
-    account: &Account,
-) -> Option<PathBuf> {
-    match own(account, "proxy_ca") {
-        Some(own) => Some(accounts_file.parent().unwrap_or(Path::new(".")).join(own)),
-        None => browser.proxy_ca.clone(),
     }
 }
 

@@ -22,6 +22,7 @@ mod lists;
 mod project;
 #[cfg(test)]
 mod proptests;
+mod proxy;
 mod secrets;
 mod settings;
 mod template;
@@ -34,11 +35,10 @@ pub use accounts::{
 pub use actions::{ACTIONS, ActionDef, ActionKind, KEY_NAMES, action_table, upload_path};
 pub use error::ConfigError;
 pub use health::HealthSettings;
-pub use identity::{
-    ACCOUNT_FIELDS, Identity, identity_of, primary_language, proxy_ca_of, proxy_of,
-};
+pub use identity::{ACCOUNT_FIELDS, Identity, identity_of, primary_language};
 pub use lists::{parse_account_list, parse_step_list, shard};
 pub use project::{Project, load_project, load_project_with_env};
+pub use proxy::{proxy_ca_of, proxy_of};
 pub use secrets::{REDACTED, is_secret_name};
 // The run-time redactor, kept where its users have always found it.
 pub use crate::redact::{Secrets, redact, redact_values, url_userinfo};
