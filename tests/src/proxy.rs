@@ -270,6 +270,105 @@ async fn own_proxies_and_no_leak(kind: Kind) {
     p.assert_nothing_left();
 }
 
+/// One `[browser] proxy` for every account, rendered per account: accounts 1 and 2
+/// reach their own proxy (its port and user name from their fields, the shared
+/// password from the environment), account 3 says `proxy = "none"` and goes
+/// direct. The password is in batch-cli's environment only: no driver or browser
+/// inherits it, and no output or run file shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_proxy_template_in_batch_toml_serves_every_account_and_none_opts_out() {
+    let p = Project::new(0).await;
+    let a = AuthProxy::start("proxy-a", Some(("gate-1", PASS_A)))
+        .await
+        .unwrap();
+    let b = AuthProxy::start("proxy-b", Some(("gate-2", PASS_A)))
+        .await
+        .unwrap();
+    let port = |x: &AuthProxy| format!("gate_port = \"{}\"", x.addr().port());
+    project_files(
+        &p,
+        "proxy = \"http://gate-{account.id}:{env.BATCH_TEST_GATE_PW}@127.0.0.1:{account.gate_port}\"\n",
+        &format!(
+            "[[accounts]]\nid = 1\nusername = \"user-1\"\npassword = \"pass-1\"\n{}\n\
+             [[accounts]]\nid = 2\nusername = \"user-2\"\npassword = \"pass-2\"\n{}\n\
+             [[accounts]]\nid = 3\nusername = \"user-3\"\npassword = \"pass-3\"\nproxy = \"none\"\n",
+            port(&a),
+            port(&b)
+        ),
+    );
+    let token = basic("gate-1", PASS_A);
+    let needles = [PASS_A, token.as_str()];
+    let args = step1("1-3", &["--quantity", "2", "--launch-interval", "0"]);
+    let mut cmd = p.command(&args);
+    let child = cmd.env("BATCH_TEST_GATE_PW", PASS_A).spawn().unwrap();
+    let pid = child.id().expect("running");
+    let mut leaks = std::collections::BTreeSet::new();
+    let mut browsers_seen = false;
+    while fsutil::proc::alive(pid) {
+        // batch-cli itself was given the password; nothing it starts may hold it.
+        leaks.extend(in_processes(&needles).into_iter().filter(|l| l.0 != pid));
+        browsers_seen |= p.live_processes().len() > 1;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let out = finish(child, 300).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(browsers_seen, "the scan ran while browsers were up");
+    assert!(leaks.is_empty(), "secrets in processes: {leaks:?}");
+    assert!(!stdout.contains(PASS_A) && !stderr.contains(PASS_A));
+    let mut in_run_files = Vec::new();
+    in_files(p.dir.path(), Path::new(""), &needles, &mut in_run_files);
+    assert!(in_run_files.is_empty(), "{in_run_files:?}");
+
+    // Each account's traffic came the way its own rendering said.
+    let counts = p.site.counts();
+    let via = |user: &str| {
+        counts.users[user]
+            .via
+            .clone()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(via("user-1"), [("1.1 proxy-a".to_owned(), 3)], "{counts:?}");
+    assert_eq!(via("user-2"), [("1.1 proxy-b".to_owned(), 3)], "{counts:?}");
+    assert_eq!(via("user-3"), [], "{counts:?}");
+    for user in ["user-1", "user-2", "user-3"] {
+        assert_eq!(
+            p.adds(user).into_iter().collect::<Vec<_>>(),
+            [(1, 1), (2, 1)]
+        );
+    }
+    for (proxy, name) in [(&a, "proxy-a"), (&b, "proxy-b")] {
+        let log = proxy.log();
+        assert!(
+            !log.is_empty() && log.iter().all(|s| s.authorized),
+            "{name}: {log:?}"
+        );
+    }
+    let ev = events(&p.run_dir());
+    let mut forwarders: Vec<(u64, String)> = named(&ev, "proxy_forwarder")
+        .iter()
+        .map(|e| {
+            (
+                e["account"].as_u64().unwrap(),
+                e["upstream"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    forwarders.sort();
+    assert_eq!(
+        forwarders,
+        [
+            (1, format!("http://{}", a.addr())),
+            (2, format!("http://{}", b.addr()))
+        ]
+    );
+    p.assert_nothing_left();
+}
+
 /// What is wrong with account 1's proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wrong {

@@ -494,6 +494,56 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "proxy default with a variable that has no value then",
+            &[(
+                "batch.toml",
+                "[browser]\nproxy = \"http://127.0.0.1:3128/{iteration}\"\n",
+            )],
+            &["batch.toml:2: browser.proxy: {iteration} has no value for a proxy"],
+        ),
+        case(
+            "proxy default naming a field an account lacks",
+            &[(
+                "batch.toml",
+                "\n[browser]\nproxy = \"http://{account.gate_user}:x@127.0.0.1:3128\"\n",
+            )],
+            &[
+                "batch.toml:3: browser.proxy: {account.gate_user}: account 1 has no field \"gate_user\"",
+            ],
+        ),
+        case(
+            "proxy default rendering a scheme no browser takes",
+            &[(
+                "batch.toml",
+                "[browser]\nproxy = \"ftp://u:{env.BAD_INPUT_SET}@127.0.0.1:3128\"\n",
+            )],
+            &["batch.toml:2: browser.proxy: for account 1: unsupported proxy scheme \"ftp\""],
+        ),
+        case(
+            "proxy default reading an unset variable",
+            &[(
+                "batch.toml",
+                "[browser]\nproxy = \"http://u:{env.NOT_SET_Q}@h:1\"\n",
+            )],
+            &[
+                "batch.toml:2: browser.proxy: {env.NOT_SET_Q}: environment variable NOT_SET_Q is not set",
+            ],
+        ),
+        case(
+            "proxy default rendering a control character",
+            &[
+                (
+                    "batch.toml",
+                    "[browser]\nproxy = \"http://{account.gate}@127.0.0.1:1\"\n",
+                ),
+                (
+                    "accounts.toml",
+                    "[[accounts]]\nid = 1\nusername = \"u\"\ngate = \"a\\u0001b\"\n",
+                ),
+            ],
+            &["batch.toml:2: browser.proxy: for account 1: a control character in the proxy URL"],
+        ),
+        case(
             "bad webdriver_url",
             &[(
                 "batch.toml",

@@ -38,7 +38,7 @@ pub use health::HealthSettings;
 pub use identity::{ACCOUNT_FIELDS, Identity, identity_of, primary_language};
 pub use lists::{parse_account_list, parse_step_list, shard};
 pub use project::{Project, load_project, load_project_with_env};
-pub use proxy::{proxy_ca_of, proxy_of};
+pub use proxy::{NO_PROXY, ProxyDefault, proxy_ca_of, proxy_of};
 pub use secrets::{REDACTED, is_secret_name};
 // The run-time redactor, kept where its users have always found it.
 pub use crate::redact::{Secrets, redact, redact_values, url_userinfo};

@@ -36,6 +36,7 @@ pub fn load_project_with_env(
     let settings = load_settings(config_path)?;
     let workflow = load_workflow(&settings.workflow)?;
     let mut accounts = load_accounts_with_env(&settings.accounts, env)?;
+    super::proxy::apply_default(&settings, &mut accounts, env)?;
     // A field the workflow reads a TOTP secret from is a secret whatever its name:
     // with the password, it is the whole login.
     let totp_fields: Vec<&str> = workflow.totp_fields().collect();

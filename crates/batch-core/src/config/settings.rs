@@ -20,7 +20,7 @@ use super::doc::{
 use super::error::{file_dir, read_text};
 use super::identity::{check_accept_language, check_timezone, check_user_agent};
 use super::units::{parse_launch_interval, parse_size};
-use super::{ConfigError, HealthSettings, LaunchInterval};
+use super::{ConfigError, HealthSettings, LaunchInterval, ProxyDefault};
 
 section! {
     /// `batch.toml`, loaded with defaults filled in. Paths are absolute once loaded
@@ -91,6 +91,9 @@ section! {
         /// `https://` proxies (default none); absolute after loading; an account's
         /// `proxy_ca` overrides it.
         proxy_ca: Option<PathBuf> = None, "proxy_ca";
+        /// `proxy`: a proxy URL template for every account without a `proxy` of its
+        /// own (default none), `{account.FIELD}` and `{env.NAME}` filled in per account.
+        proxy: Option<ProxyDefault> = None, "proxy";
     }
 }
 
@@ -248,8 +251,14 @@ pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
 
 pub(crate) fn parse_settings(path: &Path, text: &str) -> Result<Settings, ConfigError> {
     let doc = Doc::new(path, text);
-    let raw: Raw = doc.parse(&dotted, |_| None)?;
+    let mut raw: Raw = doc.parse(&dotted, |_| None)?;
     let key = |k: &str| Seg::Key(k.into());
+    if let Some(proxy) = &mut raw.browser.proxy {
+        let span = doc
+            .span_at(&[key("browser"), key("proxy")])
+            .unwrap_or_default();
+        proxy.line = doc.line(span.start);
+    }
     let fail = |at: &[Seg], field: String, problem: String| {
         let span = doc.span_at(at).unwrap_or_default();
         Err(doc.err(Bad::new(span, field, problem)))
@@ -309,6 +318,10 @@ value! {
     };
     proxy_ca -> Option<PathBuf> =
         |v| non_empty(v, "a path to a PEM file of CA certificates").map(Some);
+    proxy -> Option<ProxyDefault> = |v| {
+        let s = string(v, "a proxy URL like \"http://127.0.0.1:3128\", {account.FIELD} and {env.NAME} allowed")?;
+        ProxyDefault::parse(s).map(Some)
+    };
     interval -> LaunchInterval = |v| {
         let s = string(v, "a duration like \"2.5s\", or \"auto\"")?;
         parse_launch_interval(s).map_err(|m| format!("{s:?}: {m}"))
@@ -399,7 +412,7 @@ const MANAGED_SWITCHES: &[(&str, &str)] = &[
     ),
     (
         "proxy-server",
-        "set `proxy` per account in the accounts file",
+        "set `proxy` per account in the accounts file, or [browser] proxy for all",
     ),
     (
         "headless",
@@ -830,7 +843,7 @@ launch = "45s"
         check(
             "[browser]\nheadless = true\n",
             Some(2),
-            "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, headless_shell, args, window_size, user_agent, accept_language, timezone, webdriver_url, proxy_ca)",
+            "browser: unknown key \"headless\" (expected one of: chromium, chromedriver, headed, headless_shell, args, window_size, user_agent, accept_language, timezone, webdriver_url, proxy_ca, proxy)",
         );
         check("[brwoser]\n", Some(1), "unknown key \"brwoser\"");
         check(
