@@ -1,7 +1,8 @@
 //! Beyond one host, end to end: a real Selenium Grid 4 (hub + two nodes on loopback,
 //! Debian's chromium) started by each test and always stopped by a guard, batches run
 //! through it with `--webdriver-url`, a node killed mid-run, `--shard` slices
-//! merged with `report --merge`, and an account's authenticated proxy used by its
+//! merged with `report --merge`, a node that joins mid-run used at once, and an
+//! account's authenticated proxy used by its
 //! browser on a node (through this runner's loopback forwarder). The Grid's control code is xtask's own
 //! (`xtask/src/gridctl.rs`), included here so both use one copy.
 
@@ -445,6 +446,78 @@ async fn grid_node_killed_mid_run_its_iterations_are_retried_on_the_other() {
             );
         }
     }
+    grid.stop_and_check();
+    p.assert_nothing_left();
+}
+
+/// A Grid that grows mid-run is used at once. One node (4 slots), 5 accounts: the
+/// first 4 hold every slot — each waits, logged in, for a gate file — and account 5
+/// waits here for a slot (`cap`). A second node joins; the next `/status` read raises
+/// the cap to 8, and account 5 gets its session on the new node while the others
+/// still hold theirs (nobody has finished: the gate is still shut). Without the
+/// Grid being followed, account 5 would wait for a seat that is never freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_a_node_that_joins_mid_run_is_used_at_once() {
+    let Some(mut grid) = start_grid_of(1) else {
+        return;
+    };
+    let p = grid_project(5).await;
+    p.write(
+        "workflow.toml",
+        &crate::harness::WORKFLOW.replace(
+            "  { wait_for = \"#welcome\" },\n",
+            "  { wait_for = \"#welcome\" },\n  { exec = [\"sh\", \"-c\", \"while [ ! -e gate ]; do sleep 0.1; done\"], timeout = \"180s\" },\n",
+        ),
+    );
+    let child = p
+        .command(&step1(
+            "1-5",
+            &["--concurrent", "--webdriver-url", grid.url()],
+        ))
+        .spawn()
+        .unwrap();
+    let waiting = wait_for_event(&p, "an account waiting for a Grid slot", |e| {
+        e["event"] == "admission_wait" && e["reason"] == "cap"
+    })
+    .await;
+    let last = waiting["account"].as_u64().unwrap();
+    let first_node = grid.grid.nodes[0].uri.clone();
+    let jar = gridctl::ensure_jar(&workspace()).unwrap();
+    let joined = grid.grid.add_node(&jar).expect("a second node joins");
+    let created = wait_for_event(&p, "the waiting account's session", |e| {
+        e["event"] == "browser_created" && e["account"] == last
+    })
+    .await;
+    assert_eq!(created["node"], joined.as_str(), "{created}");
+    // Every other account still holds its slot on the first node: none is done.
+    let so_far = events(&p.run_dir());
+    assert!(named(&so_far, "account_done").is_empty(), "{so_far:?}");
+    let placed = nodes_by_account(&so_far);
+    let on_first = placed
+        .values()
+        .filter(|n| n.last() == Some(&first_node))
+        .count();
+    assert_eq!(on_first, 4, "{placed:?}");
+    std::fs::write(p.path("gate"), "").unwrap();
+
+    let out = crate::harness::finish(child, 240).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = events(&p.run_dir());
+    let capacity: Vec<(u64, u64)> = named(&events, "grid_capacity")
+        .iter()
+        .map(|e| (e["nodes"].as_u64().unwrap(), e["slots"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(capacity, [(1, 4), (2, 8)]);
+    assert_eq!(named(&events, "browser_created").len(), 5);
+    for n in 1..=5 {
+        assert_eq!(
+            p.adds(&format!("user-{n}")),
+            BTreeMap::from([(1, 1)]),
+            "user-{n}"
+        );
+    }
+    assert_eq!(busy_slots(&grid), 0);
     grid.stop_and_check();
     p.assert_nothing_left();
 }

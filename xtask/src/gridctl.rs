@@ -123,6 +123,8 @@ pub(crate) struct Grid {
     pub(crate) hub_pid: u32,
     /// The nodes.
     pub(crate) nodes: Vec<Node>,
+    /// The event bus's publish and subscribe ports (a node that joins later needs them).
+    events: (u16, u16),
 }
 
 fn free_ports(n: usize) -> Result<Vec<u16>, String> {
@@ -253,33 +255,14 @@ impl Grid {
             hub_url: format!("http://127.0.0.1:{hub}"),
             hub_pid: child.id(),
             nodes: Vec::new(),
+            events: (publish, subscribe),
         };
         grid.save()?;
-        for (i, port) in ports[3..].iter().enumerate() {
-            let name = format!("node{}", i + 1);
-            let node_dir = dir.join(&name);
-            let started = (|| {
-                std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
-                let config = node_dir.join("node.toml");
-                std::fs::write(&config, node_toml(&name, *port, hub, publish, subscribe))
-                    .map_err(|e| e.to_string())?;
-                let mut cmd = java(jar, &dir, &node_dir, &node_dir.join("node.log"))?;
-                cmd.arg("node").arg("--config").arg(&config);
-                cmd.spawn().map_err(|e| format!("cannot start java: {e}"))
-            })();
-            match started {
-                Ok(child) => grid.nodes.push(Node {
-                    name,
-                    uri: format!("http://127.0.0.1:{port}"),
-                    pid: child.id(),
-                    dir: node_dir,
-                }),
-                Err(e) => {
-                    grid.stop();
-                    return Err(e);
-                }
+        for port in &ports[3..] {
+            if let Err(e) = grid.spawn_node(jar, *port) {
+                grid.stop();
+                return Err(e);
             }
-            grid.save()?;
         }
         if let Err(e) = grid.wait_up(nodes, Duration::from_secs(90)) {
             let log = std::fs::read_to_string(dir.join("hub.log")).unwrap_or_default();
@@ -287,6 +270,38 @@ impl Grid {
             return Err(format!("{e}\nhub log (end):\n{}", tail(&log, 20)));
         }
         Ok(grid)
+    }
+
+    /// Start one more node (`node<N+1>`) on `port`, registering with the hub.
+    fn spawn_node(&mut self, jar: &Path, port: u16) -> Result<(), String> {
+        let name = format!("node{}", self.nodes.len() + 1);
+        let node_dir = self.dir.join(&name);
+        std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
+        let config = node_dir.join("node.toml");
+        let hub = self.hub_url.rsplit(':').next().and_then(|p| p.parse().ok());
+        let hub = hub.ok_or("the hub URL has no port")?;
+        let (publish, subscribe) = self.events;
+        std::fs::write(&config, node_toml(&name, port, hub, publish, subscribe))
+            .map_err(|e| e.to_string())?;
+        let mut cmd = java(jar, &self.dir, &node_dir, &node_dir.join("node.log"))?;
+        cmd.arg("node").arg("--config").arg(&config);
+        let child = cmd.spawn().map_err(|e| format!("cannot start java: {e}"))?;
+        self.nodes.push(Node {
+            name,
+            uri: format!("http://127.0.0.1:{port}"),
+            pid: child.id(),
+            dir: node_dir,
+        });
+        self.save()
+    }
+
+    /// A node joining the running Grid (a host added mid-run): started, and waited
+    /// for until every node is UP. Returns its `uri`.
+    pub(crate) fn add_node(&mut self, jar: &Path) -> Result<String, String> {
+        let port = free_ports(1)?[0];
+        self.spawn_node(jar, port)?;
+        self.wait_up(self.nodes.len(), Duration::from_secs(90))?;
+        Ok(self.nodes.last().expect("just added").uri.clone())
     }
 
     /// The Grid recorded in `dir`.
@@ -298,6 +313,7 @@ impl Grid {
             hub_url: String::new(),
             hub_pid: 0,
             nodes: Vec::new(),
+            events: (0, 0),
         };
         for line in text.lines() {
             let f: Vec<&str> = line.splitn(4, ' ').collect();
@@ -305,6 +321,10 @@ impl Grid {
                 ["hub", pid, url] => {
                     grid.hub_pid = pid.parse().map_err(|_| "bad grid.state")?;
                     grid.hub_url = url.to_string();
+                }
+                ["events", publish, subscribe] => {
+                    let port = |p: &str| p.parse().map_err(|_| "bad grid.state");
+                    grid.events = (port(publish)?, port(subscribe)?);
                 }
                 ["node", name, pid, uri] => grid.nodes.push(Node {
                     name: name.to_string(),
@@ -320,6 +340,7 @@ impl Grid {
 
     fn save(&self) -> Result<(), String> {
         let mut s = format!("hub {} {}\n", self.hub_pid, self.hub_url);
+        s.push_str(&format!("events {} {}\n", self.events.0, self.events.1));
         for n in &self.nodes {
             s.push_str(&format!("node {} {} {}\n", n.name, n.pid, n.uri));
         }

@@ -221,9 +221,10 @@ pub enum Event {
         /// The upstream proxy, credentials removed.
         upstream: String,
     },
-    /// A remote run's Grid capacity, read once at the start (the default cap).
+    /// A remote run's Grid capacity (the default cap): at the start, then whenever
+    /// its UP nodes' slots change.
     GridCapacity {
-        /// Nodes the hub reported.
+        /// Nodes the hub reported UP.
         nodes: usize,
         /// Their slots, summed.
         slots: usize,

@@ -373,8 +373,20 @@ pub async fn run(
         memory: memory.clone(),
         cpu: CpuPressure::new(cores),
     });
+    let scheduler = Scheduler::new(policy, probe, journal.clone());
+    // A Grid's slots cap the run only when the user set no cap; then they are
+    // followed as nodes join and leave.
+    let _grid_watch = match (&plan.webdriver_url, grid_slots) {
+        (Some(url), Some(slots)) => Some(watch_grid(
+            url.clone(),
+            slots,
+            scheduler.clone(),
+            journal.clone(),
+        )),
+        _ => None,
+    };
     let ctx = Arc::new(Ctx {
-        scheduler: Scheduler::new(policy, probe, journal.clone()),
+        scheduler,
         secret_env: secret_env(journal.secrets()),
         plan,
         journal: journal.clone(),
@@ -491,16 +503,56 @@ fn secret_env(secrets: &Secrets) -> Vec<String> {
         .collect()
 }
 
-/// A Grid's slot count (its nodes' slots, summed), journaled as `grid_capacity`;
+/// How often a Grid run re-reads the hub's `/status` for its slots: about as often
+/// as a node registers (its heartbeat), and a few milliseconds of the hub's time.
+const GRID_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The nodes that take new sessions (`UP`: not `DRAINING` or `DOWN`) and their slots.
+fn usable_slots(status: &launcher::EndpointStatus) -> (usize, usize) {
+    let up = status.nodes.iter().filter(|n| n.availability == "UP");
+    up.fold((0, 0), |(nodes, slots), n| (nodes + 1, slots + n.slots))
+}
+
+/// A Grid's slot count (its UP nodes' slots, summed), journaled as `grid_capacity`;
 /// `None` when the endpoint is no Grid or does not say.
 async fn grid_capacity(url: &str, journal: &Journal) -> Option<usize> {
     let status = launcher::endpoint_status(url).await.ok()?;
-    let slots: usize = status.nodes.iter().map(|n| n.slots).sum();
-    journal.emit(Event::GridCapacity {
-        nodes: status.nodes.len(),
-        slots,
-    });
+    let (nodes, slots) = usable_slots(&status);
+    journal.emit(Event::GridCapacity { nodes, slots });
     (slots > 0).then_some(slots)
+}
+
+/// Follows a Grid's slots through the run: every [`GRID_POLL`], a changed count is
+/// journaled (`grid_capacity`) and becomes the scheduler's cap, so a node that joins
+/// is used at once and one that leaves stops sessions being asked of it. With no
+/// node UP the last cap stays: requests then wait in the Grid's queue and fail at
+/// its timeout, as without a cap, rather than wait here with no end. A failed read
+/// changes nothing. Stops when dropped.
+fn watch_grid(
+    url: String,
+    mut slots: usize,
+    scheduler: Scheduler,
+    journal: Journal,
+) -> tokio_util::task::AbortOnDropHandle<()> {
+    let mut seen = slots;
+    tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(GRID_POLL).await;
+            let Ok(status) = launcher::endpoint_status(&url).await else {
+                continue;
+            };
+            let (nodes, now) = usable_slots(&status);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            journal.emit(Event::GridCapacity { nodes, slots: now });
+            if now > 0 && now != slots {
+                slots = now;
+                scheduler.set_cap(Some(slots));
+            }
+        }
+    }))
 }
 
 /// The machine, as the scheduler reads it.

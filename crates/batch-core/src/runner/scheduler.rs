@@ -7,7 +7,8 @@
 //!
 //! - `cap` — `--max-concurrent K` accounts already hold a browser (sequential mode is
 //!   the same scheduler with room for one). Off by default: there is no cap on
-//!   accounts unless the user sets one.
+//!   accounts unless the user sets one. On a Grid without one, the Grid's slots are
+//!   the cap, and it follows them as nodes join and leave ([`Scheduler::set_cap`]).
 //! - `pacing` — the creation lock: with a fixed `--launch-interval` one creation at a
 //!   time (Phase 1), with `auto` as many as the [`Pacer`] allows.
 //! - `cpu` — the pacer is holding its limit because the CPU is saturated and launches
@@ -75,10 +76,11 @@ pub(crate) enum Pacing {
     Auto { locked: bool },
 }
 
-/// The fixed rules of a run.
+/// The rules of a run, fixed but for the cap of a Grid run.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Policy {
-    /// Accounts holding a browser at once (`None`: no cap).
+    /// Accounts holding a browser at once (`None`: no cap); the start of
+    /// [`Scheduler::set_cap`]'s.
     pub(crate) cap: Option<usize>,
     pub(crate) pacing: Pacing,
     /// CPU cores (the pacer normalises launch latency by them).
@@ -202,6 +204,8 @@ struct State {
     in_flight: BTreeMap<u64, InFlight>,
     pacer: Pacer,
     readings: Option<(Instant, Readings)>,
+    /// The cap in force: the policy's, until [`Scheduler::set_cap`].
+    cap: Option<usize>,
 }
 
 impl State {
@@ -216,6 +220,10 @@ impl State {
 
     /// The head of the queue decides for everyone behind it.
     fn decide(&self, me: u64, policy: &Policy, r: &Readings) -> Result<(), Reason> {
+        let policy = &Policy {
+            cap: self.cap,
+            ..*policy
+        };
         let head = self
             .waiting
             .iter()
@@ -306,6 +314,7 @@ impl Scheduler {
                     in_flight: BTreeMap::new(),
                     pacer: Pacer::new(policy.cores, policy.start_overlap, policy.latency_budget),
                     readings: None,
+                    cap: policy.cap,
                 }),
                 notify: Notify::new(),
                 probe,
@@ -313,6 +322,14 @@ impl Scheduler {
                 epoch: Instant::now(),
             }),
         }
+    }
+
+    /// A new cap (a Grid's slots changed): accounts without a seat wait until fewer
+    /// than `cap` hold one. A lower cap takes no seat away; a higher one admits the
+    /// waiting at once.
+    pub(crate) fn set_cap(&self, cap: Option<usize>) {
+        self.shared.lock().cap = cap;
+        self.shared.notify.notify_waiters();
     }
 
     /// Whether creations go through a creation lock (the spec's lock lines apply).
@@ -772,6 +789,42 @@ mod tests {
         assert_eq!(admitted.len(), 3);
         assert_eq!(admitted[2]["reason"], "cap");
         assert!(admitted[2]["waits_ms"]["cap"].as_u64().unwrap() >= 1000);
+    }
+
+    /// A Grid's slots as the cap: a raised cap admits the waiting at once (not when a
+    /// seat frees), a lowered one holds new accounts and takes no seat away.
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_cap_applies_to_those_waiting() {
+        let (s, _p, _d, _path) =
+            scheduler(policy(Some(1), Pacing::Auto { locked: false }), 20 * GIB);
+        let mut a = s.admit(req(1, 3)).await;
+        let _seat1 = a.take_seat().unwrap();
+        a.finish(Duration::from_millis(400), true);
+        let admit = |account| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut a = s.admit(req(account, 3)).await;
+                let seat = a.take_seat();
+                a.finish(Duration::from_millis(400), true);
+                seat
+            })
+        };
+        let second = admit(2);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!second.is_finished(), "the cap of 1 holds account 2");
+        s.set_cap(Some(2));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(second.is_finished(), "the raised cap admits it at once");
+        let _seat2 = second.await.unwrap();
+        // Lowered below the seats held: nobody loses one, and a newcomer waits
+        // until fewer than 1 hold a seat.
+        s.set_cap(Some(1));
+        let third = admit(3);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!third.is_finished());
+        s.set_cap(None);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(third.is_finished());
     }
 
     #[tokio::test(start_paused = true)]
