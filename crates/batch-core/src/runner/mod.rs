@@ -627,3 +627,34 @@ fn joined(ctx: &Ctx, id: u64, result: Result<(), tokio::task::JoinError>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only nodes that take new sessions count: a draining or lost node's slots are
+    /// not the Grid's capacity.
+    #[test]
+    fn usable_slots_are_the_up_nodes() {
+        let node = |availability: &str, slots| launcher::GridNode {
+            uri: String::new(),
+            availability: availability.to_owned(),
+            slots,
+            busy: 0,
+        };
+        for (nodes, want) in [
+            (vec![], (0, 0)),
+            (vec![node("UP", 4)], (1, 4)),
+            (vec![node("UP", 4), node("UP", 2)], (2, 6)),
+            (vec![node("UP", 4), node("DOWN", 4)], (1, 4)),
+            (vec![node("DRAINING", 4), node("UP", 1)], (1, 1)),
+        ] {
+            let status = launcher::EndpointStatus {
+                ready: true,
+                message: String::new(),
+                nodes,
+            };
+            assert_eq!(usable_slots(&status), want);
+        }
+    }
+}
