@@ -193,6 +193,14 @@ fn kill_our_process_groups() -> usize {
     killed
 }
 
+/// "1 step", "3 steps".
+fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
 fn validate(path: &Path) -> i32 {
     let project = match config::load_project(path) {
         Ok(p) => p,
@@ -203,17 +211,16 @@ fn validate(path: &Path) -> i32 {
     if let Err(e) = config::check_templates(&project.workflow, &all, &steps) {
         return usage(e);
     }
+    let workflow = &project.workflow;
+    let actions = (workflow.steps.iter())
+        .map(|s| s.before.len() + s.actions.len() + s.after.len())
+        .sum::<usize>();
     outln!(
-        "ok: {} ({} accounts, {} steps, {} actions)",
+        "ok: {} ({}, {}, {})",
         project.settings.config_path.display(),
-        project.accounts.accounts.len(),
-        project.workflow.steps.len(),
-        project
-            .workflow
-            .steps
-            .iter()
-            .map(|s| s.before.len() + s.actions.len() + s.after.len())
-            .sum::<usize>()
+        count(project.accounts.accounts.len(), "account"),
+        count(workflow.steps.len(), "step"),
+        count(actions, "action"),
     );
     exit::OK
 }
