@@ -398,7 +398,11 @@ async fn validate_and_doctor_pass_on_the_demo() {
     let p = Project::new(3).await;
     let v = p.run(&["validate"]).await;
     assert_eq!(v.code, Some(0), "{}", v.stderr);
-    assert!(v.stdout.contains("3 accounts"), "{}", v.stdout);
+    assert!(
+        v.stdout.contains("(3 accounts, 1 step, 8 actions)"),
+        "{}",
+        v.stdout
+    );
     let d = p.run(&["doctor"]).await;
     assert_eq!(d.code, Some(0), "{}\n{}", d.stdout, d.stderr);
     assert!(d.stdout.contains("browser start"), "{}", d.stdout);
