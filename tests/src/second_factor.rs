@@ -238,3 +238,46 @@ async fn a_window_already_used_is_waited_out_so_every_code_is_taken() {
     );
     p.assert_nothing_left();
 }
+
+/// A second run straight after the first — a `--resume`, the same command again —
+/// within one 15 s window: it does not type the code the first run used (the site
+/// would refuse it, and with `--retries 0` the run would fail) but waits for the next
+/// window, because the runs share one ledger of used windows in the user's runtime
+/// directory. That file holds no secret and no code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_right_after_another_waits_out_the_window_the_other_used() {
+    let p = Project::new(1).await;
+    p.site.set_totp_period(15);
+    p.write("accounts.toml", &accounts(1, Some(15)));
+    p.write("workflow.toml", &workflow());
+    // Start early in a window, so that both runs type their code within it.
+    let into = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        % 15.0;
+    if into > 1.0 {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(15.05 - into)).await;
+    }
+    let args = step1("1", &["--retries", "0", "-v"]);
+    let first = p.run(&args).await;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let second = p.run(&args).await;
+    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    let c = &p.site.counts().users["user-1"];
+    assert_eq!(
+        (c.verified, c.reused_codes, c.bad_codes),
+        (2, 0, 0),
+        "{c:?}"
+    );
+    assert!(
+        second.stderr.contains("waiting for a fresh one-time code"),
+        "the second run did not wait, so this proved nothing:\n{}",
+        second.stderr
+    );
+    let ledger = p.runtime_dir().join("batch-cli").join("totp-used");
+    let text = std::fs::read_to_string(&ledger).expect("the shared ledger");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(!text.contains(&demo_site::totp_secret("user-1")), "{text}");
+    p.assert_nothing_left();
+}

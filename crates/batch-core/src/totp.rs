@@ -8,11 +8,14 @@
 //! bare secret means SHA-1, 6 digits, 30 s, as in every authenticator app.
 //!
 //! A site takes each window's code once (RFC 6238 §5.2: a second login with it is
-//! refused), so this process keeps a ledger: the last window a code was made in, per
-//! secret. [`wait_for_fresh`] says how long until the next window when this one is
-//! used; the runner waits that long before an action that would type a code. The
-//! ledger holds a hash of each secret, never the secret, and lives as long as the
-//! process: a second run started within the same window does not know the first's.
+//! refused), so there is a ledger: until when the window a code was last made in
+//! lasts, per secret. [`wait_for_fresh`] says how long until the next window when
+//! this one is used; the runner waits that long before an action that would type a
+//! code. The ledger is kept in this process and, once the runner names a file
+//! ([`share_ledger`], in the user's runtime directory), in that file too, under an
+//! exclusive lock: a run started right after another — a `--resume`, a second
+//! command, a shard beside it — does not type a code the other already used. It
+//! holds a hash of each secret, never the secret, and forgets a window once it ends.
 //!
 //! What this does not do: wait out the last second of a window. A code made then may
 //! reach the site in the next window; sites accept the previous window's code for
@@ -21,13 +24,80 @@
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use totp_rs::{Builder, Secret, Totp};
 
-/// Hash of a secret → the last window (time step) a code was made in for it.
-static LEDGER: Mutex<BTreeMap<u64, u64>> = Mutex::new(BTreeMap::new());
+/// Hash of a secret → the end (unix seconds) of the last window a code was made in.
+type Ledger = BTreeMap<u64, u64>;
+
+/// This process's ledger.
+static LEDGER: Mutex<Ledger> = Mutex::new(BTreeMap::new());
+
+/// The file shared with this user's other runs, once the runner names one.
+static SHARED: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Keep the ledger in `file` too (see the module docs); `None` keeps it in this
+/// process only. Nothing is written until a code is made.
+pub(crate) fn share_ledger(file: Option<PathBuf>) {
+    *SHARED.lock().unwrap_or_else(PoisonError::into_inner) = file;
+}
+
+/// `file`'s entries (`HASH END` per line, in hex and decimal), read under an
+/// exclusive lock; then `update` changes them, ended windows are dropped, and the
+/// rest is written back before the lock is let go. A line that cannot be read (a
+/// write cut short) is dropped: the worst is one code refused once.
+fn with_shared(file: &Path, update: impl FnOnce(&mut Ledger)) -> std::io::Result<Ledger> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(file)?;
+    f.lock()?;
+    let mut text = String::new();
+    f.read_to_string(&mut text)?;
+    let mut ledger: Ledger = (text.lines())
+        .filter_map(|l| {
+            let (hash, end) = l.split_once(' ')?;
+            Some((u64::from_str_radix(hash, 16).ok()?, end.parse().ok()?))
+        })
+        .collect();
+    let before = ledger.clone();
+    update(&mut ledger);
+    let now = unix_now().as_secs();
+    ledger.retain(|_, end| *end > now);
+    if ledger != before {
+        let lines: String = (ledger.iter())
+            .map(|(h, e)| format!("{h:016x} {e}\n"))
+            .collect();
+        f.set_len(0)?;
+        f.rewind()?;
+        f.write_all(lines.as_bytes())?;
+    }
+    Ok(ledger)
+}
+
+/// The end of the last used window of the secret hashed `key`, in this process or
+/// in the shared file (unreadable: this process's alone).
+fn used_until(key: u64) -> Option<u64> {
+    let own = LEDGER
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .copied();
+    let file = SHARED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let shared = file.and_then(|f| with_shared(&f, |_| {}).ok()?.get(&key).copied());
+    own.max(shared)
+}
 
 /// What a secret should look like, for error messages.
 const EXPECTED: &str = "a base32 TOTP secret like JBSWY3DPEHPK3PXP, or an otpauth://totp/ URI";
@@ -86,29 +156,41 @@ fn ledger_key(seed: &str) -> u64 {
     h.finish()
 }
 
-/// The code for `seed` now; its window is entered in the ledger as used.
+/// The code for `seed` now; its window is entered in the ledger as used (in the
+/// shared file too, if there is one and it can be written; if not, in this process).
 pub(crate) fn code_now(seed: &str) -> Result<String, String> {
     let totp = parse(seed)?;
     let now = unix_now().as_secs();
-    let window = now / totp.step();
-    let mut ledger = LEDGER.lock().unwrap_or_else(PoisonError::into_inner);
-    let last = ledger.entry(ledger_key(seed)).or_default();
-    *last = (*last).max(window);
+    let end = (now / totp.step() + 1) * totp.step();
+    let key = ledger_key(seed);
+    let mark = |ledger: &mut Ledger| {
+        let last = ledger.entry(key).or_default();
+        *last = (*last).max(end);
+    };
+    mark(&mut LEDGER.lock().unwrap_or_else(PoisonError::into_inner));
+    if let Some(file) = SHARED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        && let Err(e) = with_shared(&file, mark)
+    {
+        tracing::warn!(file = %file.display(), "one-time codes used are not shared with other runs: {e}");
+    }
     Ok(totp.generate(now).to_string())
 }
 
-/// How long until `seed` has a code of a window not used yet in this process: zero
-/// when the current window is unused (or `seed` is no secret: rendering says why).
+/// How long until `seed` has a code of a window not used yet (by this process, or a
+/// run sharing the ledger): zero when the current window is unused (or `seed` is no
+/// secret: rendering says why).
 pub(crate) fn wait_for_fresh(seed: &str) -> Duration {
-    let Ok(totp) = parse(seed) else {
+    if parse(seed).is_err() {
         return Duration::ZERO;
-    };
-    let ledger = LEDGER.lock().unwrap_or_else(PoisonError::into_inner);
-    let Some(&last) = ledger.get(&ledger_key(seed)) else {
+    }
+    let Some(end) = used_until(ledger_key(seed)) else {
         return Duration::ZERO;
     };
     let now = unix_now();
-    let next = Duration::from_secs((last + 1) * totp.step());
+    let next = Duration::from_secs(end);
     // A few milliseconds past the boundary, so the clock read after the sleep is in
     // the new window even if it is a little behind the timer's.
     next.checked_sub(now)
@@ -194,6 +276,46 @@ mod tests {
         assert_eq!(wait_for_fresh(seed), Duration::ZERO);
         code_now(seed).unwrap();
         assert!(wait_for_fresh(seed) > Duration::ZERO);
+    }
+
+    /// What one run used, the next one sees through the shared file alone; the file
+    /// holds no secret, only the user may read it, and what cannot be read or has
+    /// ended is dropped from it.
+    #[test]
+    fn the_shared_file_carries_used_windows_to_other_runs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("totp-used");
+        share_ledger(Some(file.clone()));
+        let (secret, other) = ("MFRGGZDFMZTWQ2LM", "MFRGGZDFMZTWQ2LN");
+        let uri = |s: &str| format!("otpauth://totp/shared-test?secret={s}&period=30");
+        // Not at a window's end, so that the checks below are in the same window.
+        let into = unix_now().as_secs_f64() % 30.0;
+        if into > 27.0 {
+            std::thread::sleep(Duration::from_secs_f64(30.05 - into));
+        }
+        code_now(&uri(secret)).unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the user's alone");
+        // A write cut short and a window long ended: dropped at the next write.
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        text.push_str("zz cut sho\n0000000000000001 5\n");
+        std::fs::write(&file, text).unwrap();
+        code_now(&uri(other)).unwrap();
+        // Another process: nothing in memory, the file alone.
+        LEDGER.lock().unwrap().clear();
+        assert!(wait_for_fresh(&uri(secret)) > Duration::ZERO);
+        assert!(wait_for_fresh(&uri(other)) > Duration::ZERO);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains(secret) && !text.contains(other), "{text}");
+        LEDGER.lock().unwrap().clear();
+        share_ledger(None);
+        assert_eq!(
+            wait_for_fresh(&uri(secret)),
+            Duration::ZERO,
+            "not shared: forgotten"
+        );
     }
 
     #[test]

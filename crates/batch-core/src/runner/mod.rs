@@ -190,6 +190,8 @@ pub async fn run(
     let runtime = launcher::runtime_dir();
     let registry = Arc::new(Registry::open(&runtime)?);
     let reaped = registry.reap()?;
+    // One-time codes used are shared with this user's other runs (see `totp`).
+    crate::totp::share_ledger(Some(runtime.join("totp-used")));
     let ephemeral_parent = runtime.join("profiles");
     let reaped_profiles = profiles::reap_ephemeral(&ephemeral_parent).unwrap_or_default();
     // Before the first launch, while nothing forks: see `launcher::prepare`.
