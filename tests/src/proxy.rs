@@ -106,6 +106,11 @@ fn in_files(dir: &Path, skip: &Path, needles: &[&str], found: &mut Vec<String>) 
     }
 }
 
+/// The `Via` headers the demo app saw on `user`'s requests, with their counts.
+fn via(counts: &demo_site::Counts, user: &str) -> Vec<(String, u64)> {
+    counts.users[user].via.clone().into_iter().collect()
+}
+
 fn basic(user: &str, pass: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
@@ -193,13 +198,7 @@ async fn own_proxies_and_no_leak(kind: Kind) {
 
     // The app's view: each user's logins and adds came with its own proxy's Via.
     let counts = p.site.counts();
-    let via = |user: &str| {
-        counts.users[user]
-            .via
-            .clone()
-            .into_iter()
-            .collect::<Vec<_>>()
-    };
+    let via = |user: &str| via(&counts, user);
     assert_eq!(via("user-1"), [("1.1 proxy-a".to_owned(), 3)], "{counts:?}");
     assert_eq!(via("user-2"), [("1.1 proxy-b".to_owned(), 3)], "{counts:?}");
     assert_eq!(
@@ -325,13 +324,7 @@ async fn one_proxy_template_in_batch_toml_serves_every_account_and_none_opts_out
 
     // Each account's traffic came the way its own rendering said.
     let counts = p.site.counts();
-    let via = |user: &str| {
-        counts.users[user]
-            .via
-            .clone()
-            .into_iter()
-            .collect::<Vec<_>>()
-    };
+    let via = |user: &str| via(&counts, user);
     assert_eq!(via("user-1"), [("1.1 proxy-a".to_owned(), 3)], "{counts:?}");
     assert_eq!(via("user-2"), [("1.1 proxy-b".to_owned(), 3)], "{counts:?}");
     assert_eq!(via("user-3"), [], "{counts:?}");
@@ -523,14 +516,7 @@ async fn a_socks5_proxy_with_credentials_carries_its_accounts_traffic() {
     assert!(log.iter().all(|s| s.authorized), "{log:?}");
     let counts = p.site.counts();
     assert!(counts.users["user-1"].via.is_empty(), "{counts:?}");
-    assert_eq!(
-        counts.users["user-2"]
-            .via
-            .clone()
-            .into_iter()
-            .collect::<Vec<_>>(),
-        [("1.1 proxy-b".to_owned(), 3)]
-    );
+    assert_eq!(via(&counts, "user-2"), [("1.1 proxy-b".to_owned(), 3)]);
     for user in ["user-1", "user-2"] {
         assert_eq!(
             p.adds(user).into_iter().collect::<Vec<_>>(),
