@@ -9,9 +9,9 @@
 //!
 //! A site takes each window's code once (RFC 6238 §5.2: a second login with it is
 //! refused), so there is a ledger: until when the window a code was last made in
-//! lasts, per secret. [`wait_for_fresh`] says how long until the next window when
-//! this one is used; the runner waits that long before an action that would type a
-//! code. The ledger is kept in this process and, once the runner names a file
+//! lasts, per secret. Before an action that would type codes, the runner
+//! [`claim`]s their windows, or waits as long as it says (until the next window
+//! when this one is used). The ledger is kept in this process and, once the runner names a file
 //! ([`share_ledger`], in the user's runtime directory), in that file too, under an
 //! exclusive lock: a run started right after another — a `--resume`, a second
 //! command, a shard beside it — does not type a code the other already used. It
@@ -83,22 +83,6 @@ fn with_shared(file: &Path, update: impl FnOnce(&mut Ledger)) -> std::io::Result
     Ok(ledger)
 }
 
-/// The end of the last used window of the secret hashed `key`, in this process or
-/// in the shared file (unreadable: this process's alone).
-fn used_until(key: u64) -> Option<u64> {
-    let own = LEDGER
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&key)
-        .copied();
-    let file = SHARED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let shared = file.and_then(|f| with_shared(&f, |_| {}).ok()?.get(&key).copied());
-    own.max(shared)
-}
-
 /// What a secret should look like, for error messages.
 const EXPECTED: &str = "a base32 TOTP secret like JBSWY3DPEHPK3PXP, or an otpauth://totp/ URI";
 
@@ -150,9 +134,11 @@ fn unix_now() -> Duration {
         .unwrap_or_default()
 }
 
-fn ledger_key(seed: &str) -> u64 {
+/// The ledger's key for a secret: a hash of its bytes (however it was written) and
+/// its period.
+fn ledger_key(totp: &Totp) -> u64 {
     let mut h = DefaultHasher::new();
-    seed.trim().hash(&mut h);
+    (totp.secret().as_bytes(), totp.step()).hash(&mut h);
     h.finish()
 }
 
@@ -162,7 +148,7 @@ pub(crate) fn code_now(seed: &str) -> Result<String, String> {
     let totp = parse(seed)?;
     let now = unix_now().as_secs();
     let end = (now / totp.step() + 1) * totp.step();
-    let key = ledger_key(seed);
+    let key = ledger_key(&totp);
     let mark = |ledger: &mut Ledger| {
         let last = ledger.entry(key).or_default();
         *last = (*last).max(end);
@@ -179,22 +165,73 @@ pub(crate) fn code_now(seed: &str) -> Result<String, String> {
     Ok(totp.generate(now).to_string())
 }
 
-/// How long until `seed` has a code of a window not used yet (by this process, or a
-/// run sharing the ledger): zero when the current window is unused (or `seed` is no
-/// secret: rendering says why).
-pub(crate) fn wait_for_fresh(seed: &str) -> Duration {
-    if parse(seed).is_err() {
+/// Claims the current window of every secret in `seeds` for the action about to
+/// type their codes, or says how long until all of them have a window nobody used
+/// yet — neither this process nor a run sharing the ledger — and claims nothing.
+/// One claim at a time (this process's ledger lock, then the file's), so two
+/// accounts sharing a secret never both get its window; a secret named twice in
+/// one action is claimed once. A value that is no secret is left out: rendering
+/// says why.
+pub(crate) fn claim(seeds: &[&str]) -> Duration {
+    // Key → period, deduplicated.
+    let keys: BTreeMap<u64, u64> = (seeds.iter())
+        .filter_map(|s| parse(s).ok())
+        .map(|t| (ledger_key(&t), t.step()))
+        .collect();
+    if keys.is_empty() {
         return Duration::ZERO;
     }
-    let Some(end) = used_until(ledger_key(seed)) else {
-        return Duration::ZERO;
-    };
     let now = unix_now();
-    let next = Duration::from_secs(end);
+    let secs = now.as_secs();
+    let mut own = LEDGER.lock().unwrap_or_else(PoisonError::into_inner);
+    let file = SHARED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let mut busy = None;
+    let shared = file.map(|f| {
+        let r = with_shared(&f, |shared| {
+            for (k, end) in own.iter().filter(|(k, _)| keys.contains_key(k)) {
+                let e = shared.entry(*k).or_default();
+                *e = (*e).max(*end);
+            }
+            busy = claim_in(shared, &keys, secs);
+        });
+        (f, r)
+    });
+    match shared {
+        Some((_, Ok(shared))) => {
+            for k in keys.keys() {
+                if let Some(end) = shared.get(k) {
+                    own.insert(*k, *end);
+                }
+            }
+        }
+        Some((f, Err(e))) => {
+            tracing::warn!(file = %f.display(), "one-time codes used are not shared with other runs: {e}");
+            busy = claim_in(&mut own, &keys, secs);
+        }
+        None => busy = claim_in(&mut own, &keys, secs),
+    }
     // A few milliseconds past the boundary, so the clock read after the sleep is in
     // the new window even if it is a little behind the timer's.
-    next.checked_sub(now)
+    busy.and_then(|end| Duration::from_secs(end).checked_sub(now))
         .map_or(Duration::ZERO, |d| d + Duration::from_millis(20))
+}
+
+/// In `ledger`: the latest end of a used window among `keys` (key → period), or
+/// `None` after marking the current window of each as used.
+fn claim_in(ledger: &mut Ledger, keys: &BTreeMap<u64, u64>, secs: u64) -> Option<u64> {
+    let busy = (keys.keys())
+        .filter_map(|k| ledger.get(k).copied())
+        .filter(|end| *end > secs)
+        .max();
+    if busy.is_none() {
+        for (k, step) in keys {
+            ledger.insert(*k, (secs / step + 1) * step);
+        }
+    }
+    busy
 }
 
 /// totp-rs's error, in words that never hold the secret.
@@ -248,34 +285,71 @@ mod tests {
         assert_eq!(code_at(&slow, 59).unwrap(), code_at(&slow, 0).unwrap());
     }
 
-    /// A code made in a window uses the window up: the next code of that secret has
-    /// to wait for the next window, and no longer than that; other secrets do not.
+    /// A claimed window is used up: the next claim of that secret waits for the next
+    /// window, and no longer than that; other secrets do not; a secret written
+    /// another way is the same secret; one named twice in a claim is claimed once.
     #[test]
-    fn a_used_window_is_waited_out() {
+    fn a_claimed_window_is_waited_out() {
         let seed = "otpauth://totp/ledger-test?secret=MFRGGZDFMZTWQ2LK&period=2";
+        let same = "otpauth://totp/Elsewhere:me?secret=MFRGGZDFMZTWQ2LK&issuer=Elsewhere&period=2";
         let other = "otpauth://totp/ledger-test?secret=MFRGGZDFMZTWQ2LL&period=2";
-        assert_eq!(wait_for_fresh(seed), Duration::ZERO, "nothing made yet");
-        // Not at a window's end, so that the code is made in the window read here.
+        // Not at a window's end, so that every claim below is in one window.
         let into = unix_now().as_secs_f64() % 2.0;
         if into > 1.5 {
             std::thread::sleep(Duration::from_secs_f64(2.05 - into));
         }
         let before = unix_now();
-        code_now(seed).unwrap();
-        let wait = wait_for_fresh(seed);
+        assert_eq!(
+            claim(&[seed, seed]),
+            Duration::ZERO,
+            "named twice, claimed once"
+        );
+        let wait = claim(&[seed]);
         let window_end = Duration::from_secs((before.as_secs() / 2 + 1) * 2);
         assert!(wait > Duration::ZERO && wait <= window_end - before + Duration::from_millis(20));
-        assert_eq!(wait_for_fresh(other), Duration::ZERO);
-        assert_eq!(wait_for_fresh("not a secret"), Duration::ZERO);
-        // After the wait it is a new window, unused until its code is made.
+        assert!(claim(&[same]) > Duration::ZERO, "the same secret");
+        assert_eq!(claim(&["not a secret"]), Duration::ZERO);
+        // A busy secret holds the whole claim: `other` is not claimed with it.
+        assert!(claim(&[other, seed]) > Duration::ZERO);
+        assert_eq!(claim(&[other]), Duration::ZERO);
+        // After the wait it is a new window, unused until claimed.
         std::thread::sleep(wait);
         assert!(
             unix_now().as_secs() / 2 > before.as_secs() / 2,
             "waited too little"
         );
-        assert_eq!(wait_for_fresh(seed), Duration::ZERO);
-        code_now(seed).unwrap();
-        assert!(wait_for_fresh(seed) > Duration::ZERO);
+        assert_eq!(claim(&[seed]), Duration::ZERO);
+        assert!(claim(&[seed]) > Duration::ZERO);
+        // A code made (rendered) uses its window up too.
+        std::thread::sleep(claim(&[seed]));
+        code_now(same).unwrap();
+        assert!(claim(&[seed]) > Duration::ZERO);
+    }
+
+    /// Accounts sharing one secret, claiming at the same moment: exactly one gets
+    /// the window.
+    #[test]
+    fn one_claim_of_many_at_once_wins() {
+        let seed = "otpauth://totp/race?secret=MFRGGZDFMZTWQ2LO&period=30";
+        let into = unix_now().as_secs_f64() % 30.0;
+        if into > 27.0 {
+            std::thread::sleep(Duration::from_secs_f64(30.05 - into));
+        }
+        let start = std::sync::Barrier::new(8);
+        let won = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        claim(&[seed]).is_zero()
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .filter_map(|r| r.join().unwrap().then_some(()))
+                .count()
+        });
+        assert_eq!(won, 1);
     }
 
     /// What one run used, the next one sees through the shared file alone; the file
@@ -301,18 +375,18 @@ mod tests {
         let mut text = std::fs::read_to_string(&file).unwrap();
         text.push_str("zz cut sho\n0000000000000001 5\n");
         std::fs::write(&file, text).unwrap();
-        code_now(&uri(other)).unwrap();
+        assert_eq!(claim(&[&uri(other)]), Duration::ZERO);
         // Another process: nothing in memory, the file alone.
         LEDGER.lock().unwrap().clear();
-        assert!(wait_for_fresh(&uri(secret)) > Duration::ZERO);
-        assert!(wait_for_fresh(&uri(other)) > Duration::ZERO);
+        assert!(claim(&[&uri(secret)]) > Duration::ZERO);
+        assert!(claim(&[&uri(other)]) > Duration::ZERO);
         let text = std::fs::read_to_string(&file).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(!text.contains(secret) && !text.contains(other), "{text}");
         LEDGER.lock().unwrap().clear();
         share_ledger(None);
         assert_eq!(
-            wait_for_fresh(&uri(secret)),
+            claim(&[&uri(secret)]),
             Duration::ZERO,
             "not shared: forgotten"
         );

@@ -183,16 +183,13 @@ impl Template {
         })
     }
 
-    /// How long until every `{totp.FIELD}` here has a code of a window not used yet
-    /// for `account`'s secret: zero unless one was made in this window already. A
-    /// site takes each window's code once.
-    pub fn wait_for_fresh_codes(&self, account: &Account) -> std::time::Duration {
-        let seeds = self.parts.iter().filter_map(|part| match part {
-            Part::Totp(field) => account.fields.get(field),
+    /// The TOTP secrets `account`'s `{totp.FIELD}`s here read (fields it lacks left
+    /// out: rendering says so), for the runner to claim their windows first.
+    pub fn totp_seeds<'a>(&'a self, account: &'a Account) -> impl Iterator<Item = &'a str> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Totp(field) => account.fields.get(field).map(|v| v.value.as_str()),
             _ => None,
-        });
-        let waits = seeds.map(|v| crate::totp::wait_for_fresh(&v.value));
-        waits.max().unwrap_or_default()
+        })
     }
 
     /// The variables (every part but literal text), in order.

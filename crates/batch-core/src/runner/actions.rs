@@ -196,18 +196,18 @@ async fn visible(
 async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure> {
     let t = env.timeouts;
     let vars = env.vars;
-    // A site takes each window's one-time code once: an action that would type a
-    // code of a window already used for the secret waits for the next (at most one
-    // period). Checked again after the sleep, in case the clock lagged the timer.
-    loop {
-        let templates = action.kind.templates();
-        let wait = templates
-            .iter()
-            .map(|t| t.wait_for_fresh_codes(vars.account))
-            .max();
-        let Some(wait) = wait.filter(|w| !w.is_zero()) else {
+    // A site takes each window's one-time code once: an action that would type codes
+    // claims their windows first, or waits for the next (at most one period) when
+    // one is used. Claimed again after the sleep, in case the clock lagged the timer.
+    let templates = action.kind.templates();
+    let seeds: Vec<&str> = (templates.iter())
+        .flat_map(|t| t.totp_seeds(vars.account))
+        .collect();
+    while !seeds.is_empty() {
+        let wait = crate::totp::claim(&seeds);
+        if wait.is_zero() {
             break;
-        };
+        }
         tracing::info!(
             account = vars.account.id,
             line = action.line,
