@@ -73,7 +73,7 @@ pub(crate) fn line(e: &Value) -> Option<String> {
                 n(e, "limit")
             ),
             "cap" => format!(
-                "waiting for a slot: {} account(s) running (--max-concurrent)",
+                "waiting for a slot: {} account(s) running (--max-concurrent, or the Grid's slots)",
                 n(e, "seats")
             ),
             _ => return None,
@@ -85,6 +85,11 @@ pub(crate) fn line(e: &Value) -> Option<String> {
                 e.get("waited_ms").and_then(Value::as_u64).unwrap_or(0) as f64 / 1000.0
             ),
         },
+        "grid_capacity" => format!(
+            "Grid: {} slot(s) on {} node(s) UP; accounts beyond them wait here",
+            n(e, "slots"),
+            n(e, "nodes")
+        ),
         "browser_retired" => format!(
             "browser retired ({}) after {} iteration(s): replacing it",
             s(e, "reason"),
@@ -774,7 +779,13 @@ mod tests {
             ),
             (
                 json!({"event": "admission_wait", "account": 2, "reason": "cap", "seats": 1}),
-                Some("[account 2] waiting for a slot: 1 account(s) running (--max-concurrent)"),
+                Some(
+                    "[account 2] waiting for a slot: 1 account(s) running (--max-concurrent, or the Grid's slots)",
+                ),
+            ),
+            (
+                json!({"event": "grid_capacity", "nodes": 2, "slots": 8}),
+                Some("Grid: 8 slot(s) on 2 node(s) UP; accounts beyond them wait here"),
             ),
             (
                 json!({"event": "admitted", "account": 2, "reason": "memory", "waited_ms": 1500}),
