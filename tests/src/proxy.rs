@@ -106,6 +106,21 @@ fn in_files(dir: &Path, skip: &Path, needles: &[&str], found: &mut Vec<String>) 
     }
 }
 
+/// Each `proxy_forwarder` journaled: its account and upstream, sorted.
+fn forwarders(events: &[serde_json::Value]) -> Vec<(u64, String)> {
+    let mut out: Vec<(u64, String)> = named(events, "proxy_forwarder")
+        .iter()
+        .map(|e| {
+            (
+                e["account"].as_u64().unwrap(),
+                e["upstream"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The `Via` headers the demo app saw on `user`'s requests, with their counts.
 fn via(counts: &demo_site::Counts, user: &str) -> Vec<(String, u64)> {
     counts.users[user].via.clone().into_iter().collect()
@@ -243,16 +258,7 @@ async fn own_proxies_and_no_leak(kind: Kind) {
     let ev = events(&p.run_dir());
     assert_eq!(named(&ev, "browser_created").len(), 2);
     // Each account's forwarder is journaled with its upstream, credentials left out.
-    let mut forwarders: Vec<(u64, String)> = named(&ev, "proxy_forwarder")
-        .iter()
-        .map(|e| {
-            (
-                e["account"].as_u64().unwrap(),
-                e["upstream"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    forwarders.sort();
+    let forwarders = forwarders(&ev);
     let scheme = match kind {
         Kind::Http => "http",
         Kind::Https => "https",
@@ -342,16 +348,7 @@ async fn one_proxy_template_in_batch_toml_serves_every_account_and_none_opts_out
         );
     }
     let ev = events(&p.run_dir());
-    let mut forwarders: Vec<(u64, String)> = named(&ev, "proxy_forwarder")
-        .iter()
-        .map(|e| {
-            (
-                e["account"].as_u64().unwrap(),
-                e["upstream"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    forwarders.sort();
+    let forwarders = forwarders(&ev);
     assert_eq!(
         forwarders,
         [
