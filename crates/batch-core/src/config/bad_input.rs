@@ -502,6 +502,11 @@ fn cases() -> Vec<Case> {
             &["batch.toml:2: browser.proxy: {iteration} has no value for a proxy"],
         ),
         case(
+            "empty proxy default",
+            &[("batch.toml", "[browser]\nproxy = \" \"\n")],
+            &["batch.toml:2: browser.proxy: an empty proxy (expected a proxy URL"],
+        ),
+        case(
             "proxy default naming a field an account lacks",
             &[(
                 "batch.toml",

@@ -32,11 +32,8 @@ impl ProxyDefault {
     /// one-time code) is refused.
     pub(crate) fn parse(s: &str) -> Result<ProxyDefault, String> {
         if s.trim().is_empty() {
-            return Err(
-                "an empty proxy (expected a proxy URL like \"http://127.0.0.1:3128\", \
-                        or no proxy key)"
-                    .to_owned(),
-            );
+            let expected = "a proxy URL like \"http://127.0.0.1:3128\", or no proxy key";
+            return Err(format!("an empty proxy (expected {expected})"));
         }
         let template = Template::parse(s)?;
         let per_account = |p: &&Part| matches!(p, Part::Account(_) | Part::Env(_));
@@ -79,11 +76,10 @@ pub fn proxy_ca_of(
 /// URL (it may hold a password).
 fn check_proxy(proxy: &str) -> Result<(), String> {
     if proxy.contains(char::is_control) {
-        return Err(
-            "a control character in the proxy URL (expected a URL such as \
-                    http://127.0.0.1:3128)"
-                .to_owned(),
-        );
+        let expected = "a URL such as http://127.0.0.1:3128";
+        return Err(format!(
+            "a control character in the proxy URL (expected {expected})"
+        ));
     }
     if proxy.is_empty() || proxy == NO_PROXY {
         return Ok(());
