@@ -34,8 +34,9 @@ pub(crate) fn run(_args: &[String]) -> anyhow::Result<()> {
     let counts = site.counts();
     println!("\nwhat the demo app saw (adds per user):");
     for (user, c) in &counts.users {
+        let login = if c.logins == 1 { "login" } else { "logins" };
         println!(
-            "  {user}: {} logins, {} adds over {} items",
+            "  {user}: {} {login}, {} adds over {} items",
             c.logins,
             c.adds,
             c.items.len()
