@@ -484,10 +484,17 @@ async fn grid_a_node_that_joins_mid_run_is_used_at_once() {
     let first_node = grid.grid.nodes[0].uri.clone();
     let jar = gridctl::ensure_jar(&workspace()).unwrap();
     let joined = grid.grid.add_node(&jar).expect("a second node joins");
+    let up = std::time::Instant::now();
     let created = wait_for_event(&p, "the waiting account's session", |e| {
         e["event"] == "browser_created" && e["account"] == last
     })
     .await;
+    // For the docs, not asserted (timings belong to benchmarks): the node UP → the
+    // waiting account's session.
+    eprintln!(
+        "node UP → session on it: {:.1} s",
+        up.elapsed().as_secs_f64()
+    );
     assert_eq!(created["node"], joined.as_str(), "{created}");
     // Every other account still holds its slot on the first node: none is done.
     let so_far = events(&p.run_dir());
