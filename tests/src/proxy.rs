@@ -359,6 +359,88 @@ async fn one_proxy_template_in_batch_toml_serves_every_account_and_none_opts_out
     p.assert_nothing_left();
 }
 
+/// A port nothing listens on.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An account's `proxy` may list several, tried in order. Account 1's first proxy
+/// (with credentials) cannot be reached: its forwarder moves on to the second, with
+/// the second's credentials. Account 2's proxies have none: Chromium itself moves on
+/// from the dead first one (`--proxy-server=a,b`). Neither password shows anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_cannot_be_reached_is_left_for_the_next_of_the_list() {
+    let p = Project::new(0).await;
+    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B)))
+        .await
+        .unwrap();
+    let c = AuthProxy::start("proxy-c", None).await.unwrap();
+    let (dead1, dead2) = (dead_port(), dead_port());
+    project_files(
+        &p,
+        "",
+        &(account(
+            1,
+            &format!(
+                "http://alice:{PASS_A}@127.0.0.1:{dead1} http://bob:{PASS_B}@{}",
+                b.addr()
+            ),
+            "",
+        ) + account(
+            2,
+            &format!("http://127.0.0.1:{dead2} http://{}", c.addr()),
+            "",
+        )
+        .as_str()),
+    );
+    let child = p
+        .command(&step1(
+            "1,2",
+            &["--quantity", "2", "--launch-interval", "0"],
+        ))
+        .spawn()
+        .unwrap();
+    let pid = child.id().expect("running");
+    let mut leaks = std::collections::BTreeSet::new();
+    while fsutil::proc::alive(pid) {
+        leaks.extend(in_processes(&[PASS_A, PASS_B]));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let out = finish(child, 300).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(leaks.is_empty(), "{leaks:?}");
+    assert!(!stderr.contains(PASS_A) && !stderr.contains(PASS_B));
+    let counts = p.site.counts();
+    assert_eq!(
+        via(&counts, "user-1"),
+        [("1.1 proxy-b".to_owned(), 3)],
+        "{counts:?}"
+    );
+    assert_eq!(
+        via(&counts, "user-2"),
+        [("1.1 proxy-c".to_owned(), 3)],
+        "{counts:?}"
+    );
+    for user in ["user-1", "user-2"] {
+        assert_eq!(
+            p.adds(user).into_iter().collect::<Vec<_>>(),
+            [(1, 1), (2, 1)]
+        );
+    }
+    assert!(b.log().iter().all(|s| s.authorized), "{:?}", b.log());
+    // Account 1's forwarder has both upstreams, in order; account 2 needs none.
+    assert_eq!(
+        forwarders(&events(&p.run_dir())),
+        [(1, format!("http://127.0.0.1:{dead1},http://{}", b.addr()))]
+    );
+    p.assert_nothing_left();
+}
+
 /// What is wrong with account 1's proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wrong {

@@ -732,11 +732,10 @@ fn check_remote_proxies(plan: &Plan) -> Result<(), PlanError> {
         let Some(account) = project.accounts.accounts.iter().find(|a| a.id == *id) else {
             continue;
         };
-        let Some(upstream) = config::proxy_of(account) else {
-            continue;
-        };
         let ca = config::proxy_ca_of(&project.settings.browser, &project.accounts.path, account);
-        if forwarder::needs_forwarder(&upstream, ca.is_some()) {
+        let upstreams = config::proxy_of(account);
+        let needs = |u: &&forwarder::Upstream| forwarder::needs_forwarder(u, ca.is_some());
+        if let Some(upstream) = upstreams.iter().find(needs) {
             let why = if upstream.credentials.is_some() {
                 "has credentials"
             } else {

@@ -128,12 +128,14 @@ impl Secrets {
             }
             // A proxy's password as the forwarder sends it (percent-decoded: `p%40ss`
             // is the password `p@ss`), in case anything ever echoes it.
-            if let Some(proxy) = a.fields.get("proxy")
-                && let Ok(upstream) = forwarder::Upstream::parse(&proxy.value)
-                && let Some(c) = upstream.credentials
-                && !c.password.is_empty()
-            {
-                values.push(c.password);
+            let proxies = a.fields.get("proxy").map(|p| p.value.split_whitespace());
+            for url in proxies.into_iter().flatten() {
+                if let Ok(upstream) = forwarder::Upstream::parse(url)
+                    && let Some(c) = upstream.credentials
+                    && !c.password.is_empty()
+                {
+                    values.push(c.password);
+                }
             }
         }
         for part in workflow.templates().flat_map(|t| &t.parts) {

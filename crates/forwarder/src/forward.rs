@@ -12,12 +12,17 @@
 //! dropping the [`Forwarder`] aborts all of it. To an `https://` upstream it speaks
 //! the same protocol inside TLS (`tls.rs`); a certificate it refuses means nothing —
 //! no request, no credentials — is sent to that server.
+//!
+//! A forwarder may have a list of upstreams: it uses the first until one cannot be
+//! reached (no TCP connection), then the next that can, from then on — each with its
+//! own credentials. Only unreachability moves it on: a proxy that answers, even
+//! with a refusal, is the answer.
 
 use std::convert::Infallible;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -52,6 +57,8 @@ pub struct Stats {
     pub tls_rejected: AtomicU64,
     /// The reason of the last TLS refusal (safe to print: no credentials in it).
     pub last_tls_error: std::sync::Mutex<Option<String>>,
+    /// Times an unreachable upstream was left for the next of the list.
+    pub failovers: AtomicU64,
 }
 
 /// `fn(Upstream) -> 127.0.0.1:port`: a running forwarding proxy; dropping it stops it
@@ -74,14 +81,36 @@ impl Forwarder {
     /// [`Forwarder::start`], trusting `trust` (the system's roots and a CA file) for
     /// an `https://` upstream; ignored for the other schemes.
     pub async fn start_with(upstream: Upstream, trust: &Trust) -> io::Result<Forwarder> {
-        let tls = match upstream.scheme {
-            Scheme::Https => Some(Arc::new(Connector::new(&upstream.host, trust)?)),
-            Scheme::Http | Scheme::Socks5 => None,
+        Forwarder::start_list(vec![upstream], trust).await
+    }
+
+    /// [`Forwarder::start_with`] for a list of upstreams, used in order as each
+    /// becomes unreachable (see the module docs). They must be all SOCKS5 or all
+    /// HTTP(S) proxies: a plain-http request is written differently for each.
+    pub async fn start_list(upstreams: Vec<Upstream>, trust: &Trust) -> io::Result<Forwarder> {
+        let socks = |u: &Upstream| u.scheme == Scheme::Socks5;
+        let Some(first) = upstreams.first() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no upstream"));
         };
+        if upstreams.iter().any(|u| socks(u) != socks(first)) {
+            let why = "socks5 and http(s) upstreams in one list";
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+        }
+        let mut legs = Vec::new();
+        for upstream in upstreams {
+            let tls = match upstream.scheme {
+                Scheme::Https => Some(Arc::new(Connector::new(&upstream.host, trust)?)),
+                Scheme::Http | Scheme::Socks5 => None,
+            };
+            legs.push(Leg { upstream, tls });
+        }
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(Stats::default());
-        let route = Arc::new(Route { upstream, tls });
+        let route = Arc::new(Route {
+            legs,
+            current: AtomicUsize::new(0),
+        });
         let task = tokio::spawn(accept_loop(listener, route, Arc::clone(&stats)));
         Ok(Forwarder {
             addr,
@@ -120,11 +149,16 @@ impl Forwarder {
     }
 }
 
-/// Where a forwarder's connections go: the upstream, and for an `https://` one the
-/// TLS client that checks its certificate.
-struct Route {
+/// One upstream, and for an `https://` one the TLS client that checks its certificate.
+struct Leg {
     upstream: Upstream,
     tls: Option<Arc<Connector>>,
+}
+
+/// Where a forwarder's connections go: its upstreams, and the one in use.
+struct Route {
+    legs: Vec<Leg>,
+    current: AtomicUsize,
 }
 
 impl Drop for Forwarder {
@@ -175,7 +209,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 struct ConnState {
     route: Arc<Route>,
     stats: Arc<Stats>,
-    sender: Mutex<Option<(String, hyper::client::conn::http1::SendRequest<Incoming>)>>,
+    /// `(key, leg, sender)`: the key names the leg and, for SOCKS5, the target.
+    sender: Mutex<
+        Option<(
+            String,
+            usize,
+            hyper::client::conn::http1::SendRequest<Incoming>,
+        )>,
+    >,
     /// Upstream connection drivers: live as long as this client connection.
     drivers: std::sync::Mutex<JoinSet<()>>,
     tunnel: std::sync::Mutex<Option<(hyper::upgrade::OnUpgrade, Box<dyn Stream>)>>,
@@ -233,6 +274,8 @@ enum UpstreamError {
     Auth,
     /// TLS to the upstream was refused (its certificate, mostly), with the reason.
     Tls(String),
+    /// No connection to the upstream proxy at all: the next of a list is tried.
+    Unreachable(String),
     /// Anything else, with a message safe to show.
     Other(String),
 }
@@ -255,26 +298,62 @@ impl ConnState {
                 *self.stats.last_tls_error.lock().expect("not poisoned") = Some(reason);
                 text(StatusCode::BAD_GATEWAY, &message)
             }
-            UpstreamError::Other(m) => {
+            UpstreamError::Unreachable(m) | UpstreamError::Other(m) => {
                 self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 text(StatusCode::BAD_GATEWAY, &m)
             }
         }
     }
 
-    fn upstream(&self) -> &Upstream {
-        &self.route.upstream
+    /// The legs to try, in order: the one in use, then each after it.
+    fn legs(&self) -> impl Iterator<Item = (usize, &Leg)> {
+        let legs = &self.route.legs;
+        let start = self.route.current.load(Ordering::Relaxed);
+        (0..legs.len()).map(move |i| {
+            let at = (start + i) % legs.len();
+            (at, &legs[at])
+        })
+    }
+
+    /// Leg `at` answered: it is the one in use from now on.
+    fn settle(&self, at: usize) {
+        let was = self.route.current.swap(at, Ordering::Relaxed);
+        if was != at {
+            self.stats.failovers.fetch_add(1, Ordering::Relaxed);
+            let legs = &self.route.legs;
+            tracing::warn!(
+                from = %legs[was].upstream.without_credentials(),
+                to = %legs[at].upstream.without_credentials(),
+                "upstream proxy unreachable: using the next of the list"
+            );
+        }
+    }
+
+    /// A byte stream to `host:port` through the first leg that can be reached.
+    async fn open_any(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, UpstreamError> {
+        let mut unreachable = None;
+        for (at, leg) in self.legs() {
+            match self.open(leg, host, port).await {
+                Err(UpstreamError::Unreachable(m)) => unreachable = Some(m),
+                Ok(far) => {
+                    self.settle(at);
+                    return Ok(far);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(UpstreamError::Unreachable(unreachable.unwrap_or_default()))
     }
 
     /// A connection to the upstream HTTP proxy itself: TCP, and TLS inside it for an
     /// `https://` one.
-    async fn dial_proxy(&self) -> Result<Box<dyn Stream>, UpstreamError> {
-        let (host, port) = self.upstream().address();
+    async fn dial_proxy(&self, leg: &Leg) -> Result<Box<dyn Stream>, UpstreamError> {
+        let (host, port) = leg.upstream.address();
         let tcp = TcpStream::connect((host.as_str(), port))
             .await
-            .map_err(|e| UpstreamError::Other(format!("upstream proxy unreachable: {e}")))?;
+            .map_err(|e| UpstreamError::Unreachable(format!("upstream proxy unreachable: {e}")))?;
         let _ = tcp.set_nodelay(true);
-        match &self.route.tls {
+        match &leg.tls {
             None => Ok(Box::new(tcp)),
             Some(tls) => match tls.connect(tcp).await {
                 Ok(s) => Ok(Box::new(s)),
@@ -286,8 +365,8 @@ impl ConnState {
         }
     }
 
-    fn basic_auth(&self) -> Option<HeaderValue> {
-        let c = self.upstream().credentials.as_ref()?;
+    fn basic_auth(leg: &Leg) -> Option<HeaderValue> {
+        let c = leg.upstream.credentials.as_ref()?;
         let token =
             base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.user, c.password));
         let mut v = HeaderValue::from_str(&format!("Basic {token}")).ok()?;
@@ -295,14 +374,19 @@ impl ConnState {
         Some(v)
     }
 
-    /// A byte stream to `host:port` through the upstream proxy.
-    async fn open(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, UpstreamError> {
-        match self.upstream().scheme {
+    /// A byte stream to `host:port` through the upstream proxy of `leg`.
+    async fn open(
+        &self,
+        leg: &Leg,
+        host: &str,
+        port: u16,
+    ) -> Result<Box<dyn Stream>, UpstreamError> {
+        match leg.upstream.scheme {
             Scheme::Socks5 => {
-                let (proxy_host, proxy_port) = self.upstream().address();
+                let (proxy_host, proxy_port) = leg.upstream.address();
                 let proxy = (proxy_host.as_str(), proxy_port);
                 let target = (host, port);
-                let r = match &self.upstream().credentials {
+                let r = match &leg.upstream.credentials {
                     Some(c) => {
                         tokio_socks::tcp::Socks5Stream::connect_with_password(
                             proxy,
@@ -320,14 +404,18 @@ impl ConnState {
                         Ok(Box::new(s))
                     }
                     Err(tokio_socks::Error::PasswordAuthFailure(_)) => Err(UpstreamError::Auth),
+                    // No connection to the SOCKS5 server itself (tokio-socks names it so).
+                    Err(e @ tokio_socks::Error::ProxyServerUnreachable) => {
+                        Err(UpstreamError::Unreachable(format!("socks5 upstream: {e}")))
+                    }
                     Err(e) => Err(UpstreamError::Other(format!("socks5 upstream: {e}"))),
                 }
             }
             Scheme::Http | Scheme::Https => {
-                let mut tcp = BufReader::new(self.dial_proxy().await?);
+                let mut tcp = BufReader::new(self.dial_proxy(leg).await?);
                 let authority = authority(host, port);
                 let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-                if let Some(v) = self.basic_auth() {
+                if let Some(v) = ConnState::basic_auth(leg) {
                     head.push_str("Proxy-Authorization: ");
                     head.push_str(v.to_str().unwrap_or_default());
                     head.push_str("\r\n");
@@ -389,7 +477,7 @@ async fn handle(
         let Some((host, port)) = target_of(req.uri()) else {
             return Ok(text(StatusCode::BAD_REQUEST, "CONNECT without host:port"));
         };
-        return Ok(match state.open(&host, port).await {
+        return Ok(match state.open_any(&host, port).await {
             Ok(far) => {
                 let on_upgrade = hyper::upgrade::on(req);
                 *state.tunnel.lock().expect("not poisoned") = Some((on_upgrade, far));
@@ -408,16 +496,33 @@ async fn handle(
     })
 }
 
-/// A new HTTP/1 connection for plain requests: to the upstream proxy itself, or
-/// through SOCKS5 to the target.
+/// A new HTTP/1 connection for plain requests through the first leg that can be
+/// reached: to the upstream proxy itself, or through SOCKS5 to the target. Returns
+/// the leg too.
 async fn connect_upstream(
     state: &ConnState,
     host: &str,
     port: u16,
-) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, UpstreamError> {
-    let far: Box<dyn Stream> = match state.upstream().scheme {
-        Scheme::Socks5 => state.open(host, port).await?,
-        Scheme::Http | Scheme::Https => state.dial_proxy().await?,
+) -> Result<(usize, hyper::client::conn::http1::SendRequest<Incoming>), UpstreamError> {
+    let mut unreachable = None;
+    let mut far = None;
+    for (at, leg) in state.legs() {
+        let dialed = match leg.upstream.scheme {
+            Scheme::Socks5 => state.open(leg, host, port).await,
+            Scheme::Http | Scheme::Https => state.dial_proxy(leg).await,
+        };
+        match dialed {
+            Err(UpstreamError::Unreachable(m)) => unreachable = Some(m),
+            Ok(stream) => {
+                state.settle(at);
+                far = Some((at, stream));
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let Some((at, far)) = far else {
+        return Err(UpstreamError::Unreachable(unreachable.unwrap_or_default()));
     };
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .preserve_header_case(true)
@@ -432,7 +537,7 @@ async fn connect_upstream(
         .spawn(async move {
             let _ = conn.await;
         });
-    Ok(sender)
+    Ok((at, sender))
 }
 
 /// A plain-http request (absolute-form URI): to an HTTP upstream as is, plus
@@ -447,31 +552,26 @@ async fn forward_plain(
             "expected an absolute-form request (this is a proxy)",
         ));
     };
-    let key = match state.upstream().scheme {
-        Scheme::Socks5 => authority(&host, port),
-        Scheme::Http | Scheme::Https => String::new(),
+    // Every leg is SOCKS5, or none is (`start_list`).
+    let socks = state.route.legs[0].upstream.scheme == Scheme::Socks5;
+    let target = if socks {
+        authority(&host, port)
+    } else {
+        String::new()
     };
-    match state.upstream().scheme {
-        Scheme::Socks5 => {
-            let origin = req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| "/".into());
-            *req.uri_mut() = origin
-                .parse()
-                .map_err(|_| UpstreamError::Other("bad URI".into()))?;
-            if !req.headers().contains_key(HOST)
-                && let Ok(v) = HeaderValue::from_str(&authority(&host, port))
-            {
-                req.headers_mut().insert(HOST, v);
-            }
-        }
-        Scheme::Http | Scheme::Https => {
-            req.headers_mut().remove(PROXY_AUTHORIZATION);
-            if let Some(v) = state.basic_auth() {
-                req.headers_mut().insert(PROXY_AUTHORIZATION, v);
-            }
+    if socks {
+        let origin = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into());
+        *req.uri_mut() = origin
+            .parse()
+            .map_err(|_| UpstreamError::Other("bad URI".into()))?;
+        if !req.headers().contains_key(HOST)
+            && let Ok(v) = HeaderValue::from_str(&authority(&host, port))
+        {
+            req.headers_mut().insert(HOST, v);
         }
     }
     let mut guard = state.sender.lock().await;
@@ -479,15 +579,25 @@ async fn forward_plain(
     // hyper then hands the unsent request back, and it goes once more on a fresh
     // connection (nothing of it was sent, so this cannot repeat a request).
     let mut fresh_tried = false;
+    let key = |at: usize| format!("{at} {target}");
+    let in_use = state.route.current.load(Ordering::Relaxed);
     let response = loop {
         let reusable = guard
             .as_ref()
-            .is_some_and(|(k, s)| *k == key && !s.is_closed());
+            .is_some_and(|(k, _, s)| *k == key(in_use) && !s.is_closed());
         if !reusable {
             fresh_tried = true;
-            *guard = Some((key.clone(), connect_upstream(state, &host, port).await?));
+            let (at, sender) = connect_upstream(state, &host, port).await?;
+            *guard = Some((key(at), at, sender));
         }
-        let (_, sender) = guard.as_mut().expect("set above");
+        let (_, at, sender) = guard.as_mut().expect("set above");
+        // The credentials of the leg this connection goes to, and no one else's.
+        if !socks {
+            req.headers_mut().remove(PROXY_AUTHORIZATION);
+            if let Some(v) = ConnState::basic_auth(&state.route.legs[*at]) {
+                req.headers_mut().insert(PROXY_AUTHORIZATION, v);
+            }
+        }
         let sent = match sender.ready().await {
             Ok(()) => sender.try_send_request(req).await,
             Err(e) if !fresh_tried => {
@@ -514,9 +624,7 @@ async fn forward_plain(
         }
     };
     drop(guard);
-    if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED
-        && state.upstream().scheme != Scheme::Socks5
-    {
+    if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED && !socks {
         return Err(UpstreamError::Auth);
     }
     Ok(response.map(|b| b.boxed()))

@@ -5,7 +5,9 @@
 //! Main items: [`Upstream::parse`] (the one parser of proxy URLs, also used for
 //! validation before launch), [`Forwarder::start`] (RAII: listening on
 //! `127.0.0.1:<ephemeral>` until dropped; TLS to an `https://` upstream, checked
-//! against [`Trust`]: the system's roots plus an optional CA file), [`needs_forwarder`].
+//! against [`Trust`]: the system's roots plus an optional CA file; with
+//! [`Forwarder::start_list`], several upstreams, the next used when one cannot be
+//! reached), [`needs_forwarder`].
 //! With the `testing` feature, `testing::AuthProxy` (a small authenticating upstream
 //! proxy, over TLS too), `testing::Socks5Proxy` and `testing::TestCa`.
 //!

@@ -161,6 +161,105 @@ async fn socks5_with_username_and_password() {
     assert_eq!(fwd.auth_rejected(), 1);
 }
 
+/// A port nothing listens on.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A list of upstreams: the first cannot be reached, so plain requests and tunnels
+/// go to the second — with the second's own credentials — and stay there; a
+/// proxy that answers (here with a refusal) is not left for the next.
+#[tokio::test]
+async fn an_unreachable_upstream_is_left_for_the_next_of_the_list() {
+    let (o, _t) = origin().await;
+    let b = AuthProxy::start("proxy-b", Some(("bob", "pw-b")))
+        .await
+        .unwrap();
+    let c = AuthProxy::start("proxy-c", Some(("carol", "pw-c")))
+        .await
+        .unwrap();
+    let list = |urls: &[String]| urls.iter().map(|u| Upstream::parse(u).unwrap()).collect();
+    let dead = format!("http://alice:pw-a@127.0.0.1:{}", dead_port());
+    let urls = [
+        dead,
+        format!("http://bob:pw-b@{}", b.addr()),
+        format!("http://carol:pw-c@{}", c.addr()),
+    ];
+    let fwd = Forwarder::start_list(list(&urls), &Trust::default())
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let r = roundtrip(fwd.addr(), &get(o)).await;
+        assert!(r.ends_with("via=1.1 proxy-b"), "{r}");
+    }
+    let tunnel = connect_get(fwd.addr(), o).await;
+    assert!(
+        tunnel.starts_with("HTTP/1.1 200") && tunnel.ends_with("via=-"),
+        "{tunnel}"
+    );
+    let log = b.log();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(
+        log.iter().all(|s| s.authorized),
+        "bob's own credentials: {log:?}"
+    );
+    assert!(c.log().is_empty(), "proxy-c was not needed");
+    assert_eq!(
+        fwd.stats()
+            .failovers
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+
+    // A refusal is an answer: the wrong password for b does not move on to c.
+    let urls = [
+        format!("http://bob:wrong@{}", b.addr()),
+        format!("http://carol:pw-c@{}", c.addr()),
+    ];
+    let fwd = Forwarder::start_list(list(&urls), &Trust::default())
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(
+        r.starts_with("HTTP/1.1 502") && r.contains("rejected the credentials"),
+        "{r}"
+    );
+    assert!(c.log().is_empty());
+
+    // SOCKS5 lists too; SOCKS5 and HTTP in one list are refused.
+    let socks = Socks5Proxy::start("dan", "pw-d").await.unwrap();
+    let urls = [
+        format!("socks5://dan:pw-d@127.0.0.1:{}", dead_port()),
+        format!("socks5://dan:pw-d@{}", socks.addr()),
+    ];
+    let fwd = Forwarder::start_list(list(&urls), &Trust::default())
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(socks.log().len(), 1);
+    let mixed = [urls[1].clone(), format!("http://bob:pw-b@{}", b.addr())];
+    assert!(
+        Forwarder::start_list(list(&mixed), &Trust::default())
+            .await
+            .is_err()
+    );
+    // None reachable: a 502 naming it.
+    let urls = [format!("http://127.0.0.1:{}", dead_port())];
+    let fwd = Forwarder::start_list(list(&urls), &Trust::default())
+        .await
+        .unwrap();
+    let r = roundtrip(fwd.addr(), &get(o)).await;
+    assert!(
+        r.starts_with("HTTP/1.1 502") && r.contains("unreachable"),
+        "{r}"
+    );
+}
+
 #[tokio::test]
 async fn dropping_the_forwarder_closes_its_port_and_its_tunnels() {
     let (o, _t) = origin().await;

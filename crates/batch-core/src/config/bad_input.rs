@@ -502,6 +502,34 @@ fn cases() -> Vec<Case> {
             &["batch.toml:2: browser.proxy: {iteration} has no value for a proxy"],
         ),
         case(
+            "a proxy list with a bad second entry",
+            &[(
+                "accounts.toml",
+                "[[accounts]]\nid = 1\nusername = \"u\"\nproxy = \"http://u:hunter2@127.0.0.1:1 ftp://127.0.0.1:2\"\n",
+            )],
+            &[
+                "accounts.toml: account 1, proxy: the 2nd of 2 proxies: unsupported proxy scheme \"ftp\"",
+            ],
+        ),
+        case(
+            "socks5 and http proxies in one list",
+            &[(
+                "accounts.toml",
+                "[[accounts]]\nid = 1\nusername = \"u\"\nproxy = \"http://127.0.0.1:1 socks5://127.0.0.1:2\"\n",
+            )],
+            &[
+                "accounts.toml: account 1, proxy: the 2nd of 2 proxies: socks5 and http(s) proxies in one list",
+            ],
+        ),
+        case(
+            "none in a proxy list",
+            &[(
+                "accounts.toml",
+                "[[accounts]]\nid = 1\nusername = \"u\"\nproxy = \"http://127.0.0.1:1 none\"\n",
+            )],
+            &["accounts.toml: account 1, proxy: the 2nd of 2 proxies: \"none\" in a list"],
+        ),
+        case(
             "empty proxy default",
             &[("batch.toml", "[browser]\nproxy = \" \"\n")],
             &["batch.toml:2: browser.proxy: an empty proxy (expected a proxy URL"],

@@ -47,11 +47,15 @@ impl ProxyDefault {
     }
 }
 
-/// The account's proxy, if it has one (validated when the project was loaded; the
-/// `[browser] proxy` default is one of its fields by then).
-pub fn proxy_of(account: &Account) -> Option<forwarder::Upstream> {
-    let proxy = own(account, "proxy").filter(|p| *p != NO_PROXY)?;
-    forwarder::Upstream::parse(proxy).ok()
+/// The account's proxies, in the order they are tried (none: empty). Validated when
+/// the project was loaded; the `[browser] proxy` default is one of its fields by then.
+/// A field may list several, separated by white space: the browser uses the first
+/// it can reach.
+pub fn proxy_of(account: &Account) -> Vec<forwarder::Upstream> {
+    let proxy = own(account, "proxy").filter(|p| *p != NO_PROXY);
+    let urls = proxy.into_iter().flat_map(str::split_whitespace);
+    urls.filter_map(|u| forwarder::Upstream::parse(u).ok())
+        .collect()
 }
 
 /// The CA file an account's `https://` proxy is checked against, besides the
@@ -71,7 +75,9 @@ pub fn proxy_ca_of(
 /// A proxy must be a URL the browser can use (`forwarder::Upstream::parse`, the same
 /// parser the runner uses at launch): http, https or socks5, a host, no path, and no
 /// control character (it goes into Chromium's argv, where a NUL cannot even be
-/// passed) — or empty, or `none`. Credentials are allowed: they reach the upstream
+/// passed) — or empty, or `none`; or several such URLs separated by white space,
+/// all SOCKS5 or all HTTP(S) (a list is tried in order, and a request is written
+/// differently for the two). Credentials are allowed: they reach the upstream
 /// through a loopback forwarder, never a command line. The message never quotes the
 /// URL (it may hold a password).
 fn check_proxy(proxy: &str) -> Result<(), String> {
@@ -84,9 +90,40 @@ fn check_proxy(proxy: &str) -> Result<(), String> {
     if proxy.is_empty() || proxy == NO_PROXY {
         return Ok(());
     }
-    forwarder::Upstream::parse(proxy)
-        .map(drop)
-        .map_err(|e| e.to_string())
+    let urls: Vec<&str> = proxy.split_whitespace().collect();
+    let mut socks = None;
+    for (i, url) in urls.iter().enumerate() {
+        let at = |m: String| match urls.len() {
+            1 => m,
+            _ => format!("the {} of {} proxies: {m}", ordinal(i + 1), urls.len()),
+        };
+        if *url == NO_PROXY {
+            return Err(at(
+                "\"none\" in a list (expected \"none\" alone, or proxy URLs)".into(),
+            ));
+        }
+        let upstream = forwarder::Upstream::parse(url).map_err(|e| at(e.to_string()))?;
+        let is_socks = upstream.scheme == forwarder::Scheme::Socks5;
+        if *socks.get_or_insert(is_socks) != is_socks {
+            return Err(at(
+                "socks5 and http(s) proxies in one list (expected proxies of one kind: a list \
+                 is tried in order)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// "1st", "2nd", "3rd", "4th", … for the small numbers of a list.
+fn ordinal(n: usize) -> String {
+    match (n % 10, n % 100) {
+        (1, 11) | (2, 12) | (3, 13) => format!("{n}th"),
+        (1, _) => format!("{n}st"),
+        (2, _) => format!("{n}nd"),
+        (3, _) => format!("{n}rd"),
+        _ => format!("{n}th"),
+    }
 }
 
 /// Every account's own `proxy`, through [`check_proxy`]; a control character in any
@@ -177,7 +214,7 @@ mod tests {
         let a = accounts.accounts.iter();
         a.map(|a| {
             let field = a.fields.get("proxy").map(|f| (f.value.clone(), f.secret));
-            let given = proxy_of(a).map(|u| u.without_credentials());
+            let given = proxy_of(a).first().map(|u| u.without_credentials());
             (a.id, field, given)
         })
         .collect()
@@ -250,6 +287,33 @@ mod tests {
             let got = load(browser, file, text).unwrap();
             assert_eq!(proxies(&got), want, "{browser} {file}");
         }
+    }
+
+    /// A field may list proxies, tried in order; each is given to the browser.
+    #[test]
+    fn a_field_may_list_proxies_in_order() {
+        let toml =
+            "[[accounts]]\nid = 1\nproxy = \"http://u:pw@127.0.0.1:1  https://127.0.0.1:2\"\n";
+        let got = load("", "a.toml", toml).unwrap();
+        let given: Vec<String> = proxy_of(&got.accounts[0])
+            .iter()
+            .map(|u| u.without_credentials())
+            .collect();
+        assert_eq!(given, ["http://127.0.0.1:1", "https://127.0.0.1:2"]);
+        let csv = "id,proxy\n1,socks5://127.0.0.1:1 socks5://127.0.0.1:2 socks5://127.0.0.1:3\n";
+        assert_eq!(
+            proxy_of(&load("", "a.csv", csv).unwrap().accounts[0]).len(),
+            3
+        );
+        assert_eq!(
+            (1..=4)
+                .chain([11, 12, 13, 21, 22, 101])
+                .map(ordinal)
+                .collect::<Vec<_>>(),
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st"
+            ]
+        );
     }
 
     /// The default's line is the key's; messages never show the rendered URL.

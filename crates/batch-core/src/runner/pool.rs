@@ -353,10 +353,19 @@ async fn create(
     spec.timezone = identity.timezone.clone();
     let proxy_ca =
         crate::config::proxy_ca_of(&settings.browser, &ctx.plan.project.accounts.path, account);
-    let forwarder = match crate::config::proxy_of(account) {
-        None => None,
-        Some(upstream) if forwarder::needs_forwarder(&upstream, proxy_ca.is_some()) => {
-            let upstream_shown = upstream.without_credentials();
+    let upstreams = crate::config::proxy_of(account);
+    let needs_forwarder =
+        |u: &forwarder::Upstream| forwarder::needs_forwarder(u, proxy_ca.is_some());
+    // A list goes in order: Chromium moves on from a proxy it cannot reach by itself
+    // (`--proxy-server=a,b`); the forwarder does the same for its upstreams.
+    let shown = |us: &[forwarder::Upstream]| {
+        let each: Vec<String> = us.iter().map(|u| u.without_credentials()).collect();
+        each.join(",")
+    };
+    let forwarder = match upstreams.as_slice() {
+        [] => None,
+        list if list.iter().any(needs_forwarder) => {
+            let upstream_shown = shown(list);
             // Chromium ignores credentials in `--proxy-server`, and a command line is
             // readable by every user: Chrome gets our loopback forwarder instead,
             // which adds the credentials upstream (and checks an https:// proxy's
@@ -370,7 +379,7 @@ async fn create(
                 })?,
                 None => forwarder::Trust::default(),
             };
-            let f = forwarder::Forwarder::start_with(upstream, &trust)
+            let f = forwarder::Forwarder::start_list(upstreams.clone(), &trust)
                 .await
                 .map_err(|e| {
                     Failure::new(
@@ -386,8 +395,8 @@ async fn create(
             });
             Some(f)
         }
-        Some(upstream) => {
-            spec.proxy = Some(upstream.without_credentials());
+        list => {
+            spec.proxy = Some(shown(list));
             None
         }
     };
