@@ -604,3 +604,66 @@ async fn a_socks5_proxy_with_credentials_carries_its_accounts_traffic() {
     }
     p.assert_nothing_left();
 }
+
+/// `doctor` tries each proxy the accounts name: one that cannot be reached fails the
+/// check (exit 3) naming it and its accounts, unless each of them has another of its
+/// list that can be. No password is shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_each_proxy_that_cannot_be_reached() {
+    let p = Project::new(0).await;
+    let b = AuthProxy::start("proxy-b", Some(("bob", PASS_B)))
+        .await
+        .unwrap();
+    let dead = dead_port();
+    let (live, dead_url) = (
+        format!("http://bob:{PASS_B}@{}", b.addr()),
+        format!("http://alice:{PASS_A}@127.0.0.1:{dead}"),
+    );
+    project_files(
+        &p,
+        "",
+        &(account(1, &live, "") + account(2, &dead_url, "").as_str()),
+    );
+    let d = p.run(&["doctor"]).await;
+    let shown = format!("{}\n{}", d.stdout, d.stderr);
+    assert_eq!(d.code, Some(3), "{shown}");
+    let b_line = format!("ok   proxy http://{}: reachable (accounts 1)", b.addr());
+    assert!(d.stdout.contains(&b_line), "{shown}");
+    let dead_line = format!("FAIL proxy http://127.0.0.1:{dead}: unreachable: ");
+    assert!(
+        d.stdout.contains(&dead_line) && d.stdout.contains("(accounts 2)"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(PASS_A) && !shown.contains(PASS_B),
+        "{shown}"
+    );
+
+    // Account 2 goes on through the live one: a warning line, and a pass.
+    let list = format!("{dead_url} {live}");
+    project_files(
+        &p,
+        "",
+        &(account(1, &live, "") + account(2, &list, "").as_str()),
+    );
+    let d = p.run(&["doctor"]).await;
+    let shown = format!("{}\n{}", d.stdout, d.stderr);
+    assert_eq!(d.code, Some(0), "{shown}");
+    assert!(
+        d.stdout.contains(&format!(
+            "ok   proxy http://{}: reachable (accounts 1, 2)",
+            b.addr()
+        )),
+        "{shown}"
+    );
+    assert!(
+        d.stdout
+            .contains("accounts 2 go on through the next of their list"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(PASS_A) && !shown.contains(PASS_B),
+        "{shown}"
+    );
+    p.assert_nothing_left();
+}

@@ -85,7 +85,7 @@ pub(crate) enum Command {
         #[arg(long, default_value = "batch.toml")]
         config: PathBuf,
     },
-    /// Check chromium, chromedriver, ports and memory.
+    /// Check chromium, chromedriver, ports, memory and the accounts' proxies.
     Doctor {
         /// The project file (optional: its [browser] paths are used if it exists).
         #[arg(long, default_value = "batch.toml")]

@@ -325,6 +325,12 @@ async fn doctor(path: &Path) -> i32 {
         Ok(_) => report(true, "runtime dir", runtime.display().to_string()),
         Err(e) => report(false, "runtime dir", e.to_string()),
     }
+    // The accounts' proxies, when the whole project loads (`validate` says why not).
+    if let Ok(project) = config::load_project(path) {
+        for (ok, what, detail) in proxy_checks(&project).await {
+            report(ok, &what, detail);
+        }
+    }
     let profile = match tempfile_dir() {
         Ok(d) => d,
         Err(e) => {
@@ -356,6 +362,79 @@ async fn doctor(path: &Path) -> i32 {
     } else {
         exit::ENVIRONMENT
     }
+}
+
+/// Whether each proxy the accounts name can be reached (a TCP connection within 3 s,
+/// all at once): one line per proxy, named without its credentials, with the
+/// accounts that use it. A proxy that cannot be reached fails the check unless every
+/// account using it has another of its list that can be (then it says so).
+async fn proxy_checks(project: &Project) -> Vec<(bool, String, String)> {
+    use std::collections::BTreeMap;
+    let mut users: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let lists: Vec<(u64, Vec<String>)> = (project.accounts.accounts.iter())
+        .map(|a| {
+            let list = config::proxy_of(a)
+                .iter()
+                .map(|u| u.without_credentials())
+                .collect();
+            (a.id, list)
+        })
+        .collect();
+    for (id, list) in &lists {
+        for shown in list {
+            users.entry(shown.clone()).or_default().push(*id);
+        }
+    }
+    let mut probes = tokio::task::JoinSet::new();
+    for shown in users.keys().cloned() {
+        probes.spawn(async move {
+            let authority = shown
+                .split_once("://")
+                .map_or(shown.clone(), |(_, a)| a.to_owned());
+            let connect = tokio::net::TcpStream::connect(authority);
+            let reached = match tokio::time::timeout(Duration::from_secs(3), connect).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer within 3 s".to_owned()),
+            };
+            (shown, reached)
+        });
+    }
+    let reached: BTreeMap<String, Result<(), String>> =
+        probes.join_all().await.into_iter().collect();
+    let served = |id: &u64| {
+        let list = lists.iter().find(|(a, _)| a == id).map(|(_, l)| l);
+        list.is_some_and(|l| l.iter().any(|p| reached[p].is_ok()))
+    };
+    let ids = |ids: &[u64]| {
+        let each: Vec<String> = ids.iter().map(u64::to_string).collect();
+        each.join(", ")
+    };
+    (users.iter())
+        .map(|(shown, accounts)| {
+            let what = format!("proxy {shown}");
+            match &reached[shown] {
+                Ok(()) => (
+                    true,
+                    what,
+                    format!("reachable (accounts {})", ids(accounts)),
+                ),
+                Err(e) if accounts.iter().all(served) => (
+                    true,
+                    what,
+                    format!(
+                        "unreachable ({e}); accounts {} go on through the next of their list",
+                        ids(accounts)
+                    ),
+                ),
+                Err(e) => (
+                    false,
+                    what,
+                    format!("unreachable: {e} (accounts {})", ids(accounts)),
+                ),
+            }
+        })
+        .collect()
 }
 
 /// `doctor --webdriver-url URL`: the endpoint's status and one real session there.
