@@ -433,11 +433,29 @@ async fn a_proxy_that_cannot_be_reached_is_left_for_the_next_of_the_list() {
         );
     }
     assert!(b.log().iter().all(|s| s.authorized), "{:?}", b.log());
-    // Account 1's forwarder has both upstreams, in order; account 2 needs none.
+    // Account 1's forwarder has both upstreams, in order, and moved on once, journaled;
+    // account 2 needs none (Chromium moves on by itself, and says nothing).
+    let ev = events(&p.run_dir());
     assert_eq!(
-        forwarders(&events(&p.run_dir())),
+        forwarders(&ev),
         [(1, format!("http://127.0.0.1:{dead1},http://{}", b.addr()))]
     );
+    let moved: Vec<(u64, String, String)> = named(&ev, "proxy_failover")
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap().to_owned();
+            (e["account"].as_u64().unwrap(), s("from"), s("to"))
+        })
+        .collect();
+    assert_eq!(
+        moved,
+        [(
+            1,
+            format!("http://127.0.0.1:{dead1}"),
+            format!("http://{}", b.addr())
+        )]
+    );
+    assert!(stderr.contains("using the next of the list"), "{stderr}");
     p.assert_nothing_left();
 }
 

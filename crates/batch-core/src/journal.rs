@@ -221,6 +221,16 @@ pub enum Event {
         /// The upstream proxy, credentials removed.
         upstream: String,
     },
+    /// An account's forwarder could not reach its upstream proxy and went on through
+    /// the next of the account's list (both shown without credentials).
+    ProxyFailover {
+        /// The account.
+        account: u64,
+        /// The proxy left.
+        from: String,
+        /// The proxy used from now on.
+        to: String,
+    },
     /// A remote run's Grid capacity (the default cap): at the start, then whenever
     /// its UP nodes' slots change.
     GridCapacity {
@@ -545,6 +555,7 @@ impl Event {
             | LaunchAhead { account, .. }
             | BrowserRetired { account, .. }
             | ProxyForwarder { account, .. }
+            | ProxyFailover { account, .. }
             | StorageSaved { account, .. }
             | StorageSaveFailed { account, .. }
             | StorageRestored { account, .. }

@@ -85,6 +85,11 @@ pub(crate) fn line(e: &Value) -> Option<String> {
                 e.get("waited_ms").and_then(Value::as_u64).unwrap_or(0) as f64 / 1000.0
             ),
         },
+        "proxy_failover" => format!(
+            "proxy {} cannot be reached: going on through {}",
+            s(e, "from"),
+            s(e, "to")
+        ),
         "grid_capacity" => format!(
             "Grid: {} slot(s) on {} node(s) UP; accounts beyond them wait here",
             n(e, "slots"),
@@ -782,6 +787,10 @@ mod tests {
                 Some(
                     "[account 2] waiting for a slot: 1 account(s) running (--max-concurrent, or the Grid's slots)",
                 ),
+            ),
+            (
+                json!({"event": "proxy_failover", "account": 1, "from": "http://a:1", "to": "http://b:2"}),
+                Some("[account 1] proxy http://a:1 cannot be reached: going on through http://b:2"),
             ),
             (
                 json!({"event": "grid_capacity", "nodes": 2, "slots": 8}),

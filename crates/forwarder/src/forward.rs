@@ -88,6 +88,16 @@ impl Forwarder {
     /// becomes unreachable (see the module docs). They must be all SOCKS5 or all
     /// HTTP(S) proxies: a plain-http request is written differently for each.
     pub async fn start_list(upstreams: Vec<Upstream>, trust: &Trust) -> io::Result<Forwarder> {
+        Forwarder::start_watched(upstreams, trust, None).await
+    }
+
+    /// [`Forwarder::start_list`], calling `on_failover(from, to)` — both without
+    /// credentials — each time it moves from an unreachable upstream to the next.
+    pub async fn start_watched(
+        upstreams: Vec<Upstream>,
+        trust: &Trust,
+        on_failover: Option<OnFailover>,
+    ) -> io::Result<Forwarder> {
         let socks = |u: &Upstream| u.scheme == Scheme::Socks5;
         let Some(first) = upstreams.first() else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no upstream"));
@@ -110,6 +120,7 @@ impl Forwarder {
         let route = Arc::new(Route {
             legs,
             current: AtomicUsize::new(0),
+            on_failover,
         });
         let task = tokio::spawn(accept_loop(listener, route, Arc::clone(&stats)));
         Ok(Forwarder {
@@ -155,10 +166,14 @@ struct Leg {
     tls: Option<Arc<Connector>>,
 }
 
+/// Told `(from, to)`, both without credentials, when a forwarder moves on.
+pub type OnFailover = Box<dyn Fn(String, String) + Send + Sync>;
+
 /// Where a forwarder's connections go: its upstreams, and the one in use.
 struct Route {
     legs: Vec<Leg>,
     current: AtomicUsize,
+    on_failover: Option<OnFailover>,
 }
 
 impl Drop for Forwarder {
@@ -321,11 +336,12 @@ impl ConnState {
         if was != at {
             self.stats.failovers.fetch_add(1, Ordering::Relaxed);
             let legs = &self.route.legs;
-            tracing::warn!(
-                from = %legs[was].upstream.without_credentials(),
-                to = %legs[at].upstream.without_credentials(),
-                "upstream proxy unreachable: using the next of the list"
-            );
+            let from = legs[was].upstream.without_credentials();
+            let to = legs[at].upstream.without_credentials();
+            tracing::warn!(%from, %to, "upstream proxy unreachable: using the next of the list");
+            if let Some(tell) = &self.route.on_failover {
+                tell(from, to);
+            }
         }
     }
 

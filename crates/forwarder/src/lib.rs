@@ -21,7 +21,7 @@ pub mod testing;
 mod tls;
 mod upstream;
 
-pub use forward::{Forwarder, Stats};
+pub use forward::{Forwarder, OnFailover, Stats};
 pub use tls::{CaError, Trust};
 pub use upstream::{Credentials, ParseError, Scheme, Upstream};
 

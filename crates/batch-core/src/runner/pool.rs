@@ -379,7 +379,15 @@ async fn create(
                 })?,
                 None => forwarder::Trust::default(),
             };
-            let f = forwarder::Forwarder::start_list(upstreams.clone(), &trust)
+            let journal = ctx.journal.clone();
+            let tell: forwarder::OnFailover = Box::new(move |from, to| {
+                journal.emit(Event::ProxyFailover {
+                    account: id,
+                    from,
+                    to,
+                });
+            });
+            let f = forwarder::Forwarder::start_watched(upstreams.clone(), &trust, Some(tell))
                 .await
                 .map_err(|e| {
                     Failure::new(
