@@ -456,6 +456,15 @@ async fn a_proxy_that_cannot_be_reached_is_left_for_the_next_of_the_list() {
         )]
     );
     assert!(stderr.contains("using the next of the list"), "{stderr}");
+    // The report lists it on account 1's row.
+    let rep = crate::harness::report(&p.run_dir());
+    let accounts = rep["accounts"].as_array().unwrap();
+    let row = |id: u64| accounts.iter().find(|a| a["id"] == id).unwrap();
+    assert_eq!(
+        row(1)["proxy_failovers"],
+        serde_json::json!([{"from": format!("http://127.0.0.1:{dead1}"), "to": format!("http://{}", b.addr())}])
+    );
+    assert!(row(2).get("proxy_failovers").is_none(), "{rep}");
     p.assert_nothing_left();
 }
 

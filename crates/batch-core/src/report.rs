@@ -82,6 +82,19 @@ pub struct AccountReport {
     /// Each of its browsers that the sampler saw, with its own peak.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub browsers: Vec<BrowserReport>,
+    /// Each time its forwarder went on from a proxy it could not reach to the next of
+    /// the account's list, in order (proxies without credentials).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub proxy_failovers: Vec<ProxyFailover>,
+}
+
+/// One move of an account's forwarder to the next proxy of its list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyFailover {
+    /// The proxy it could not reach.
+    pub from: String,
+    /// The proxy it went on through.
+    pub to: String,
 }
 
 /// One browser of an account, as the memory sampler saw it.
@@ -185,6 +198,14 @@ impl Report {
                 Event::Retry { account, .. } => {
                     let i = find(&mut accounts, *account);
                     accounts[i].report.retries += 1;
+                }
+                Event::ProxyFailover { account, from, to } => {
+                    let i = find(&mut accounts, *account);
+                    let (from, to) = (from.clone(), to.clone());
+                    accounts[i]
+                        .report
+                        .proxy_failovers
+                        .push(ProxyFailover { from, to });
                 }
                 Event::ValueRecorded {
                     account,
@@ -799,6 +820,54 @@ mod tests {
             0,
             false,
             &[(1, "ok", 1, 0, 2, 1), (2, "ok", 1, 0, 1, 0)],
+        );
+    }
+
+    /// A forwarder's moves along an account's proxy list, in order, on its row; an
+    /// account whose proxy never moved has none.
+    #[test]
+    fn proxy_failovers_are_listed_per_account_in_order() {
+        let failover = |from: &str, to: &str| Event::ProxyFailover {
+            account: 1,
+            from: from.into(),
+            to: to.into(),
+        };
+        let r = check(
+            vec![
+                started(1, false),
+                failover("http://a:1", "http://b:2"),
+                created(1),
+                ok(1, 1),
+                failover("http://b:2", "http://a:1"),
+                created(2),
+                ok(2, 1),
+                finished(0, false),
+            ],
+            0,
+            false,
+            &[(1, "ok", 1, 0, 1, 0), (2, "ok", 1, 0, 1, 0)],
+        );
+        let moves: Vec<(&str, &str)> = (r.accounts[0].proxy_failovers.iter())
+            .map(|f| (f.from.as_str(), f.to.as_str()))
+            .collect();
+        assert_eq!(
+            moves,
+            [("http://a:1", "http://b:2"), ("http://b:2", "http://a:1")]
+        );
+        assert!(r.accounts[1].proxy_failovers.is_empty());
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(
+            json["accounts"][1].get("proxy_failovers").is_none(),
+            "{json}"
+        );
+        let view = crate::render::RunView {
+            report: r.clone(),
+            ..Default::default()
+        };
+        let html = crate::render::render_html(&view);
+        assert!(
+            html.contains("went on through <code>http://b:2</code>"),
+            "{html}"
         );
     }
 

@@ -226,7 +226,12 @@ fn account_row(a: &AccountReport) -> Markup {
             td.values {
                 @for (k, v) in &a.values { code { (k) " = " (value_text(v)) } }
             }
-            td.err { @if let Some(e) = &a.last_error { (e) } }
+            td.err {
+                @if let Some(e) = &a.last_error { (e) }
+                @for f in &a.proxy_failovers {
+                    div.failover { "proxy " code { (f.from) } " unreachable: went on through " code { (f.to) } }
+                }
+            }
         }
     }
 }
