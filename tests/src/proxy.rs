@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use forwarder::testing::{AuthProxy, TestCa};
+use forwarder::testing::{AuthProxy, TestCa, dead_port};
 
 use crate::harness::{Project, events, finish, named, step1};
 
@@ -80,6 +80,44 @@ pub(crate) fn in_processes(needles: &[&str]) -> Vec<(u32, &'static str, String)>
         }
     }
     found
+}
+
+/// What [`run_scanning`] saw.
+struct Scanned {
+    out: std::process::Output,
+    /// `(pid, where, needle)` found in a process's argv or environment.
+    leaks: std::collections::BTreeSet<(u32, &'static str, String)>,
+    /// Scans made, and whether one of them ran while browsers were up (more than
+    /// one process of the run alive).
+    scans: usize,
+    browsers_seen: bool,
+}
+
+/// Waits (at most 5 minutes) for the run `child` to end, meanwhile scanning every
+/// process's argv and environment for `needles` every 25 ms; with `skip_runner`,
+/// batch-cli's own process is left out (when the test gave it a secret itself).
+async fn run_scanning(
+    p: &Project,
+    child: tokio::process::Child,
+    needles: &[&str],
+    skip_runner: bool,
+) -> Scanned {
+    let pid = child.id().expect("running");
+    let (mut leaks, mut scans, mut browsers_seen) = (Default::default(), 0, false);
+    while fsutil::proc::alive(pid) {
+        let found = in_processes(needles).into_iter();
+        Extend::extend(&mut leaks, found.filter(|l| !(skip_runner && l.0 == pid)));
+        scans += 1;
+        browsers_seen |= p.live_processes().len() > 1;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let out = finish(child, 300).await;
+    Scanned {
+        out,
+        leaks,
+        scans,
+        browsers_seen,
+    }
 }
 
 /// Every file under `dir` (except `skip`) containing a needle.
@@ -174,17 +212,12 @@ async fn own_proxies_and_no_leak(kind: Kind) {
     let args = step1("1,2", &["--quantity", "2", "--launch-interval", "0"]);
     let child = p.command(&args).spawn().expect("batch-cli starts");
     // While the run is up, every process's argv and environment, again and again.
-    let mut scans = 0;
-    let mut leaks = Vec::new();
-    let mut browsers_seen = false;
-    let pid = child.id().expect("running");
-    while fsutil::proc::alive(pid) {
-        leaks.extend(in_processes(&needles));
-        scans += 1;
-        browsers_seen |= !p.live_processes().is_empty() && p.live_processes().len() > 1;
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let out = finish(child, 300).await;
+    let Scanned {
+        out,
+        leaks,
+        scans,
+        browsers_seen,
+    } = run_scanning(&p, child, &needles, false).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -306,16 +339,13 @@ async fn one_proxy_template_in_batch_toml_serves_every_account_and_none_opts_out
     let args = step1("1-3", &["--quantity", "2", "--launch-interval", "0"]);
     let mut cmd = p.command(&args);
     let child = cmd.env("BATCH_TEST_GATE_PW", PASS_A).spawn().unwrap();
-    let pid = child.id().expect("running");
-    let mut leaks = std::collections::BTreeSet::new();
-    let mut browsers_seen = false;
-    while fsutil::proc::alive(pid) {
-        // batch-cli itself was given the password; nothing it starts may hold it.
-        leaks.extend(in_processes(&needles).into_iter().filter(|l| l.0 != pid));
-        browsers_seen |= p.live_processes().len() > 1;
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let out = finish(child, 300).await;
+    // batch-cli itself was given the password; nothing it starts may hold it.
+    let Scanned {
+        out,
+        leaks,
+        browsers_seen,
+        ..
+    } = run_scanning(&p, child, &needles, true).await;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -359,15 +389,6 @@ async fn one_proxy_template_in_batch_toml_serves_every_account_and_none_opts_out
     p.assert_nothing_left();
 }
 
-/// A port nothing listens on.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An account's `proxy` may list several, tried in order. Account 1's first proxy
 /// (with credentials) cannot be reached: its forwarder moves on to the second, with
 /// the second's credentials. Account 2's proxies have none: Chromium itself moves on
@@ -404,13 +425,7 @@ async fn a_proxy_that_cannot_be_reached_is_left_for_the_next_of_the_list() {
         ))
         .spawn()
         .unwrap();
-    let pid = child.id().expect("running");
-    let mut leaks = std::collections::BTreeSet::new();
-    while fsutil::proc::alive(pid) {
-        leaks.extend(in_processes(&[PASS_A, PASS_B]));
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let out = finish(child, 300).await;
+    let Scanned { out, leaks, .. } = run_scanning(&p, child, &[PASS_A, PASS_B], false).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(leaks.is_empty(), "{leaks:?}");
@@ -595,13 +610,7 @@ async fn a_socks5_proxy_with_credentials_carries_its_accounts_traffic() {
         ))
         .spawn()
         .unwrap();
-    let pid = child.id().expect("running");
-    let mut leaks = Vec::new();
-    while fsutil::proc::alive(pid) {
-        leaks.extend(in_processes(&[PASS_A, PASS_B]));
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let out = finish(child, 300).await;
+    let Scanned { out, leaks, .. } = run_scanning(&p, child, &[PASS_A, PASS_B], false).await;
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::testing::{AuthProxy, Socks5Proxy, TestCa};
+use crate::testing::{AuthProxy, Socks5Proxy, TestCa, dead_port};
 use crate::{Forwarder, Trust, Upstream};
 
 /// An origin that answers every request with the `Via` header it got (or `-`).
@@ -161,15 +161,6 @@ async fn socks5_with_username_and_password() {
     assert_eq!(fwd.auth_rejected(), 1);
 }
 
-/// A port nothing listens on.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A list of upstreams: the first cannot be reached, so plain requests and tunnels
 /// go to the second — with the second's own credentials — and stay there; a
 /// proxy that answers (here with a refusal) is not left for the next.
@@ -183,15 +174,15 @@ async fn an_unreachable_upstream_is_left_for_the_next_of_the_list() {
         .await
         .unwrap();
     let list = |urls: &[String]| urls.iter().map(|u| Upstream::parse(u).unwrap()).collect();
+    let trust = Trust::default();
+    let start = |urls: &[String]| Forwarder::start_list(list(urls), &trust);
     let dead = format!("http://alice:pw-a@127.0.0.1:{}", dead_port());
     let urls = [
         dead,
         format!("http://bob:pw-b@{}", b.addr()),
         format!("http://carol:pw-c@{}", c.addr()),
     ];
-    let fwd = Forwarder::start_list(list(&urls), &Trust::default())
-        .await
-        .unwrap();
+    let fwd = start(&urls).await.unwrap();
     for _ in 0..2 {
         let r = roundtrip(fwd.addr(), &get(o)).await;
         assert!(r.ends_with("via=1.1 proxy-b"), "{r}");
@@ -220,9 +211,7 @@ async fn an_unreachable_upstream_is_left_for_the_next_of_the_list() {
         format!("http://bob:wrong@{}", b.addr()),
         format!("http://carol:pw-c@{}", c.addr()),
     ];
-    let fwd = Forwarder::start_list(list(&urls), &Trust::default())
-        .await
-        .unwrap();
+    let fwd = start(&urls).await.unwrap();
     let r = roundtrip(fwd.addr(), &get(o)).await;
     assert!(
         r.starts_with("HTTP/1.1 502") && r.contains("rejected the credentials"),
@@ -236,23 +225,15 @@ async fn an_unreachable_upstream_is_left_for_the_next_of_the_list() {
         format!("socks5://dan:pw-d@127.0.0.1:{}", dead_port()),
         format!("socks5://dan:pw-d@{}", socks.addr()),
     ];
-    let fwd = Forwarder::start_list(list(&urls), &Trust::default())
-        .await
-        .unwrap();
+    let fwd = start(&urls).await.unwrap();
     let r = roundtrip(fwd.addr(), &get(o)).await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert_eq!(socks.log().len(), 1);
     let mixed = [urls[1].clone(), format!("http://bob:pw-b@{}", b.addr())];
-    assert!(
-        Forwarder::start_list(list(&mixed), &Trust::default())
-            .await
-            .is_err()
-    );
+    assert!(start(&mixed).await.is_err());
     // None reachable: a 502 naming it.
     let urls = [format!("http://127.0.0.1:{}", dead_port())];
-    let fwd = Forwarder::start_list(list(&urls), &Trust::default())
-        .await
-        .unwrap();
+    let fwd = start(&urls).await.unwrap();
     let r = roundtrip(fwd.addr(), &get(o)).await;
     assert!(
         r.starts_with("HTTP/1.1 502") && r.contains("unreachable"),
