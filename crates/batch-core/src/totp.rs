@@ -40,6 +40,15 @@ static LEDGER: Mutex<Ledger> = Mutex::new(BTreeMap::new());
 /// The file shared with this user's other runs, once the runner names one.
 static SHARED: Mutex<Option<PathBuf>> = Mutex::new(None);
 
+/// Says once per process that the shared ledger cannot be used (every action with a
+/// code would say it again otherwise); this process's own ledger goes on.
+fn not_shared(file: &Path, e: &std::io::Error) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::warn!(file = %file.display(), "one-time codes used are not shared with other runs: {e}");
+    });
+}
+
 /// Keep the ledger in `file` too (see the module docs); `None` keeps it in this
 /// process only. Nothing is written until a code is made.
 pub(crate) fn share_ledger(file: Option<PathBuf>) {
@@ -160,7 +169,7 @@ pub(crate) fn code_now(seed: &str) -> Result<String, String> {
         .clone()
         && let Err(e) = with_shared(&file, mark)
     {
-        tracing::warn!(file = %file.display(), "one-time codes used are not shared with other runs: {e}");
+        not_shared(&file, &e);
     }
     Ok(totp.generate(now).to_string())
 }
@@ -208,7 +217,7 @@ pub(crate) fn claim(seeds: &[&str]) -> Duration {
             }
         }
         Some((f, Err(e))) => {
-            tracing::warn!(file = %f.display(), "one-time codes used are not shared with other runs: {e}");
+            not_shared(&f, &e);
             busy = claim_in(&mut own, &keys, secs);
         }
         None => busy = claim_in(&mut own, &keys, secs),
@@ -390,6 +399,20 @@ mod tests {
             Duration::ZERO,
             "not shared: forgotten"
         );
+    }
+
+    /// A shared file that cannot be opened leaves this process's ledger working.
+    #[test]
+    fn an_unusable_shared_file_leaves_the_own_ledger() {
+        share_ledger(Some(PathBuf::from("/nonexistent-dir/totp-used")));
+        let seed = "otpauth://totp/unshared?secret=MFRGGZDFMZTWQ2LP&period=30";
+        let into = unix_now().as_secs_f64() % 30.0;
+        if into > 27.0 {
+            std::thread::sleep(Duration::from_secs_f64(30.05 - into));
+        }
+        assert_eq!(claim(&[seed]), Duration::ZERO);
+        assert!(claim(&[seed]) > Duration::ZERO);
+        share_ledger(None);
     }
 
     #[test]
