@@ -15,6 +15,8 @@ mod downloads;
 #[cfg(test)]
 mod examples;
 #[cfg(test)]
+mod forms;
+#[cfg(test)]
 mod foundation;
 #[cfg(test)]
 mod grid;

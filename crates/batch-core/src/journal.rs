@@ -317,6 +317,20 @@ pub enum Event {
         /// The value.
         value: Value,
     },
+    /// An `optional` action whose element (or download) did not come within its
+    /// timeout, skipped: the attempt went on with the next action.
+    ActionSkipped {
+        /// The account.
+        account: u64,
+        /// The step.
+        step: u32,
+        /// The iteration (0 in `before`/`after`).
+        iteration: u32,
+        /// The action's line in the workflow file.
+        line: usize,
+        /// The action's name (`click`, …).
+        action: String,
+    },
     /// The screenshot taken at a failed attempt.
     FailureScreenshot {
         /// The account.
@@ -563,6 +577,7 @@ impl Event {
             | BrowserCrashed { account, .. }
             | ValueRecorded { account, .. }
             | FailureScreenshot { account, .. }
+            | ActionSkipped { account, .. }
             | IterationOk { account, .. }
             | Retry { account, .. }
             | IterationFailed { account, .. }
@@ -1317,6 +1332,13 @@ mod tests {
                 iteration: 0,
                 name: "welcome".into(),
                 value: serde_json::json!({"a": [1, "b"]}),
+            },
+            Event::ActionSkipped {
+                account: 2,
+                step: 1,
+                iteration: 3,
+                line: 12,
+                action: "click".into(),
             },
             Event::Admitted {
                 account: 1,

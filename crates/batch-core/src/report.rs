@@ -86,6 +86,9 @@ pub struct AccountReport {
     /// the account's list, in order (proxies without credentials).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub proxy_failovers: Vec<ProxyFailover>,
+    /// `optional` actions skipped because their element (or download) did not come.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub actions_skipped: u64,
 }
 
 /// One move of an account's forwarder to the next proxy of its list.
@@ -198,6 +201,10 @@ impl Report {
                 Event::Retry { account, .. } => {
                     let i = find(&mut accounts, *account);
                     accounts[i].report.retries += 1;
+                }
+                Event::ActionSkipped { account, .. } => {
+                    let i = find(&mut accounts, *account);
+                    accounts[i].report.actions_skipped += 1;
                 }
                 Event::ProxyFailover { account, from, to } => {
                     let i = find(&mut accounts, *account);
@@ -380,6 +387,10 @@ pub enum RebuildError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Fold `<run_dir>/events.jsonl` and make `report.json` say the same (atomically),

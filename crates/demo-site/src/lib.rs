@@ -92,6 +92,12 @@ pub struct UserCounts {
     /// `POST /verify` calls with a good code of a window already used (refused).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reused_codes: u64,
+    /// Every country value `POST /settings` received from this user, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
+    /// Settings saved with the cookie-consent banner accepted first (`consent=1`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consents: u64,
     /// Every file `POST /upload` received from this user, in the order received.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uploads: Vec<Upload>,

@@ -3,7 +3,8 @@
 //! Pages are self-contained (inline CSS and JS, no external assets) because the
 //! browsers under test have no internet. The element ids here (`#username`,
 //! `#password`, `#submit`, `#error`, `#welcome`, `#code`, `#verify`, `#verified`,
-//! `#title`, `#add`, `#done`, `#slow`, `#echo`) are what workflows and end-to-end
+//! `#title`, `#add`, `#done`, `#slow`, `#echo`, `#country`, `#save`, `#saved`,
+//! `#consent`, `#accept`) are what workflows and end-to-end
 //! tests select on, so they are part of the site's contract. This module does no I/O
 //! and knows nothing about sessions; every value that may come from a client goes
 //! through [`escape`].
@@ -168,6 +169,74 @@ pub(crate) fn verified(user: &str) -> String {
     layout(
         "Verified",
         &format!("<p id=\"verified\">verified {}</p>", escape(user)),
+    )
+}
+
+/// The countries `/settings` offers, as `(value, text)`; `fr` is there but disabled.
+pub(crate) const COUNTRIES: &[(&str, &str)] = &[
+    ("kr", "Korea"),
+    ("jp", "Japan"),
+    ("de", "Germany"),
+    ("fr", "France"),
+];
+
+/// The settings form. Its `<select>` starts with a placeholder only and gets its
+/// countries 300 ms later, as a list loaded from an API would; `France` is disabled.
+/// With `banner`, a cookie-consent banner appears 300 ms after the load; `#accept`
+/// hides it and marks the form (`consent=1`), so the consent travels with the save —
+/// counted by the server, and without a request of its own that a test would race.
+pub(crate) fn settings_form(banner: bool) -> String {
+    let options: Vec<String> = COUNTRIES
+        .iter()
+        .map(|(v, t)| {
+            let disabled = if *v == "fr" { ", disabled: true" } else { "" };
+            format!("{{value: '{v}', text: '{t}'{disabled}}}")
+        })
+        .collect();
+    let banner = if banner {
+        "setTimeout(() => {\n\
+         \x20 const b = document.getElementById('consent');\n\
+         \x20 b.style.display = 'block';\n\
+         \x20 document.getElementById('accept').addEventListener('click', () => {\n\
+         \x20   document.getElementById('consented').value = '1';\n\
+         \x20   b.style.display = 'none';\n\
+         \x20 });\n\
+         }, 300);\n"
+    } else {
+        ""
+    };
+    layout(
+        "Settings",
+        &format!(
+            "<div id=\"consent\" style=\"display:none\">We use cookies. \
+             <button id=\"accept\">Accept</button></div>\n\
+             <form method=\"post\" action=\"/settings\">\n\
+             <input type=\"hidden\" id=\"consented\" name=\"consent\" value=\"\">\n\
+             <label>Country <select id=\"country\" name=\"country\">\
+             <option value=\"\">Choose…</option></select></label>\n\
+             <button id=\"save\" type=\"submit\">Save</button>\n\
+             </form>\n\
+             <script>\n\
+             setTimeout(() => {{\n\
+             \x20 const s = document.getElementById('country');\n\
+             \x20 for (const o of [{options}]) {{\n\
+             \x20   const e = document.createElement('option');\n\
+             \x20   e.value = o.value; e.textContent = o.text; e.disabled = !!o.disabled;\n\
+             \x20   s.appendChild(e);\n\
+             \x20 }}\n\
+             }}, 300);\n\
+             {banner}\
+             </script>",
+            options = options.join(", "),
+        ),
+    )
+}
+
+/// What `POST /settings` answers: the country value it saved.
+pub(crate) fn settings_saved(country: &str) -> String {
+    layout(
+        "Saved",
+        &format!("<p id=\"saved\">saved {}</p>", escape(country)),
     )
 }
 

@@ -38,6 +38,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/export/{n}", get(export))
         .route("/upload", get(upload_form).post(upload))
         .route("/verify", get(verify_form).post(verify))
+        .route("/settings", get(settings_form).post(settings))
         .route("/api/cart", post(cart))
         .route("/api/counts", get(counts))
         .route("/slow", get(slow))
@@ -243,6 +244,46 @@ async fn verify(
         let page = pages::verify_form(Some("wrong, expired or already used code"));
         (StatusCode::UNAUTHORIZED, Html(page)).into_response()
     }
+}
+
+#[derive(Deserialize)]
+struct SettingsQuery {
+    #[serde(default)]
+    banner: u8,
+}
+
+async fn settings_form(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<SettingsQuery>,
+) -> Response {
+    match current_user(&state, &headers) {
+        Some(_) => Html(pages::settings_form(query.banner != 0)).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// The settings form's fields; a missing country is empty, which the state records
+/// as it is, and `consent` is `1` once the banner was accepted.
+#[derive(Deserialize)]
+struct SettingsForm {
+    #[serde(default)]
+    country: String,
+    #[serde(default)]
+    consent: String,
+}
+
+async fn settings(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<SettingsForm>,
+) -> Response {
+    let Some(user) = current_user(&state, &headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    tracing::info!(user = %user, country = %form.country, "settings saved");
+    state.save_country(&user, &form.country, form.consent == "1");
+    Html(pages::settings_saved(&form.country)).into_response()
 }
 
 #[derive(Deserialize)]

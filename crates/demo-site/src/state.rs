@@ -114,6 +114,15 @@ impl Shared {
         self.lock().user(user).uploads.extend(files);
     }
 
+    /// Records the country `user` saved in the settings form, and counts the
+    /// cookie-consent banner accepted before it, if it was.
+    pub(crate) fn save_country(&self, user: &str, country: &str, consent: bool) {
+        let mut state = self.lock();
+        let counts = state.user(user);
+        counts.countries.push(country.to_owned());
+        counts.consents += u64::from(consent);
+    }
+
     /// Checks a one-time code of `user`'s [`crate::totp_secret`] against this window
     /// and the one either side (RFC 6238 §5.2), and counts it: verified, reused (the
     /// code of a window the user already verified with, or of an earlier one), or

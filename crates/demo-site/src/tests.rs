@@ -335,6 +335,8 @@ async fn pages_redirect_to_login_without_a_session() {
         "/export/1",
         "/upload",
         "/verify",
+        "/settings",
+        "/settings?banner=1",
     ] {
         check(&site, path, None).await;
         check(&site, path, Some("session=not-a-session")).await;
@@ -883,4 +885,55 @@ async fn user_agents_and_languages_are_counted_per_user() {
         two.user_agents.is_empty() && two.accept_languages.is_empty(),
         "{two:?}"
     );
+}
+
+/// The settings form offers its countries only after a delay (a browser test waits
+/// for them); the banner is on the page only when asked for; what is saved, and a
+/// consent sent with it, are counted for the session's user alone, and nothing
+/// counts without a session.
+#[tokio::test]
+async fn settings_save_the_country_and_consents_are_counted_per_user() {
+    let site = site().await;
+    let cookie = login(&site, 1).await;
+    let plain = get(&site, "/settings", Some(&cookie)).await;
+    assert_eq!(plain.status, 200);
+    assert!(plain.body.contains(
+        "<select id=\"country\" name=\"country\"><option value=\"\">Choose…</option></select>"
+    ));
+    assert!(plain.body.contains("{value: 'kr', text: 'Korea'}"));
+    assert!(
+        plain
+            .body
+            .contains("{value: 'fr', text: 'France', disabled: true}")
+    );
+    assert!(
+        !plain.body.contains("'consented'"),
+        "no banner script without ?banner=1"
+    );
+    let banner = get(&site, "/settings?banner=1", Some(&cookie)).await;
+    assert!(
+        banner
+            .body
+            .contains("document.getElementById('consented').value = '1'")
+    );
+
+    let form = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Cookie", cookie.as_str()),
+    ];
+    let saved = send(&site, "POST", "/settings", &form, "country=kr").await;
+    assert_eq!(saved.status, 200, "{saved:?}");
+    assert!(saved.body.contains("<p id=\"saved\">saved kr</p>"));
+    let escaped = send(&site, "POST", "/settings", &form, "country=%3Cb%3E").await;
+    assert!(escaped.body.contains("saved &lt;b&gt;"));
+    let consented = send(&site, "POST", "/settings", &form, "country=jp&consent=1").await;
+    assert!(consented.body.contains("saved jp"));
+
+    let anonymous = send(&site, "POST", "/settings", &form[..1], "country=jp").await;
+    assert_eq!(anonymous.status, 303);
+
+    let counts = site.counts();
+    assert_eq!(counts.users["user-1"].countries, ["kr", "<b>", "jp"]);
+    assert_eq!(counts.users["user-1"].consents, 1);
+    assert_eq!(counts.users.len(), 1, "{counts:?}");
 }

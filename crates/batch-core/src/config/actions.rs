@@ -79,6 +79,14 @@ macro_rules! actions {
                 )*}
             }
 
+            /// Whether the action was marked `optional`: skipped, not failed, when
+            /// what it waits for does not come within its timeout.
+            pub fn optional(&self) -> bool {
+                match self {$(
+                    ActionKind::$variant { $($key,)* .. } => false $(|| optional_in($key))*,
+                )*}
+            }
+
             /// Every template of the action, in the order written.
             pub fn templates(&self) -> Vec<&Template> {
                 match self {$(
@@ -105,6 +113,8 @@ actions! {
         selector: Template,
         /// How long to wait for the element at most (None: the default action timeout).
         timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
     }
     /// Clear the field and type the text.
     Fill = "fill", "SEL", "clear the field and type the text" {
@@ -114,6 +124,20 @@ actions! {
         text: Template,
         /// How long to wait for the element at most (None: the default action timeout).
         timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
+    }
+    /// Choose an option of a `<select>`, as a user would in its list.
+    Select = "select", "SEL",
+        "choose the option whose text (or else value) is `option`, once the list has it" {
+        /// Which `<select>`.
+        selector: Template,
+        /// The option's text as the list shows it, or else its `value`.
+        option: Template,
+        /// How long to wait for the list and the option at most (None: the default action timeout).
+        timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
     }
     /// Send a key (`Enter`, `Tab`, …), to the element if given, else to the page.
     Press = "press", "KEY",
@@ -124,6 +148,8 @@ actions! {
         selector: Option<Template>,
         /// How long to wait for the element at most (None: the default action timeout).
         timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
     }
     /// Wait until the element is displayed.
     WaitFor = "wait_for", "SEL", "wait until the element is displayed" {
@@ -131,6 +157,8 @@ actions! {
         selector: Template,
         /// How long at most (None: the default action timeout).
         timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
     }
     /// Wait until the element's text contains the string.
     WaitText = "wait_text", "SEL", "wait until its text contains the string" {
@@ -140,6 +168,8 @@ actions! {
         contains: Template,
         /// How long at most.
         timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
     }
     /// Fail unless the current URL contains the substring.
     AssertUrl = "assert_url", "SUBSTR", "fail unless the current URL contains it" {
@@ -176,6 +206,8 @@ actions! {
         file: Vec<Template>,
         /// How long to wait for the input at most (None: the default action timeout).
         timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
     }
     /// Wait until a download matching the file-name pattern has finished.
     WaitDownload = "wait_download", "GLOB",
@@ -186,6 +218,8 @@ actions! {
         into: Option<String>,
         /// How long at most (None: the default action timeout).
         timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
     }
     /// Wait.
     Sleep = "sleep", "DUR", "wait" {
@@ -471,6 +505,16 @@ impl Read for Option<Duration> {
     }
 }
 
+/// `optional = true`: absent is `false`.
+impl Read for bool {
+    fn read(a: &Reader<'_>, key: &str) -> Result<Self, Bad> {
+        let flag = a.key(key, |v| {
+            v.as_bool().ok_or_else(|| found(v, "true or false"))
+        })?;
+        Ok(flag.unwrap_or(false))
+    }
+}
+
 impl Read for Option<String> {
     fn read(a: &Reader<'_>, key: &str) -> Result<Self, Bad> {
         a.key(key, name)
@@ -487,6 +531,11 @@ fn templates_in(field: &dyn Any) -> Vec<&Template> {
         .flatten();
     let many = field.downcast_ref::<Vec<Template>>().into_iter().flatten();
     one.chain(opt).chain(many).collect()
+}
+
+/// Whether `field` is `optional` (the one `bool` field) and it is `true`.
+fn optional_in(field: &dyn Any) -> bool {
+    field.downcast_ref::<bool>().copied().unwrap_or(false)
 }
 
 /// The timeout, if `field` is one (an `Option<Duration>`) and it was given.
@@ -578,6 +627,7 @@ mod tests {
                 let value = match *key {
                     "timeout" => "\"1s\"",
                     "file" => "[\"b\", \"c\"]",
+                    "optional" => "true",
                     _ => "\"b\"",
                 };
                 text.push_str(&format!(", {key} = {value}"));
@@ -595,6 +645,7 @@ mod tests {
                 def.extra.contains(&"timeout"),
                 "{text}"
             );
+            assert_eq!(kind.optional(), def.extra.contains(&"optional"), "{text}");
         }
     }
 }

@@ -134,7 +134,29 @@ fn cases() -> Vec<Case> {
         case(
             "unknown key",
             &[("workflow.toml", &w("{ click = \"#a\", colour = \"red\" }"))],
-            &["workflow.toml:5: click: unknown key \"colour\" (expected one of: timeout)"],
+            &[
+                "workflow.toml:5: click: unknown key \"colour\" (expected one of: timeout, optional)",
+            ],
+        ),
+        case(
+            "optional not a boolean",
+            &[(
+                "workflow.toml",
+                &w("{ click = \"#a\", optional = \"yes\" }"),
+            )],
+            &["workflow.toml:5: click.optional: found a string (expected true or false)"],
+        ),
+        case(
+            "optional on an action that does not wait for an element",
+            &[("workflow.toml", &w("{ goto = \"/a\", optional = true }"))],
+            &["workflow.toml:5: goto: unknown key \"optional\" (expected one of: timeout)"],
+        ),
+        case(
+            "select without its option",
+            &[("workflow.toml", &w("{ select = \"#country\" }"))],
+            &[
+                "workflow.toml:5: select: missing key \"option\" (expected { select = ..., option = \"...\" })",
+            ],
         ),
         case(
             "unknown template variable",

@@ -485,6 +485,10 @@ actions = [
   { wait_download = "{account.username}-[0-9]?.pdf", into = "pdf", timeout = "1m" },
   { upload = "#doc", file = "files/{account.id}.pdf" },
   { upload = "input[name=doc]", file = ["a.txt", "/srv/b-{iteration}.txt"], timeout = "2s" },
+  { select = "#country", option = "{account.country}" },
+  { select = "#c", option = "Korea", timeout = "2s", optional = true },
+  { click = "#accept", optional = true, timeout = "1s" },
+  { wait_for = "#banner", optional = false },
 ]
 "##,
             &[
@@ -507,6 +511,7 @@ actions = [
                     ActionKind::Click {
                         selector: t("#submit"),
                         timeout: None,
+                        optional: false,
                     },
                 ),
                 (
@@ -514,6 +519,7 @@ actions = [
                     ActionKind::Click {
                         selector: t("xpath://a"),
                         timeout: secs(3),
+                        optional: false,
                     },
                 ),
                 (
@@ -522,6 +528,7 @@ actions = [
                         selector: t("#u"),
                         text: t("{account.username}"),
                         timeout: None,
+                        optional: false,
                     },
                 ),
                 (
@@ -530,6 +537,7 @@ actions = [
                         selector: t("#p"),
                         text: t("x"),
                         timeout: secs(2),
+                        optional: false,
                     },
                 ),
                 (
@@ -538,6 +546,7 @@ actions = [
                         key: "Enter".into(),
                         selector: None,
                         timeout: None,
+                        optional: false,
                     },
                 ),
                 (
@@ -546,6 +555,7 @@ actions = [
                         key: "a".into(),
                         selector: Some(t("#q")),
                         timeout: secs(1),
+                        optional: false,
                     },
                 ),
                 (
@@ -553,6 +563,7 @@ actions = [
                     ActionKind::WaitFor {
                         selector: t("#welcome"),
                         timeout: None,
+                        optional: false,
                     },
                 ),
                 (
@@ -560,6 +571,7 @@ actions = [
                     ActionKind::WaitFor {
                         selector: t("#w"),
                         timeout: secs(5),
+                        optional: false,
                     },
                 ),
                 (
@@ -568,6 +580,7 @@ actions = [
                         selector: t("#done"),
                         contains: t("added {iteration}"),
                         timeout: None,
+                        optional: false,
                     },
                 ),
                 (
@@ -576,6 +589,7 @@ actions = [
                         selector: t("#d"),
                         contains: t("x"),
                         timeout: secs(4),
+                        optional: false,
                     },
                 ),
                 (19, ActionKind::AssertUrl { substr: t("/cart") }),
@@ -641,6 +655,7 @@ actions = [
                         pattern: t("export-*.csv"),
                         into: None,
                         timeout: None,
+                        optional: false,
                     },
                 ),
                 (
@@ -649,6 +664,7 @@ actions = [
                         pattern: t("{account.username}-[0-9]?.pdf"),
                         into: Some("pdf".into()),
                         timeout: secs(60),
+                        optional: false,
                     },
                 ),
                 (
@@ -657,6 +673,7 @@ actions = [
                         selector: t("#doc"),
                         file: vec![t("files/{account.id}.pdf")],
                         timeout: None,
+                        optional: false,
                     },
                 ),
                 (
@@ -665,6 +682,41 @@ actions = [
                         selector: t("input[name=doc]"),
                         file: vec![t("a.txt"), t("/srv/b-{iteration}.txt")],
                         timeout: secs(2),
+                        optional: false,
+                    },
+                ),
+                (
+                    32,
+                    ActionKind::Select {
+                        selector: t("#country"),
+                        option: t("{account.country}"),
+                        timeout: None,
+                        optional: false,
+                    },
+                ),
+                (
+                    33,
+                    ActionKind::Select {
+                        selector: t("#c"),
+                        option: t("Korea"),
+                        timeout: secs(2),
+                        optional: true,
+                    },
+                ),
+                (
+                    34,
+                    ActionKind::Click {
+                        selector: t("#accept"),
+                        timeout: secs(1),
+                        optional: true,
+                    },
+                ),
+                (
+                    35,
+                    ActionKind::WaitFor {
+                        selector: t("#banner"),
+                        timeout: None,
+                        optional: false,
                     },
                 ),
             ],
@@ -749,17 +801,17 @@ after = []
         check_error(
             &actions("  { click = \"#a\" },\n  { clik = \"#b\" },"),
             Some(6),
-            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, press, wait_for, wait_text, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
+            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, select, press, wait_for, wait_text, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
         );
         check_error(
             &actions("{ fill = \"#a\", txt = \"x\" }"),
             Some(5),
-            "fill: unknown key \"txt\" (expected one of: text, timeout)",
+            "fill: unknown key \"txt\" (expected one of: text, timeout, optional)",
         );
         check_error(
             &actions("{ click = \"#a\", text = \"x\" }"),
             Some(5),
-            "click: unknown key \"text\" (expected one of: timeout)",
+            "click: unknown key \"text\" (expected one of: timeout, optional)",
         );
         check_error(
             &actions("{ sleep = \"1s\", timeout = \"2s\" }"),
@@ -881,7 +933,7 @@ after = []
         check_error(
             &actions("{ wait_download = \"x.csv\", attr = \"href\" }"),
             Some(5),
-            "workflow.toml:5: wait_download: unknown key \"attr\" (expected one of: into, timeout)",
+            "workflow.toml:5: wait_download: unknown key \"attr\" (expected one of: into, timeout, optional)",
         );
         check_error(
             &actions("{ upload = \"#doc\" }"),
@@ -916,7 +968,7 @@ after = []
         check_error(
             &actions("{ upload = \"#doc\", file = \"a\", text = \"x\" }"),
             Some(5),
-            "workflow.toml:5: upload: unknown key \"text\" (expected one of: file, timeout)",
+            "workflow.toml:5: upload: unknown key \"text\" (expected one of: file, timeout, optional)",
         );
         check_error(
             &actions("{ wait_download = \"x.csv\", into = \"\" }"),

@@ -26,6 +26,9 @@ pub(crate) struct Failure {
     pub(crate) in_before: bool,
     /// Whether trying again cannot help (a launch that can never succeed).
     pub(crate) permanent: bool,
+    /// Whether it is a wait that ran out of time, the page answering all along: what
+    /// an `optional` action is skipped for (and nothing else is).
+    pub(crate) waited_out: bool,
 }
 
 impl Failure {
@@ -35,6 +38,7 @@ impl Failure {
             message: message.into(),
             in_before: false,
             permanent: false,
+            waited_out: false,
         }
     }
 
@@ -69,19 +73,32 @@ pub(crate) struct ActionEnv<'a> {
     pub(crate) downloads: Result<super::downloads::Downloads, String>,
 }
 
-/// Run actions in order; stop at the first failure.
+/// Run actions in order; stop at the first failure. An `optional` action whose wait
+/// ran out is journaled as skipped and the next one runs.
 pub(crate) async fn run_actions(
     actions: &[Action],
     env: &mut ActionEnv<'_>,
 ) -> Result<(), Failure> {
     for action in actions {
-        run_one(action, env).await.map_err(|f| {
-            let where_ = format!("{}:{}", env.workflow_file, action.line);
-            Failure::new(
-                f.kind,
-                format!("{where_}: {}", env.secrets.redact(&f.message)),
-            )
-        })?;
+        match run_one(action, env).await {
+            Ok(()) => {}
+            Err(f) if f.waited_out && action.kind.optional() => {
+                env.journal.emit(crate::journal::Event::ActionSkipped {
+                    account: env.vars.account.id,
+                    step: env.vars.step,
+                    iteration: env.vars.iteration,
+                    line: action.line,
+                    action: action.kind.name().to_owned(),
+                });
+            }
+            Err(f) => {
+                let where_ = format!("{}:{}", env.workflow_file, action.line);
+                return Err(Failure::new(
+                    f.kind,
+                    format!("{where_}: {}", env.secrets.redact(&f.message)),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -122,12 +139,27 @@ async fn call<T>(
 
 /// Poll until `probe` yields `Some`, the page fails in a way waiting cannot fix, or
 /// time runs out (an [`FailureKind::ActionFailed`] naming what was awaited).
-async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> Result<T, Failure>
+async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, probe: F) -> Result<T, Failure>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, Failure>>,
 {
-    let started = Instant::now();
+    wait_from(Instant::now(), timeout, what, probe).await
+}
+
+/// [`wait_until`] for the part of a wait that began at `started`: an action that
+/// waits for two things in turn gives both one `timeout`, and its message names the
+/// `timeout` the user wrote rather than what was left of it.
+async fn wait_from<T, F, Fut>(
+    started: Instant,
+    timeout: Duration,
+    what: &str,
+    mut probe: F,
+) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, Failure>>,
+{
     let deadline = started + timeout;
     let mut last = String::new();
     let mut probes = 0u32;
@@ -156,10 +188,13 @@ where
             } else {
                 format!(" (last: {last})")
             };
-            return Err(Failure::new(
-                FailureKind::ActionFailed,
-                format!("timed out after {timeout:?} waiting for {what}{detail}"),
-            ));
+            return Err(Failure {
+                waited_out: true,
+                ..Failure::new(
+                    FailureKind::ActionFailed,
+                    format!("timed out after {timeout:?} waiting for {what}{detail}"),
+                )
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -227,7 +262,9 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             )
             .await
         }
-        ActionKind::Click { selector, timeout } => {
+        ActionKind::Click {
+            selector, timeout, ..
+        } => {
             let sel = render(selector, &vars)?.value;
             wait_until(
                 timeout.unwrap_or(t.action),
@@ -249,6 +286,7 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             selector,
             text,
             timeout,
+            ..
         } => {
             let sel = render(selector, &vars)?.value;
             let text = render(text, &vars)?;
@@ -262,10 +300,21 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             )
             .await
         }
+        ActionKind::Select {
+            selector,
+            option,
+            timeout,
+            ..
+        } => {
+            let sel = render(selector, &vars)?.value;
+            let want = render(option, &vars)?;
+            select(env, &sel, &want, timeout.unwrap_or(t.action)).await
+        }
         ActionKind::Press {
             key,
             selector,
             timeout,
+            ..
         } => {
             let keys = key_text(key);
             let el = match selector {
@@ -282,7 +331,9 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             )
             .await
         }
-        ActionKind::WaitFor { selector, timeout } => {
+        ActionKind::WaitFor {
+            selector, timeout, ..
+        } => {
             let sel = render(selector, &vars)?.value;
             visible(env, &sel, timeout.unwrap_or(t.action))
                 .await
@@ -292,6 +343,7 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             selector,
             contains,
             timeout,
+            ..
         } => {
             let sel = render(selector, &vars)?.value;
             let want = render(contains, &vars)?;
@@ -366,11 +418,13 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             selector,
             file,
             timeout,
+            ..
         } => upload(env, selector, file, timeout.unwrap_or(t.action)).await,
         ActionKind::WaitDownload {
             pattern,
             into,
             timeout,
+            ..
         } => {
             let rendered = render(pattern, &vars)?;
             let fail = |m: String| Failure::new(FailureKind::ActionFailed, m);
@@ -404,6 +458,57 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
         }
         ActionKind::Exec { argv, timeout } => exec(env, argv, timeout.unwrap_or(t.action)).await,
     }
+}
+
+/// Choose the option of the `<select>` at `sel` whose text is `want` (as the list
+/// shows it, spaces normalized), or else whose `value` is — the text first, since
+/// that is what a user chooses by. Waits for the list and for the option (lists are
+/// often filled after the page loads) and for a disabled option to be enabled. Each
+/// probe is one or two lookups of the option by XPath: never a round trip per option,
+/// which a list of countries would make hundreds. An element that is not a
+/// `<select>` fails at once, `optional` or not: that is a mistake in the workflow.
+async fn select(
+    env: &ActionEnv<'_>,
+    sel: &str,
+    want: &Rendered,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let t = env.timeouts;
+    let fail = |m: String| Failure::new(FailureKind::ActionFailed, m);
+    let lit = launcher::thirtyfour::components::escape_string(&want.value);
+    let started = Instant::now();
+    let el = wait_until(timeout, &format!("{sel} to exist"), || find(env, sel)).await?;
+    let tag = call(t.webdriver, sel, el.tag_name()).await?;
+    if !tag.eq_ignore_ascii_case("select") {
+        return Err(fail(format!("select: {sel} is a <{tag}>, not a <select>")));
+    }
+    let what = format!("option {:?} in {sel}", want.redacted);
+    wait_from(started, timeout, &what, || async {
+        let mut options = Vec::new();
+        for xpath in [
+            format!(".//option[normalize-space(.) = normalize-space({lit})]"),
+            format!(".//option[@value = {lit}]"),
+        ] {
+            options = call(t.webdriver, sel, el.find_all(By::XPath(xpath))).await?;
+            if !options.is_empty() {
+                break;
+            }
+        }
+        let Some(option) = options.into_iter().next() else {
+            return Ok(None);
+        };
+        if call(t.webdriver, sel, option.is_selected()).await? {
+            return Ok(Some(()));
+        }
+        if !call(t.webdriver, sel, option.is_enabled()).await? {
+            return Err(fail("the option is disabled".into()));
+        }
+        call(t.webdriver, &format!("choose in {sel}"), option.click()).await?;
+        Ok(call(t.webdriver, sel, option.is_selected())
+            .await?
+            .then_some(()))
+    })
+    .await
 }
 
 /// Choose `files` in the file input `selector`: each file is checked and, for a

@@ -1,0 +1,195 @@
+//! Forms: `select` chooses an option of a `<select>` whose options a script adds after
+//! the load, by its text or else its value, and `optional` actions skip what a page
+//! shows only sometimes (a cookie banner) — checked by what the demo app received
+//! with each save, and by the journal's `action_skipped` lines.
+
+use crate::harness::{Project, WORKFLOW, events, named, report, step1};
+
+/// Login as usual; then per iteration: the settings page (with the banner where the
+/// account's `banner` is 1), the banner accepted if it comes, the account's country
+/// chosen, saved, and a wait for an element that never comes, which is skipped.
+fn workflow(select: &str) -> String {
+    let actions = format!(
+        "actions = [\n\
+         \x20 {{ goto = \"{{base_url}}/settings?banner={{account.banner}}\" }},\n\
+         \x20 {{ click = \"#accept\", optional = true, timeout = \"2s\" }},\n\
+         \x20 {select},\n\
+         \x20 {{ click = \"#save\" }},\n\
+         \x20 {{ wait_text = \"#saved\", contains = \"saved\" }},\n\
+         \x20 {{ wait_for = \"#never\", optional = true, timeout = \"300ms\" }},\n\
+         ]\n"
+    );
+    let start = WORKFLOW.find("actions = [").unwrap();
+    format!("{}{actions}", &WORKFLOW[..start])
+}
+
+/// The `actions` lines of [`workflow`]: the banner's click, the select, the never-there wait.
+const ACCEPT_LINE: u64 = 16;
+const SELECT_LINE: u64 = 17;
+const NEVER_LINE: u64 = 20;
+
+fn accounts(rows: &[(u32, &str, u32)]) -> String {
+    rows.iter()
+        .map(|(id, country, banner)| {
+            format!(
+                "[[accounts]]\nid = {id}\nusername = \"user-{id}\"\npassword = \"pass-{id}\"\n\
+                 country = \"{country}\"\nbanner = {banner}\n\n"
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_chooses_by_text_or_value_and_optional_actions_skip_what_is_not_there() {
+    let p = Project::new(3).await;
+    p.write(
+        "workflow.toml",
+        &workflow("{ select = \"#country\", option = \"{account.country}\" }"),
+    );
+    assert!(
+        std::fs::read_to_string(p.path("workflow.toml"))
+            .unwrap()
+            .lines()
+            .nth(SELECT_LINE as usize - 1)
+            .unwrap()
+            .contains("select ="),
+        "the line constants follow the workflow"
+    );
+    // By text, by value, and by text with spaces around it.
+    p.write(
+        "accounts.toml",
+        &accounts(&[(1, "Korea", 1), (2, "jp", 0), (3, "  Germany ", 1)]),
+    );
+    let run = p
+        .run(&step1("1-3", &["--quantity", "2", "--concurrent"]))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+
+    let counts = p.site.counts();
+    let got = |user: &str| {
+        let u = &counts.users[user];
+        (u.countries.clone(), u.consents)
+    };
+    assert_eq!(got("user-1"), (vec!["kr".into(), "kr".into()], 2));
+    assert_eq!(got("user-2"), (vec!["jp".into(), "jp".into()], 0));
+    assert_eq!(got("user-3"), (vec!["de".into(), "de".into()], 2));
+
+    // Account 2 had no banner: its click was skipped; everyone's `#never` was.
+    let journal = events(&p.run_dir());
+    let mut skipped: Vec<(u64, u64, u64, &str)> = named(&journal, "action_skipped")
+        .iter()
+        .map(|e| {
+            let n = |k: &str| e[k].as_u64().unwrap();
+            (
+                n("account"),
+                n("iteration"),
+                n("line"),
+                e["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    skipped.sort();
+    let mut expected = Vec::new();
+    for account in 1..=3 {
+        for iteration in 1..=2 {
+            if account == 2 {
+                expected.push((account, iteration, ACCEPT_LINE, "click"));
+            }
+            expected.push((account, iteration, NEVER_LINE, "wait_for"));
+        }
+    }
+    expected.sort();
+    assert_eq!(skipped, expected, "{journal:?}");
+    assert!(
+        named(&journal, "retry").is_empty(),
+        "a skip is not a failure"
+    );
+
+    let r = report(&p.run_dir());
+    assert_eq!(r["totals"]["iterations_ok"], 6);
+    let skips: Vec<u64> = (r["accounts"].as_array().unwrap().iter())
+        .map(|a| a["actions_skipped"].as_u64().unwrap())
+        .collect();
+    assert_eq!(skips, [2, 4, 2]);
+    p.assert_nothing_left();
+}
+
+/// An option that never comes, a disabled one and one that is a secret each fail
+/// their iteration after the timeout, naming the line and the option (the secret as
+/// `***`), and nothing is saved; a `select` on an element that is not a `<select>`
+/// fails at once even when optional — a mistake in the workflow is not skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_disabled_option_fails_naming_it_and_a_non_select_fails_even_if_optional() {
+    let p = Project::new(3).await;
+    p.write(
+        "workflow.toml",
+        &workflow("{ select = \"#country\", option = \"{account.country}\", timeout = \"1s\" }"),
+    );
+    p.write(
+        "accounts.toml",
+        &accounts(&[(1, "Narnia", 0), (2, "pass-2", 0), (3, "France", 0)]),
+    );
+    let run = p
+        .run(&step1("1-3", &["--quantity", "1", "--retries", "0"]))
+        .await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let wf = p.path("workflow.toml");
+    let journal = events(&p.run_dir());
+    let errors: Vec<(u64, &str)> = named(&journal, "iteration_failed")
+        .iter()
+        .map(|e| (e["account"].as_u64().unwrap(), e["error"].as_str().unwrap()))
+        .collect();
+    let at = format!(
+        "{}:{SELECT_LINE}: timed out after 1s waiting for option",
+        wf.display()
+    );
+    assert_eq!(
+        errors,
+        [
+            (1, format!("{at} \"Narnia\" in #country").as_str()),
+            (2, format!("{at} \"***\" in #country").as_str()),
+            (
+                3,
+                format!("{at} \"France\" in #country (last: the option is disabled)").as_str()
+            ),
+        ],
+        "{journal:?}"
+    );
+    assert!(
+        !format!("{}{}{journal:?}", run.stdout, run.stderr).contains("pass-2"),
+        "the secret option shows nowhere"
+    );
+    let counts = p.site.counts();
+    assert!(
+        (1..=3).all(|a| counts.users[&format!("user-{a}")].countries.is_empty()),
+        "{counts:?}"
+    );
+    p.assert_nothing_left();
+
+    std::fs::remove_dir_all(p.path("runs")).unwrap();
+    p.write(
+        "workflow.toml",
+        &workflow("{ select = \"#save\", option = \"Korea\", optional = true, timeout = \"5s\" }"),
+    );
+    let run = p
+        .run(&step1("1", &["--quantity", "1", "--retries", "0"]))
+        .await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let journal = events(&p.run_dir());
+    let failed = named(&journal, "iteration_failed");
+    assert_eq!(
+        failed[0]["error"],
+        format!(
+            "{}:{SELECT_LINE}: select: #save is a <button>, not a <select>",
+            wf.display()
+        ),
+        "{journal:?}"
+    );
+    assert!(
+        named(&journal, "action_skipped")
+            .iter()
+            .all(|e| e["line"] != SELECT_LINE),
+        "{journal:?}"
+    );
+    p.assert_nothing_left();
+}
