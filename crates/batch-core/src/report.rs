@@ -834,6 +834,53 @@ mod tests {
         );
     }
 
+    /// Skipped optional actions are counted per account, shown on its row, and left
+    /// out of both where there were none.
+    #[test]
+    fn skipped_optional_actions_are_counted_per_account() {
+        let skipped = |account: u64, line: usize| Event::ActionSkipped {
+            account,
+            step: 1,
+            iteration: 1,
+            line,
+            action: "click".into(),
+        };
+        let r = check(
+            vec![
+                started(1, false),
+                created(1),
+                skipped(1, 7),
+                skipped(1, 9),
+                ok(1, 1),
+                created(2),
+                ok(2, 1),
+                finished(0, false),
+            ],
+            0,
+            false,
+            &[(1, "ok", 1, 0, 1, 0), (2, "ok", 1, 0, 1, 0)],
+        );
+        assert_eq!(r.accounts[0].actions_skipped, 2);
+        assert_eq!(r.accounts[1].actions_skipped, 0);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["accounts"][0]["actions_skipped"], 2);
+        assert!(
+            json["accounts"][1].get("actions_skipped").is_none(),
+            "{json}"
+        );
+        let view = crate::render::RunView {
+            report: r.clone(),
+            ..Default::default()
+        };
+        let html = crate::render::render_html(&view);
+        assert_eq!(
+            html.matches("optional action(s) skipped").count(),
+            1,
+            "{html}"
+        );
+        assert!(html.contains("2 optional action(s) skipped"), "{html}");
+    }
+
     /// A forwarder's moves along an account's proxy list, in order, on its row; an
     /// account whose proxy never moved has none.
     #[test]

@@ -225,6 +225,9 @@ fn account_row(a: &AccountReport) -> Markup {
             td.num { (mib(a.peak_browser_pss_bytes)) }
             td.values {
                 @for (k, v) in &a.values { code { (k) " = " (value_text(v)) } }
+                @if a.actions_skipped > 0 {
+                    div.skipped { (a.actions_skipped) " optional action(s) skipped" }
+                }
             }
             td.err {
                 @if let Some(e) = &a.last_error { (e) }
