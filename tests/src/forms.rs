@@ -193,3 +193,78 @@ async fn a_missing_or_disabled_option_fails_naming_it_and_a_non_select_fails_eve
     );
     p.assert_nothing_left();
 }
+
+/// `wait_url` waits for the login's redirect; `check` and `uncheck`, each twice, leave
+/// the boxes as asked — the hidden terms box through its label — where a toggling
+/// click would have undone the first; a `wait_url` that never comes is skipped when
+/// optional, and one for a URL a script sets later is waited for. Then `uncheck` on something that is not a checkbox fails at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_uncheck_leave_the_boxes_as_asked_and_wait_url_waits_for_the_redirect() {
+    let p = Project::new(2).await;
+    let login = WORKFLOW.replace(
+        "  { wait_for = \"#welcome\" },\n",
+        "  { wait_url = \"/home\", timeout = \"5s\" },\n",
+    );
+    let start = login.find("actions = [").unwrap();
+    let with = |actions: &str| format!("{}actions = [\n{actions}]\n", &login[..start]);
+    p.write(
+        "workflow.toml",
+        &with(
+            "  { goto = \"{base_url}/settings\" },\n\
+             \x20 { check = \"#terms\" },\n\
+             \x20 { check = \"#terms\" },\n\
+             \x20 { uncheck = \"#newsletter\" },\n\
+             \x20 { uncheck = \"#newsletter\" },\n\
+             \x20 { select = \"#country\", option = \"Japan\" },\n\
+             \x20 { click = \"#save\" },\n\
+             \x20 { wait_text = \"#saved\", contains = \"saved\" },\n\
+             \x20 { wait_url = \"/nowhere\", optional = true, timeout = \"300ms\" },\n\
+             \x20 { script = \"setTimeout(() => history.pushState({{}}, '', '/settings/done'), 400)\" },\n\
+             \x20 { wait_url = \"/settings/done\" },\n\
+             \x20 { assert_url = \"/settings/done\" },\n",
+        ),
+    );
+    let run = p
+        .run(&step1("1-2", &["--quantity", "2", "--concurrent"]))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let counts = p.site.counts();
+    for a in 1..=2 {
+        let u = &counts.users[&format!("user-{a}")];
+        assert_eq!(
+            (u.logins, u.countries.len(), u.terms_accepted, u.newsletters),
+            (1, 2, 2, 0),
+            "user-{a}: {u:?}"
+        );
+    }
+    let journal = events(&p.run_dir());
+    let skipped: Vec<(u64, &str)> = named(&journal, "action_skipped")
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(skipped, [(23, "wait_url"); 4], "{journal:?}");
+    p.assert_nothing_left();
+
+    std::fs::remove_dir_all(p.path("runs")).unwrap();
+    p.write(
+        "workflow.toml",
+        &with(
+            "  { goto = \"{base_url}/settings\" },\n\
+             \x20 { uncheck = \"#country\", optional = true },\n",
+        ),
+    );
+    let run = p
+        .run(&step1("1", &["--quantity", "1", "--retries", "0"]))
+        .await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let journal = events(&p.run_dir());
+    assert_eq!(
+        named(&journal, "iteration_failed")[0]["error"],
+        format!(
+            "{}:16: uncheck: #country is a <select> (expected an <input type=\"checkbox\">)",
+            p.path("workflow.toml").display()
+        ),
+        "{journal:?}"
+    );
+    p.assert_nothing_left();
+}

@@ -98,6 +98,12 @@ pub struct UserCounts {
     /// Settings saved with the cookie-consent banner accepted first (`consent=1`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub consents: u64,
+    /// Settings saved with the newsletter box checked.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub newsletters: u64,
+    /// Settings saved with the terms box checked.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub terms_accepted: u64,
     /// Every file `POST /upload` received from this user, in the order received.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uploads: Vec<Upload>,

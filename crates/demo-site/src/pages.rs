@@ -4,7 +4,7 @@
 //! browsers under test have no internet. The element ids here (`#username`,
 //! `#password`, `#submit`, `#error`, `#welcome`, `#code`, `#verify`, `#verified`,
 //! `#title`, `#add`, `#done`, `#slow`, `#echo`, `#country`, `#save`, `#saved`,
-//! `#consent`, `#accept`) are what workflows and end-to-end
+//! `#consent`, `#accept`, `#newsletter`, `#terms`, `#terms-label`) are what workflows and end-to-end
 //! tests select on, so they are part of the site's contract. This module does no I/O
 //! and knows nothing about sessions; every value that may come from a client goes
 //! through [`escape`].
@@ -182,6 +182,8 @@ pub(crate) const COUNTRIES: &[(&str, &str)] = &[
 
 /// The settings form. Its `<select>` starts with a placeholder only and gets its
 /// countries 300 ms later, as a list loaded from an API would; `France` is disabled.
+/// The newsletter box starts checked; the terms box is hidden behind its label, as
+/// styled sites draw their checkboxes.
 /// With `banner`, a cookie-consent banner appears 300 ms after the load; `#accept`
 /// hides it and marks the form (`consent=1`), so the consent travels with the save —
 /// counted by the server, and without a request of its own that a test would race.
@@ -214,6 +216,10 @@ pub(crate) fn settings_form(banner: bool) -> String {
              <input type=\"hidden\" id=\"consented\" name=\"consent\" value=\"\">\n\
              <label>Country <select id=\"country\" name=\"country\">\
              <option value=\"\">Choose…</option></select></label>\n\
+             <label><input type=\"checkbox\" id=\"newsletter\" name=\"newsletter\" checked> \
+             Send me the newsletter</label>\n\
+             <input type=\"checkbox\" id=\"terms\" name=\"terms\" style=\"display:none\">\
+             <label for=\"terms\" id=\"terms-label\">I accept the terms</label>\n\
              <button id=\"save\" type=\"submit\">Save</button>\n\
              </form>\n\
              <script>\n\

@@ -264,13 +264,18 @@ async fn settings_form(
 }
 
 /// The settings form's fields; a missing country is empty, which the state records
-/// as it is, and `consent` is `1` once the banner was accepted.
+/// as it is, `consent` is `1` once the banner was accepted, and a checked box sends
+/// `on`.
 #[derive(Deserialize)]
 struct SettingsForm {
     #[serde(default)]
     country: String,
     #[serde(default)]
     consent: String,
+    #[serde(default)]
+    newsletter: String,
+    #[serde(default)]
+    terms: String,
 }
 
 async fn settings(
@@ -282,7 +287,12 @@ async fn settings(
         return Redirect::to("/login").into_response();
     };
     tracing::info!(user = %user, country = %form.country, "settings saved");
-    state.save_country(&user, &form.country, form.consent == "1");
+    let flags = crate::state::Flags {
+        consent: form.consent == "1",
+        newsletter: form.newsletter == "on",
+        terms: form.terms == "on",
+    };
+    state.save_settings(&user, &form.country, flags);
     Html(pages::settings_saved(&form.country)).into_response()
 }
 

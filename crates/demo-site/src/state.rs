@@ -114,13 +114,15 @@ impl Shared {
         self.lock().user(user).uploads.extend(files);
     }
 
-    /// Records the country `user` saved in the settings form, and counts the
-    /// cookie-consent banner accepted before it, if it was.
-    pub(crate) fn save_country(&self, user: &str, country: &str, consent: bool) {
+    /// Records the country `user` saved in the settings form, and counts what came
+    /// with it.
+    pub(crate) fn save_settings(&self, user: &str, country: &str, flags: Flags) {
         let mut state = self.lock();
         let counts = state.user(user);
         counts.countries.push(country.to_owned());
-        counts.consents += u64::from(consent);
+        counts.consents += u64::from(flags.consent);
+        counts.newsletters += u64::from(flags.newsletter);
+        counts.terms_accepted += u64::from(flags.terms);
     }
 
     /// Checks a one-time code of `user`'s [`crate::totp_secret`] against this window
@@ -159,6 +161,17 @@ impl Shared {
     pub(crate) fn counts(&self) -> Counts {
         self.lock().counts.clone()
     }
+}
+
+/// What a settings save carried besides the country.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Flags {
+    /// The cookie banner was accepted first.
+    pub(crate) consent: bool,
+    /// The newsletter box was checked.
+    pub(crate) newsletter: bool,
+    /// The terms box was checked.
+    pub(crate) terms: bool,
 }
 
 /// What a request said about its client: the headers a proxy or the browser's

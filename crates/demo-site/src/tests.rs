@@ -926,7 +926,24 @@ async fn settings_save_the_country_and_consents_are_counted_per_user() {
     assert!(saved.body.contains("<p id=\"saved\">saved kr</p>"));
     let escaped = send(&site, "POST", "/settings", &form, "country=%3Cb%3E").await;
     assert!(escaped.body.contains("saved &lt;b&gt;"));
-    let consented = send(&site, "POST", "/settings", &form, "country=jp&consent=1").await;
+    assert!(
+        plain
+            .body
+            .contains("id=\"newsletter\" name=\"newsletter\" checked")
+    );
+    assert!(
+        plain
+            .body
+            .contains("id=\"terms\" name=\"terms\" style=\"display:none\"")
+    );
+    let consented = send(
+        &site,
+        "POST",
+        "/settings",
+        &form,
+        "country=jp&consent=1&terms=on&newsletter=on",
+    )
+    .await;
     assert!(consented.body.contains("saved jp"));
 
     let anonymous = send(&site, "POST", "/settings", &form[..1], "country=jp").await;
@@ -935,5 +952,7 @@ async fn settings_save_the_country_and_consents_are_counted_per_user() {
     let counts = site.counts();
     assert_eq!(counts.users["user-1"].countries, ["kr", "<b>", "jp"]);
     assert_eq!(counts.users["user-1"].consents, 1);
+    assert_eq!(counts.users["user-1"].terms_accepted, 1);
+    assert_eq!(counts.users["user-1"].newsletters, 1);
     assert_eq!(counts.users.len(), 1, "{counts:?}");
 }

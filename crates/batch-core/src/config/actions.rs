@@ -139,6 +139,26 @@ actions! {
         /// Skipped, not failed, when the element (or download) does not come in time.
         optional: bool,
     }
+    /// Make sure a checkbox or radio button is checked.
+    Check = "check", "SEL",
+        "make sure the checkbox or radio button is checked: click it (or its label) if it is not" {
+        /// Which `<input type="checkbox">` or `"radio"`.
+        selector: Template,
+        /// How long to wait for it at most (None: the default action timeout).
+        timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
+    }
+    /// Make sure a checkbox is not checked.
+    Uncheck = "uncheck", "SEL",
+        "make sure the checkbox is not checked: click it (or its label) if it is" {
+        /// Which `<input type="checkbox">`.
+        selector: Template,
+        /// How long to wait for it at most (None: the default action timeout).
+        timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
+    }
     /// Send a key (`Enter`, `Tab`, …), to the element if given, else to the page.
     Press = "press", "KEY",
         "send a key ({keys} or one character), to the element if `selector` is given" {
@@ -167,6 +187,15 @@ actions! {
         /// The substring.
         contains: Template,
         /// How long at most.
+        timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
+    }
+    /// Wait until the current URL contains the substring.
+    WaitUrl = "wait_url", "SUBSTR", "wait until the current URL contains it" {
+        /// The substring.
+        substr: Template,
+        /// How long at most (None: the default action timeout).
         timeout: Option<Duration>,
         /// Skipped, not failed, when the element (or download) does not come in time.
         optional: bool,

@@ -489,6 +489,9 @@ actions = [
   { select = "#c", option = "Korea", timeout = "2s", optional = true },
   { click = "#accept", optional = true, timeout = "1s" },
   { wait_for = "#banner", optional = false },
+  { check = "#terms" },
+  { uncheck = "#news", timeout = "1s", optional = true },
+  { wait_url = "/home/{account.id}", timeout = "5s" },
 ]
 "##,
             &[
@@ -719,6 +722,30 @@ actions = [
                         optional: false,
                     },
                 ),
+                (
+                    36,
+                    ActionKind::Check {
+                        selector: t("#terms"),
+                        timeout: None,
+                        optional: false,
+                    },
+                ),
+                (
+                    37,
+                    ActionKind::Uncheck {
+                        selector: t("#news"),
+                        timeout: secs(1),
+                        optional: true,
+                    },
+                ),
+                (
+                    38,
+                    ActionKind::WaitUrl {
+                        substr: t("/home/{account.id}"),
+                        timeout: secs(5),
+                        optional: false,
+                    },
+                ),
             ],
         );
     }
@@ -801,7 +828,7 @@ after = []
         check_error(
             &actions("  { click = \"#a\" },\n  { clik = \"#b\" },"),
             Some(6),
-            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, select, press, wait_for, wait_text, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
+            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, select, check, uncheck, press, wait_for, wait_text, wait_url, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
         );
         check_error(
             &actions("{ fill = \"#a\", txt = \"x\" }"),

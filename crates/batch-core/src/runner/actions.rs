@@ -310,6 +310,18 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             let want = render(option, &vars)?;
             select(env, &sel, &want, timeout.unwrap_or(t.action)).await
         }
+        ActionKind::Check {
+            selector, timeout, ..
+        } => {
+            let sel = render(selector, &vars)?.value;
+            set_checked(env, &sel, true, timeout.unwrap_or(t.action)).await
+        }
+        ActionKind::Uncheck {
+            selector, timeout, ..
+        } => {
+            let sel = render(selector, &vars)?.value;
+            set_checked(env, &sel, false, timeout.unwrap_or(t.action)).await
+        }
         ActionKind::Press {
             key,
             selector,
@@ -354,6 +366,21 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
                 };
                 let text = call(t.webdriver, &sel, el.text()).await?;
                 Ok(text.contains(&want.value).then_some(()))
+            })
+            .await
+        }
+        ActionKind::WaitUrl {
+            substr, timeout, ..
+        } => {
+            let want = render(substr, &vars)?;
+            let what = format!("the URL to contain {:?}", want.redacted);
+            wait_until(timeout.unwrap_or(t.action), &what, || async {
+                let url = call(t.webdriver, "current url", env.driver.current_url()).await?;
+                if url.as_str().contains(&want.value) {
+                    return Ok(Some(()));
+                }
+                // The URL so far, as the failure's `last:` (redacted on the way out).
+                Err(Failure::new(FailureKind::ActionFailed, format!("at {url}")))
             })
             .await
         }
@@ -508,6 +535,73 @@ async fn select(
             .await?
             .then_some(()))
     })
+    .await
+}
+
+/// Make the checkbox (or, to check, radio button) at `sel` checked (`on`) or not, by
+/// clicking it only when it is not so already — a click toggles, so clicking blindly
+/// would undo a state a site or an earlier attempt left. Styled sites hide the input
+/// and show its `<label>`: a hidden input's label is clicked instead. Waits (one
+/// `timeout` in all) for the element and for the state to take; an element that is
+/// not such an input, or unchecking a radio button (only choosing another one does
+/// that), fails at once: a mistake in the workflow, not a wait.
+async fn set_checked(
+    env: &ActionEnv<'_>,
+    sel: &str,
+    on: bool,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let t = env.timeouts;
+    let name = if on { "check" } else { "uncheck" };
+    let fail = |m: String| Failure::new(FailureKind::ActionFailed, m);
+    let started = Instant::now();
+    let el = wait_until(timeout, &format!("{sel} to exist"), || find(env, sel)).await?;
+    let tag = call(t.webdriver, sel, el.tag_name()).await?;
+    let kind = call(t.webdriver, sel, el.attr("type"))
+        .await?
+        .unwrap_or_default();
+    let kind = kind.to_ascii_lowercase();
+    let expected = if on {
+        "an <input type=\"checkbox\"> or \"radio\""
+    } else {
+        "an <input type=\"checkbox\">"
+    };
+    if !tag.eq_ignore_ascii_case("input") || !(kind == "checkbox" || (on && kind == "radio")) {
+        let what = match (tag.eq_ignore_ascii_case("input"), kind.as_str()) {
+            (true, "radio") => "a radio button, which only choosing another one unchecks".into(),
+            (true, k) => format!("an <input type=\"{k}\">"),
+            _ => format!("a <{tag}>"),
+        };
+        return Err(fail(format!(
+            "{name}: {sel} is {what} (expected {expected})"
+        )));
+    }
+    let state = if on { "checked" } else { "unchecked" };
+    wait_from(
+        started,
+        timeout,
+        &format!("{sel} to be {state}"),
+        || async {
+            if call(t.webdriver, sel, el.is_selected()).await? == on {
+                return Ok(Some(()));
+            }
+            let target = if call(t.webdriver, sel, el.is_displayed()).await? {
+                el.clone()
+            } else {
+                let arg = el
+                    .to_json()
+                    .map_err(|e| fail(format!("{name} {sel}: {}", launcher::summary(&e))))?;
+                let js = "return (arguments[0].labels && arguments[0].labels[0]) || null;";
+                let label = call(t.webdriver, sel, env.driver.execute(js, vec![arg])).await?;
+                if label.json().is_null() {
+                    return Err(fail(format!("{sel} is hidden and has no <label> to click")));
+                }
+                label.element().map_err(wd(sel))?
+            };
+            call(t.webdriver, &format!("{name} {sel}"), target.click()).await?;
+            Ok((call(t.webdriver, sel, el.is_selected()).await? == on).then_some(()))
+        },
+    )
     .await
 }
 
