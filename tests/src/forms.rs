@@ -268,3 +268,80 @@ async fn check_and_uncheck_leave_the_boxes_as_asked_and_wait_url_waits_for_the_r
     );
     p.assert_nothing_left();
 }
+
+/// `frame` acts inside the checkout's iframe — the card the server got came from it —
+/// and `parent` comes back out; an iteration that ends inside the frame still leaves
+/// `after` on the page (it looks for the page's own title). A `frame` on something
+/// that is not an iframe fails at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_acts_inside_the_checkout_iframe_and_the_next_list_starts_on_the_page() {
+    let p = Project::new(2).await;
+    p.write(
+        "accounts.toml",
+        &(1..=2)
+            .map(|i| {
+                format!(
+                    "[[accounts]]\nid = {i}\nusername = \"user-{i}\"\npassword = \"pass-{i}\"\n\
+                     card = \"4242-{i}\"\n\n"
+                )
+            })
+            .collect::<String>(),
+    );
+    let start = WORKFLOW.find("actions = [").unwrap();
+    let with = |actions: &str| {
+        format!(
+            "{}actions = [\n{actions}]\nafter = [{{ wait_text = \"#pay-title\", contains = \"Pay\" }}]\n",
+            &WORKFLOW[..start]
+        )
+    };
+    p.write(
+        "workflow.toml",
+        &with(
+            "  { goto = \"{base_url}/pay\" },\n\
+             \x20 { frame = \"#card-frame\" },\n\
+             \x20 { fill = \"#card-number\", text = \"{account.card}\" },\n\
+             \x20 { click = \"#pay\" },\n\
+             \x20 { wait_text = \"#paid\", contains = \"paid with {account.card}\" },\n\
+             \x20 { frame = \"parent\" },\n\
+             \x20 { wait_for = \"#pay-title\" },\n\
+             \x20 { frame = \"#card-frame\" },\n\
+             \x20 { wait_for = \"#paid\" },\n",
+        ),
+    );
+    let run = p
+        .run(&step1("1-2", &["--quantity", "2", "--concurrent"]))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let counts = p.site.counts();
+    for a in 1..=2 {
+        let card = format!("4242-{a}");
+        assert_eq!(
+            counts.users[&format!("user-{a}")].cards,
+            [card.as_str(), card.as_str()]
+        );
+    }
+    let journal = events(&p.run_dir());
+    assert!(named(&journal, "after_failed").is_empty(), "{journal:?}");
+    assert_eq!(named(&journal, "iteration_ok").len(), 4);
+    p.assert_nothing_left();
+
+    std::fs::remove_dir_all(p.path("runs")).unwrap();
+    p.write(
+        "workflow.toml",
+        &with("  { goto = \"{base_url}/pay\" },\n  { frame = \"#pay-title\" },\n"),
+    );
+    let run = p
+        .run(&step1("1", &["--quantity", "1", "--retries", "0"]))
+        .await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let journal = events(&p.run_dir());
+    assert_eq!(
+        named(&journal, "iteration_failed")[0]["error"],
+        format!(
+            "{}:16: frame: #pay-title is a <h1>, not an <iframe>",
+            p.path("workflow.toml").display()
+        ),
+        "{journal:?}"
+    );
+    p.assert_nothing_left();
+}

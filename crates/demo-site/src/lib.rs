@@ -98,6 +98,9 @@ pub struct UserCounts {
     /// Settings saved with the cookie-consent banner accepted first (`consent=1`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub consents: u64,
+    /// Every card number `POST /card` (the checkout's iframe) received, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cards: Vec<String>,
     /// Settings saved with the newsletter box checked.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub newsletters: u64,

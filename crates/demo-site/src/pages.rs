@@ -4,7 +4,8 @@
 //! browsers under test have no internet. The element ids here (`#username`,
 //! `#password`, `#submit`, `#error`, `#welcome`, `#code`, `#verify`, `#verified`,
 //! `#title`, `#add`, `#done`, `#slow`, `#echo`, `#country`, `#save`, `#saved`,
-//! `#consent`, `#accept`, `#newsletter`, `#terms`, `#terms-label`) are what workflows and end-to-end
+//! `#consent`, `#accept`, `#newsletter`, `#terms`, `#terms-label`, `#pay-title`,
+//! `#card-frame`, `#card-number`, `#pay`, `#paid`) are what workflows and end-to-end
 //! tests select on, so they are part of the site's contract. This module does no I/O
 //! and knows nothing about sessions; every value that may come from a client goes
 //! through [`escape`].
@@ -244,6 +245,34 @@ pub(crate) fn settings_saved(country: &str) -> String {
         "Saved",
         &format!("<p id=\"saved\">saved {}</p>", escape(country)),
     )
+}
+
+/// The checkout page: its card form is in an iframe (`/card`), as payment providers
+/// embed theirs, so a client must act inside the frame to pay.
+pub(crate) fn pay() -> String {
+    layout(
+        "Pay",
+        "<h1 id=\"pay-title\">Pay</h1>\n\
+         <iframe id=\"card-frame\" src=\"/card\" title=\"card\"></iframe>",
+    )
+}
+
+/// The card form inside the checkout's iframe, or (with `paid`) what it shows once
+/// the card was sent.
+pub(crate) fn card(paid: Option<&str>) -> String {
+    match paid {
+        Some(card) => layout(
+            "Card",
+            &format!("<p id=\"paid\">paid with {}</p>", escape(card)),
+        ),
+        None => layout(
+            "Card",
+            "<form method=\"post\" action=\"/card\">\n\
+             <label>Card number <input id=\"card-number\" name=\"number\" autocomplete=\"cc-number\"></label>\n\
+             <button id=\"pay\" type=\"submit\">Pay</button>\n\
+             </form>",
+        ),
+    }
 }
 
 /// What `/slow` answers once it has waited.

@@ -39,6 +39,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/upload", get(upload_form).post(upload))
         .route("/verify", get(verify_form).post(verify))
         .route("/settings", get(settings_form).post(settings))
+        .route("/pay", get(pay))
+        .route("/card", get(card_form).post(card))
         .route("/api/cart", post(cart))
         .route("/api/counts", get(counts))
         .route("/slow", get(slow))
@@ -294,6 +296,39 @@ async fn settings(
     };
     state.save_settings(&user, &form.country, flags);
     Html(pages::settings_saved(&form.country)).into_response()
+}
+
+async fn pay(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    match current_user(&state, &headers) {
+        Some(_) => Html(pages::pay()).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+async fn card_form(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    match current_user(&state, &headers) {
+        Some(_) => Html(pages::card(None)).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CardForm {
+    #[serde(default)]
+    number: String,
+}
+
+/// Records the card number the logged-in user sent from the checkout's iframe.
+async fn card(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<CardForm>,
+) -> Response {
+    let Some(user) = current_user(&state, &headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    state.pay(&user, &form.number);
+    Html(pages::card(Some(&form.number))).into_response()
 }
 
 #[derive(Deserialize)]

@@ -125,6 +125,11 @@ impl Shared {
         counts.terms_accepted += u64::from(flags.terms);
     }
 
+    /// Records the card number `user` paid with.
+    pub(crate) fn pay(&self, user: &str, number: &str) {
+        self.lock().user(user).cards.push(number.to_owned());
+    }
+
     /// Checks a one-time code of `user`'s [`crate::totp_secret`] against this window
     /// and the one either side (RFC 6238 §5.2), and counts it: verified, reused (the
     /// code of a window the user already verified with, or of an earlier one), or

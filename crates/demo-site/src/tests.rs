@@ -337,6 +337,8 @@ async fn pages_redirect_to_login_without_a_session() {
         "/verify",
         "/settings",
         "/settings?banner=1",
+        "/pay",
+        "/card",
     ] {
         check(&site, path, None).await;
         check(&site, path, Some("session=not-a-session")).await;
@@ -955,4 +957,30 @@ async fn settings_save_the_country_and_consents_are_counted_per_user() {
     assert_eq!(counts.users["user-1"].terms_accepted, 1);
     assert_eq!(counts.users["user-1"].newsletters, 1);
     assert_eq!(counts.users.len(), 1, "{counts:?}");
+}
+
+/// The checkout embeds its card form in an iframe; what the frame sends is counted
+/// for the session's user, and shown escaped.
+#[tokio::test]
+async fn the_checkouts_iframe_takes_the_card() {
+    let site = site().await;
+    let cookie = login(&site, 2).await;
+    let page = get(&site, "/pay", Some(&cookie)).await;
+    assert!(
+        page.body
+            .contains("<iframe id=\"card-frame\" src=\"/card\""),
+        "{page:?}"
+    );
+    let frame = get(&site, "/card", Some(&cookie)).await;
+    assert!(frame.body.contains("id=\"card-number\" name=\"number\""));
+    let form = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Cookie", cookie.as_str()),
+    ];
+    let paid = send(&site, "POST", "/card", &form, "number=4242%3C").await;
+    assert!(
+        paid.body.contains("<p id=\"paid\">paid with 4242&lt;</p>"),
+        "{paid:?}"
+    );
+    assert_eq!(site.counts().users["user-2"].cards, ["4242<"]);
 }

@@ -200,6 +200,14 @@ actions! {
         /// Skipped, not failed, when the element (or download) does not come in time.
         optional: bool,
     }
+    /// Act inside an iframe from here on; `top` and `parent` go back out.
+    Frame = "frame", "SEL",
+        "act inside the iframe from here on (`parent`: one frame out, `top`: the page)" {
+        /// Which `<iframe>` (in the current frame), or `top` / `parent`.
+        selector: Template,
+        /// How long to wait for the iframe at most (None: the default action timeout).
+        timeout: Option<Duration>,
+    }
     /// Fail unless the current URL contains the substring.
     AssertUrl = "assert_url", "SUBSTR", "fail unless the current URL contains it" {
         /// The substring.

@@ -492,6 +492,8 @@ actions = [
   { check = "#terms" },
   { uncheck = "#news", timeout = "1s", optional = true },
   { wait_url = "/home/{account.id}", timeout = "5s" },
+  { frame = "#card" },
+  { frame = "top", timeout = "1s" },
 ]
 "##,
             &[
@@ -746,6 +748,20 @@ actions = [
                         optional: false,
                     },
                 ),
+                (
+                    39,
+                    ActionKind::Frame {
+                        selector: t("#card"),
+                        timeout: None,
+                    },
+                ),
+                (
+                    40,
+                    ActionKind::Frame {
+                        selector: t("top"),
+                        timeout: secs(1),
+                    },
+                ),
             ],
         );
     }
@@ -828,7 +844,7 @@ after = []
         check_error(
             &actions("  { click = \"#a\" },\n  { clik = \"#b\" },"),
             Some(6),
-            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, select, check, uncheck, press, wait_for, wait_text, wait_url, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
+            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, select, check, uncheck, press, wait_for, wait_text, wait_url, frame, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
         );
         check_error(
             &actions("{ fill = \"#a\", txt = \"x\" }"),

@@ -79,6 +79,24 @@ pub(crate) async fn run_actions(
     actions: &[Action],
     env: &mut ActionEnv<'_>,
 ) -> Result<(), Failure> {
+    let entered = actions
+        .iter()
+        .any(|a| matches!(a.kind, ActionKind::Frame { .. }));
+    let result = run_list(actions, env).await;
+    // Each list starts on the page, whatever frame the last one ended in — and so do
+    // the failure screenshot and the challenge lookup after a failed attempt. A
+    // driver that cannot switch back fails the next action anyway.
+    if entered {
+        let t = env.timeouts.webdriver;
+        let back = call(t, "frame top", env.driver.enter_default_frame()).await;
+        if let Err(f) = back {
+            tracing::debug!(error = %env.secrets.redact(&f.message), "could not leave the frame");
+        }
+    }
+    result
+}
+
+async fn run_list(actions: &[Action], env: &mut ActionEnv<'_>) -> Result<(), Failure> {
     for action in actions {
         match run_one(action, env).await {
             Ok(()) => {}
@@ -383,6 +401,31 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
                 Err(Failure::new(FailureKind::ActionFailed, format!("at {url}")))
             })
             .await
+        }
+        ActionKind::Frame { selector, timeout } => {
+            let sel = render(selector, &vars)?.value;
+            match sel.as_str() {
+                "top" => call(t.webdriver, "frame top", env.driver.enter_default_frame()).await,
+                "parent" => {
+                    call(t.webdriver, "frame parent", env.driver.enter_parent_frame()).await
+                }
+                _ => {
+                    let el = wait_until(
+                        timeout.unwrap_or(t.action),
+                        &format!("{sel} to exist"),
+                        || find(env, &sel),
+                    )
+                    .await?;
+                    let tag = call(t.webdriver, &sel, el.tag_name()).await?;
+                    if !(tag.eq_ignore_ascii_case("iframe") || tag.eq_ignore_ascii_case("frame")) {
+                        return Err(Failure::new(
+                            FailureKind::ActionFailed,
+                            format!("frame: {sel} is a <{tag}>, not an <iframe>"),
+                        ));
+                    }
+                    call(t.webdriver, &format!("frame {sel}"), el.enter_frame()).await
+                }
+            }
         }
         ActionKind::AssertUrl { substr } => {
             let want = render(substr, &vars)?;
