@@ -345,3 +345,61 @@ async fn frame_acts_inside_the_checkout_iframe_and_the_next_list_starts_on_the_p
     );
     p.assert_nothing_left();
 }
+
+/// `window` follows a "connect" popup the way a user does: `new` into it, `first`
+/// back (after it closed itself), `close` for one that stays; a popup left open at
+/// the end of the iteration is closed, which a WebDriver client checks in `after`
+/// (one window left); a `new` with no new window is skipped when optional.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_follows_popups_and_the_ones_left_open_are_closed() {
+    let p = Project::new(2).await;
+    let start = WORKFLOW.find("actions = [").unwrap();
+    let one_window = "import json, os, sys, urllib.request as u; \
+        url = os.environ['BATCH_WEBDRIVER_URL'].rstrip('/') + '/session/' + os.environ['BATCH_SESSION_ID'] + '/window/handles'; \
+        h = json.load(u.urlopen(url))['value']; print(len(h)); sys.exit(0 if len(h) == 1 else 1)";
+    p.write(
+        "workflow.toml",
+        &format!(
+            "{}actions = [\n\
+             \x20 {{ goto = \"{{base_url}}/connect\" }},\n\
+             \x20 {{ click = \"#connect\" }},\n\
+             \x20 {{ window = \"new\" }},\n\
+             \x20 {{ click = \"#allow\" }},\n\
+             \x20 {{ window = \"first\" }},\n\
+             \x20 {{ wait_text = \"#connected\", contains = \"connected {{account.username}}\" }},\n\
+             \x20 {{ click = \"#connect\" }},\n\
+             \x20 {{ window = \"new\" }},\n\
+             \x20 {{ uncheck = \"#close\" }},\n\
+             \x20 {{ click = \"#allow\" }},\n\
+             \x20 {{ wait_for = \"#authorized\" }},\n\
+             \x20 {{ window = \"close\" }},\n\
+             \x20 {{ click = \"#connect\" }},\n\
+             \x20 {{ window = \"new\" }},\n\
+             \x20 {{ wait_for = \"#allow\" }},\n\
+             \x20 {{ window = \"new\", optional = true, timeout = \"300ms\" }},\n\
+             ]\n\
+             after = [{{ exec = [\"python3\", \"-c\", \"{one_window}\"] }}]\n",
+            &WORKFLOW[..start]
+        ),
+    );
+    let run = p
+        .run(&step1("1-2", &["--quantity", "2", "--concurrent"]))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let counts = p.site.counts();
+    for a in 1..=2 {
+        assert_eq!(
+            counts.users[&format!("user-{a}")].authorizations,
+            4,
+            "{counts:?}"
+        );
+    }
+    let journal = events(&p.run_dir());
+    assert!(named(&journal, "after_failed").is_empty(), "{journal:?}");
+    let skipped: Vec<(u64, &str)> = named(&journal, "action_skipped")
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(skipped, [(30, "window"); 4], "{journal:?}");
+    p.assert_nothing_left();
+}

@@ -98,6 +98,9 @@ pub struct UserCounts {
     /// Settings saved with the cookie-consent banner accepted first (`consent=1`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub consents: u64,
+    /// `POST /authorize` calls (the connect page's popup).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub authorizations: u64,
     /// Every card number `POST /card` (the checkout's iframe) received, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cards: Vec<String>,

@@ -5,7 +5,8 @@
 //! `#password`, `#submit`, `#error`, `#welcome`, `#code`, `#verify`, `#verified`,
 //! `#title`, `#add`, `#done`, `#slow`, `#echo`, `#country`, `#save`, `#saved`,
 //! `#consent`, `#accept`, `#newsletter`, `#terms`, `#terms-label`, `#pay-title`,
-//! `#card-frame`, `#card-number`, `#pay`, `#paid`) are what workflows and end-to-end
+//! `#card-frame`, `#card-number`, `#pay`, `#paid`, `#connect`, `#connected`, `#allow`)
+//! are what workflows and end-to-end
 //! tests select on, so they are part of the site's contract. This module does no I/O
 //! and knows nothing about sessions; every value that may come from a client goes
 //! through [`escape`].
@@ -272,6 +273,54 @@ pub(crate) fn card(paid: Option<&str>) -> String {
              <button id=\"pay\" type=\"submit\">Pay</button>\n\
              </form>",
         ),
+    }
+}
+
+/// A page that connects an app the way "Sign in with …" buttons do: `#connect`
+/// opens `/authorize` in a popup window, and `#connected` says so once the popup,
+/// before closing itself, has told this page.
+pub(crate) fn connect() -> String {
+    layout(
+        "Connect",
+        "<h1>Connect</h1>\n\
+         <button id=\"connect\">Connect</button>\n\
+         <p id=\"connected\"></p>\n\
+         <script>\n\
+         document.getElementById('connect').addEventListener('click', () => {\n\
+         \x20 window.open('/authorize', 'authorize', 'width=420,height=360');\n\
+         });\n\
+         window.addEventListener('message', (e) => {\n\
+         \x20 if (e.origin === location.origin) document.getElementById('connected').textContent = e.data;\n\
+         });\n\
+         </script>",
+    )
+}
+
+/// The popup's page: `#allow` sends `POST /authorize`; the answer tells the opener
+/// and, with `close`, closes the popup — as authorization popups do.
+pub(crate) fn authorize(done: Option<(&str, bool)>) -> String {
+    match done {
+        None => layout(
+            "Authorize",
+            "<form method=\"post\" action=\"/authorize\">\n\
+             <label><input type=\"checkbox\" name=\"close\" id=\"close\" checked> Close when done</label>\n\
+             <button id=\"allow\" type=\"submit\">Allow</button>\n\
+             </form>",
+        ),
+        Some((user, close)) => {
+            let close = if close { "window.close();" } else { "" };
+            layout(
+                "Authorized",
+                &format!(
+                    "<p id=\"authorized\">authorized {user}</p>\n\
+                     <script>\n\
+                     if (window.opener) window.opener.postMessage('connected {user}', location.origin);\n\
+                     {close}\n\
+                     </script>",
+                    user = escape(user),
+                ),
+            )
+        }
     }
 }
 

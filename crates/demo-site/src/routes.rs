@@ -40,6 +40,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/verify", get(verify_form).post(verify))
         .route("/settings", get(settings_form).post(settings))
         .route("/pay", get(pay))
+        .route("/connect", get(connect))
+        .route("/authorize", get(authorize_form).post(authorize))
         .route("/card", get(card_form).post(card))
         .route("/api/cart", post(cart))
         .route("/api/counts", get(counts))
@@ -329,6 +331,40 @@ async fn card(
     };
     state.pay(&user, &form.number);
     Html(pages::card(Some(&form.number))).into_response()
+}
+
+async fn connect(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    match current_user(&state, &headers) {
+        Some(_) => Html(pages::connect()).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+async fn authorize_form(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    match current_user(&state, &headers) {
+        Some(_) => Html(pages::authorize(None)).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct AuthorizeForm {
+    #[serde(default)]
+    close: String,
+}
+
+/// Counts an authorization from the popup; the page it answers closes the popup
+/// when the form's `close` box was checked.
+async fn authorize(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<AuthorizeForm>,
+) -> Response {
+    let Some(user) = current_user(&state, &headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    state.authorize(&user);
+    Html(pages::authorize(Some((&user, form.close == "on")))).into_response()
 }
 
 #[derive(Deserialize)]

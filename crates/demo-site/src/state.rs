@@ -125,6 +125,11 @@ impl Shared {
         counts.terms_accepted += u64::from(flags.terms);
     }
 
+    /// Counts one authorization `user` gave in the popup.
+    pub(crate) fn authorize(&self, user: &str) {
+        self.lock().user(user).authorizations += 1;
+    }
+
     /// Records the card number `user` paid with.
     pub(crate) fn pay(&self, user: &str, number: &str) {
         self.lock().user(user).cards.push(number.to_owned());

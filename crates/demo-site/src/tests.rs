@@ -339,6 +339,8 @@ async fn pages_redirect_to_login_without_a_session() {
         "/settings?banner=1",
         "/pay",
         "/card",
+        "/connect",
+        "/authorize",
     ] {
         check(&site, path, None).await;
         check(&site, path, Some("session=not-a-session")).await;
@@ -983,4 +985,29 @@ async fn the_checkouts_iframe_takes_the_card() {
         "{paid:?}"
     );
     assert_eq!(site.counts().users["user-2"].cards, ["4242<"]);
+}
+
+/// The connect page opens its popup on a click and listens for its message; the
+/// popup's answer is counted for the session's user and closes it only when asked.
+#[tokio::test]
+async fn the_connect_popup_authorizes_and_closes_when_asked() {
+    let site = site().await;
+    let cookie = login(&site, 3).await;
+    let page = get(&site, "/connect", Some(&cookie)).await;
+    assert!(page.body.contains("window.open('/authorize'"), "{page:?}");
+    let form = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Cookie", cookie.as_str()),
+    ];
+    let closing = send(&site, "POST", "/authorize", &form, "close=on").await;
+    assert!(
+        closing
+            .body
+            .contains("<p id=\"authorized\">authorized user-3</p>")
+    );
+    assert!(closing.body.contains("window.close();"));
+    let staying = send(&site, "POST", "/authorize", &form, "").await;
+    assert!(!staying.body.contains("window.close();"));
+    assert!(staying.body.contains("postMessage('connected user-3'"));
+    assert_eq!(site.counts().users["user-3"].authorizations, 2);
 }

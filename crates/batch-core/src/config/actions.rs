@@ -208,6 +208,17 @@ actions! {
         /// How long to wait for the iframe at most (None: the default action timeout).
         timeout: Option<Duration>,
     }
+    /// Switch windows: to one a page opened (`new`), back to the first (`first`), or
+    /// close this one and go back (`close`).
+    Window = "window", "WHICH",
+        "`new`: go to the window a page opened; `first`: back to the first; `close`: close this one and go back" {
+        /// `new`, `first` or `close`.
+        which: String = window_which,
+        /// How long `new` waits for the window at most (None: the default action timeout).
+        timeout: Option<Duration>,
+        /// Skipped, not failed, when `new` finds no new window in time.
+        optional: bool,
+    }
     /// Fail unless the current URL contains the substring.
     AssertUrl = "assert_url", "SUBSTR", "fail unless the current URL contains it" {
         /// The substring.
@@ -299,6 +310,22 @@ fn press_key(a: &Reader<'_>) -> Result<String, Bad> {
         let known = KEY_NAMES.join(", ");
         Err(format!(
             "unknown key {key:?} (expected one of: {known}, or a single character)"
+        ))
+    })
+}
+
+/// What `window` takes.
+const WINDOWS: &[&str] = &["new", "first", "close"];
+
+fn window_which(a: &Reader<'_>) -> Result<String, Bad> {
+    a.main(|v| {
+        let which = string(v, "new, first or close")?;
+        if WINDOWS.contains(&which) {
+            return Ok(which.to_owned());
+        }
+        Err(format!(
+            "unknown window {which:?} (expected one of: {})",
+            WINDOWS.join(", ")
         ))
     })
 }
@@ -657,6 +684,7 @@ mod tests {
             text.push_str(match def.arg {
                 "DUR" => "\"1s\"",
                 "KEY" => "\"Enter\"",
+                "WHICH" => "\"new\"",
                 "[ARGV...]" => "[\"true\"]",
                 _ => "\"a\"",
             });

@@ -152,6 +152,13 @@ fn cases() -> Vec<Case> {
             &["workflow.toml:5: goto: unknown key \"optional\" (expected one of: timeout)"],
         ),
         case(
+            "unknown window",
+            &[("workflow.toml", &w("{ window = \"sideways\" }"))],
+            &[
+                "workflow.toml:5: window: unknown window \"sideways\" (expected one of: new, first, close)",
+            ],
+        ),
+        case(
             "select without its option",
             &[("workflow.toml", &w("{ select = \"#country\" }"))],
             &[

@@ -494,6 +494,8 @@ actions = [
   { wait_url = "/home/{account.id}", timeout = "5s" },
   { frame = "#card" },
   { frame = "top", timeout = "1s" },
+  { window = "new", timeout = "3s", optional = true },
+  { window = "close" },
 ]
 "##,
             &[
@@ -762,6 +764,22 @@ actions = [
                         timeout: secs(1),
                     },
                 ),
+                (
+                    41,
+                    ActionKind::Window {
+                        which: "new".into(),
+                        timeout: secs(3),
+                        optional: true,
+                    },
+                ),
+                (
+                    42,
+                    ActionKind::Window {
+                        which: "close".into(),
+                        timeout: None,
+                        optional: false,
+                    },
+                ),
             ],
         );
     }
@@ -844,7 +862,7 @@ after = []
         check_error(
             &actions("  { click = \"#a\" },\n  { clik = \"#b\" },"),
             Some(6),
-            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, select, check, uncheck, press, wait_for, wait_text, wait_url, frame, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
+            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, select, check, uncheck, press, wait_for, wait_text, wait_url, frame, window, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
         );
         check_error(
             &actions("{ fill = \"#a\", txt = \"x\" }"),

@@ -491,6 +491,7 @@ impl AccountRun {
             secrets: ctx.journal.secrets(),
             registry: &ctx.registry,
             downloads,
+            windows: None,
         };
         run_actions(actions, &mut env).await
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use launcher::thirtyfour::prelude::*;
-use launcher::thirtyfour::{Key, WebElement};
+use launcher::thirtyfour::{Key, WebElement, WindowHandle};
 use launcher::{BrowserInfo, FailureKind};
 use serde_json::Value;
 
@@ -71,6 +71,17 @@ pub(crate) struct ActionEnv<'a> {
     pub(crate) registry: &'a launcher::Registry,
     /// Where this phase's downloads land, or why the browser saves none here.
     pub(crate) downloads: Result<super::downloads::Downloads, String>,
+    /// The windows as the list of actions found them, once a `window` action needs
+    /// them (`run_actions` fills it in).
+    pub(crate) windows: Option<Windows>,
+}
+
+/// What `window` actions go by: the window the list started in, every window open
+/// then (a later `new` is one of none of these), and the one actions act in now.
+pub(crate) struct Windows {
+    first: WindowHandle,
+    at_start: Vec<WindowHandle>,
+    current: WindowHandle,
 }
 
 /// Run actions in order; stop at the first failure. An `optional` action whose wait
@@ -82,7 +93,27 @@ pub(crate) async fn run_actions(
     let entered = actions
         .iter()
         .any(|a| matches!(a.kind, ActionKind::Frame { .. }));
+    let windows = actions
+        .iter()
+        .any(|a| matches!(a.kind, ActionKind::Window { .. }));
+    if windows {
+        let t = env.timeouts.webdriver;
+        let first = call(t, "window", env.driver.window()).await?;
+        let at_start = call(t, "windows", env.driver.windows()).await?;
+        env.windows = Some(Windows {
+            current: first.clone(),
+            first,
+            at_start,
+        });
+    }
     let result = run_list(actions, env).await;
+    // The next list starts in the first window, and the windows this one's pages
+    // opened are closed, not left to pile up an account's memory over iterations.
+    if let Some(w) = env.windows.take()
+        && let Err(f) = close_opened(env, &w).await
+    {
+        tracing::debug!(error = %env.secrets.redact(&f.message), "could not close the opened windows");
+    }
     // Each list starts on the page, whatever frame the last one ended in — and so do
     // the failure screenshot and the challenge lookup after a failed attempt. A
     // driver that cannot switch back fails the next action anyway.
@@ -427,6 +458,9 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
                 }
             }
         }
+        ActionKind::Window { which, timeout, .. } => {
+            window(env, which, timeout.unwrap_or(t.action)).await
+        }
         ActionKind::AssertUrl { substr } => {
             let want = render(substr, &vars)?;
             let url = call(t.webdriver, "current url", env.driver.current_url()).await?;
@@ -646,6 +680,62 @@ async fn set_checked(
         },
     )
     .await
+}
+
+/// `window = "new" | "first" | "close"` (see the workflow docs).
+async fn window(env: &mut ActionEnv<'_>, which: &str, timeout: Duration) -> Result<(), Failure> {
+    let t = env.timeouts.webdriver;
+    let driver = env.driver;
+    let w = env
+        .windows
+        .as_mut()
+        .expect("run_actions records the windows of a list with a window action");
+    match which {
+        "new" => {
+            let at_start = &w.at_start;
+            let current = &w.current;
+            // The newest window that was not open when the list began and is not
+            // this one: ChromeDriver lists windows in the order they were opened.
+            let found = wait_until(timeout, "a new window", || async {
+                let all = call(t, "windows", driver.windows()).await?;
+                Ok(all
+                    .into_iter()
+                    .rev()
+                    .find(|h| !at_start.contains(h) && h != current))
+            })
+            .await?;
+            call(t, "window new", driver.switch_to_window(found.clone())).await?;
+            w.current = found;
+        }
+        "first" => {
+            call(t, "window first", driver.switch_to_window(w.first.clone())).await?;
+            w.current = w.first.clone();
+        }
+        _ => {
+            // A popup often closes itself once done: closing what is gone already
+            // would be a "no such window", read as a lost browser.
+            let all = call(t, "windows", driver.windows()).await?;
+            if w.current != w.first && all.contains(&w.current) {
+                call(t, "window close", driver.close_window()).await?;
+            }
+            call(t, "window first", driver.switch_to_window(w.first.clone())).await?;
+            w.current = w.first.clone();
+        }
+    }
+    Ok(())
+}
+
+/// Close every window opened since the list began, then go back to its first.
+async fn close_opened(env: &ActionEnv<'_>, w: &Windows) -> Result<(), Failure> {
+    let t = env.timeouts.webdriver;
+    let driver = env.driver;
+    for h in call(t, "windows", driver.windows()).await? {
+        if !w.at_start.contains(&h) {
+            call(t, "window", driver.switch_to_window(h)).await?;
+            call(t, "window close", driver.close_window()).await?;
+        }
+    }
+    call(t, "window first", driver.switch_to_window(w.first.clone())).await
 }
 
 /// Choose `files` in the file input `selector`: each file is checked and, for a
