@@ -6,16 +6,30 @@
 //! surfaces as [`FailureKind::Timeout`] instead of a stuck account. Waiting actions
 //! poll the page; running out of time there is an ordinary action failure — the
 //! browser answered, the page just never got there.
+//!
+//! `run_one` dispatches each action; `wait` holds the deadline and polling every
+//! action is built on, `forms` the controls that are more than a click (`select`,
+//! `check`, `upload`), `windows` the session state that outlives an action (frames,
+//! windows), which `run_actions` puts back at the end of each list.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use launcher::thirtyfour::Key;
 use launcher::thirtyfour::prelude::*;
-use launcher::thirtyfour::{Key, WebElement, WindowHandle};
 use launcher::{BrowserInfo, FailureKind};
 use serde_json::Value;
 
 use crate::config::{Action, ActionKind, Rendered, Secrets, Template, TimeoutSettings, Vars};
+
+mod forms;
+mod wait;
+mod windows;
+
+use forms::{select, set_checked, upload};
+use wait::{call, find, visible, wait_until};
+pub(crate) use windows::Windows;
+use windows::{frame, window};
 
 /// A failed action: what kind of failure, and a message safe to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,14 +90,6 @@ pub(crate) struct ActionEnv<'a> {
     pub(crate) windows: Option<Windows>,
 }
 
-/// What `window` actions go by: the window the list started in, every window open
-/// then (a later `new` is one of none of these), and the one actions act in now.
-pub(crate) struct Windows {
-    first: WindowHandle,
-    at_start: Vec<WindowHandle>,
-    current: WindowHandle,
-}
-
 /// Run actions in order; stop at the first failure. An `optional` action whose wait
 /// ran out is journaled as skipped and the next one runs.
 pub(crate) async fn run_actions(
@@ -97,20 +103,13 @@ pub(crate) async fn run_actions(
         .iter()
         .any(|a| matches!(a.kind, ActionKind::Window { .. }));
     if windows {
-        let t = env.timeouts.webdriver;
-        let first = call(t, "window", env.driver.window()).await?;
-        let at_start = call(t, "windows", env.driver.windows()).await?;
-        env.windows = Some(Windows {
-            current: first.clone(),
-            first,
-            at_start,
-        });
+        env.windows = Some(Windows::now(env).await?);
     }
     let result = run_list(actions, env).await;
     // The next list starts in the first window, and the windows this one's pages
     // opened are closed, not left to pile up an account's memory over iterations.
     if let Some(w) = env.windows.take()
-        && let Err(f) = close_opened(env, &w).await
+        && let Err(f) = w.close_opened(env).await
     {
         tracing::debug!(error = %env.secrets.redact(&f.message), "could not close the opened windows");
     }
@@ -155,126 +154,6 @@ async fn run_list(actions: &[Action], env: &mut ActionEnv<'_>) -> Result<(), Fai
 fn render(t: &Template, vars: &Vars<'_>) -> Result<Rendered, Failure> {
     t.render(vars)
         .map_err(|e| Failure::new(FailureKind::ActionFailed, e))
-}
-
-fn by(selector: &str) -> By {
-    match selector.strip_prefix("xpath:") {
-        Some(x) => By::XPath(x.to_string()),
-        None => By::Css(selector.to_string()),
-    }
-}
-
-fn wd(what: &str) -> impl FnOnce(WebDriverError) -> Failure + '_ {
-    move |e| {
-        let first = launcher::summary(&e);
-        Failure::new(launcher::classify(&e), format!("{what}: {first}"))
-    }
-}
-
-/// Give one WebDriver call a deadline: a driver that does not answer is hung.
-async fn call<T>(
-    limit: Duration,
-    what: &str,
-    fut: impl std::future::Future<Output = WebDriverResult<T>>,
-) -> Result<T, Failure> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(r) => r.map_err(wd(what)),
-        Err(_) => Err(Failure::new(
-            FailureKind::Timeout,
-            format!("{what}: the driver did not answer within {limit:?}"),
-        )),
-    }
-}
-
-/// Poll until `probe` yields `Some`, the page fails in a way waiting cannot fix, or
-/// time runs out (an [`FailureKind::ActionFailed`] naming what was awaited).
-async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, probe: F) -> Result<T, Failure>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>, Failure>>,
-{
-    wait_from(Instant::now(), timeout, what, probe).await
-}
-
-/// [`wait_until`] for the part of a wait that began at `started`: an action that
-/// waits for two things in turn gives both one `timeout`, and its message names the
-/// `timeout` the user wrote rather than what was left of it.
-async fn wait_from<T, F, Fut>(
-    started: Instant,
-    timeout: Duration,
-    what: &str,
-    mut probe: F,
-) -> Result<T, Failure>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>, Failure>>,
-{
-    let deadline = started + timeout;
-    let mut last = String::new();
-    let mut probes = 0u32;
-    loop {
-        probes += 1;
-        match probe().await {
-            Ok(Some(v)) => {
-                // Each probe is one or two WebDriver round trips (~5–15 ms of CPU in
-                // the browser and the driver): how many a wait took shows what polling
-                // costs (`BATCH_LOG=batch_core=debug`). Not `what`: it holds the
-                // rendered selector, which only failure messages show, redacted.
-                tracing::debug!(
-                    probes,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "wait done"
-                );
-                return Ok(v);
-            }
-            Ok(None) => {}
-            Err(f) if f.kind == FailureKind::ActionFailed => last = f.message,
-            Err(f) => return Err(f),
-        }
-        if Instant::now() >= deadline {
-            let detail = if last.is_empty() {
-                String::new()
-            } else {
-                format!(" (last: {last})")
-            };
-            return Err(Failure {
-                waited_out: true,
-                ..Failure::new(
-                    FailureKind::ActionFailed,
-                    format!("timed out after {timeout:?} waiting for {what}{detail}"),
-                )
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn find(env: &ActionEnv<'_>, selector: &str) -> Result<Option<WebElement>, Failure> {
-    let found = call(
-        env.timeouts.webdriver,
-        selector,
-        env.driver.find_all(by(selector)),
-    )
-    .await?;
-    Ok(found.into_iter().next())
-}
-
-/// The element, once it exists and is displayed.
-async fn visible(
-    env: &ActionEnv<'_>,
-    selector: &str,
-    timeout: Duration,
-) -> Result<WebElement, Failure> {
-    wait_until(timeout, &format!("{selector} to be displayed"), || async {
-        match find(env, selector).await? {
-            Some(el) => {
-                let shown = call(env.timeouts.webdriver, selector, el.is_displayed()).await?;
-                Ok(shown.then_some(el))
-            }
-            None => Ok(None),
-        }
-    })
-    .await
 }
 
 async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure> {
@@ -435,28 +314,7 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
         }
         ActionKind::Frame { selector, timeout } => {
             let sel = render(selector, &vars)?.value;
-            match sel.as_str() {
-                "top" => call(t.webdriver, "frame top", env.driver.enter_default_frame()).await,
-                "parent" => {
-                    call(t.webdriver, "frame parent", env.driver.enter_parent_frame()).await
-                }
-                _ => {
-                    let el = wait_until(
-                        timeout.unwrap_or(t.action),
-                        &format!("{sel} to exist"),
-                        || find(env, &sel),
-                    )
-                    .await?;
-                    let tag = call(t.webdriver, &sel, el.tag_name()).await?;
-                    if !(tag.eq_ignore_ascii_case("iframe") || tag.eq_ignore_ascii_case("frame")) {
-                        return Err(Failure::new(
-                            FailureKind::ActionFailed,
-                            format!("frame: {sel} is a <{tag}>, not an <iframe>"),
-                        ));
-                    }
-                    call(t.webdriver, &format!("frame {sel}"), el.enter_frame()).await
-                }
-            }
+            frame(env, &sel, timeout.unwrap_or(t.action)).await
         }
         ActionKind::Window { which, timeout, .. } => {
             window(env, which, timeout.unwrap_or(t.action)).await
@@ -562,253 +420,6 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
         }
         ActionKind::Exec { argv, timeout } => exec(env, argv, timeout.unwrap_or(t.action)).await,
     }
-}
-
-/// Choose the option of the `<select>` at `sel` whose text is `want` (as the list
-/// shows it, spaces normalized), or else whose `value` is — the text first, since
-/// that is what a user chooses by. Waits for the list and for the option (lists are
-/// often filled after the page loads) and for a disabled option to be enabled. Each
-/// probe is one or two lookups of the option by XPath: never a round trip per option,
-/// which a list of countries would make hundreds. An element that is not a
-/// `<select>` fails at once, `optional` or not: that is a mistake in the workflow.
-async fn select(
-    env: &ActionEnv<'_>,
-    sel: &str,
-    want: &Rendered,
-    timeout: Duration,
-) -> Result<(), Failure> {
-    let t = env.timeouts;
-    let fail = |m: String| Failure::new(FailureKind::ActionFailed, m);
-    let lit = launcher::thirtyfour::components::escape_string(&want.value);
-    let started = Instant::now();
-    let el = wait_until(timeout, &format!("{sel} to exist"), || find(env, sel)).await?;
-    let tag = call(t.webdriver, sel, el.tag_name()).await?;
-    if !tag.eq_ignore_ascii_case("select") {
-        return Err(fail(format!("select: {sel} is a <{tag}>, not a <select>")));
-    }
-    let what = format!("option {:?} in {sel}", want.redacted);
-    wait_from(started, timeout, &what, || async {
-        let mut options = Vec::new();
-        for xpath in [
-            format!(".//option[normalize-space(.) = normalize-space({lit})]"),
-            format!(".//option[@value = {lit}]"),
-        ] {
-            options = call(t.webdriver, sel, el.find_all(By::XPath(xpath))).await?;
-            if !options.is_empty() {
-                break;
-            }
-        }
-        let Some(option) = options.into_iter().next() else {
-            return Ok(None);
-        };
-        if call(t.webdriver, sel, option.is_selected()).await? {
-            return Ok(Some(()));
-        }
-        if !call(t.webdriver, sel, option.is_enabled()).await? {
-            return Err(fail("the option is disabled".into()));
-        }
-        call(t.webdriver, &format!("choose in {sel}"), option.click()).await?;
-        Ok(call(t.webdriver, sel, option.is_selected())
-            .await?
-            .then_some(()))
-    })
-    .await
-}
-
-/// Make the checkbox (or, to check, radio button) at `sel` checked (`on`) or not, by
-/// clicking it only when it is not so already — a click toggles, so clicking blindly
-/// would undo a state a site or an earlier attempt left. Styled sites hide the input
-/// and show its `<label>`: a hidden input's label is clicked instead. Waits (one
-/// `timeout` in all) for the element and for the state to take; an element that is
-/// not such an input, or unchecking a radio button (only choosing another one does
-/// that), fails at once: a mistake in the workflow, not a wait.
-async fn set_checked(
-    env: &ActionEnv<'_>,
-    sel: &str,
-    on: bool,
-    timeout: Duration,
-) -> Result<(), Failure> {
-    let t = env.timeouts;
-    let name = if on { "check" } else { "uncheck" };
-    let fail = |m: String| Failure::new(FailureKind::ActionFailed, m);
-    let started = Instant::now();
-    let el = wait_until(timeout, &format!("{sel} to exist"), || find(env, sel)).await?;
-    let tag = call(t.webdriver, sel, el.tag_name()).await?;
-    let kind = call(t.webdriver, sel, el.attr("type"))
-        .await?
-        .unwrap_or_default();
-    let kind = kind.to_ascii_lowercase();
-    let expected = if on {
-        "an <input type=\"checkbox\"> or \"radio\""
-    } else {
-        "an <input type=\"checkbox\">"
-    };
-    if !tag.eq_ignore_ascii_case("input") || !(kind == "checkbox" || (on && kind == "radio")) {
-        let what = match (tag.eq_ignore_ascii_case("input"), kind.as_str()) {
-            (true, "radio") => "a radio button, which only choosing another one unchecks".into(),
-            (true, k) => format!("an <input type=\"{k}\">"),
-            _ => format!("a <{tag}>"),
-        };
-        return Err(fail(format!(
-            "{name}: {sel} is {what} (expected {expected})"
-        )));
-    }
-    let state = if on { "checked" } else { "unchecked" };
-    wait_from(
-        started,
-        timeout,
-        &format!("{sel} to be {state}"),
-        || async {
-            if call(t.webdriver, sel, el.is_selected()).await? == on {
-                return Ok(Some(()));
-            }
-            let target = if call(t.webdriver, sel, el.is_displayed()).await? {
-                el.clone()
-            } else {
-                let arg = el
-                    .to_json()
-                    .map_err(|e| fail(format!("{name} {sel}: {}", launcher::summary(&e))))?;
-                let js = "return (arguments[0].labels && arguments[0].labels[0]) || null;";
-                let label = call(t.webdriver, sel, env.driver.execute(js, vec![arg])).await?;
-                if label.json().is_null() {
-                    return Err(fail(format!("{sel} is hidden and has no <label> to click")));
-                }
-                label.element().map_err(wd(sel))?
-            };
-            call(t.webdriver, &format!("{name} {sel}"), target.click()).await?;
-            Ok((call(t.webdriver, sel, el.is_selected()).await? == on).then_some(()))
-        },
-    )
-    .await
-}
-
-/// `window = "new" | "first" | "close"` (see the workflow docs).
-async fn window(env: &mut ActionEnv<'_>, which: &str, timeout: Duration) -> Result<(), Failure> {
-    let t = env.timeouts.webdriver;
-    let driver = env.driver;
-    let w = env
-        .windows
-        .as_mut()
-        .expect("run_actions records the windows of a list with a window action");
-    match which {
-        "new" => {
-            let at_start = &w.at_start;
-            let current = &w.current;
-            // The newest window that was not open when the list began and is not
-            // this one: ChromeDriver lists windows in the order they were opened.
-            let found = wait_until(timeout, "a new window", || async {
-                let all = call(t, "windows", driver.windows()).await?;
-                Ok(all
-                    .into_iter()
-                    .rev()
-                    .find(|h| !at_start.contains(h) && h != current))
-            })
-            .await?;
-            call(t, "window new", driver.switch_to_window(found.clone())).await?;
-            w.current = found;
-        }
-        "first" => {
-            call(t, "window first", driver.switch_to_window(w.first.clone())).await?;
-            w.current = w.first.clone();
-        }
-        _ => {
-            // A popup often closes itself once done: closing what is gone already
-            // would be a "no such window", read as a lost browser.
-            let all = call(t, "windows", driver.windows()).await?;
-            if w.current != w.first && all.contains(&w.current) {
-                call(t, "window close", driver.close_window()).await?;
-            }
-            call(t, "window first", driver.switch_to_window(w.first.clone())).await?;
-            w.current = w.first.clone();
-        }
-    }
-    Ok(())
-}
-
-/// Close every window opened since the list began, then go back to its first.
-async fn close_opened(env: &ActionEnv<'_>, w: &Windows) -> Result<(), Failure> {
-    let t = env.timeouts.webdriver;
-    let driver = env.driver;
-    for h in call(t, "windows", driver.windows()).await? {
-        if !w.at_start.contains(&h) {
-            call(t, "window", driver.switch_to_window(h)).await?;
-            call(t, "window close", driver.close_window()).await?;
-        }
-    }
-    call(t, "window first", driver.switch_to_window(w.first.clone())).await
-}
-
-/// Choose `files` in the file input `selector`: each file is checked and, for a
-/// remote browser, sent to its node first ([`launcher::stage`]); then the paths are
-/// typed into the input, replacing what it held. The input only has to exist: most
-/// sites hide it behind a styled label, and WebDriver sets a file input's files
-/// without interacting with it.
-async fn upload(
-    env: &ActionEnv<'_>,
-    selector: &Template,
-    files: &[Template],
-    timeout: Duration,
-) -> Result<(), Failure> {
-    let t = env.timeouts;
-    let vars = env.vars;
-    let fail = |m: String| Failure::new(FailureKind::ActionFailed, m);
-    let sel = render(selector, &vars)?.value;
-    let remote = env.info.local.is_none();
-    let mut paths = Vec::new();
-    for f in files {
-        let r = render(f, &vars)?;
-        let local = crate::config::upload_path(env.root, &r.value)
-            .map_err(|why| fail(format!("upload: {:?} {why}", r.redacted)))?;
-        // Sending a file to a node is one request with the whole file in it: give it
-        // the action's time, not a single round trip's.
-        let staged = tokio::time::timeout(
-            t.webdriver.max(timeout),
-            launcher::stage(env.driver, remote, &local),
-        )
-        .await
-        .map_err(|_| {
-            Failure::new(
-                FailureKind::Timeout,
-                format!(
-                    "upload: {:?}: the driver did not take it within {timeout:?}",
-                    r.redacted
-                ),
-            )
-        })?
-        .map_err(|e| {
-            let kind = match &e {
-                launcher::StageError::WebDriver(w) => launcher::classify(w),
-                launcher::StageError::Io(_) => FailureKind::ActionFailed,
-            };
-            Failure::new(kind, format!("upload: {:?}: {e}", r.redacted))
-        })?;
-        paths.push(staged);
-    }
-    let el = wait_until(timeout, &format!("{sel} to exist"), || find(env, &sel)).await?;
-    let kind = call(t.webdriver, &sel, el.attr("type")).await?;
-    if call(t.webdriver, &sel, el.tag_name()).await? != "input" || kind.as_deref() != Some("file") {
-        return Err(fail(format!(
-            "upload: {sel} is not a file input (expected the selector of an <input type=\"file\">)"
-        )));
-    }
-    // A `multiple` input adds typed files to those it holds: empty it first, so it
-    // holds exactly these. By script: WebDriver's clear refuses a hidden input
-    // ("element not interactable"), and an empty value is the one a page may set.
-    let arg = el
-        .to_json()
-        .map_err(|e| fail(format!("upload into {sel}: {}", launcher::summary(&e))))?;
-    call(
-        t.webdriver,
-        &format!("empty {sel}"),
-        env.driver.execute("arguments[0].value = '';", vec![arg]),
-    )
-    .await?;
-    call(
-        t.webdriver,
-        &format!("upload into {sel}"),
-        el.send_keys(paths.join("\n").as_str()),
-    )
-    .await
 }
 
 /// Journal a recorded value (already redacted; the journal redacts again anyway).
@@ -1005,7 +616,6 @@ fn log_exec(env: &ActionEnv<'_>, shown: &str, ended: &str, out: &super::exec::Ou
         tracing::warn!(path = %path.display(), error = %e, "cannot write the exec log");
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1024,18 +634,6 @@ mod tests {
                 "{name}"
             );
         }
-    }
-
-    #[test]
-    fn selectors_pick_css_or_xpath() {
-        assert_eq!(
-            format!("{:?}", by("#add")),
-            format!("{:?}", By::Css("#add".to_string()))
-        );
-        assert_eq!(
-            format!("{:?}", by("xpath://button[1]")),
-            format!("{:?}", By::XPath("//button[1]".to_string()))
-        );
     }
 
     #[test]
