@@ -403,3 +403,103 @@ async fn window_follows_popups_and_the_ones_left_open_are_closed() {
     assert_eq!(skipped, [(30, "window"); 4], "{journal:?}");
     p.assert_nothing_left();
 }
+
+/// `hover` opens a menu that shows only under the pointer, and `dialog` answers the
+/// page's `confirm()` (accepted: the server clears the cart; dismissed: it does
+/// not), `prompt()` (the typed name reaches the server) and `alert()` (its message
+/// recorded); a `dialog` with none open is skipped when optional.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hover_opens_the_menu_and_dialog_answers_confirm_prompt_and_alert() {
+    let p = Project::new(2).await;
+    let start = WORKFLOW.find("actions = [").unwrap();
+    p.write(
+        "workflow.toml",
+        &format!(
+            "{}actions = [\n\
+             \x20 {{ goto = \"{{base_url}}/manage\" }},\n\
+             \x20 {{ hover = \"#more\" }},\n\
+             \x20 {{ click = \"#clear\" }},\n\
+             \x20 {{ dialog = \"accept\", into = \"asked\" }},\n\
+             \x20 {{ wait_text = \"#status\", contains = \"cleared\" }},\n\
+             \x20 {{ hover = \"#more\" }},\n\
+             \x20 {{ click = \"#clear\" }},\n\
+             \x20 {{ dialog = \"dismiss\" }},\n\
+             \x20 {{ wait_text = \"#status\", contains = \"kept\" }},\n\
+             \x20 {{ click = \"#rename\" }},\n\
+             \x20 {{ dialog = \"accept\", text = \"{{account.username}}-renamed\" }},\n\
+             \x20 {{ wait_text = \"#status\", contains = \"renamed\" }},\n\
+             \x20 {{ click = \"#notice\" }},\n\
+             \x20 {{ dialog = \"accept\", into = \"notice\" }},\n\
+             \x20 {{ wait_text = \"#status\", contains = \"noticed\" }},\n\
+             \x20 {{ dialog = \"accept\", optional = true, timeout = \"300ms\" }},\n\
+             ]\n",
+            &WORKFLOW[..start]
+        ),
+    );
+    let run = p
+        .run(&step1("1-2", &["--quantity", "2", "--concurrent"]))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let counts = p.site.counts();
+    for a in 1..=2 {
+        let u = &counts.users[&format!("user-{a}")];
+        let name = format!("user-{a}-renamed");
+        assert_eq!(
+            (u.clears, u.names.clone()),
+            (2, vec![name.clone(), name]),
+            "{u:?}"
+        );
+    }
+    let r = report(&p.run_dir());
+    for a in 0..2 {
+        let values = &r["accounts"][a]["values"];
+        assert_eq!(values["asked"], "Clear the cart?", "{r}");
+        assert_eq!(values["notice"], "Saved: code 4711", "{r}");
+        assert_eq!(r["accounts"][a]["actions_skipped"], 2, "{r}");
+    }
+    let journal = events(&p.run_dir());
+    assert!(
+        named(&journal, "action_skipped")
+            .iter()
+            .all(|e| e["line"] == 30 && e["action"] == "dialog"),
+        "{journal:?}"
+    );
+    p.assert_nothing_left();
+
+    // Dialogs nobody answers: the next action's first command dismisses each (the
+    // page sees Cancel); a waiting action goes on waiting, any other fails, naming it.
+    std::fs::remove_dir_all(p.path("runs")).unwrap();
+    p.write(
+        "workflow.toml",
+        &format!(
+            "{}actions = [\n\
+             \x20 {{ goto = \"{{base_url}}/manage\" }},\n\
+             \x20 {{ click = \"#rename\" }},\n\
+             \x20 {{ wait_text = \"#status\", contains = \"not renamed\", timeout = \"2s\" }},\n\
+             \x20 {{ click = \"#notice\" }},\n\
+             \x20 {{ script = \"return 1\" }},\n\
+             ]\n",
+            &WORKFLOW[..start]
+        ),
+    );
+    let run = p
+        .run(&step1("1", &["--quantity", "1", "--retries", "0"]))
+        .await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let journal = events(&p.run_dir());
+    let error = named(&journal, "iteration_failed")[0]["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let at = format!(
+        "{}:19: script: unexpected alert open",
+        p.path("workflow.toml").display()
+    );
+    assert!(error.starts_with(&at), "{error}");
+    assert_eq!(
+        p.site.counts().users["user-1"].names.len(),
+        2,
+        "no third name"
+    );
+    p.assert_nothing_left();
+}

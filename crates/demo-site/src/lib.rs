@@ -98,6 +98,12 @@ pub struct UserCounts {
     /// Settings saved with the cookie-consent banner accepted first (`consent=1`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub consents: u64,
+    /// `POST /api/clear` calls: carts cleared after the page's `confirm()`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clears: u64,
+    /// Every name `POST /api/name` received (typed into the page's `prompt()`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
     /// `POST /authorize` calls (the connect page's popup).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub authorizations: u64,

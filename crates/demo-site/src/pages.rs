@@ -5,8 +5,8 @@
 //! `#password`, `#submit`, `#error`, `#welcome`, `#code`, `#verify`, `#verified`,
 //! `#title`, `#add`, `#done`, `#slow`, `#echo`, `#country`, `#save`, `#saved`,
 //! `#consent`, `#accept`, `#newsletter`, `#terms`, `#terms-label`, `#pay-title`,
-//! `#card-frame`, `#card-number`, `#pay`, `#paid`, `#connect`, `#connected`, `#allow`)
-//! are what workflows and end-to-end
+//! `#card-frame`, `#card-number`, `#pay`, `#paid`, `#connect`, `#connected`, `#allow`,
+//! `#more`, `#clear`, `#rename`, `#notice`, `#status`) are what workflows and end-to-end
 //! tests select on, so they are part of the site's contract. This module does no I/O
 //! and knows nothing about sessions; every value that may come from a client goes
 //! through [`escape`].
@@ -322,6 +322,44 @@ pub(crate) fn authorize(done: Option<(&str, bool)>) -> String {
             )
         }
     }
+}
+
+/// The cart's management page: "Clear cart" sits in a menu that opens only while
+/// the pointer is over `#more` (CSS `:hover`), and asks `confirm()` first; "Rename"
+/// asks `prompt()` for the name; "Notice" shows an `alert()`. `#status` says what
+/// each did once the server answered. The menu opens over the page (absolute), not
+/// in its flow: opening it must not move the buttons below while a click aims.
+pub(crate) fn manage() -> String {
+    layout(
+        "Manage",
+        "<style>#more{position:relative;display:inline-block}\
+         #more-menu{display:none;position:absolute;left:0;top:100%;background:#fff}\
+         #more:hover #more-menu{display:block}</style>\n\
+         <div id=\"more\">More ▾<div id=\"more-menu\"><button id=\"clear\">Clear cart</button></div></div>\n\
+         <button id=\"rename\">Rename</button>\n\
+         <button id=\"notice\">Notice</button>\n\
+         <p id=\"status\"></p>\n\
+         <script>\n\
+         const status = (t) => { document.getElementById('status').textContent = t; };\n\
+         const post = (path, body) => fetch(path, {method: 'POST', credentials: 'same-origin', \
+         headers: {'content-type': 'application/json'}, body: JSON.stringify(body)});\n\
+         document.getElementById('clear').addEventListener('click', async () => {\n\
+         \x20 if (!confirm('Clear the cart?')) { status('kept'); return; }\n\
+         \x20 const r = await post('/api/clear', {});\n\
+         \x20 status(r.status === 204 ? 'cleared' : 'error ' + r.status);\n\
+         });\n\
+         document.getElementById('rename').addEventListener('click', async () => {\n\
+         \x20 const name = prompt('New name?', '');\n\
+         \x20 if (name === null) { status('not renamed'); return; }\n\
+         \x20 const r = await post('/api/name', {name});\n\
+         \x20 status(r.status === 204 ? 'renamed' : 'error ' + r.status);\n\
+         });\n\
+         document.getElementById('notice').addEventListener('click', () => {\n\
+         \x20 alert('Saved: code 4711');\n\
+         \x20 status('noticed');\n\
+         });\n\
+         </script>",
+    )
 }
 
 /// What `/slow` answers once it has waited.

@@ -40,6 +40,9 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/verify", get(verify_form).post(verify))
         .route("/settings", get(settings_form).post(settings))
         .route("/pay", get(pay))
+        .route("/manage", get(manage))
+        .route("/api/clear", post(clear))
+        .route("/api/name", post(rename))
         .route("/connect", get(connect))
         .route("/authorize", get(authorize_form).post(authorize))
         .route("/card", get(card_form).post(card))
@@ -365,6 +368,45 @@ async fn authorize(
     };
     state.authorize(&user);
     Html(pages::authorize(Some((&user, form.close == "on")))).into_response()
+}
+
+async fn manage(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    match current_user(&state, &headers) {
+        Some(_) => Html(pages::manage()).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// Counts a cart cleared (after the page's `confirm()`) for the logged-in user.
+async fn clear(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let Some(user) = current_user(&state, &headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    state.clear(&user);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct RenameRequest {
+    name: String,
+}
+
+/// Records the name the logged-in user typed into the page's `prompt()`.
+async fn rename(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Json<RenameRequest>, JsonRejection>,
+) -> Response {
+    let Some(user) = current_user(&state, &headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    match body {
+        Ok(Json(request)) => {
+            state.rename(&user, &request.name);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(rejection) => (rejection.status(), rejection.body_text()).into_response(),
+    }
 }
 
 #[derive(Deserialize)]

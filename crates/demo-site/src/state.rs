@@ -125,6 +125,16 @@ impl Shared {
         counts.terms_accepted += u64::from(flags.terms);
     }
 
+    /// Counts one cart `user` cleared.
+    pub(crate) fn clear(&self, user: &str) {
+        self.lock().user(user).clears += 1;
+    }
+
+    /// Records a name `user` typed into the page's prompt.
+    pub(crate) fn rename(&self, user: &str, name: &str) {
+        self.lock().user(user).names.push(name.to_owned());
+    }
+
     /// Counts one authorization `user` gave in the popup.
     pub(crate) fn authorize(&self, user: &str) {
         self.lock().user(user).authorizations += 1;

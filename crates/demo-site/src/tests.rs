@@ -341,6 +341,7 @@ async fn pages_redirect_to_login_without_a_session() {
         "/card",
         "/connect",
         "/authorize",
+        "/manage",
     ] {
         check(&site, path, None).await;
         check(&site, path, Some("session=not-a-session")).await;
@@ -1010,4 +1011,42 @@ async fn the_connect_popup_authorizes_and_closes_when_asked() {
     assert!(!staying.body.contains("window.close();"));
     assert!(staying.body.contains("postMessage('connected user-3'"));
     assert_eq!(site.counts().users["user-3"].authorizations, 2);
+}
+
+/// The manage page hides "Clear cart" in a hover menu behind a `confirm()`, and
+/// asks the new name with `prompt()`; each call is counted for the session's user
+/// only.
+#[tokio::test]
+async fn the_manage_page_clears_and_renames_for_the_session_user() {
+    let site = site().await;
+    let cookie = login(&site, 4).await;
+    let page = get(&site, "/manage", Some(&cookie)).await;
+    assert!(
+        page.body.contains("#more:hover #more-menu{display:block}"),
+        "{page:?}"
+    );
+    assert!(page.body.contains("confirm('Clear the cart?')"));
+    assert!(page.body.contains("prompt('New name?', '')"));
+    let json = [
+        ("Content-Type", "application/json"),
+        ("Cookie", cookie.as_str()),
+    ];
+    assert_eq!(
+        send(&site, "POST", "/api/clear", &json, "{}").await.status,
+        204
+    );
+    let renamed = send(&site, "POST", "/api/name", &json, "{\"name\":\"Kim\"}").await;
+    assert_eq!(renamed.status, 204);
+    let bad = send(&site, "POST", "/api/name", &json, "{}").await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(
+        send(&site, "POST", "/api/clear", &json[..1], "{}")
+            .await
+            .status,
+        401
+    );
+    let counts = site.counts();
+    assert_eq!(counts.users["user-4"].clears, 1);
+    assert_eq!(counts.users["user-4"].names, ["Kim"]);
+    assert_eq!(counts.users.len(), 1);
 }

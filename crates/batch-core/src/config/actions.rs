@@ -139,6 +139,15 @@ actions! {
         /// Skipped, not failed, when the element (or download) does not come in time.
         optional: bool,
     }
+    /// Move the pointer over the element (menus that open on hover).
+    Hover = "hover", "SEL", "move the pointer over the element, once displayed (menus that open on hover)" {
+        /// Which element.
+        selector: Template,
+        /// How long to wait for it at most (None: the default action timeout).
+        timeout: Option<Duration>,
+        /// Skipped, not failed, when the element (or download) does not come in time.
+        optional: bool,
+    }
     /// Make sure a checkbox or radio button is checked.
     Check = "check", "SEL",
         "make sure the checkbox or radio button is checked: click it (or its label) if it is not" {
@@ -217,6 +226,20 @@ actions! {
         /// How long `new` waits for the window at most (None: the default action timeout).
         timeout: Option<Duration>,
         /// Skipped, not failed, when `new` finds no new window in time.
+        optional: bool,
+    }
+    /// Answer the page's `alert`, `confirm` or `prompt` dialog.
+    Dialog = "dialog", "ANSWER",
+        "wait for the page's alert, confirm or prompt and `accept` it (typing `text` into a prompt) or `dismiss` it" {
+        /// `accept` or `dismiss`.
+        answer: String = dialog_answer,
+        /// What to type into a `prompt()` before accepting.
+        text: Option<Template>,
+        /// Result name for the dialog's message.
+        into: Option<String>,
+        /// How long to wait for the dialog at most (None: the default action timeout).
+        timeout: Option<Duration>,
+        /// Skipped, not failed, when no dialog opens in time.
         optional: bool,
     }
     /// Fail unless the current URL contains the substring.
@@ -310,6 +333,22 @@ fn press_key(a: &Reader<'_>) -> Result<String, Bad> {
         let known = KEY_NAMES.join(", ");
         Err(format!(
             "unknown key {key:?} (expected one of: {known}, or a single character)"
+        ))
+    })
+}
+
+/// What `dialog` takes.
+const ANSWERS: &[&str] = &["accept", "dismiss"];
+
+fn dialog_answer(a: &Reader<'_>) -> Result<String, Bad> {
+    a.main(|v| {
+        let answer = string(v, "accept or dismiss")?;
+        if ANSWERS.contains(&answer) {
+            return Ok(answer.to_owned());
+        }
+        Err(format!(
+            "unknown answer {answer:?} (expected one of: {})",
+            ANSWERS.join(", ")
         ))
     })
 }
@@ -685,6 +724,7 @@ mod tests {
                 "DUR" => "\"1s\"",
                 "KEY" => "\"Enter\"",
                 "WHICH" => "\"new\"",
+                "ANSWER" => "\"accept\"",
                 "[ARGV...]" => "[\"true\"]",
                 _ => "\"a\"",
             });

@@ -159,6 +159,11 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "unknown dialog answer",
+            &[("workflow.toml", &w("{ dialog = \"ok\" }"))],
+            &["workflow.toml:5: dialog: unknown answer \"ok\" (expected one of: accept, dismiss)"],
+        ),
+        case(
             "select without its option",
             &[("workflow.toml", &w("{ select = \"#country\" }"))],
             &[

@@ -496,6 +496,9 @@ actions = [
   { frame = "top", timeout = "1s" },
   { window = "new", timeout = "3s", optional = true },
   { window = "close" },
+  { hover = "#menu" },
+  { dialog = "dismiss" },
+  { dialog = "accept", text = "{account.username}", into = "asked", timeout = "2s", optional = true },
 ]
 "##,
             &[
@@ -780,6 +783,34 @@ actions = [
                         optional: false,
                     },
                 ),
+                (
+                    43,
+                    ActionKind::Hover {
+                        selector: t("#menu"),
+                        timeout: None,
+                        optional: false,
+                    },
+                ),
+                (
+                    44,
+                    ActionKind::Dialog {
+                        answer: "dismiss".into(),
+                        text: None,
+                        into: None,
+                        timeout: None,
+                        optional: false,
+                    },
+                ),
+                (
+                    45,
+                    ActionKind::Dialog {
+                        answer: "accept".into(),
+                        text: Some(t("{account.username}")),
+                        into: Some("asked".into()),
+                        timeout: secs(2),
+                        optional: true,
+                    },
+                ),
             ],
         );
     }
@@ -862,7 +893,7 @@ after = []
         check_error(
             &actions("  { click = \"#a\" },\n  { clik = \"#b\" },"),
             Some(6),
-            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, select, check, uncheck, press, wait_for, wait_text, wait_url, frame, window, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
+            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, select, hover, check, uncheck, press, wait_for, wait_text, wait_url, frame, window, dialog, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
         );
         check_error(
             &actions("{ fill = \"#a\", txt = \"x\" }"),

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use launcher::thirtyfour::Key;
+use launcher::thirtyfour::error::WebDriverErrorInner;
 use launcher::thirtyfour::prelude::*;
 use launcher::{BrowserInfo, FailureKind};
 use serde_json::Value;
@@ -238,6 +239,14 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             let want = render(option, &vars)?;
             select(env, &sel, &want, timeout.unwrap_or(t.action)).await
         }
+        ActionKind::Hover {
+            selector, timeout, ..
+        } => {
+            let sel = render(selector, &vars)?.value;
+            let el = visible(env, &sel, timeout.unwrap_or(t.action)).await?;
+            let hover = env.driver.action_chain().move_to_element_center(&el);
+            call(t.webdriver, &format!("hover {sel}"), hover.perform()).await
+        }
         ActionKind::Check {
             selector, timeout, ..
         } => {
@@ -318,6 +327,23 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
         }
         ActionKind::Window { which, timeout, .. } => {
             window(env, which, timeout.unwrap_or(t.action)).await
+        }
+        ActionKind::Dialog {
+            answer,
+            text,
+            into,
+            timeout,
+            ..
+        } => {
+            let text = text.as_ref().map(|x| render(x, &vars)).transpose()?;
+            dialog(
+                env,
+                answer,
+                text.as_ref(),
+                into,
+                timeout.unwrap_or(t.action),
+            )
+            .await
         }
         ActionKind::AssertUrl { substr } => {
             let want = render(substr, &vars)?;
@@ -419,6 +445,53 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             Ok(())
         }
         ActionKind::Exec { argv, timeout } => exec(env, argv, timeout.unwrap_or(t.action)).await,
+    }
+}
+
+/// Waits for the page's open dialog (`alert`, `confirm`, `prompt`), records its
+/// message under `into` if asked, types `text` into a prompt, and accepts or
+/// dismisses it. A dialog is not an element: it is looked for with WebDriver's own
+/// alert command, which every other command would dismiss ("unexpected alert open").
+async fn dialog(
+    env: &ActionEnv<'_>,
+    answer: &str,
+    text: Option<&Rendered>,
+    into: &Option<String>,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let t = env.timeouts.webdriver;
+    let driver = env.driver;
+    let message = wait_until(timeout, "a dialog", || async {
+        match tokio::time::timeout(t, driver.get_alert_text()).await {
+            Ok(Ok(message)) => Ok(Some(message)),
+            Ok(Err(e)) if matches!(e.as_inner(), WebDriverErrorInner::NoSuchAlert(_)) => Ok(None),
+            Ok(Err(e)) => Err(wait::wd("dialog")(e)),
+            Err(_) => Err(Failure::new(
+                FailureKind::Timeout,
+                format!("dialog: the driver did not answer within {t:?}"),
+            )),
+        }
+    })
+    .await?;
+    if let Some(name) = into {
+        record(
+            env,
+            name.clone(),
+            Value::String(env.secrets.redact(&message)),
+        );
+    }
+    if let Some(text) = text {
+        // A secret may be typed here: name the dialog, never the text.
+        call(
+            t,
+            "type into the dialog",
+            driver.send_alert_text(text.value.as_str()),
+        )
+        .await?;
+    }
+    match answer {
+        "accept" => call(t, "accept the dialog", driver.accept_alert()).await,
+        _ => call(t, "dismiss the dialog", driver.dismiss_alert()).await,
     }
 }
 
