@@ -6,7 +6,7 @@
 //! `#title`, `#add`, `#done`, `#slow`, `#echo`, `#country`, `#save`, `#saved`,
 //! `#consent`, `#accept`, `#newsletter`, `#terms`, `#terms-label`, `#pay-title`,
 //! `#card-frame`, `#card-number`, `#pay`, `#paid`, `#connect`, `#connected`, `#allow`,
-//! `#more`, `#clear`, `#rename`, `#notice`, `#status`) are what workflows and end-to-end
+//! `#more`, `#clear`, `#rename`, `#notice`, `#status`, `#loading`) are what workflows and end-to-end
 //! tests select on, so they are part of the site's contract. This module does no I/O
 //! and knows nothing about sessions; every value that may come from a client goes
 //! through [`escape`].
@@ -183,7 +183,8 @@ pub(crate) const COUNTRIES: &[(&str, &str)] = &[
 ];
 
 /// The settings form. Its `<select>` starts with a placeholder only and gets its
-/// countries 300 ms later, as a list loaded from an API would; `France` is disabled.
+/// countries 300 ms later, as a list loaded from an API would (`#loading` shows
+/// until then); `France` is disabled.
 /// The newsletter box starts checked; the terms box is hidden behind its label, as
 /// styled sites draw their checkboxes.
 /// With `banner`, a cookie-consent banner appears 300 ms after the load; `#accept`
@@ -214,6 +215,7 @@ pub(crate) fn settings_form(banner: bool) -> String {
         &format!(
             "<div id=\"consent\" style=\"display:none\">We use cookies. \
              <button id=\"accept\">Accept</button></div>\n\
+             <p id=\"loading\">Loading…</p>\n\
              <form method=\"post\" action=\"/settings\">\n\
              <input type=\"hidden\" id=\"consented\" name=\"consent\" value=\"\">\n\
              <label>Country <select id=\"country\" name=\"country\">\
@@ -226,6 +228,7 @@ pub(crate) fn settings_form(banner: bool) -> String {
              </form>\n\
              <script>\n\
              setTimeout(() => {{\n\
+             \x20 document.getElementById('loading').style.display = 'none';\n\
              \x20 const s = document.getElementById('country');\n\
              \x20 for (const o of [{options}]) {{\n\
              \x20   const e = document.createElement('option');\n\

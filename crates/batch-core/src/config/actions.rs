@@ -189,6 +189,15 @@ actions! {
         /// Skipped, not failed, when the element (or download) does not come in time.
         optional: bool,
     }
+    /// Wait until no element matching the selector is displayed.
+    WaitGone = "wait_gone", "SEL", "wait until no such element is displayed (a spinner, an overlay)" {
+        /// Which element.
+        selector: Template,
+        /// How long at most (None: the default action timeout).
+        timeout: Option<Duration>,
+        /// Skipped, not failed, when the element is still there in time.
+        optional: bool,
+    }
     /// Wait until the element's text contains the string.
     WaitText = "wait_text", "SEL", "wait until its text contains the string" {
         /// Which element.

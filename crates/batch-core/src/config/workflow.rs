@@ -499,6 +499,7 @@ actions = [
   { hover = "#menu" },
   { dialog = "dismiss" },
   { dialog = "accept", text = "{account.username}", into = "asked", timeout = "2s", optional = true },
+  { wait_gone = "#spinner", timeout = "30s" },
 ]
 "##,
             &[
@@ -811,6 +812,14 @@ actions = [
                         optional: true,
                     },
                 ),
+                (
+                    46,
+                    ActionKind::WaitGone {
+                        selector: t("#spinner"),
+                        timeout: secs(30),
+                        optional: false,
+                    },
+                ),
             ],
         );
     }
@@ -893,7 +902,7 @@ after = []
         check_error(
             &actions("  { click = \"#a\" },\n  { clik = \"#b\" },"),
             Some(6),
-            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, select, hover, check, uncheck, press, wait_for, wait_text, wait_url, frame, window, dialog, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
+            "workflow.toml:6: unknown action \"clik\" (expected one of: goto, click, fill, select, hover, check, uncheck, press, wait_for, wait_gone, wait_text, wait_url, frame, window, dialog, assert_url, extract, script, screenshot, upload, wait_download, sleep, exec)",
         );
         check_error(
             &actions("{ fill = \"#a\", txt = \"x\" }"),

@@ -28,7 +28,7 @@ mod wait;
 mod windows;
 
 use forms::{select, set_checked, upload};
-use wait::{call, find, visible, wait_until};
+use wait::{by, call, find, visible, wait_until};
 pub(crate) use windows::Windows;
 use windows::{frame, window};
 
@@ -287,6 +287,22 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             visible(env, &sel, timeout.unwrap_or(t.action))
                 .await
                 .map(drop)
+        }
+        ActionKind::WaitGone {
+            selector, timeout, ..
+        } => {
+            let sel = render(selector, &vars)?.value;
+            let what = format!("{sel} to be gone");
+            wait_until(timeout.unwrap_or(t.action), &what, || async {
+                let found = call(t.webdriver, &sel, env.driver.find_all(by(&sel))).await?;
+                for el in found {
+                    if call(t.webdriver, &sel, el.is_displayed()).await? {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(()))
+            })
+            .await
         }
         ActionKind::WaitText {
             selector,
