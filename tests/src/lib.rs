@@ -11,6 +11,8 @@
 #[cfg(test)]
 mod bad_input;
 #[cfg(test)]
+mod data;
+#[cfg(test)]
 mod downloads;
 #[cfg(test)]
 mod examples;

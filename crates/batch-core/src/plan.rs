@@ -602,12 +602,76 @@ fn recorded_plan(output: &Path, id: &str) -> Result<(String, Recorded), PlanErro
 }
 
 /// What the plan's actions need that loading the files could not check: what a
-/// remote endpoint cannot do (proxies that need our forwarder, `wait_download`), and
-/// the files every `upload` will send. Checked before anything launches.
+/// remote endpoint cannot do (proxies that need our forwarder, `wait_download`), the
+/// files every `upload` will send, and a data row for every iteration. Checked
+/// before anything launches.
 fn check_actions(plan: &Plan) -> Result<(), PlanError> {
     check_remote_proxies(plan)?;
     check_remote_downloads(plan)?;
-    check_uploads(plan)
+    check_uploads(plan)?;
+    check_data(plan)
+}
+
+/// Every running account has a row of each running step's data file for each of its
+/// `--quantity` iterations, and no value a `goto` or an `exec` argv gets from one has
+/// a control character (a NUL cannot reach a program; a URL parser drops some).
+fn check_data(plan: &Plan) -> Result<(), PlanError> {
+    let project = &plan.project;
+    let workflow = &project.workflow;
+    let wanted = plan.mode.steps();
+    let quantity = plan.quantity.max(1);
+    for step in workflow.steps.iter().filter(|s| wanted.contains(&s.id)) {
+        let Some(data) = &step.data else {
+            continue;
+        };
+        let strict: Vec<&str> = (step.actions.iter())
+            .filter(|a| {
+                matches!(
+                    a.kind,
+                    config::ActionKind::Goto { .. } | config::ActionKind::Exec { .. }
+                )
+            })
+            .flat_map(|a| a.kind.templates())
+            .flat_map(|t| t.variables())
+            .filter_map(|p| match p {
+                config::Part::Data(column) => Some(column.as_str()),
+                _ => None,
+            })
+            .collect();
+        for id in &plan.accounts {
+            let rows: Vec<_> = data.rows_for(*id).take(quantity as usize).collect();
+            if rows.len() < quantity as usize {
+                let own = if data.columns.iter().any(|c| c == config::ACCOUNT_COLUMN) {
+                    format!(" for account {id}")
+                } else {
+                    String::new()
+                };
+                return Err(PlanError(format!(
+                    "{}: step {}, data: {} has {} row(s){own}, fewer than the {quantity} \
+                     iteration(s) of --quantity (expected a row per iteration)",
+                    workflow.path.display(),
+                    step.id,
+                    data.path.display(),
+                    rows.len()
+                )));
+            }
+            for row in rows {
+                if let Some(column) = (strict.iter()).find(|c| {
+                    row.fields
+                        .get(**c)
+                        .is_some_and(|v| v.value.contains(char::is_control))
+                }) {
+                    return Err(PlanError(format!(
+                        "{}:{}: {column}: a control character (expected printable text in a URL \
+                         or an argv)",
+                        data.path.display(),
+                        row.line
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every file an `upload` of a running step will send, rendered for each account
@@ -652,6 +716,7 @@ fn check_uploads(plan: &Plan) -> Result<(), PlanError> {
                             account,
                             iteration,
                             step: step.id,
+                            data: (step.data.as_ref()).and_then(|d| d.row(account.id, iteration)),
                         };
                         for t in file {
                             let at = || {
@@ -957,6 +1022,86 @@ mod tests {
                 ),
                 (got, _) => panic!("step {step} {endpoint:?}: {:?}", got.map(|_| ())),
             }
+        }
+    }
+
+    /// A step's data file must hold a row for every iteration of every account that
+    /// runs (its own rows with an `account` column), and no row may put a control
+    /// character into a `goto` URL; a step that does not run is not looked at.
+    #[test]
+    fn data_must_have_a_row_for_every_iteration_of_every_running_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("batch.toml"), "").unwrap();
+        std::fs::write(
+            d.join("accounts.toml"),
+            "[[accounts]]\nid = 1\n[[accounts]]\nid = 2\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("shared.csv"), "item\n7\n8\n").unwrap();
+        std::fs::write(d.join("own.csv"), "account,item\n1,7\n2,8\n1,9\n").unwrap();
+        std::fs::write(d.join("nul.csv"), "item\n7\n\"a\u{1}b\"\n").unwrap();
+        let shown = |f: &str| d.join(f).display().to_string();
+        let wf = shown("workflow.toml");
+        for (file, step, accounts, quantity, expected) in [
+            ("shared.csv", 1, "1-2", 2, None),
+            ("own.csv", 1, "1", 2, None),
+            (
+                "shared.csv",
+                1,
+                "1-2",
+                3,
+                Some(format!(
+                    "{wf}: step 1, data: {} has 2 row(s), fewer than the 3 iteration(s) of --quantity (expected a row per iteration)",
+                    shown("shared.csv")
+                )),
+            ),
+            (
+                "own.csv",
+                1,
+                "1-2",
+                2,
+                Some(format!(
+                    "{wf}: step 1, data: {} has 1 row(s) for account 2, fewer than the 2 iteration(s) of --quantity (expected a row per iteration)",
+                    shown("own.csv")
+                )),
+            ),
+            (
+                "nul.csv",
+                1,
+                "1",
+                2,
+                Some(format!(
+                    "{}:3: item: a control character (expected printable text in a URL or an argv)",
+                    shown("nul.csv")
+                )),
+            ),
+            ("nul.csv", 2, "1", 5, None),
+        ] {
+            std::fs::write(
+                d.join("workflow.toml"),
+                format!(
+                    "base_url = \"http://127.0.0.1:9\"\n[[steps]]\nid = 1\ndata = \"{file}\"\n\
+                     actions = [{{ goto = \"{{base_url}}/item/{{data.item}}\" }}]\n\
+                     [[steps]]\nid = 2\nactions = [{{ click = \"#x\" }}]\n"
+                ),
+            )
+            .unwrap();
+            let req = Request {
+                config: Some(d.join("batch.toml")),
+                single: true,
+                step: Some(step),
+                accounts: Some(accounts.into()),
+                quantity: Some(quantity),
+                output: d.join("runs"),
+                ..Default::default()
+            };
+            let got = Plan::build(&req).map(|_| ()).map_err(|e| e.to_string());
+            assert_eq!(
+                got,
+                expected.map_or(Ok(()), Err),
+                "{file} step {step} {accounts} x{quantity}"
+            );
         }
     }
 

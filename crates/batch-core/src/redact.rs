@@ -145,6 +145,9 @@ impl Secrets {
                 values.push(v);
             }
         }
+        for data in workflow.steps.iter().filter_map(|s| s.data.as_ref()) {
+            values.extend(data.secrets().map(str::to_owned));
+        }
         values.extend(url_userinfo(&workflow.base_url));
         for arg in argv {
             values.extend(url_userinfo(arg));
@@ -600,6 +603,7 @@ mod tests {
                 after: vec![],
                 challenge_selector: None,
                 challenge_text: None,
+                data: None,
             }],
         };
         let env = |name: &str| (name == "API_KEY").then(|| "env-key".to_owned());

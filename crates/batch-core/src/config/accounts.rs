@@ -279,25 +279,25 @@ fn toml_account(
     Ok(Account { id, fields })
 }
 
-fn parse_csv(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
-    let csv_err = |e: csv::Error| {
-        let line = e.position().map(|p| p.line() as usize);
-        let message = match e.kind() {
-            csv::ErrorKind::UnequalLengths {
-                expected_len, len, ..
-            } => format!(
-                "a row with {len} values, but the header has {expected_len} columns (expected \
-                 one value per column)"
-            ),
-            _ => format!("invalid CSV: {e} (expected comma-separated values)"),
-        };
-        ConfigError::invalid(path, line, "", message)
+/// A CSV reader's error in `path`, with its line (accounts files and step data files).
+pub(super) fn csv_error(path: &Path, e: csv::Error) -> ConfigError {
+    let line = e.position().map(|p| p.line() as usize);
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!(
+            "a row with {len} values, but the header has {expected_len} columns (expected one \
+             value per column)"
+        ),
+        _ => format!("invalid CSV: {e} (expected comma-separated values)"),
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::Headers)
-        .from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(csv_err)?.clone();
-    let header_problem = headers.iter().enumerate().find_map(|(i, name)| {
+    ConfigError::invalid(path, line, "", message)
+}
+
+/// What is wrong with a CSV header row, if anything: a column without a name, or a
+/// name twice (accounts files and step data files alike).
+pub(super) fn header_problem(headers: &csv::StringRecord) -> Option<String> {
+    headers.iter().enumerate().find_map(|(i, name)| {
         if name.is_empty() {
             let column = i + 1;
             Some(format!(
@@ -310,9 +310,17 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
         } else {
             None
         }
-    });
+    })
+}
+
+fn parse_csv(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
+    let csv_err = |e| csv_error(path, e);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::Headers)
+        .from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(csv_err)?.clone();
     let clash = || env_name_clash(headers.iter().filter(|&n| n != "id"));
-    if let Some(message) = header_problem.or_else(|| clash().map(|(_, m)| m)) {
+    if let Some(message) = header_problem(&headers).or_else(|| clash().map(|(_, m)| m)) {
         return Err(ConfigError::invalid(path, Some(1), "", message));
     }
     let Some(id_column) = headers.iter().position(|n| n == "id") else {

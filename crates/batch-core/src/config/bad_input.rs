@@ -164,6 +164,74 @@ fn cases() -> Vec<Case> {
             &["workflow.toml:5: dialog: unknown answer \"ok\" (expected one of: accept, dismiss)"],
         ),
         case(
+            "data variable in before",
+            &[
+                (
+                    "workflow.toml",
+                    "[[steps]]\nid = 1\ndata = \"d.csv\"\nbefore = [{ fill = \"#a\", text = \"{data.item}\" }]\nactions = [{ click = \"#b\" }]\n",
+                ),
+                ("d.csv", "item\n1\n"),
+            ],
+            &["workflow.toml:4: fill: {data.item} is only for a step's actions"],
+        ),
+        case(
+            "data variable without data",
+            &[(
+                "workflow.toml",
+                &w("{ fill = \"#a\", text = \"{data.item}\" }"),
+            )],
+            &[
+                "workflow.toml:5: fill: {data.item} is used but step 1 has no data (expected data = \"FILE.csv\" in the step)",
+            ],
+        ),
+        case(
+            "data column missing",
+            &[
+                (
+                    "workflow.toml",
+                    "[[steps]]\nid = 1\ndata = \"d.csv\"\nactions = [{ fill = \"#a\", text = \"{data.nope}\" }]\n",
+                ),
+                ("d.csv", "account,item,note\n1,1,x\n"),
+            ],
+            &[
+                "workflow.toml:4: fill: {data.nope}:",
+                "d.csv has no column \"nope\" (expected one of: item, note)",
+            ],
+        ),
+        case(
+            "data file missing",
+            &[(
+                "workflow.toml",
+                "[[steps]]\nid = 1\ndata = \"gone.csv\"\nactions = [{ click = \"#b\" }]\n",
+            )],
+            &["gone.csv: no such file (expected a CSV data file with a header row)"],
+        ),
+        case(
+            "data row misaligned",
+            &[
+                (
+                    "workflow.toml",
+                    "[[steps]]\nid = 1\ndata = \"d.csv\"\nactions = [{ click = \"#b\" }]\n",
+                ),
+                ("d.csv", "item,card_token\n1,tok-a\n2\n"),
+            ],
+            &["d.csv:3: a row with 1 values, but the header has 2 columns"],
+        ),
+        case(
+            "data secret in an exec argv",
+            &[
+                (
+                    "workflow.toml",
+                    "[[steps]]\nid = 1\ndata = \"d.csv\"\nactions = [{ exec = [\"tool\", \"{data.card_token}\"] }]\n",
+                ),
+                ("d.csv", "item,card_token\n1,tok-a\n"),
+            ],
+            &[
+                "workflow.toml:4: exec: {data.card_token} is a secret in the argv",
+                "BATCH_DATA_CARD_TOKEN",
+            ],
+        ),
+        case(
             "select without its option",
             &[("workflow.toml", &w("{ select = \"#country\" }"))],
             &[
@@ -348,7 +416,7 @@ fn cases() -> Vec<Case> {
                 "[[steps]]\nid = 1\nactions = [{ click = \"#a\" }]\nnmae = \"x\"\n",
             )],
             &[
-                "workflow.toml:4: step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after, challenge_selector, challenge_text)",
+                "workflow.toml:4: step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after, challenge_selector, challenge_text, data)",
             ],
         ),
         case(

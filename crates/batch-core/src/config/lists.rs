@@ -307,6 +307,7 @@ mod tests {
             after: vec![],
             challenge_selector: None,
             challenge_text: None,
+            data: None,
         };
         let workflow = Workflow {
             path: PathBuf::from("/p/workflow.toml"),

@@ -14,6 +14,7 @@ mod accounts;
 mod actions;
 #[cfg(test)]
 mod bad_input;
+mod data;
 mod doc;
 mod error;
 mod health;
@@ -33,6 +34,7 @@ pub use accounts::{
     Account, AccountId, Accounts, FieldValue, exec_env_name, load_accounts, load_accounts_with_env,
 };
 pub use actions::{ACTIONS, ActionDef, ActionKind, KEY_NAMES, action_table, upload_path};
+pub use data::{ACCOUNT_COLUMN, DataRow, StepData, data_env_name, load_data};
 pub use error::ConfigError;
 pub use health::HealthSettings;
 pub use identity::{ACCOUNT_FIELDS, Identity, identity_of, primary_language};

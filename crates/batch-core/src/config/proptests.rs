@@ -100,7 +100,7 @@ proptest! {
         if let Ok(t) = Template::parse(&s) {
             prop_assert_eq!(t.to_string(), s);
             let account = Account { id: 1, fields: BTreeMap::new() };
-            let vars = Vars { base_url: "http://h", account: &account, iteration: 2, step: 3 };
+            let vars = Vars { base_url: "http://h", account: &account, iteration: 2, step: 3, data: None };
             let _ = t.render_with_env(&vars, &|_| None);
         }
     }
@@ -131,7 +131,16 @@ proptest! {
             _ => None,
         }).collect();
         let account = Account { id: 9, fields };
-        let vars = Vars { base_url: "http://h", account: &account, iteration: 2, step: 3 };
+        // Every data column is given, and secret.
+        let row = crate::config::DataRow {
+            line: 2,
+            account: None,
+            fields: merged.iter().filter_map(|p| match p {
+                Part::Data(f) => Some((f.clone(), field("d", true))),
+                _ => None,
+            }).collect(),
+        };
+        let vars = Vars { base_url: "http://h", account: &account, iteration: 2, step: 3, data: Some(&row) };
         let r = t.render_with_env(&vars, &|_| Some("SECRETVALUE".to_owned())).unwrap();
         // Exactly the secret parts (every field here is one, and every code) are ***.
         let redacted: String = merged.iter().map(|p| match p {
@@ -140,7 +149,7 @@ proptest! {
             Part::Iteration => "2",
             Part::StepId => "3",
             Part::Account(f) if f == "id" => "9",
-            Part::Account(_) | Part::Env(_) | Part::Totp(_) => "***",
+            Part::Account(_) | Part::Env(_) | Part::Totp(_) | Part::Data(_) => "***",
         }).collect();
         prop_assert_eq!(r.redacted, redacted);
     }
@@ -231,6 +240,7 @@ fn part() -> impl Strategy<Value = Part> {
         "[a-z_][a-z0-9_-]{0,6}"
             .prop_filter("not the id", |f| f != "id")
             .prop_map(Part::Totp),
+        "[a-z_][a-z0-9_-]{0,6}".prop_map(Part::Data),
     ]
 }
 

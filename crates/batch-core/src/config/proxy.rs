@@ -173,6 +173,7 @@ pub(super) fn apply_default(
             account: a,
             iteration: 0,
             step: 0,
+            data: None,
         };
         let rendered = default.template.render_with_env(&vars, env).map_err(err)?;
         check_proxy(&rendered.value).map_err(|m| err(format!("for account {}: {m}", a.id)))?;

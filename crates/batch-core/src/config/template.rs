@@ -37,6 +37,8 @@ pub enum Part {
     /// `{totp.FIELD}`: the one-time code of the moment for the TOTP secret in the
     /// account's FIELD — always treated as a secret, and so is FIELD.
     Totp(String),
+    /// `{data.FIELD}`: the iteration's row of the step's data file.
+    Data(String),
 }
 
 /// What a template is rendered against.
@@ -50,6 +52,9 @@ pub struct Vars<'a> {
     pub iteration: u32,
     /// The step id.
     pub step: u32,
+    /// The iteration's row of the step's data file (None outside `actions`, or for a
+    /// step without one).
+    pub data: Option<&'a super::DataRow>,
 }
 
 /// A rendered template: the real value, and the same with every secret as `***`.
@@ -61,7 +66,7 @@ pub struct Rendered {
     pub redacted: String,
 }
 
-const VARIABLES_EXPECTED: &str = "{base_url}, {account.FIELD}, {iteration}, {step.id}, {env.NAME} or {totp.FIELD}; {{ and }} for literal braces";
+const VARIABLES_EXPECTED: &str = "{base_url}, {account.FIELD}, {iteration}, {step.id}, {env.NAME}, {totp.FIELD} or {data.FIELD}; {{ and }} for literal braces";
 
 impl Template {
     /// `fn(&str) -> Template`: splits the source into literal text and variables.
@@ -152,6 +157,16 @@ impl Template {
                     })?;
                     (code, true)
                 }
+                Part::Data(name) => {
+                    let row = vars.data.ok_or_else(|| {
+                        format!("{part}: no row of the step's data here (expected it in a step's actions, with data)")
+                    })?;
+                    let v = row
+                        .fields
+                        .get(name)
+                        .ok_or_else(|| format!("{part}: the step's data has no column {name:?}"))?;
+                    (v.value.clone(), v.secret)
+                }
                 Part::Env(name) => match env(name) {
                     Some(v) => (v, true),
                     None => {
@@ -179,6 +194,7 @@ impl Template {
                 Some(v) => !v.secret,
                 None => !is_secret_name(field),
             },
+            Part::Data(column) => !is_secret_name(column),
             _ => true,
         })
     }
@@ -216,6 +232,7 @@ impl fmt::Display for Part {
             Part::StepId => f.write_str("{step.id}"),
             Part::Env(name) => write!(f, "{{env.{name}}}"),
             Part::Totp(field) => write!(f, "{{totp.{field}}}"),
+            Part::Data(field) => write!(f, "{{data.{field}}}"),
         }
     }
 }
@@ -240,6 +257,13 @@ fn parse_variable(name: &str) -> Result<Part, String> {
                 "bad field name in {{{name}}} (expected {{account.FIELD}} with FIELD made of \
                  letters, digits, _ and -)"
             )),
+            _ if name.starts_with("data.") => match &name["data.".len()..] {
+                field if field_ok(field) => Ok(Part::Data(field.to_owned())),
+                _ => Err(format!(
+                    "bad column name in {{{name}}} (expected {{data.FIELD}} with FIELD made of \
+                     letters, digits, _ and -)"
+                )),
+            },
             _ if name.starts_with("totp.") => match &name["totp.".len()..] {
                 "id" => Err(format!(
                     "{{{name}}} names the account id (expected {{totp.FIELD}} with FIELD the \
@@ -380,7 +404,7 @@ mod tests {
             .replace(" or ", "` `");
         let offered = variables(&format!("`{quoted}`"));
         assert_eq!(offered, variables(first_paragraph), "{first_paragraph}");
-        assert_eq!(offered.len(), 6, "{offered:?}");
+        assert_eq!(offered.len(), 7, "{offered:?}");
         for v in offered {
             let example = v.replace("FIELD", "username").replace("NAME", "HOME");
             Template::parse(&example).unwrap_or_else(|e| panic!("{v}: {e}"));
@@ -393,6 +417,7 @@ mod tests {
             account,
             iteration: 3,
             step: 2,
+            data: None,
         }
     }
 

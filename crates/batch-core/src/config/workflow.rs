@@ -71,6 +71,8 @@ pub struct Step {
     pub challenge_selector: Option<String>,
     /// `challenge_text`: likewise.
     pub challenge_text: Option<String>,
+    /// `data`: the CSV file whose rows the iterations' `{data.FIELD}` read.
+    pub data: Option<super::StepData>,
 }
 
 /// An action and the line of the workflow file it was written on.
@@ -103,6 +105,7 @@ struct RawStep {
     challenge_selector: Option<String>,
     #[serde(default, deserialize_with = "super::health::challenge")]
     challenge_text: Option<String>,
+    data: Option<Spanned<String>>,
 }
 
 /// What a type error at `shape` expects: `[[steps]]`, a list of actions, an action, and
@@ -112,6 +115,7 @@ fn expect(shape: &str) -> Option<String> {
         "steps" => Some("[[steps]] tables".to_owned()),
         "base_url" => Some("a URL string".to_owned()),
         "name" => Some("a string".to_owned()),
+        "data" => Some("a CSV file's path, relative to the workflow file".to_owned()),
         "before" | "actions" | "after" => Some(super::actions::LIST_EXPECTED.to_owned()),
         "before.#" | "actions.#" | "after.#" => Some(super::actions::expected()),
         _ => None,
@@ -162,7 +166,12 @@ pub(crate) fn parse_workflow(path: &Path, text: &str) -> Result<Workflow, Config
     let mut seen: HashMap<u32, usize> = HashMap::new();
     let mut steps = Vec::with_capacity(list.get_ref().0.len());
     for item in &list.get_ref().0 {
-        let step = step(&doc, item).map_err(|b| doc.err(b))?;
+        let mut step = step(&doc, item).map_err(|b| doc.err(b))?;
+        // Its own file's errors name that file and its line.
+        if let Some(file) = &item.get_ref().data {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            step.data = Some(super::load_data(&dir.join(file.get_ref()))?);
+        }
         let line = doc.line(item.span().start);
         if let Some(first) = seen.insert(step.id, line) {
             let message = format!(
@@ -214,6 +223,10 @@ fn step(doc: &Doc<'_>, item: &Spanned<RawStep>) -> Result<Step, Bad> {
         return Err(Bad::new(item.span(), format!("step {id}"), message));
     }
     let name = raw.name.clone().unwrap_or_else(|| format!("step-{id}"));
+    if let Some(file) = raw.data.as_ref().filter(|f| f.get_ref().trim().is_empty()) {
+        let message = "an empty path (expected a CSV file's path, relative to the workflow file)";
+        return Err(Bad::new(file.span(), format!("step {id}, data"), message));
+    }
     Ok(Step {
         id,
         name,
@@ -222,6 +235,7 @@ fn step(doc: &Doc<'_>, item: &Spanned<RawStep>) -> Result<Step, Bad> {
         after,
         challenge_selector: raw.challenge_selector.clone(),
         challenge_text: raw.challenge_text.clone(),
+        data: None,
     })
 }
 
@@ -255,12 +269,18 @@ pub fn check_templates_with_env(
                 format!("no step {id} (expected one of the step ids in the workflow)"),
             ));
         };
-        for action in step.before.iter().chain(&step.actions).chain(&step.after) {
+        let lists = [
+            (&step.before, false),
+            (&step.actions, true),
+            (&step.after, false),
+        ];
+        for (action, in_actions) in lists.iter().flat_map(|(l, i)| l.iter().map(|a| (a, *i))) {
             let templates = action.kind.templates().into_iter();
             let mut parts = templates.flat_map(|t| t.variables());
-            if let Some(problem) =
-                parts.find_map(|part| problem(part, &action.kind, workflow, accounts, env))
-            {
+            if let Some(problem) = parts.find_map(|part| match part {
+                Part::Data(column) => data_problem(part, column, &action.kind, step, in_actions),
+                _ => problem(part, &action.kind, workflow, accounts, env),
+            }) {
                 let field = action.kind.name();
                 return Err(ConfigError::invalid(
                     path,
@@ -272,6 +292,51 @@ pub fn check_templates_with_env(
         }
     }
     Ok(())
+}
+
+/// What keeps `{data.COLUMN}` (`part`) in an action of `kind` of `step` from being
+/// rendered, if anything: there is no row outside `actions`, nor without a data file,
+/// nor a column the file lacks. Whether every running account has a row for every
+/// iteration is the plan's to check: it knows `--quantity`.
+fn data_problem(
+    part: &Part,
+    column: &str,
+    kind: &ActionKind,
+    step: &Step,
+    in_actions: bool,
+) -> Option<String> {
+    if !in_actions {
+        return Some(format!(
+            "{part} is only for a step's actions (expected it outside before and after, which \
+             run once per account, with no row)"
+        ));
+    }
+    let Some(data) = &step.data else {
+        return Some(format!(
+            "{part} is used but step {} has no data (expected data = \"FILE.csv\" in the step)",
+            step.id
+        ));
+    };
+    if !data.columns.iter().any(|c| c == column) || column == super::ACCOUNT_COLUMN {
+        return Some(format!(
+            "{part}: {} has no column {column:?} (expected one of: {})",
+            data.path.display(),
+            (data.columns.iter())
+                .filter(|c| *c != super::ACCOUNT_COLUMN)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let is_exec = matches!(kind, ActionKind::Exec { .. });
+    if is_exec && is_secret_name(column) {
+        let var = super::data_env_name(column);
+        return Some(format!(
+            "{part} is a secret in the argv, and secrets reach exec programs only through the \
+             environment (expected the program to read {var})"
+        ));
+    }
+    None
 }
 
 /// What keeps `part` of an action of `kind` from being rendered for every running
@@ -395,9 +460,20 @@ mod tests {
     }
 
     fn load(text: &str) -> (tempfile::TempDir, Result<Workflow, ConfigError>) {
+        load_with(text, &[])
+    }
+
+    /// [`load`], with `files` (name, text) beside the workflow file.
+    fn load_with(
+        text: &str,
+        files: &[(&str, &str)],
+    ) -> (tempfile::TempDir, Result<Workflow, ConfigError>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("workflow.toml");
         std::fs::write(&path, text).unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
         let workflow = load_workflow(&path);
         (dir, workflow)
     }
@@ -423,7 +499,8 @@ mod tests {
                 actions += lines.len();
                 format!("[[steps]]\nid = 1\nactions = [\n{}\n]\n", lines.join(",\n"))
             };
-            let (_dir, got) = load(&text);
+            // The data file the data example names, with the columns it reads.
+            let (_dir, got) = load_with(&text, &[("orders.csv", "item,note\n7,x\n")]);
             got.unwrap_or_else(|e| panic!("docs/workflows.md example:\n{text}\n{e}"));
         }
         assert!(actions >= ACTIONS.len(), "{actions} action examples");
@@ -1094,7 +1171,7 @@ after = []
         check_error(
             &step("actions = [{ click = \"#a\" }]\nnmae = \"x\""),
             Some(5),
-            "step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after, challenge_selector, challenge_text)",
+            "step 1: unknown key \"nmae\" (expected one of: id, name, before, actions, after, challenge_selector, challenge_text, data)",
         );
         check_error(
             &step("actions = { click = \"#a\" }"),

@@ -482,6 +482,7 @@ impl AccountRun {
                 account: &self.account,
                 iteration,
                 step: step.id,
+                data: (step.data.as_ref()).and_then(|d| d.row(self.account.id, iteration)),
             },
             timeouts: project.settings.timeouts,
             workflow_file: &workflow_file,

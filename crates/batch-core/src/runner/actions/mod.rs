@@ -641,6 +641,10 @@ async fn exec(env: &ActionEnv<'_>, argv: &[Template], timeout: Duration) -> Resu
     for (k, v) in &vars.account.fields {
         cmd.env(crate::config::exec_env_name(k), &v.value);
     }
+    // The iteration's data row as BATCH_DATA_<COLUMN>, named like the account's.
+    for (k, v) in vars.data.iter().flat_map(|row| &row.fields) {
+        cmd.env(crate::config::data_env_name(k), &v.value);
+    }
     let out = contained.run(timeout).await.map_err(|e| cannot_start(&e))?;
     let ended = match out.status {
         Some(status) => status.to_string(),
