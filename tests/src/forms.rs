@@ -416,7 +416,9 @@ async fn window_follows_popups_and_the_ones_left_open_are_closed() {
 /// `hover` opens a menu that shows only under the pointer, and `dialog` answers the
 /// page's `confirm()` (accepted: the server clears the cart; dismissed: it does
 /// not), `prompt()` (the typed name reaches the server) and `alert()` (its message
-/// recorded); a `dialog` with none open is skipped when optional.
+/// recorded); a `dialog` with none open is skipped when optional; `press` holds
+/// Control for Control+Enter (the page "sends" only then), and an `extract` of what
+/// is not there is skipped when optional, recording nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hover_opens_the_menu_and_dialog_answers_confirm_prompt_and_alert() {
     let p = Project::new(2).await;
@@ -441,6 +443,10 @@ async fn hover_opens_the_menu_and_dialog_answers_confirm_prompt_and_alert() {
              \x20 {{ dialog = \"accept\", into = \"notice\" }},\n\
              \x20 {{ wait_text = \"#status\", contains = \"noticed\" }},\n\
              \x20 {{ dialog = \"accept\", optional = true, timeout = \"300ms\" }},\n\
+             \x20 {{ fill = \"#message\", text = \"hello {{account.id}}\" }},\n\
+             \x20 {{ press = \"Control+Enter\", selector = \"#message\" }},\n\
+             \x20 {{ wait_text = \"#status\", contains = \"sent hello {{account.id}}\" }},\n\
+             \x20 {{ extract = \"#promo\", into = \"promo\", optional = true, timeout = \"300ms\" }},\n\
              ]\n",
             &WORKFLOW[..start]
         ),
@@ -464,13 +470,18 @@ async fn hover_opens_the_menu_and_dialog_answers_confirm_prompt_and_alert() {
         let values = &r["accounts"][a]["values"];
         assert_eq!(values["asked"], "Clear the cart?", "{r}");
         assert_eq!(values["notice"], "Saved: code 4711", "{r}");
-        assert_eq!(r["accounts"][a]["actions_skipped"], 2, "{r}");
+        assert_eq!(r["accounts"][a]["actions_skipped"], 4, "{r}");
+        assert!(
+            values.get("promo").is_none(),
+            "a skipped extract records nothing: {r}"
+        );
     }
     let journal = events(&p.run_dir());
     assert!(
         named(&journal, "action_skipped")
             .iter()
-            .all(|e| e["line"] == 30 && e["action"] == "dialog"),
+            .all(|e| (e["line"] == 30 && e["action"] == "dialog")
+                || (e["line"] == 34 && e["action"] == "extract")),
         "{journal:?}"
     );
     p.assert_nothing_left();

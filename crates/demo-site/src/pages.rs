@@ -6,7 +6,7 @@
 //! `#title`, `#add`, `#done`, `#slow`, `#echo`, `#country`, `#save`, `#saved`,
 //! `#consent`, `#accept`, `#newsletter`, `#terms`, `#terms-label`, `#pay-title`,
 //! `#card-frame`, `#card-number`, `#pay`, `#paid`, `#connect`, `#connected`, `#allow`,
-//! `#more`, `#clear`, `#rename`, `#notice`, `#status`, `#loading`) are what workflows and end-to-end
+//! `#more`, `#clear`, `#rename`, `#notice`, `#message`, `#status`, `#loading`) are what workflows and end-to-end
 //! tests select on, so they are part of the site's contract. This module does no I/O
 //! and knows nothing about sessions; every value that may come from a client goes
 //! through [`escape`].
@@ -329,8 +329,8 @@ pub(crate) fn authorize(done: Option<(&str, bool)>) -> String {
 
 /// The cart's management page: "Clear cart" sits in a menu that opens only while
 /// the pointer is over `#more` (CSS `:hover`), and asks `confirm()` first; "Rename"
-/// asks `prompt()` for the name; "Notice" shows an `alert()`. `#status` says what
-/// each did once the server answered. The menu opens over the page (absolute), not
+/// asks `prompt()` for the name; "Notice" shows an `alert()`; Control+Enter in
+/// `#message` "sends" it. `#status` says what each did once the server answered. The menu opens over the page (absolute), not
 /// in its flow: opening it must not move the buttons below while a click aims.
 pub(crate) fn manage() -> String {
     layout(
@@ -341,6 +341,7 @@ pub(crate) fn manage() -> String {
          <div id=\"more\">More ▾<div id=\"more-menu\"><button id=\"clear\">Clear cart</button></div></div>\n\
          <button id=\"rename\">Rename</button>\n\
          <button id=\"notice\">Notice</button>\n\
+         <textarea id=\"message\"></textarea>\n\
          <p id=\"status\"></p>\n\
          <script>\n\
          const status = (t) => { document.getElementById('status').textContent = t; };\n\
@@ -356,6 +357,9 @@ pub(crate) fn manage() -> String {
          \x20 if (name === null) { status('not renamed'); return; }\n\
          \x20 const r = await post('/api/name', {name});\n\
          \x20 status(r.status === 204 ? 'renamed' : 'error ' + r.status);\n\
+         });\n\
+         document.getElementById('message').addEventListener('keydown', (e) => {\n\
+         \x20 if (e.ctrlKey && e.key === 'Enter') status('sent ' + e.target.value);\n\
          });\n\
          document.getElementById('notice').addEventListener('click', () => {\n\
          \x20 alert('Saved: code 4711');\n\

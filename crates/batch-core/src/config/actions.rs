@@ -170,7 +170,7 @@ actions! {
     }
     /// Send a key (`Enter`, `Tab`, …), to the element if given, else to the page.
     Press = "press", "KEY",
-        "send a key ({keys} or one character), to the element if `selector` is given" {
+        "send a key ({keys} or one character, after `Control+`, `Shift+`, `Alt+` or `Meta+` if held), to the element if `selector` is given" {
         /// The key's name, validated against the known key names.
         key: String = press_key,
         /// Which element, if any.
@@ -264,6 +264,10 @@ actions! {
         into: Option<String>,
         /// Attribute to read instead of the text.
         attr: Option<String>,
+        /// How long to wait for the element at most (None: the default action timeout).
+        timeout: Option<Duration>,
+        /// Skipped, not failed, when the element does not come in time.
+        optional: bool,
     }
     /// Run JavaScript; optionally record its return value.
     Script = "script", "JS", "run JavaScript; record its return value" {
@@ -333,15 +337,36 @@ pub const KEY_NAMES: &[&str] = &[
     "PageDown",
 ];
 
+/// The keys `press` can hold down while it sends its key (`Control+a`).
+const MODIFIERS: &[&str] = &["Control", "Shift", "Alt", "Meta"];
+
+/// `fn("Control+Shift+a") -> (["Control", "Shift"], "a")`: a `press` key's held
+/// modifiers and its key (`Shift++` holds Shift for `+`); `None` for anything but a
+/// key name or one character, after known modifiers only. A lone key has none.
+pub fn press_parts(key: &str) -> Option<(Vec<&str>, &str)> {
+    let one = |k: &str| KEY_NAMES.contains(&k) || k.chars().count() == 1;
+    if one(key) {
+        return Some((Vec::new(), key));
+    }
+    let (mods, last) = match key.strip_suffix("++") {
+        Some(mods) => (mods, "+"),
+        None => key.rsplit_once('+')?,
+    };
+    let mods: Vec<&str> = mods.split('+').collect();
+    (one(last) && mods.iter().all(|m| MODIFIERS.contains(m))).then_some((mods, last))
+}
+
 fn press_key(a: &Reader<'_>) -> Result<String, Bad> {
     a.main(|v| {
         let key = string(v, "a key name like Enter, or a single character")?;
-        if KEY_NAMES.contains(&key) || key.chars().count() == 1 {
+        if press_parts(key).is_some() {
             return Ok(key.to_owned());
         }
         let known = KEY_NAMES.join(", ");
+        let mods = MODIFIERS.join("+, ");
         Err(format!(
-            "unknown key {key:?} (expected one of: {known}, or a single character)"
+            "unknown key {key:?} (expected one of: {known}, or a single character; after \
+             {mods}+ to hold them, like Control+a)"
         ))
     })
 }
@@ -722,6 +747,29 @@ mod tests {
                     def.name
                 );
             }
+        }
+    }
+
+    #[test]
+    fn press_keys_and_their_modifiers() {
+        for (key, expected) in [
+            ("Enter", Some((vec![], "Enter"))),
+            ("a", Some((vec![], "a"))),
+            ("+", Some((vec![], "+"))),
+            ("Control+a", Some((vec!["Control"], "a"))),
+            (
+                "Control+Shift+ArrowLeft",
+                Some((vec!["Control", "Shift"], "ArrowLeft")),
+            ),
+            ("Shift++", Some((vec!["Shift"], "+"))),
+            ("Meta+Enter", Some((vec!["Meta"], "Enter"))),
+            ("Hyper+a", None),
+            ("Control+", None),
+            ("Control+ab", None),
+            ("+a", None),
+            ("Enterr", None),
+        ] {
+            assert_eq!(press_parts(key), expected, "{key:?}");
         }
     }
 

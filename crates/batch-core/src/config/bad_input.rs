@@ -152,6 +152,14 @@ fn cases() -> Vec<Case> {
             &["workflow.toml:5: goto: unknown key \"optional\" (expected one of: timeout)"],
         ),
         case(
+            "unknown modifier",
+            &[("workflow.toml", &w("{ press = \"Hyper+a\" }"))],
+            &[
+                "workflow.toml:5: press: unknown key \"Hyper+a\" (expected one of: Enter,",
+                "after Control+, Shift+, Alt+, Meta+ to hold them, like Control+a)",
+            ],
+        ),
+        case(
             "unknown window",
             &[("workflow.toml", &w("{ window = \"sideways\" }"))],
             &[

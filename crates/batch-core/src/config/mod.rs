@@ -33,7 +33,9 @@ mod workflow;
 pub use accounts::{
     Account, AccountId, Accounts, FieldValue, exec_env_name, load_accounts, load_accounts_with_env,
 };
-pub use actions::{ACTIONS, ActionDef, ActionKind, KEY_NAMES, action_table, upload_path};
+pub use actions::{
+    ACTIONS, ActionDef, ActionKind, KEY_NAMES, action_table, press_parts, upload_path,
+};
 pub use data::{ACCOUNT_COLUMN, DataRow, StepData, data_env_name, load_data};
 pub use error::ConfigError;
 pub use health::HealthSettings;

@@ -687,6 +687,8 @@ actions = [
                         selector: t("#total"),
                         into: None,
                         attr: None,
+                        timeout: None,
+                        optional: false,
                     },
                 ),
                 (
@@ -695,6 +697,8 @@ actions = [
                         selector: t("a"),
                         into: Some("link".into()),
                         attr: Some("href".into()),
+                        timeout: None,
+                        optional: false,
                     },
                 ),
                 (

@@ -380,9 +380,11 @@ async fn run_one(action: &Action, env: &mut ActionEnv<'_>) -> Result<(), Failure
             selector,
             into,
             attr,
+            timeout,
+            ..
         } => {
             let sel = render(selector, &vars)?.value;
-            let el = visible(env, &sel, t.action).await?;
+            let el = visible(env, &sel, timeout.unwrap_or(t.action)).await?;
             let value = match attr {
                 Some(a) => call(t.webdriver, &sel, el.attr(a))
                     .await?
@@ -551,7 +553,31 @@ pub(crate) fn save_png(path: &Path, png: &[u8]) -> std::io::Result<()> {
     fsutil::write_atomic(path, png, 0o600)
 }
 
+/// What `send_keys` types for a `press` key: the key, after its modifiers (held
+/// down, WebDriver style, until the closing `Null` lets go of them all).
 fn key_text(name: &str) -> String {
+    // Validation let only these through; anything else is typed as it is.
+    let Some((held, key)) = crate::config::press_parts(name) else {
+        return name.to_owned();
+    };
+    if held.is_empty() {
+        return one_key(key);
+    }
+    let mut out: String = (held.iter())
+        .map(|m| match *m {
+            "Control" => Key::Control,
+            "Shift" => Key::Shift,
+            "Alt" => Key::Alt,
+            _ => Key::Meta,
+        })
+        .map(char::from)
+        .collect();
+    out.push_str(&one_key(key));
+    out.push(char::from(Key::Null));
+    out
+}
+
+fn one_key(name: &str) -> String {
     let key = match name {
         "Enter" => Key::Enter,
         "Tab" => Key::Tab,
@@ -763,7 +789,27 @@ mod tests {
 
     #[test]
     fn key_names_map_to_webdriver_keys() {
-        assert_eq!(key_text("Enter"), char::from(Key::Enter).to_string());
+        let k = |key: Key| char::from(key).to_string();
+        assert_eq!(key_text("Enter"), k(Key::Enter));
         assert_eq!(key_text("a"), "a");
+        assert_eq!(key_text("+"), "+");
+        assert_eq!(
+            key_text("Control+a"),
+            format!("{}a{}", k(Key::Control), k(Key::Null))
+        );
+        assert_eq!(
+            key_text("Control+Shift+ArrowLeft"),
+            format!(
+                "{}{}{}{}",
+                k(Key::Control),
+                k(Key::Shift),
+                k(Key::Left),
+                k(Key::Null)
+            )
+        );
+        assert_eq!(
+            key_text("Shift++"),
+            format!("{}+{}", k(Key::Shift), k(Key::Null))
+        );
     }
 }
