@@ -3,7 +3,8 @@
 //! `BATCH_DEBUGGER_ADDRESS` (no extra browser: one `browser_created` per account, and
 //! the server counts the script's adds for the logged-in user); the Node/Puppeteer
 //! one is syntax-checked with `node --check`, and run the same way through
-//! `BATCH_CDP_URL` (with puppeteer-core from `cargo xtask deps`).
+//! `BATCH_CDP_URL` (with puppeteer-core from `cargo xtask deps`). The forms one runs
+//! as it is, and the server shows each iteration's row went through every form.
 
 use std::path::{Path, PathBuf};
 
@@ -123,4 +124,40 @@ fn the_node_puppeteer_example_is_valid_javascript() {
     // And it reads the endpoint batch-cli hands it.
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(text.contains("process.env.BATCH_CDP_URL"));
+}
+
+/// `examples/forms`: every form the demo site has, driven by workflow actions alone
+/// with each account's rows of `orders.csv`; what the server got is those rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forms_example_goes_through_every_form_with_each_accounts_rows() {
+    let p = Project::new(2).await;
+    copy_example(&p, "forms");
+    let run = p
+        .run(&step1("1,2", &["--quantity", "2", "--concurrent"]))
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let counts = p.site.counts();
+    // orders.csv: account 1 chooses Korea then Japan by their text, with the banner
+    // on its first visit; account 2 chooses de by its value, then Japan, with the
+    // banner on its second. Every iteration saves, pays, connects and clears once.
+    for (user, countries, cards, consents) in [
+        ("user-1", ["kr", "jp"], ["4242-0001", "4242-0002"], 1),
+        ("user-2", ["de", "jp"], ["4242-0003", "4242-0004"], 1),
+    ] {
+        let u = &counts.users[user];
+        assert_eq!(u.countries, countries, "{user}: {u:?}");
+        assert_eq!(u.cards, cards, "{user}");
+        assert_eq!(
+            (
+                u.consents,
+                u.terms_accepted,
+                u.newsletters,
+                u.authorizations,
+                u.clears
+            ),
+            (consents, 2, 0, 2, 2),
+            "{user}: {u:?}"
+        );
+    }
+    p.assert_nothing_left();
 }
