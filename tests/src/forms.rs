@@ -3,24 +3,46 @@
 //! shows only sometimes (a cookie banner) — checked by what the demo app received
 //! with each save, and by the journal's `action_skipped` lines.
 
+use serde_json::Value;
+
 use crate::harness::{Project, WORKFLOW, events, named, report, step1};
+
+/// The harness's workflow, its login as `before`, with `actions` (lines of
+/// `  { … },\n`) as the step's actions: they start at line 15.
+fn login_then(actions: &str) -> String {
+    let start = WORKFLOW.find("actions = [").unwrap();
+    format!("{}actions = [\n{actions}]\n", &WORKFLOW[..start])
+}
+
+/// Runs `workflow` once for account 1 without retries, in a fresh `runs/`: it must
+/// fail (exit 1) and leave nothing running. Returns the first `iteration_failed`'s
+/// error and the journal.
+async fn fails_once(p: &Project, workflow: &str) -> (String, Vec<Value>) {
+    let _ = std::fs::remove_dir_all(p.path("runs"));
+    p.write("workflow.toml", workflow);
+    let run = p
+        .run(&step1("1", &["--quantity", "1", "--retries", "0"]))
+        .await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let journal = events(&p.run_dir());
+    let failed = named(&journal, "iteration_failed");
+    let error = failed[0]["error"].as_str().unwrap().to_owned();
+    p.assert_nothing_left();
+    (error, journal)
+}
 
 /// Login as usual; then per iteration: the settings page (with the banner where the
 /// account's `banner` is 1), the banner accepted if it comes, the account's country
 /// chosen, saved, and a wait for an element that never comes, which is skipped.
 fn workflow(select: &str) -> String {
-    let actions = format!(
-        "actions = [\n\
-         \x20 {{ goto = \"{{base_url}}/settings?banner={{account.banner}}\" }},\n\
+    login_then(&format!(
+        "  {{ goto = \"{{base_url}}/settings?banner={{account.banner}}\" }},\n\
          \x20 {{ click = \"#accept\", optional = true, timeout = \"2s\" }},\n\
          \x20 {select},\n\
          \x20 {{ click = \"#save\" }},\n\
          \x20 {{ wait_text = \"#saved\", contains = \"saved\" }},\n\
-         \x20 {{ wait_for = \"#never\", optional = true, timeout = \"300ms\" }},\n\
-         ]\n"
-    );
-    let start = WORKFLOW.find("actions = [").unwrap();
-    format!("{}{actions}", &WORKFLOW[..start])
+         \x20 {{ wait_for = \"#never\", optional = true, timeout = \"300ms\" }},\n"
+    ))
 }
 
 /// The `actions` lines of [`workflow`]: the banner's click, the select, the never-there wait.
@@ -166,24 +188,17 @@ async fn a_missing_or_disabled_option_fails_naming_it_and_a_non_select_fails_eve
     );
     p.assert_nothing_left();
 
-    std::fs::remove_dir_all(p.path("runs")).unwrap();
-    p.write(
-        "workflow.toml",
+    let (error, journal) = fails_once(
+        &p,
         &workflow("{ select = \"#save\", option = \"Korea\", optional = true, timeout = \"5s\" }"),
-    );
-    let run = p
-        .run(&step1("1", &["--quantity", "1", "--retries", "0"]))
-        .await;
-    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
-    let journal = events(&p.run_dir());
-    let failed = named(&journal, "iteration_failed");
+    )
+    .await;
     assert_eq!(
-        failed[0]["error"],
+        error,
         format!(
             "{}:{SELECT_LINE}: select: #save is a <button>, not a <select>",
             wf.display()
-        ),
-        "{journal:?}"
+        )
     );
     assert!(
         named(&journal, "action_skipped")
@@ -191,7 +206,6 @@ async fn a_missing_or_disabled_option_fails_naming_it_and_a_non_select_fails_eve
             .all(|e| e["line"] != SELECT_LINE),
         "{journal:?}"
     );
-    p.assert_nothing_left();
 }
 
 /// `wait_gone` waits out the page's "Loading…" (a script checks it is gone; one for
@@ -254,28 +268,17 @@ async fn check_and_uncheck_leave_the_boxes_as_asked_and_wait_url_waits_for_the_r
     assert_eq!(skipped, expected, "{journal:?}");
     p.assert_nothing_left();
 
-    std::fs::remove_dir_all(p.path("runs")).unwrap();
-    p.write(
-        "workflow.toml",
-        &with(
-            "  { goto = \"{base_url}/settings\" },\n\
-             \x20 { uncheck = \"#country\", optional = true },\n",
-        ),
+    let uncheck_a_select = with(
+        "  { goto = \"{base_url}/settings\" },\n  { uncheck = \"#country\", optional = true },\n",
     );
-    let run = p
-        .run(&step1("1", &["--quantity", "1", "--retries", "0"]))
-        .await;
-    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
-    let journal = events(&p.run_dir());
+    let (error, _) = fails_once(&p, &uncheck_a_select).await;
     assert_eq!(
-        named(&journal, "iteration_failed")[0]["error"],
+        error,
         format!(
             "{}:16: uncheck: #country is a <select> (expected an <input type=\"checkbox\">)",
             p.path("workflow.toml").display()
-        ),
-        "{journal:?}"
+        )
     );
-    p.assert_nothing_left();
 }
 
 /// `frame` acts inside the checkout's iframe — the card the server got came from it —
@@ -334,25 +337,15 @@ async fn frame_acts_inside_the_checkout_iframe_and_the_next_list_starts_on_the_p
     assert_eq!(named(&journal, "iteration_ok").len(), 4);
     p.assert_nothing_left();
 
-    std::fs::remove_dir_all(p.path("runs")).unwrap();
-    p.write(
-        "workflow.toml",
-        &with("  { goto = \"{base_url}/pay\" },\n  { frame = \"#pay-title\" },\n"),
-    );
-    let run = p
-        .run(&step1("1", &["--quantity", "1", "--retries", "0"]))
-        .await;
-    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
-    let journal = events(&p.run_dir());
+    let frame_a_heading = with("  { goto = \"{base_url}/pay\" },\n  { frame = \"#pay-title\" },\n");
+    let (error, _) = fails_once(&p, &frame_a_heading).await;
     assert_eq!(
-        named(&journal, "iteration_failed")[0]["error"],
+        error,
         format!(
             "{}:16: frame: #pay-title is a <h1>, not an <iframe>",
             p.path("workflow.toml").display()
-        ),
-        "{journal:?}"
+        )
     );
-    p.assert_nothing_left();
 }
 
 /// `window` follows a "connect" popup the way a user does: `new` into it, `first`
@@ -422,33 +415,30 @@ async fn window_follows_popups_and_the_ones_left_open_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hover_opens_the_menu_and_dialog_answers_confirm_prompt_and_alert() {
     let p = Project::new(2).await;
-    let start = WORKFLOW.find("actions = [").unwrap();
     p.write(
         "workflow.toml",
-        &format!(
-            "{}actions = [\n\
-             \x20 {{ goto = \"{{base_url}}/manage\" }},\n\
-             \x20 {{ hover = \"#more\" }},\n\
-             \x20 {{ click = \"#clear\" }},\n\
-             \x20 {{ dialog = \"accept\", into = \"asked\" }},\n\
-             \x20 {{ wait_text = \"#status\", contains = \"cleared\" }},\n\
-             \x20 {{ hover = \"#more\" }},\n\
-             \x20 {{ click = \"#clear\" }},\n\
-             \x20 {{ dialog = \"dismiss\" }},\n\
-             \x20 {{ wait_text = \"#status\", contains = \"kept\" }},\n\
-             \x20 {{ click = \"#rename\" }},\n\
-             \x20 {{ dialog = \"accept\", text = \"{{account.username}}-renamed\" }},\n\
-             \x20 {{ wait_text = \"#status\", contains = \"renamed\" }},\n\
-             \x20 {{ click = \"#notice\" }},\n\
-             \x20 {{ dialog = \"accept\", into = \"notice\" }},\n\
-             \x20 {{ wait_text = \"#status\", contains = \"noticed\" }},\n\
-             \x20 {{ dialog = \"accept\", optional = true, timeout = \"300ms\" }},\n\
-             \x20 {{ fill = \"#message\", text = \"hello {{account.id}}\" }},\n\
-             \x20 {{ press = \"Control+Enter\", selector = \"#message\" }},\n\
-             \x20 {{ wait_text = \"#status\", contains = \"sent hello {{account.id}}\" }},\n\
-             \x20 {{ extract = \"#promo\", into = \"promo\", optional = true, timeout = \"300ms\" }},\n\
-             ]\n",
-            &WORKFLOW[..start]
+        &login_then(
+            "  { goto = \"{base_url}/manage\" },\n\
+             \x20 { hover = \"#more\" },\n\
+             \x20 { click = \"#clear\" },\n\
+             \x20 { dialog = \"accept\", into = \"asked\" },\n\
+             \x20 { wait_text = \"#status\", contains = \"cleared\" },\n\
+             \x20 { hover = \"#more\" },\n\
+             \x20 { click = \"#clear\" },\n\
+             \x20 { dialog = \"dismiss\" },\n\
+             \x20 { wait_text = \"#status\", contains = \"kept\" },\n\
+             \x20 { click = \"#rename\" },\n\
+             \x20 { dialog = \"accept\", text = \"{account.username}-renamed\" },\n\
+             \x20 { wait_text = \"#status\", contains = \"renamed\" },\n\
+             \x20 { click = \"#notice\" },\n\
+             \x20 { dialog = \"accept\", into = \"notice\" },\n\
+             \x20 { wait_text = \"#status\", contains = \"noticed\" },\n\
+             \x20 { dialog = \"accept\", optional = true, timeout = \"300ms\" },\n\
+             \x20 { fill = \"#message\", text = \"hello {account.id}\" },\n\
+             \x20 { press = \"Control+Enter\", selector = \"#message\" },\n\
+             \x20 { wait_text = \"#status\", contains = \"sent hello {account.id}\" },\n\
+             \x20 { extract = \"#promo\", into = \"promo\", optional = true, timeout = \"300ms\" },\n\
+             ",
         ),
     );
     let run = p
@@ -488,29 +478,14 @@ async fn hover_opens_the_menu_and_dialog_answers_confirm_prompt_and_alert() {
 
     // Dialogs nobody answers: the next action's first command dismisses each (the
     // page sees Cancel); a waiting action goes on waiting, any other fails, naming it.
-    std::fs::remove_dir_all(p.path("runs")).unwrap();
-    p.write(
-        "workflow.toml",
-        &format!(
-            "{}actions = [\n\
-             \x20 {{ goto = \"{{base_url}}/manage\" }},\n\
-             \x20 {{ click = \"#rename\" }},\n\
-             \x20 {{ wait_text = \"#status\", contains = \"not renamed\", timeout = \"2s\" }},\n\
-             \x20 {{ click = \"#notice\" }},\n\
-             \x20 {{ script = \"return 1\" }},\n\
-             ]\n",
-            &WORKFLOW[..start]
-        ),
+    let unanswered = login_then(
+        "  { goto = \"{base_url}/manage\" },\n\
+         \x20 { click = \"#rename\" },\n\
+         \x20 { wait_text = \"#status\", contains = \"not renamed\", timeout = \"2s\" },\n\
+         \x20 { click = \"#notice\" },\n\
+         \x20 { script = \"return 1\" },\n",
     );
-    let run = p
-        .run(&step1("1", &["--quantity", "1", "--retries", "0"]))
-        .await;
-    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
-    let journal = events(&p.run_dir());
-    let error = named(&journal, "iteration_failed")[0]["error"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (error, _) = fails_once(&p, &unanswered).await;
     let at = format!(
         "{}:19: script: unexpected alert open",
         p.path("workflow.toml").display()
@@ -521,5 +496,4 @@ async fn hover_opens_the_menu_and_dialog_answers_confirm_prompt_and_alert() {
         2,
         "no third name"
     );
-    p.assert_nothing_left();
 }
