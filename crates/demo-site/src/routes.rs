@@ -55,6 +55,14 @@ pub(crate) fn router(state: Shared) -> Router {
 }
 
 /// The value of the `session` cookie, from any `Cookie` header.
+/// A page only a logged-in user sees: `page()` for one, else a redirect to `/login`.
+fn for_user(state: &Shared, headers: &HeaderMap, page: impl FnOnce() -> String) -> Response {
+    match current_user(state, headers) {
+        Some(_) => Html(page()).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(COOKIE)
@@ -140,10 +148,7 @@ async fn home(State(state): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 async fn item(State(state): State<Shared>, Path(n): Path<u32>, headers: HeaderMap) -> Response {
-    match current_user(&state, &headers) {
-        Some(_) => Html(pages::item(n)).into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
+    for_user(&state, &headers, || pages::item(n))
 }
 
 /// A CSV download for the logged-in user, sent in two halves `?ms=N` apart (capped
@@ -185,10 +190,7 @@ async fn export(
 }
 
 async fn upload_form(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    match current_user(&state, &headers) {
-        Some(_) => Html(pages::upload_form()).into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
+    for_user(&state, &headers, pages::upload_form)
 }
 
 /// Records every file of the form's `doc` field for the logged-in user. A file input
@@ -222,10 +224,7 @@ async fn upload(State(state): State<Shared>, headers: HeaderMap, mut form: Multi
 }
 
 async fn verify_form(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    match current_user(&state, &headers) {
-        Some(_) => Html(pages::verify_form(None)).into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
+    for_user(&state, &headers, || pages::verify_form(None))
 }
 
 /// The code form's field; missing is empty, so it is a wrong code rather than a 422.
@@ -264,10 +263,7 @@ async fn settings_form(
     headers: HeaderMap,
     Query(query): Query<SettingsQuery>,
 ) -> Response {
-    match current_user(&state, &headers) {
-        Some(_) => Html(pages::settings_form(query.banner != 0)).into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
+    for_user(&state, &headers, || pages::settings_form(query.banner != 0))
 }
 
 /// The settings form's fields; a missing country is empty, which the state records
@@ -304,17 +300,11 @@ async fn settings(
 }
 
 async fn pay(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    match current_user(&state, &headers) {
-        Some(_) => Html(pages::pay()).into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
+    for_user(&state, &headers, pages::pay)
 }
 
 async fn card_form(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    match current_user(&state, &headers) {
-        Some(_) => Html(pages::card(None)).into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
+    for_user(&state, &headers, || pages::card(None))
 }
 
 #[derive(Deserialize)]
@@ -337,17 +327,11 @@ async fn card(
 }
 
 async fn connect(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    match current_user(&state, &headers) {
-        Some(_) => Html(pages::connect()).into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
+    for_user(&state, &headers, pages::connect)
 }
 
 async fn authorize_form(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    match current_user(&state, &headers) {
-        Some(_) => Html(pages::authorize(None)).into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
+    for_user(&state, &headers, || pages::authorize(None))
 }
 
 #[derive(Deserialize)]
@@ -371,10 +355,7 @@ async fn authorize(
 }
 
 async fn manage(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    match current_user(&state, &headers) {
-        Some(_) => Html(pages::manage()).into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
+    for_user(&state, &headers, pages::manage)
 }
 
 /// Counts a cart cleared (after the page's `confirm()`) for the logged-in user.
